@@ -1,0 +1,429 @@
+"""Fused CUDA encode/decode kernels: source loading, launch planning, launches.
+
+The kernel sources in ``kernels/`` (shipped as ``gpucoded/_kernels``) are the
+single source of truth. They are compiled either ahead of time by CMake into a
+fatbin (loaded with ``cupy.RawModule(path=...)``) or at run time by NVRTC
+(``cupy.RawModule(code=..., name_expressions=...)``). This module imports
+without CuPy; CuPy is imported lazily on the first launch.
+
+Layout contract (see ``kernels/encode.cu`` and ``kernels/decode.cu``)
+------------------------------------------------------------------------
+A matrix ``X`` (``nrows x ncols``) on a ``gr x gc`` block grid has blocks of
+``rb x cb`` with ``rb = ceil(nrows/gr)``, ``cb = ceil(ncols/gc)``, zero padded;
+block ``a = i*gc + j``. Encoding writes
+
+.. math:: Y_w = \\sum_a G_{w,a} X_a, \\qquad Y \\in \\mathbb{R}^{P\\times rb\\times cb},
+
+and decoding of answers ``Z`` (``R x rb x db``) with weights ``W``
+(``gp*gt x R``) writes ``C[i rb + r, u db + x] = \\sum_k W_{i gt + u, k} Z_{k,r,x}``
+inside ``C`` only.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Kernel families; one compiled module per family when JIT-compiled.
+FAMILIES = ("encode", "decode", "delay")
+#: Register-chunk sizes instantiated for the encode/decode kernels.
+MAXM_CHOICES = (4, 8, 16)
+#: Vector widths instantiated per element type (16-byte vectors at most).
+VEC_CHOICES = {"float": (1, 4), "double": (1, 2)}
+#: Threads per block for all launches.
+BLOCK = 256
+#: NVRTC/nvcc options; no fast-math (CuPy adds -ftz=true on its own JIT path).
+NVRTC_OPTIONS = ("-std=c++17",)
+FATBIN_NAME = "gpucoded_kernels.fatbin"
+NAMES_NAME = "gpucoded_kernels.names.json"
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def kernel_dir() -> Path:
+    """Directory holding the kernel sources.
+
+    Looks for the package data ``gpucoded/_kernels`` first, then for the
+    repository's ``kernels/`` next to the package.
+    """
+    try:
+        pkg = importlib.resources.files("gpucoded") / "_kernels"
+        if pkg.is_dir() and (pkg / "encode.cu").is_file():
+            return Path(str(pkg))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - odd installs
+        pass
+    repo = Path(__file__).resolve().parent.parent / "kernels"
+    if (repo / "encode.cu").is_file():
+        return repo
+    raise FileNotFoundError("gpucoded kernel sources not found (gpucoded/_kernels or kernels/)")
+
+
+def source(family: str) -> str:
+    """Source of one kernel family with ``common.cuh`` inlined (for NVRTC)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown kernel family {family!r}")
+    d = kernel_dir()
+    common = (d / "common.cuh").read_text()
+    text = (d / f"{family}.cu").read_text()
+    return text.replace('#include "common.cuh"', common.replace("#pragma once", ""))
+
+
+def ctype(dtype: Any) -> str:
+    """C++ element type for a NumPy/CuPy dtype (``float32 -> 'float'``)."""
+    dt = np.dtype(dtype)
+    try:
+        return _CTYPES[dt]
+    except KeyError:
+        raise TypeError(f"gpucoded kernels support float32 and float64, not {dt}") from None
+
+
+def choose_maxm(m: int) -> int:
+    """Smallest instantiated register chunk holding ``m`` terms (else the largest)."""
+    for c in MAXM_CHOICES:
+        if m <= c:
+            return c
+    return MAXM_CHOICES[-1]
+
+
+def name_expression(family: str, ct: str, vec: int = 1, maxm: int = 4) -> str:
+    """Template name expression, e.g. ``'gc_encode<float, 4, 16>'``."""
+    if family == "delay":
+        return "gc_delay"
+    if family == "wait_flag":
+        return "gc_wait_flag"
+    return f"gc_{family}<{ct}, {vec}, {maxm}>"
+
+
+def all_name_expressions(family: str) -> list[str]:
+    """Every instantiation of a family (what NVRTC and CMake must build)."""
+    if family == "delay":
+        return ["gc_delay", "gc_wait_flag"]
+    return [
+        name_expression(family, ct, v, m)
+        for ct, vecs in VEC_CHOICES.items()
+        for v in vecs
+        for m in MAXM_CHOICES
+    ]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A planned launch: kernel name expression, grid and block size."""
+
+    name: str
+    grid: int
+    block: int
+    vec: int
+    maxm: int
+
+
+def _vec_for(ct: str, itemsize: int, addr_ok: bool, *dims: int) -> int:
+    """Widest instantiated vector width dividing every dim (and aligned)."""
+    for v in sorted(VEC_CHOICES[ct], reverse=True):
+        if v > 1 and addr_ok and all(d % v == 0 for d in dims):
+            return v
+    return 1
+
+
+def _grid_for(npos: int, max_blocks: int) -> int:
+    return max(1, min(-(-npos // BLOCK), max_blocks))
+
+
+def block_dims(nrows: int, ncols: int, gr: int, gc: int) -> tuple[int, int]:
+    """Block shape ``(ceil(nrows/gr), ceil(ncols/gc))`` of a ``gr x gc`` grid."""
+    return -(-nrows // gr), -(-ncols // gc)
+
+
+def plan_encode(
+    dtype: Any,
+    shape: tuple[int, int],
+    ld: int,
+    grid: tuple[int, int],
+    addr_align: int = 256,
+    max_blocks: int = 132 * 32,
+) -> Launch:
+    """Choose instantiation and launch geometry for :func:`encode`.
+
+    ``addr_align`` is the largest power of two dividing the source and
+    destination addresses (in bytes); vector accesses need ``vec*itemsize``.
+    """
+    ct = ctype(dtype)
+    itemsize = np.dtype(dtype).itemsize
+    gr, gc = grid
+    rb, cb = block_dims(shape[0], shape[1], gr, gc)
+    maxv = max(VEC_CHOICES[ct])
+    vec = _vec_for(ct, itemsize, addr_align % (maxv * itemsize) == 0, cb, ld)
+    maxm = choose_maxm(gr * gc)
+    npos = rb * (cb // vec)
+    return Launch(name_expression("encode", ct, vec, maxm), _grid_for(npos, max_blocks), BLOCK,
+                  vec, maxm)
+
+
+def plan_decode(
+    dtype: Any,
+    R: int,
+    block_shape: tuple[int, int],
+    ldc: int,
+    addr_align: int = 256,
+    max_blocks: int = 132 * 32,
+) -> Launch:
+    """Choose instantiation and launch geometry for :func:`decode`."""
+    ct = ctype(dtype)
+    itemsize = np.dtype(dtype).itemsize
+    rb, db = block_shape
+    maxv = max(VEC_CHOICES[ct])
+    vec = _vec_for(ct, itemsize, addr_align % (maxv * itemsize) == 0, db, ldc)
+    maxm = choose_maxm(R)
+    npos = rb * (db // vec)
+    return Launch(name_expression("decode", ct, vec, maxm), _grid_for(npos, max_blocks), BLOCK,
+                  vec, maxm)
+
+
+def _align_of(*addrs: int) -> int:
+    a = 256
+    while a > 1 and any(x % a for x in addrs):
+        a //= 2
+    return a
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def fatbin_path() -> Path | None:
+    """The CMake-built fatbin and its name map, if present.
+
+    Searched: ``$GPUCODED_FATBIN``, ``gpucoded/_kernels/``, the repository's
+    ``build/``. The name map (``*.names.json``) must sit next to it.
+    """
+    cands = []
+    env = os.environ.get("GPUCODED_FATBIN")
+    if env:
+        cands.append(Path(env))
+    try:
+        cands.append(kernel_dir() / FATBIN_NAME)
+    except FileNotFoundError:  # pragma: no cover
+        pass
+    cands.append(Path(__file__).resolve().parent.parent / "build" / FATBIN_NAME)
+    for p in cands:
+        if p.is_file() and p.with_name(NAMES_NAME).is_file():
+            return p
+    return None
+
+
+def load_name_map(path: Path) -> dict[str, str]:
+    """Name expression -> mangled symbol, as written by ``kernels/names.cmake``."""
+    return json.loads(path.with_name(NAMES_NAME).read_text())
+
+
+class _Module:
+    """A compiled family: resolves name expressions to ``cupy.RawKernel``."""
+
+    def __init__(self, raw: Any, names: dict[str, str] | None):
+        self._raw = raw
+        self._names = names
+
+    def get(self, name: str) -> Any:
+        if self._names is None:
+            return self._raw.get_function(name)
+        return self._raw.get_function(self._names[name])
+
+
+@functools.lru_cache(maxsize=None)
+def _fatbin_module(path: str, device: int) -> _Module:
+    import cupy as cp
+
+    p = Path(path)
+    return _Module(cp.RawModule(path=str(p)), load_name_map(p))
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_module(family: str, device: int) -> _Module:
+    import cupy as cp
+
+    names = all_name_expressions(family)
+    raw = cp.RawModule(code=source(family), options=NVRTC_OPTIONS, name_expressions=names)
+    return _Module(raw, None)
+
+
+def use_fatbin() -> bool:
+    """Whether launches use the prebuilt fatbin (``GPUCODED_JIT=1`` forces NVRTC)."""
+    return os.environ.get("GPUCODED_JIT", "0") != "1" and fatbin_path() is not None
+
+
+def get_kernel(family: str, name: str) -> Any:
+    """The ``cupy.RawKernel`` for a name expression, on the current device."""
+    import cupy as cp
+
+    dev = cp.cuda.Device().id
+    fb = fatbin_path() if use_fatbin() else None
+    if fb is not None:
+        return _fatbin_module(str(fb), dev).get(name)
+    return _jit_module(family, dev).get(name)
+
+
+def _max_blocks() -> int:
+    import cupy as cp
+
+    return int(cp.cuda.Device().attributes["MultiProcessorCount"]) * 32
+
+
+def _ld_of(X: Any) -> int:
+    """Leading dimension (elements) of a row-major 2-D array with unit column stride."""
+    item = X.dtype.itemsize
+    if X.ndim != 2 or X.strides[1] != item or X.strides[0] % item or X.strides[0] < 0:
+        raise ValueError("need a 2-D array with unit column stride (row-major, lda >= cols)")
+    return max(X.strides[0] // item, X.shape[1], 1)
+
+
+# --------------------------------------------------------------------------- launches
+
+
+def encode(
+    X: Any,
+    G: Any,
+    grid: tuple[int, int],
+    P: int | None = None,
+    out: Any = None,
+    stream: Any = None,
+) -> Any:
+    """Fused encode of one CuPy matrix on a block grid.
+
+    Parameters
+    ----------
+    X : cupy.ndarray, shape (nrows, ncols)
+        Row-major (unit column stride; any leading dimension).
+    G : array_like, shape (P, gr*gc)
+        Encoding coefficients, same dtype as ``X``.
+    grid : (gr, gc)
+        Block grid; ``(p, s)`` for A, ``(s, t)`` for B.
+    P : int, optional
+        Number of workers (rows of ``G``), checked if given.
+    out : cupy.ndarray, shape (P, rb, cb), optional
+        Contiguous destination.
+    stream : cupy.cuda.Stream, optional
+        Stream to launch on (default: current).
+
+    Returns
+    -------
+    cupy.ndarray, shape (P, rb, cb)
+        ``Y[w] = sum_a G[w, a] X_a`` with ``rb = ceil(nrows/gr)``, ``cb = ceil(ncols/gc)``.
+    """
+    import cupy as cp
+
+    gr, gc = (int(g) for g in grid)
+    ld = _ld_of(X)
+    G = cp.ascontiguousarray(cp.asarray(G, dtype=X.dtype))
+    if G.ndim != 2 or G.shape[1] != gr * gc:
+        raise ValueError(f"G must be (P, {gr * gc}), got {G.shape}")
+    Pw = G.shape[0]
+    if P is not None and P != Pw:
+        raise ValueError(f"P={P} but G has {Pw} rows")
+    rb, cb = block_dims(X.shape[0], X.shape[1], gr, gc)
+    if out is None:
+        out = cp.empty((Pw, rb, cb), dtype=X.dtype)
+    elif out.shape != (Pw, rb, cb) or not out.flags.c_contiguous or out.dtype != X.dtype:
+        raise ValueError("out must be C-contiguous (P, rb, cb) of X's dtype")
+    if Pw == 0 or rb * cb == 0:
+        return out
+    plan = plan_encode(X.dtype, X.shape, ld, (gr, gc), _align_of(X.data.ptr, out.data.ptr),
+                       _max_blocks())
+    k = get_kernel("encode", plan.name)
+    args = (X, np.int64(ld), np.int64(X.shape[0]), np.int64(X.shape[1]), np.int32(gr),
+            np.int32(gc), np.int64(rb), np.int64(cb), G, np.int32(Pw), out)
+    with stream if stream is not None else _null_ctx():
+        k((plan.grid,), (plan.block,), args)
+    return out
+
+
+def decode(
+    Z: Any,
+    W: Any,
+    grid: tuple[int, int],
+    out_shape: tuple[int, int],
+    out: Any = None,
+    stream: Any = None,
+) -> Any:
+    """Fused decode of stacked answers into ``C`` in its final layout.
+
+    Parameters
+    ----------
+    Z : cupy.ndarray, shape (R, rb, db)
+        C-contiguous answers of the R answering workers (columns of ``W``).
+    W : array_like, shape (gp*gt, R)
+        Decode weights, same dtype as ``Z``.
+    grid : (gp, gt)
+        Block grid of C; ``(p, t)``.
+    out_shape : (n, l)
+        Shape of C; must satisfy ``ceil(n/gp) == rb`` and ``ceil(l/gt) == db``.
+    out : cupy.ndarray, shape (n, l), optional
+        Destination with unit column stride (any leading dimension).
+    stream : cupy.cuda.Stream, optional
+
+    Returns
+    -------
+    cupy.ndarray, shape (n, l)
+        ``C[i rb + r, u db + x] = sum_k W[i gt + u, k] Z[k, r, x]``.
+    """
+    import cupy as cp
+
+    gp, gt = (int(g) for g in grid)
+    n, l = (int(v) for v in out_shape)
+    Z = cp.ascontiguousarray(Z)
+    if Z.ndim != 3:
+        raise ValueError("Z must be (R, rb, db)")
+    R, rb, db = Z.shape
+    if block_dims(n, l, gp, gt) != (rb, db):
+        raise ValueError(f"answers of block shape {(rb, db)} do not tile C {out_shape} on {grid}")
+    W = cp.ascontiguousarray(cp.asarray(W, dtype=Z.dtype))
+    if W.shape != (gp * gt, R):
+        raise ValueError(f"W must be ({gp * gt}, {R}), got {W.shape}")
+    if out is None:
+        out = cp.empty((n, l), dtype=Z.dtype)
+    elif out.shape != (n, l) or out.dtype != Z.dtype:
+        raise ValueError("out has the wrong shape or dtype")
+    ldc = _ld_of(out)
+    if n * l == 0:
+        return out
+    if R == 0:
+        out[...] = 0
+        return out
+    plan = plan_decode(Z.dtype, R, (rb, db), ldc, _align_of(Z.data.ptr, out.data.ptr),
+                       _max_blocks())
+    k = get_kernel("decode", plan.name)
+    args = (Z, np.int32(R), np.int64(rb), np.int64(db), W, np.int32(gp), np.int32(gt), out,
+            np.int64(ldc), np.int64(n), np.int64(l))
+    with stream if stream is not None else _null_ctx():
+        k((plan.grid,), (plan.block,), args)
+    return out
+
+
+def delay(seconds: float, stream: Any = None) -> None:
+    """Launch the straggler delay kernel: one thread spins ``seconds`` of GPU time."""
+    k = get_kernel("delay", "gc_delay")
+    with stream if stream is not None else _null_ctx():
+        k((1,), (1,), (np.int64(round(seconds * 1e9)),))
+
+
+def wait_flag(flag: Any, max_seconds: float, stream: Any = None) -> None:
+    """Launch a kernel spinning until ``flag[0] != 0`` (int32 device array).
+
+    ``max_seconds`` caps the spin so that the stream always drains.
+    """
+    k = get_kernel("delay", "gc_wait_flag")
+    with stream if stream is not None else _null_ctx():
+        k((1,), (1,), (flag, np.int64(round(max_seconds * 1e9))))
+
+
+class _null_ctx:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

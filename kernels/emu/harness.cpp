@@ -1,0 +1,98 @@
+// CPU harness: the exact kernel sources of kernels/, compiled with g++ through
+// the emulation shim, exposed to Python (tests/kernel_harness.py) via ctypes.
+#include "launch.h"
+#include "../encode.cu"
+#include "../decode.cu"
+#include "../delay.cu"
+
+namespace {
+
+// Dispatch a runtime (VEC, MAXM) pair to a template instantiation.
+template <typename T, int VEC, int MAXM>
+void run_encode(unsigned grid, unsigned block, bool rev, const T* X, long long ld,
+                long long nrows, long long ncols, int gr, int gcols, long long rb,
+                long long cb, const T* G, int P, T* Y) {
+    gc_emu_launch(grid, block, rev, [&] {
+        gc_encode<T, VEC, MAXM>(X, ld, nrows, ncols, gr, gcols, rb, cb, G, P, Y);
+    });
+}
+
+template <typename T, int VEC, int MAXM>
+void run_decode(unsigned grid, unsigned block, bool rev, const T* Z, int R, long long rb,
+                long long db, const T* W, int gp, int gt, T* C, long long ldc,
+                long long nrows, long long ncols) {
+    gc_emu_launch(grid, block, rev, [&] {
+        gc_decode<T, VEC, MAXM>(Z, R, rb, db, W, gp, gt, C, ldc, nrows, ncols);
+    });
+}
+
+
+template <typename T>
+int encode_any(int vec, int maxm, unsigned grid, unsigned block, int rev, const T* X,
+               long long ld, long long nrows, long long ncols, int gr, int gcols,
+               long long rb, long long cb, const T* G, int P, T* Y) {
+    auto call = [&](auto fn) { fn(grid, block, rev != 0, X, ld, nrows, ncols, gr, gcols, rb, cb, G, P, Y); return 0; };
+#define E(V, M) if (vec == V && maxm == M) return call(run_encode<T, V, M>);
+    E(1, 4) E(1, 8) E(1, 16) E(2, 4) E(2, 8) E(2, 16) E(4, 4) E(4, 8) E(4, 16)
+#undef E
+    return -1;
+}
+
+template <typename T>
+int decode_any(int vec, int maxm, unsigned grid, unsigned block, int rev, const T* Z,
+               int R, long long rb, long long db, const T* W, int gp, int gt, T* C,
+               long long ldc, long long nrows, long long ncols) {
+    auto call = [&](auto fn) { fn(grid, block, rev != 0, Z, R, rb, db, W, gp, gt, C, ldc, nrows, ncols); return 0; };
+#define D(V, M) if (vec == V && maxm == M) return call(run_decode<T, V, M>);
+    D(1, 4) D(1, 8) D(1, 16) D(2, 4) D(2, 8) D(2, 16) D(4, 4) D(4, 8) D(4, 16)
+#undef D
+    return -1;
+}
+
+}  // namespace
+
+extern "C" {
+
+int gc_emu_encode_f32(int vec, int maxm, unsigned grid, unsigned block, int rev,
+                      const float* X, long long ld, long long nrows, long long ncols,
+                      int gr, int gcols, long long rb, long long cb, const float* G,
+                      int P, float* Y) {
+    return encode_any<float>(vec, maxm, grid, block, rev, X, ld, nrows, ncols, gr, gcols,
+                             rb, cb, G, P, Y);
+}
+
+int gc_emu_encode_f64(int vec, int maxm, unsigned grid, unsigned block, int rev,
+                      const double* X, long long ld, long long nrows, long long ncols,
+                      int gr, int gcols, long long rb, long long cb, const double* G,
+                      int P, double* Y) {
+    return encode_any<double>(vec, maxm, grid, block, rev, X, ld, nrows, ncols, gr,
+                              gcols, rb, cb, G, P, Y);
+}
+
+int gc_emu_decode_f32(int vec, int maxm, unsigned grid, unsigned block, int rev,
+                      const float* Z, int R, long long rb, long long db, const float* W,
+                      int gp, int gt, float* C, long long ldc, long long nrows,
+                      long long ncols) {
+    return decode_any<float>(vec, maxm, grid, block, rev, Z, R, rb, db, W, gp, gt, C,
+                             ldc, nrows, ncols);
+}
+
+int gc_emu_decode_f64(int vec, int maxm, unsigned grid, unsigned block, int rev,
+                      const double* Z, int R, long long rb, long long db,
+                      const double* W, int gp, int gt, double* C, long long ldc,
+                      long long nrows, long long ncols) {
+    return decode_any<double>(vec, maxm, grid, block, rev, Z, R, rb, db, W, gp, gt, C,
+                              ldc, nrows, ncols);
+}
+
+int gc_emu_delay(long long ns) {
+    gc_emu_launch(1, 1, false, [&] { gc_delay(ns); });
+    return 0;
+}
+
+int gc_emu_wait_flag(const int* flag, long long max_ns) {
+    gc_emu_launch(1, 1, false, [&] { gc_wait_flag(flag, max_ns); });
+    return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,1 @@
+"""Test-only helpers: NVRTC through ctypes and the CPU emulation of the kernels."""
