@@ -162,8 +162,9 @@ def plan_encode(
     vec = _vec_for(ct, itemsize, addr_align % (maxv * itemsize) == 0, cb, ld)
     maxm = choose_maxm(gr * gc)
     npos = rb * (cb // vec)
-    return Launch(name_expression("encode", ct, vec, maxm), _grid_for(npos, max_blocks), BLOCK,
-                  vec, maxm)
+    return Launch(
+        name_expression("encode", ct, vec, maxm), _grid_for(npos, max_blocks), BLOCK, vec, maxm
+    )
 
 
 def plan_decode(
@@ -182,8 +183,9 @@ def plan_decode(
     vec = _vec_for(ct, itemsize, addr_align % (maxv * itemsize) == 0, db, ldc)
     maxm = choose_maxm(R)
     npos = rb * (db // vec)
-    return Launch(name_expression("decode", ct, vec, maxm), _grid_for(npos, max_blocks), BLOCK,
-                  vec, maxm)
+    return Launch(
+        name_expression("decode", ct, vec, maxm), _grid_for(npos, max_blocks), BLOCK, vec, maxm
+    )
 
 
 def _align_of(*addrs: int) -> int:
@@ -235,7 +237,7 @@ class _Module:
         return self._raw.get_function(self._names[name])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fatbin_module(path: str, device: int) -> _Module:
     import cupy as cp
 
@@ -243,7 +245,7 @@ def _fatbin_module(path: str, device: int) -> _Module:
     return _Module(cp.RawModule(path=str(p)), load_name_map(p))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jit_module(family: str, device: int) -> _Module:
     import cupy as cp
 
@@ -332,11 +334,23 @@ def encode(
         raise ValueError("out must be C-contiguous (P, rb, cb) of X's dtype")
     if Pw == 0 or rb * cb == 0:
         return out
-    plan = plan_encode(X.dtype, X.shape, ld, (gr, gc), _align_of(X.data.ptr, out.data.ptr),
-                       _max_blocks())
+    plan = plan_encode(
+        X.dtype, X.shape, ld, (gr, gc), _align_of(X.data.ptr, out.data.ptr), _max_blocks()
+    )
     k = get_kernel("encode", plan.name)
-    args = (X, np.int64(ld), np.int64(X.shape[0]), np.int64(X.shape[1]), np.int32(gr),
-            np.int32(gc), np.int64(rb), np.int64(cb), G, np.int32(Pw), out)
+    args = (
+        X,
+        np.int64(ld),
+        np.int64(X.shape[0]),
+        np.int64(X.shape[1]),
+        np.int32(gr),
+        np.int32(gc),
+        np.int64(rb),
+        np.int64(cb),
+        G,
+        np.int32(Pw),
+        out,
+    )
     with stream if stream is not None else _null_ctx():
         k((plan.grid,), (plan.block,), args)
     return out
@@ -394,11 +408,23 @@ def decode(
     if R == 0:
         out[...] = 0
         return out
-    plan = plan_decode(Z.dtype, R, (rb, db), ldc, _align_of(Z.data.ptr, out.data.ptr),
-                       _max_blocks())
+    plan = plan_decode(
+        Z.dtype, R, (rb, db), ldc, _align_of(Z.data.ptr, out.data.ptr), _max_blocks()
+    )
     k = get_kernel("decode", plan.name)
-    args = (Z, np.int32(R), np.int64(rb), np.int64(db), W, np.int32(gp), np.int32(gt), out,
-            np.int64(ldc), np.int64(n), np.int64(l))
+    args = (
+        Z,
+        np.int32(R),
+        np.int64(rb),
+        np.int64(db),
+        W,
+        np.int32(gp),
+        np.int32(gt),
+        out,
+        np.int64(ldc),
+        np.int64(n),
+        np.int64(l),
+    )
     with stream if stream is not None else _null_ctx():
         k((plan.grid,), (plan.block,), args)
     return out

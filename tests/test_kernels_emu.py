@@ -12,11 +12,10 @@ import time
 
 import numpy as np
 import pytest
-
-from gpucoded import kernels as K
-
 from _harness import emu as E
 from _harness.reference import decode_bound, decode_ref, encode_bound, encode_ref
+
+from gpucoded import kernels as K
 
 pytestmark = pytest.mark.skipif(E.compiler() is None, reason="no C++ compiler for the harness")
 
@@ -32,7 +31,7 @@ def emu() -> E.Emu:
 def embedded(rng: np.random.Generator, n: int, k: int, ld: int, dtype, offset: int = 0):
     """An n x k matrix viewed inside an (n+1) x ld NaN-filled buffer, at an element offset."""
     buf = np.full((n + 1) * ld + offset, np.nan, dtype=dtype)
-    view = buf[offset: offset + n * ld].reshape(n, ld)[:, :k]
+    view = buf[offset : offset + n * ld].reshape(n, ld)[:, :k]
     view[...] = rng.standard_normal((n, k))
     return view
 
@@ -59,8 +58,10 @@ SHAPES = [
 def test_encode_matches_numpy(emu, dtype, case, pad_ld):
     n, k, l, p, s, t = case
     rng = np.random.default_rng(hash((case, pad_ld)) % 2**32)
-    for X, grid in ((embedded(rng, n, k, k + pad_ld, dtype), (p, s)),
-                    (embedded(rng, k, l, l + pad_ld, dtype), (s, t))):
+    for X, grid in (
+        (embedded(rng, n, k, k + pad_ld, dtype), (p, s)),
+        (embedded(rng, k, l, l + pad_ld, dtype), (s, t)),
+    ):
         m = grid[0] * grid[1]
         P = max(1, 2 * m - 1) if m < 10 else m + 3
         G = rng.standard_normal((P, m)).astype(dtype)
@@ -120,15 +121,16 @@ def test_each_instantiation_is_exercised(emu):
                 G = rng.standard_normal((m + 1, m)).astype(dtype)
                 Y = emu.encode(X, G, (1, m))
                 seen_e.add(emu.last_plan.name)
-                assert np.all(np.abs(Y - encode_ref(X, G, (1, m)))
-                              <= encode_bound(X, G, (1, m)))
+                assert np.all(np.abs(Y - encode_ref(X, G, (1, m))) <= encode_bound(X, G, (1, m)))
                 Z = rng.standard_normal((m, 6, cb)).astype(dtype)
                 W = rng.standard_normal((2, m)).astype(dtype)
                 C = np.empty((12, cb), dtype=dtype)
                 emu.decode(Z, W, (2, 1), C)
                 seen_d.add(emu.last_plan.name)
-                assert np.all(np.abs(C - decode_ref(Z, W, (2, 1), C.shape))
-                              <= decode_bound(Z, W, (2, 1), C.shape))
+                assert np.all(
+                    np.abs(C - decode_ref(Z, W, (2, 1), C.shape))
+                    <= decode_bound(Z, W, (2, 1), C.shape)
+                )
     assert seen_e == set(K.all_name_expressions("encode"))
     assert seen_d == set(K.all_name_expressions("decode"))
 

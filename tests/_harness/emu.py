@@ -51,8 +51,9 @@ def build() -> Path:
         return so
     tmp = so.with_suffix(f".{os.getpid()}.tmp")
     src = K.kernel_dir() / "emu" / "harness.cpp"
-    res = subprocess.run([cxx, *CXX_FLAGS, "-o", str(tmp), str(src)], capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [cxx, *CXX_FLAGS, "-o", str(tmp), str(src)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         raise RuntimeError(f"harness build failed:\n{res.stderr}")
     os.replace(tmp, so)
@@ -71,8 +72,14 @@ class Emu:
     def _ptr(a: np.ndarray) -> ctypes.c_void_p:
         return ctypes.c_void_p(a.ctypes.data)
 
-    def encode(self, X: np.ndarray, G: np.ndarray, grid: tuple[int, int],
-               out: np.ndarray | None = None, reverse: bool = False) -> np.ndarray:
+    def encode(
+        self,
+        X: np.ndarray,
+        G: np.ndarray,
+        grid: tuple[int, int],
+        out: np.ndarray | None = None,
+        reverse: bool = False,
+    ) -> np.ndarray:
         gr, gc = grid
         item = X.dtype.itemsize
         assert X.strides[1] == item
@@ -82,20 +89,41 @@ class Emu:
         rb, cb = K.block_dims(X.shape[0], X.shape[1], gr, gc)
         if out is None:
             out = np.empty((P, rb, cb), dtype=X.dtype)
-        plan = K.plan_encode(X.dtype, X.shape, ld, grid,
-                             K._align_of(X.ctypes.data, out.ctypes.data), self.max_blocks)
+        plan = K.plan_encode(
+            X.dtype, X.shape, ld, grid, K._align_of(X.ctypes.data, out.ctypes.data), self.max_blocks
+        )
         self.last_plan = plan
         fn = getattr(self.lib, f"gc_emu_encode_{_SUFFIX[X.dtype]}")
         ll, i32 = ctypes.c_longlong, ctypes.c_int
-        rc = fn(i32(plan.vec), i32(plan.maxm), ctypes.c_uint(plan.grid),
-                ctypes.c_uint(plan.block), i32(int(reverse)), self._ptr(X), ll(ld),
-                ll(X.shape[0]), ll(X.shape[1]), i32(gr), i32(gc), ll(rb), ll(cb),
-                self._ptr(G), i32(P), self._ptr(out))
+        rc = fn(
+            i32(plan.vec),
+            i32(plan.maxm),
+            ctypes.c_uint(plan.grid),
+            ctypes.c_uint(plan.block),
+            i32(int(reverse)),
+            self._ptr(X),
+            ll(ld),
+            ll(X.shape[0]),
+            ll(X.shape[1]),
+            i32(gr),
+            i32(gc),
+            ll(rb),
+            ll(cb),
+            self._ptr(G),
+            i32(P),
+            self._ptr(out),
+        )
         assert rc == 0, "no such instantiation in the harness"
         return out
 
-    def decode(self, Z: np.ndarray, W: np.ndarray, grid: tuple[int, int],
-               out: np.ndarray, reverse: bool = False) -> np.ndarray:
+    def decode(
+        self,
+        Z: np.ndarray,
+        W: np.ndarray,
+        grid: tuple[int, int],
+        out: np.ndarray,
+        reverse: bool = False,
+    ) -> np.ndarray:
         gp, gt = grid
         Z = np.ascontiguousarray(Z)
         R, rb, db = Z.shape
@@ -103,15 +131,30 @@ class Emu:
         item = out.dtype.itemsize
         assert out.strides[1] == item
         ldc = out.strides[0] // item
-        plan = K.plan_decode(Z.dtype, R, (rb, db), ldc,
-                             K._align_of(Z.ctypes.data, out.ctypes.data), self.max_blocks)
+        plan = K.plan_decode(
+            Z.dtype, R, (rb, db), ldc, K._align_of(Z.ctypes.data, out.ctypes.data), self.max_blocks
+        )
         self.last_plan = plan
         fn = getattr(self.lib, f"gc_emu_decode_{_SUFFIX[Z.dtype]}")
         ll, i32 = ctypes.c_longlong, ctypes.c_int
-        rc = fn(i32(plan.vec), i32(plan.maxm), ctypes.c_uint(plan.grid),
-                ctypes.c_uint(plan.block), i32(int(reverse)), self._ptr(Z), i32(R), ll(rb),
-                ll(db), self._ptr(W), i32(gp), i32(gt), self._ptr(out), ll(ldc),
-                ll(out.shape[0]), ll(out.shape[1]))
+        rc = fn(
+            i32(plan.vec),
+            i32(plan.maxm),
+            ctypes.c_uint(plan.grid),
+            ctypes.c_uint(plan.block),
+            i32(int(reverse)),
+            self._ptr(Z),
+            i32(R),
+            ll(rb),
+            ll(db),
+            self._ptr(W),
+            i32(gp),
+            i32(gt),
+            self._ptr(out),
+            ll(ldc),
+            ll(out.shape[0]),
+            ll(out.shape[1]),
+        )
         assert rc == 0, "no such instantiation in the harness"
         return out
 

@@ -24,9 +24,12 @@ def _candidates() -> list[str]:
         import nvidia  # namespace package from the nvidia-* wheels
 
         for base in nvidia.__path__:
-            out += sorted(glob.glob(os.path.join(base, "cu1*", "lib", "libnvrtc.so*")), reverse=True)
-            out += sorted(glob.glob(os.path.join(base, "cuda_nvrtc", "lib", "libnvrtc.so*")),
-                          reverse=True)
+            out += sorted(
+                glob.glob(os.path.join(base, "cu1*", "lib", "libnvrtc.so*")), reverse=True
+            )
+            out += sorted(
+                glob.glob(os.path.join(base, "cuda_nvrtc", "lib", "libnvrtc.so*")), reverse=True
+            )
     except ImportError:
         pass
     for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):

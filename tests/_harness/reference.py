@@ -20,8 +20,9 @@ def encode_ref(X: np.ndarray, G: np.ndarray, grid: tuple[int, int]) -> np.ndarra
     return (G @ B.reshape(B.shape[0], -1)).reshape(G.shape[0], *B.shape[1:])
 
 
-def decode_ref(Z: np.ndarray, W: np.ndarray, grid: tuple[int, int],
-               shape: tuple[int, int]) -> np.ndarray:
+def decode_ref(
+    Z: np.ndarray, W: np.ndarray, grid: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
     """``C[i rb + r, u db + x] = sum_k W[i gt + u, k] Z[k, r, x]``, cropped to ``shape``."""
     gp, gt = grid
     R, rb, db = Z.shape
@@ -48,8 +49,9 @@ def encode_bound(X: np.ndarray, G: np.ndarray, grid: tuple[int, int]) -> np.ndar
     return 2 * gamma(m, X.dtype) * S
 
 
-def decode_bound(Z: np.ndarray, W: np.ndarray, grid: tuple[int, int],
-                 shape: tuple[int, int]) -> np.ndarray:
+def decode_bound(
+    Z: np.ndarray, W: np.ndarray, grid: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
     """Elementwise bound on |kernel - reference| for decode (same argument, length R)."""
     R = Z.shape[0]
     S = decode_ref(np.abs(Z.astype(np.float64)), np.abs(W.astype(np.float64)), grid, shape)

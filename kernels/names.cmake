@@ -1,0 +1,26 @@
+# Writes the name map of the fatbin: name expression -> mangled symbol.
+# Usage: cmake -DPTX=<file.ptx> -DCXXFILT=<c++filt> -DOUT=<names.json> -P names.cmake
+file(READ "${PTX}" ptx)
+string(REGEX MATCHALL "\\.entry[ \t]+_Z[A-Za-z0-9_]+" entries "${ptx}")
+set(json "{\n")
+set(first TRUE)
+list(SORT entries)
+foreach(e IN LISTS entries)
+  string(REGEX REPLACE "^\\.entry[ \t]+" "" mangled "${e}")
+  execute_process(COMMAND "${CXXFILT}" "${mangled}" OUTPUT_VARIABLE demangled
+                  OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "c++filt failed on ${mangled}")
+  endif()
+  # "void gc_encode<float, 4, 16>(float const*, ...)" -> "gc_encode<float, 4, 16>"
+  string(REGEX REPLACE "^void " "" name "${demangled}")
+  string(FIND "${name}" "(" paren)
+  string(SUBSTRING "${name}" 0 ${paren} name)
+  if(NOT first)
+    string(APPEND json ",\n")
+  endif()
+  set(first FALSE)
+  string(APPEND json "  \"${name}\": \"${mangled}\"")
+endforeach()
+string(APPEND json "\n}\n")
+file(WRITE "${OUT}" "${json}")
