@@ -1,0 +1,225 @@
+r"""``coded_matmul``: validate → encode → execute → decode → result.
+
+.. math:: C = AB \text{ from the first answers of } P \text{ coded workers.}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backend import array_module
+from .codes import Code, DecodeInfo, make_code
+from .errors import NotEnoughAnswersError
+from .executors import get_executor
+from .executors.base import check_delays
+from .validate import check_operands
+
+__all__ = ["CallInfo", "coded_matmul"]
+
+
+@dataclass
+class CallInfo:
+    """Diagnostics of one ``coded_matmul`` call.
+
+    Attributes
+    ----------
+    code : Code
+    answered : list of int
+        Workers whose answers arrived, in arrival order (including unused late ones
+        that arrived before the decode started).
+    used : tuple of int
+        Workers whose answers were decoded.
+    erased : dict
+        Worker -> reason (failed, raised, never answered).
+    abandoned : list of int
+        Workers not waited for: the decode started without their answers.
+    worker_times : dict
+        Worker -> (start, end) seconds since the run started.
+    encode_time, time_to_decode, decode_time, total_time : float
+        Seconds. ``time_to_decode``: from the start of the run until enough answers
+        were in.
+    decode : DecodeInfo
+        Condition number and a-priori error bound of the decode.
+    """
+
+    code: Code
+    answered: list[int] = field(default_factory=list)
+    used: tuple[int, ...] = ()
+    erased: dict[int, str] = field(default_factory=dict)
+    abandoned: list[int] = field(default_factory=list)
+    worker_times: dict[int, tuple[float, float]] = field(default_factory=dict)
+    encode_time: float = 0.0
+    time_to_decode: float = 0.0
+    decode_time: float = 0.0
+    total_time: float = 0.0
+    decode: DecodeInfo | None = None
+
+    @property
+    def error_bound(self) -> float | None:
+        return None if self.decode is None else self.decode.error_bound
+
+    @property
+    def cond(self) -> float | None:
+        return None if self.decode is None else self.decode.cond
+
+
+def _resolve_code(code: str | Code, m: int | None, P: int | None, options: dict) -> Code:
+    if isinstance(code, Code):
+        if options:
+            raise TypeError(
+                f"code options {sorted(options)} are only accepted with a code name; "
+                f"configure the {type(code).__name__} instance instead"
+            )
+        if m is not None and m != code.m:
+            raise ValueError(f"m={m} conflicts with the code's m={code.m}")
+        if P is not None and P != code.P:
+            raise ValueError(f"P={P} conflicts with the code's P={code.P}")
+        return code
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a code name or a gpucoded.codes.Code, got {type(code)}")
+    return make_code(code, m=m, P=P, **options)
+
+
+def coded_matmul(
+    A: Any,
+    B: Any,
+    code: str | Code = "approx_matdot",
+    *,
+    m: int | None = None,
+    P: int | None = None,
+    failed: Iterable[int] | None = None,
+    delays: Sequence[float] | None = None,
+    executor: Any = None,
+    answers: int | None = None,
+    deadline: float | None = None,
+    nonfinite: str = "raise",
+    return_info: bool = False,
+    **code_options: Any,
+) -> Any:
+    r"""Straggler-tolerant :math:`C = AB` with a coded computation.
+
+    Parameters
+    ----------
+    A : array (n, k), B : array (k, l)
+        NumPy or CuPy arrays (float32, float64, complex). The result has the same
+        array type and the inputs' result dtype.
+    code : str or Code
+        A code instance, or a name from :data:`gpucoded.codes.CODES`
+        (``"approx_matdot"`` by default).
+    m, P : int
+        Storage fraction 1/m and number of workers, when ``code`` is a name. ``m``
+        defaults to 2.
+    failed : iterable of int
+        Workers that never answer.
+    delays : sequence of float, length P
+        Injected per-worker delay in seconds (``math.inf`` = never answers).
+    executor : Executor, str or None
+        Where the workers run (see :mod:`gpucoded.executors`).
+    answers : int, optional
+        Wait for this many answers before decoding (≥ the code's threshold; more
+        answers reduce the error of approximate codes). Default: the threshold.
+    deadline : float, optional
+        Seconds to wait for answers; then decode with what arrived, or raise
+        :class:`~gpucoded.errors.NotEnoughAnswersError`.
+    nonfinite : {"raise", "propagate"}
+        NaN/Inf in the inputs: refuse them, or compute anyway.
+    return_info : bool
+        Also return a :class:`CallInfo`.
+    **code_options
+        Options of the code constructor (``gamma``, ``eps``, ``norm_bound``, ...).
+
+    Returns
+    -------
+    C : array (n, l), or (C, CallInfo) with ``return_info=True``.
+
+    Raises
+    ------
+    NotEnoughAnswersError
+        Fewer usable answers than the code's recovery threshold.
+    """
+    t_start = time.perf_counter()
+    A, B = check_operands(A, B, nonfinite=nonfinite)
+    if isinstance(code, str) and m is None and "p" not in code_options:
+        m = 2
+    code_obj = _resolve_code(code, m, P, code_options)
+    Pn = code_obj.P
+    failed_set = set()
+    for w in failed or ():
+        w = int(w)
+        if not 0 <= w < Pn:
+            raise ValueError(f"failed worker index {w} out of range [0, {Pn})")
+        failed_set.add(w)
+    d = check_delays(delays, Pn)
+    need = code_obj.recovery_threshold
+    if answers is not None:
+        if answers < need or answers > Pn:
+            raise ValueError(
+                f"answers={answers} must be between the recovery threshold {need} and P={Pn}"
+            )
+        need = answers
+    ex = get_executor(executor)
+
+    n, l = A.shape[0], B.shape[1]
+    t0 = time.perf_counter()
+    At, Bt = code_obj.encode(A, B)
+    info = CallInfo(code=code_obj, encode_time=time.perf_counter() - t0)
+    info.erased.update({w: "failed" for w in failed_set})
+    workers = [w for w in range(Pn) if w not in failed_set]
+
+    got: list[int] = []
+    prods: list[Any] = []
+    t_run = time.perf_counter()
+    with ex.start(At, Bt, workers=workers, delays=d, timeout=deadline) as run:
+        for ans in run:
+            info.answered.append(ans.worker)
+            info.worker_times[ans.worker] = (ans.start, ans.end)
+            if not ans.ok:
+                info.erased[ans.worker] = f"raised {ans.error!r}"
+                continue
+            got.append(ans.worker)
+            prods.append(ans.product)
+            if len(got) >= need and code_obj.can_decode(got):
+                break
+    info.time_to_decode = time.perf_counter() - t_run
+    pending = [w for w in workers if w not in info.answered]
+    if not code_obj.can_decode(got):
+        for w in pending:
+            info.erased.setdefault(w, "no answer")
+        raise NotEnoughAnswersError(
+            f"{code_obj!r} needs {code_obj.recovery_threshold} answers; only {len(got)} "
+            f"usable arrived (workers {sorted(got)}); erased: {info.erased}",
+            needed=code_obj.recovery_threshold,
+            answered=got,
+            erased=info.erased,
+        )
+    info.abandoned = pending
+    xp = array_module(At)
+    products = xp.stack(prods)
+    norms = (float(xp.linalg.norm(A)), float(xp.linalg.norm(B)))
+    t1 = time.perf_counter()
+    C, dinfo = code_obj.decode(
+        products,
+        got,
+        shape=(n, l),
+        norms=norms,
+        inner=At.shape[2],
+        real=(A.dtype.kind != "c" and B.dtype.kind != "c"),
+        return_info=True,
+    )
+    out_dtype = np_result_dtype(A, B)
+    if C.dtype != out_dtype:
+        C = C.astype(out_dtype)
+    info.decode_time = time.perf_counter() - t1
+    info.used = tuple(got)
+    info.decode = dinfo
+    info.total_time = time.perf_counter() - t_start
+    return (C, info) if return_info else C
+
+
+def np_result_dtype(A: Any, B: Any) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.result_type(A.dtype, B.dtype)

@@ -1,0 +1,543 @@
+r"""The one encode/decode machinery shared by every code.
+
+A code is data:
+
+* a :class:`BlockGrid` ``(p, s, t)``: A (n×k) is split into p×s blocks, B (k×l)
+  into s×t blocks, C into p×t blocks, :math:`C_{iu}=\sum_j A_{ij}B_{ju}`;
+* encoding matrices ``GA`` (P × ps) and ``GB`` (P × st): worker w gets
+  :math:`\tilde A_w=\sum_a G_A[w,a]A_a`, :math:`\tilde B_w=\sum_b G_B[w,b]B_b`
+  and returns :math:`\tilde C_w=\tilde A_w\tilde B_w`;
+* a decode rule: for the answering workers S a weight matrix :math:`W_S`
+  (pt × |S|) with :math:`\hat C_c=\sum_k W_S[c,k]\,\tilde C_{s_k}`.
+
+Block layout (shared with the CUDA kernels in ``kernels/``): block dims
+``rb = ceil(n/p)``, ``cb = ceil(k/s)``, ``db = ceil(l/t)``, zero padding past the
+edges; A block ``a = i*s + j``, B block ``b = j*t + u``, C block ``c = i*t + u``.
+Encoded stacks ``At`` (P, rb, cb), ``Bt`` (P, cb, db); answers (|S|, rb, db).
+
+Encode and decode are one GEMM each over the flattened stack, written against the
+array namespace of the inputs (NumPy or CuPy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .. import weights as wt
+from ..backend import array_module
+
+__all__ = ["BlockGrid", "Code", "DecodeInfo", "DecodeWeights", "EvaluationCode"]
+
+#: Decode weights kept per code instance (least recently used are dropped).
+WEIGHT_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """Split of A into p×s blocks and of B into s×t blocks."""
+
+    p: int
+    s: int
+    t: int
+
+    @property
+    def n_a(self) -> int:
+        return self.p * self.s
+
+    @property
+    def n_b(self) -> int:
+        return self.s * self.t
+
+    @property
+    def n_c(self) -> int:
+        return self.p * self.t
+
+    def block_dims(self, n: int, k: int, l: int) -> tuple[int, int, int]:
+        """(rb, cb, db) for A n×k and B k×l."""
+        return -(-n // self.p), -(-k // self.s), -(-l // self.t)
+
+    def target_tensor(self) -> np.ndarray:
+        """0/1 tensor T[c, a, b] = 1 iff A_a B_b is a term of C_c."""
+        T = np.zeros((self.n_c, self.n_a, self.n_b), dtype=np.int8)
+        for i in range(self.p):
+            for u in range(self.t):
+                for j in range(self.s):
+                    T[i * self.t + u, i * self.s + j, j * self.t + u] = 1
+        return T
+
+    def split(self, X: Any, rows: int, cols: int, rblk: int, cblk: int) -> Any:
+        """Stack of the rows×cols blocks of X, zero padded: (rows*cols, rblk, cblk)."""
+        xp = array_module(X)
+        n, k = X.shape
+        if n == rows * rblk and k == cols * cblk:
+            return (
+                X.reshape(rows, rblk, cols, cblk)
+                .transpose(0, 2, 1, 3)
+                .reshape(rows * cols, rblk, cblk)
+            )
+        padded = xp.zeros((rows * rblk, cols * cblk), dtype=X.dtype)
+        padded[:n, :k] = X
+        return (
+            padded.reshape(rows, rblk, cols, cblk)
+            .transpose(0, 2, 1, 3)
+            .reshape(rows * cols, rblk, cblk)
+        )
+
+    def assemble(self, blocks: Any, n: int, l: int) -> Any:
+        """C (n×l) from its p×t blocks (n_c, rb, db), padding dropped."""
+        _, rb, db = blocks.shape
+        C = blocks.reshape(self.p, self.t, rb, db).transpose(0, 2, 1, 3)
+        C = C.reshape(self.p * rb, self.t * db)
+        if C.shape != (n, l):
+            C = C[:n, :l]
+        xp = array_module(C)
+        return xp.ascontiguousarray(C)
+
+
+@dataclass
+class DecodeInfo:
+    """What a decode used and what it guarantees.
+
+    Attributes
+    ----------
+    workers : tuple of int
+        Workers whose answers were combined, in the order of ``products``.
+    cond : float
+        :math:`\\kappa_\\infty` of the interpolation system solved for these workers.
+    interp_bound : float or None
+        Rigorous bound on the interpolation error :math:`\\epsilon_1` (max norm,
+        infinite precision) given the inputs' Frobenius norms; 0 for exact decodes.
+    fp_bound : float or None
+        First-order worst-case bound on the floating-point error :math:`\\epsilon_2`.
+    error_bound : float or None
+        ``interp_bound + fp_bound``: a-priori bound on :math:`\\|\\hat C-C\\|_{\\max}`.
+    weights_time : float
+        Seconds spent computing weights (≈0 when cached).
+    decode_time : float
+        Seconds spent applying the weights.
+    cached : bool
+        Whether the weights came from the cache.
+    """
+
+    workers: tuple[int, ...]
+    cond: float
+    interp_bound: float | None = None
+    fp_bound: float | None = None
+    error_bound: float | None = None
+    weights_time: float = 0.0
+    decode_time: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class DecodeWeights:
+    """High-precision decode weights for one set of answering workers (sorted)."""
+
+    code: Code = field(repr=False)
+    workers: tuple[int, ...]
+    W: np.ndarray
+    cond: float
+    dps: int
+    exact: bool
+    W_mp: list = field(repr=False, default_factory=list)
+    compute_time: float = 0.0
+
+    @cached_property
+    def defect(self) -> np.ndarray:
+        """Defect tensor D[c, a, b] (see :mod:`gpucoded.weights`)."""
+        return wt.defect_tensor(
+            self.W_mp,
+            lambda ctx: self.code._encoding_rows(ctx, self.workers),
+            self.code.grid.target_tensor(),
+            self.dps,
+        )
+
+    @cached_property
+    def interp_factor(self) -> float:
+        r""":math:`\max_c \||D_c|\|_2`: :math:`\epsilon_1\le` this × ‖A‖_F‖B‖_F."""
+        return float(wt.spectral_abs_norms(self.defect).max(initial=0.0))
+
+    @cached_property
+    def fp_factor(self) -> float:
+        r""":math:`\max_c\sum_k |W_{ck}|\,\|G_A[s_k]\|_2\|G_B[s_k]\|_2`."""
+        S = list(self.workers)
+        ga = np.linalg.norm(self.code.GA[S], axis=1)
+        gb = np.linalg.norm(self.code.GB[S], axis=1)
+        return float((np.abs(self.W) @ (ga * gb)).max(initial=0.0))
+
+    def bounds(self, norm_a: float, norm_b: float, dtype: Any, inner: int) -> tuple[float, float]:
+        r"""(interp_bound, fp_bound) for inputs of Frobenius norms ``norm_a``, ``norm_b``.
+
+        The floating-point bound is first order in the unit roundoff u of ``dtype``:
+        :math:`u\,(n_{\rm inner}+n_A+n_B+|S|+3)\,F\,\|A\|_F\|B\|_F`, with F =
+        :attr:`fp_factor`, counting the encode sums, the rounding of the encoding
+        coefficients, each worker's inner products of length ``inner`` and the decode
+        sum (Higham's :math:`\gamma_n` argument, entrywise).
+        """
+        u = float(np.finfo(np.dtype(dtype)).eps) / 2
+        g = self.code.grid
+        nterms = inner + g.n_a + g.n_b + len(self.workers) + 2 + self.code.coef_ulps
+        if self.code.is_complex or np.dtype(dtype).kind == "c":
+            nterms *= 2  # a complex product/sum costs up to twice the real rounding
+        fp = u * nterms * self.fp_factor * norm_a * norm_b
+        interp = 0.0 if self.exact else self.interp_factor * norm_a * norm_b
+        return interp, fp
+
+
+class Code:
+    """Base of all codes: the encode/decode machinery, parameterised by data.
+
+    Subclasses set ``name``, ``P``, ``grid``, ``GA``, ``GB``,
+    ``recovery_threshold``, ``approximate`` and implement :meth:`_solve`.
+    """
+
+    name: str = "code"
+    P: int
+    grid: BlockGrid
+    GA: np.ndarray
+    GB: np.ndarray
+    recovery_threshold: int
+    approximate: bool = False
+    #: Rounding error of the float encoding coefficients, in units of u.
+    coef_ulps: float = 1.0
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple, DecodeWeights] = OrderedDict()
+
+    # ------------------------------------------------------------------ info
+    @property
+    def m(self) -> int:
+        """Storage fraction: each worker holds 1/m of A and of B."""
+        return self.grid.p * self.grid.s
+
+    @property
+    def is_complex(self) -> bool:
+        return np.iscomplexobj(self.GA) or np.iscomplexobj(self.GB)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._params()})"
+
+    def _params(self) -> str:
+        return f"P={self.P}"
+
+    # ---------------------------------------------------------------- encode
+    def encode(self, A: Any, B: Any) -> tuple[Any, Any]:
+        """Encoded stacks for all P workers.
+
+        Parameters
+        ----------
+        A : array (n, k), B : array (k, l)
+            NumPy or CuPy, same namespace.
+
+        Returns
+        -------
+        At : array (P, rb, cb), Bt : array (P, cb, db)
+            ``At[w] = sum_a GA[w, a] A_a``, ``Bt[w] = sum_b GB[w, b] B_b``.
+        """
+        xp = array_module(A, B)
+        if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+            raise ValueError(
+                f"A and B must be 2-D with A.shape[1] == B.shape[0]; got {A.shape} and {B.shape}"
+            )
+        g = self.grid
+        n, k = A.shape
+        l = B.shape[1]
+        rb, cb, db = g.block_dims(n, k, l)
+        dtype = self.work_dtype(A.dtype, B.dtype)
+        A = A.astype(dtype, copy=False)
+        B = B.astype(dtype, copy=False)
+        Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
+        Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
+        GA = xp.asarray(self.GA.astype(dtype, copy=False))
+        GB = xp.asarray(self.GB.astype(dtype, copy=False))
+        At = (GA @ Ab).reshape(self.P, rb, cb)
+        Bt = (GB @ Bb).reshape(self.P, cb, db)
+        return At, Bt
+
+    def work_dtype(self, *dtypes: Any) -> np.dtype:
+        """Dtype of the encoded data: the inputs' result type, complex if the code is."""
+        dt = np.result_type(*dtypes)
+        if self.is_complex and dt.kind != "c":
+            dt = np.result_type(dt, np.complex64)
+        return dt
+
+    # ---------------------------------------------------------------- decode
+    def can_decode(self, returned: Sequence[int]) -> bool:
+        """Whether these answers meet the code's recovery guarantee."""
+        return len(set(returned)) >= self.recovery_threshold
+
+    def decode_weights(self, returned: Iterable[int], *, partial: bool = False) -> DecodeWeights:
+        """Cached high-precision weights for the answering workers ``returned``.
+
+        ``partial=True`` allows fewer answers than the recovery threshold where the
+        code can still produce an estimate (truncated interpolation for the
+        polynomial codes, missing blocks dropped for uncoded/replication); it is
+        what the precision studies use below threshold.
+        """
+        S = tuple(sorted(int(w) for w in returned))
+        if len(set(S)) != len(S):
+            raise ValueError(f"returned has duplicate worker indices: {list(returned)}")
+        if S and (S[0] < 0 or S[-1] >= self.P):
+            raise ValueError(f"worker indices must be in [0, {self.P}); got {list(S)}")
+        if not partial and not self.can_decode(S):
+            raise ValueError(
+                f"{self!r} needs {self.recovery_threshold} answers to decode; got {len(S)} "
+                f"(workers {list(S)})"
+            )
+        key = (S, partial)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        t0 = time.perf_counter()
+        W, cond, dps, exact, W_mp = self._solve(S, partial)
+        dw = DecodeWeights(self, S, W, cond, dps, exact, W_mp, time.perf_counter() - t0)
+        self._cache[key] = dw
+        if len(self._cache) > WEIGHT_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return dw
+
+    def _solve(self, S: tuple[int, ...], partial: bool) -> tuple:
+        """(W, cond, dps, exact, W_mp) for sorted answering workers S.
+
+        ``W_mp``: the weights as exact/mpmath numbers (list of rows)."""
+        raise NotImplementedError
+
+    def _encoding_rows(self, ctx: wt.MpContext, S: Sequence[int]) -> tuple[Any, Any]:
+        """Exact encoding coefficients of workers S as mpmath matrices."""
+        return ctx.matrix(self.GA[list(S)].tolist()), ctx.matrix(self.GB[list(S)].tolist())
+
+    def decode(
+        self,
+        products: Any,
+        returned: Sequence[int],
+        shape: tuple[int, int] | None = None,
+        *,
+        partial: bool = False,
+        norms: tuple[float, float] | None = None,
+        inner: int | None = None,
+        real: bool | None = None,
+        return_info: bool = False,
+    ) -> Any:
+        """Recover C from the answers of the workers ``returned``.
+
+        Parameters
+        ----------
+        products : array (|S|, rb, db)
+            Worker outputs, ``products[k]`` from worker ``returned[k]``.
+        returned : sequence of int
+            Worker indices, in the order of ``products``.
+        shape : (n, l), optional
+            Shape of C; crops the zero padding (default: no cropping).
+        partial : bool
+            Decode below the recovery threshold when possible (see
+            :meth:`decode_weights`).
+        norms : (‖A‖_F, ‖B‖_F), optional
+            Enables the a-priori error bound in the info.
+        inner : int, optional
+            Inner dimension of each worker product (cb), for the rounding bound
+            (default ``products.shape[1]``-independent estimate: taken as 0).
+        real : bool, optional
+            Return the real part (real inputs through a complex code).
+            Default: True when ``products`` is real.
+        return_info : bool
+            Also return a :class:`DecodeInfo`.
+        """
+        returned = [int(w) for w in returned]
+        if products.ndim != 3 or products.shape[0] != len(returned):
+            raise ValueError(
+                f"products must have shape (len(returned), rb, db) = ({len(returned)}, ...); "
+                f"got {products.shape}"
+            )
+        t0 = time.perf_counter()
+        was_cached = (tuple(sorted(returned)), partial) in self._cache
+        dw = self.decode_weights(returned, partial=partial)
+        t1 = time.perf_counter()
+        order = {w: i for i, w in enumerate(dw.workers)}
+        W = dw.W[:, [order[w] for w in returned]]
+        xp = array_module(products)
+        R, rb, db = products.shape
+        dtype = products.dtype
+        if np.iscomplexobj(W) and dtype.kind != "c":
+            dtype = np.result_type(dtype, np.complex64)
+        Wd = xp.asarray(W.astype(dtype, copy=False))
+        blocks = (Wd @ products.reshape(R, rb * db)).reshape(self.grid.n_c, rb, db)
+        if real is None:
+            real = products.dtype.kind != "c"
+        if real and blocks.dtype.kind == "c":
+            blocks = blocks.real
+        n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
+        C = self.grid.assemble(blocks, n, l)
+        t2 = time.perf_counter()
+        if not return_info:
+            return C
+        info = DecodeInfo(
+            workers=tuple(returned),
+            cond=dw.cond,
+            weights_time=t1 - t0,
+            decode_time=t2 - t1,
+            cached=was_cached,
+        )
+        if norms is not None:
+            ib, fb = dw.bounds(norms[0], norms[1], products.dtype, inner or 0)
+            info.interp_bound, info.fp_bound, info.error_bound = ib, fb, ib + fb
+        return C, info
+
+
+class EvaluationCode(Code):
+    r"""Polynomial (evaluation) codes: MatDot, PolyDot, Chebyshev, Polynomial codes.
+
+    Worker w evaluates :math:`p_A(\lambda_w)=\sum_a \sigma_a A_a\phi_{\alpha_a}(\lambda_w)`
+    and :math:`p_B(\lambda_w)=\sum_b \tau_b B_b\phi_{\beta_b}(\lambda_w)`, so
+    ``GA[w, a] = σ_a φ_{α_a}(λ_w)``. The product has K = max α + max β + 1
+    coefficients; block c of C is :math:`t_c^\top` (coefficients).
+
+    Parameters
+    ----------
+    grid : BlockGrid
+    points : array (P,)
+        Distinct evaluation points (real, or complex for monomial codes).
+    a_index, b_index : int arrays
+        Basis index α_a of each A block and β_b of each B block.
+    targets : array (n_c, K)
+        Coefficient functional of each C block.
+    basis : {"monomial", "chebyshev"}
+    threshold : int
+        Recovery threshold (answers the guarantee needs).
+    approximate : bool
+        Whether decoding below K answers is part of the guarantee.
+    a_scale, b_scale : arrays, optional
+        σ and τ (default ones).
+    decode_points : {"all", "paper"}
+        ``"all"``: use every answer (truncating at min(|S|, K) coefficients).
+        ``"paper"``: block c uses only the first (index of its top coefficient + 1)
+        answers, as in the proof of Theorem 2 (Appendix A).
+    """
+
+    def __init__(
+        self,
+        grid: BlockGrid,
+        points: np.ndarray,
+        a_index: Sequence[int],
+        b_index: Sequence[int],
+        targets: np.ndarray,
+        *,
+        basis: str = "monomial",
+        threshold: int,
+        approximate: bool = False,
+        a_scale: Sequence[float] | None = None,
+        b_scale: Sequence[float] | None = None,
+        decode_points: str = "all",
+    ) -> None:
+        super().__init__()
+        if decode_points not in ("all", "paper"):
+            raise ValueError(f"decode_points must be 'all' or 'paper', got {decode_points!r}")
+        self.grid = grid
+        self.points = np.asarray(points)
+        self.P = int(self.points.shape[0])
+        self.basis = basis
+        self.a_index = np.asarray(a_index, dtype=int)
+        self.b_index = np.asarray(b_index, dtype=int)
+        self.a_scale = np.ones(grid.n_a) if a_scale is None else np.asarray(a_scale, float)
+        self.b_scale = np.ones(grid.n_b) if b_scale is None else np.asarray(b_scale, float)
+        self.K = int(self.a_index.max() + self.b_index.max() + 1)
+        self.targets = np.asarray(targets, dtype=float)
+        if self.targets.shape != (grid.n_c, self.K):
+            raise ValueError(f"targets must be ({grid.n_c}, {self.K}); got {self.targets.shape}")
+        self.recovery_threshold = int(threshold)
+        self.approximate = approximate
+        self.decode_points = decode_points
+        if self.P < self.recovery_threshold:
+            raise ValueError(
+                f"P={self.P} workers is below the recovery threshold {self.recovery_threshold} "
+                f"of {type(self).__name__}: use P >= {self.recovery_threshold}"
+            )
+        self.GA = self._basis_float(self.a_index) * self.a_scale
+        self.GB = self._basis_float(self.b_index) * self.b_scale
+        if basis == "chebyshev":
+            # cos(k arccos x): the angle's relative error u is amplified k times
+            self.coef_ulps = 2.0 + 4.0 * self.K
+
+    @property
+    def delta(self) -> float:
+        """Radius of the evaluation points, max |λ_w|."""
+        return float(np.abs(self.points).max())
+
+    def _basis_float(self, idx: np.ndarray) -> np.ndarray:
+        x = self.points[:, None]
+        if self.basis == "monomial":
+            return x ** idx[None, :]
+        if self.basis == "chebyshev":
+            if np.iscomplexobj(x) or np.abs(x).max() > 1:
+                raise ValueError("Chebyshev codes need real points in [-1, 1]")
+            # cos(k arccos x): stable for any k, unlike a monomial expansion
+            return np.cos(idx[None, :] * np.arccos(x))
+        raise ValueError(f"unknown basis {self.basis!r}")
+
+    def _encoding_rows(self, ctx: wt.MpContext, S: Sequence[int]) -> tuple[Any, Any]:
+        pts = [self.points[w] for w in S]
+        V = wt.basis_values(ctx, pts, self.K, self.basis)
+        r = len(pts)
+        GA = ctx.matrix(r, self.grid.n_a)
+        GB = ctx.matrix(r, self.grid.n_b)
+        for k in range(r):
+            for a in range(self.grid.n_a):
+                GA[k, a] = ctx.mpf(self.a_scale[a]) * V[k, int(self.a_index[a])]
+            for b in range(self.grid.n_b):
+                GB[k, b] = ctx.mpf(self.b_scale[b]) * V[k, int(self.b_index[b])]
+        return GA, GB
+
+    def _block_need(self) -> np.ndarray:
+        """For each C block, 1 + the index of its highest nonzero target coefficient."""
+        return np.array([np.nonzero(row)[0].max() + 1 for row in self.targets])
+
+    def _solve(self, S: tuple[int, ...], partial: bool) -> tuple:
+        pts = [self.points[w] for w in S]
+        r = len(S)
+        need = int(self._block_need().max())
+        if r < need:
+            raise ValueError(
+                f"{type(self).__name__} cannot estimate C from {r} answers: at least "
+                f"{need} are needed even approximately (recovery threshold "
+                f"{self.recovery_threshold})"
+            )
+        if self.decode_points == "paper" and r < self.K:
+            rows, conds, dpss, mp_rows = [], [], [], []
+            for c, d in enumerate(self._block_need()):
+                Wc, cond, dps, Wc_mp = wt.interpolation_weights(
+                    pts[:d], self.targets[c : c + 1, :], self.basis
+                )
+                row = np.zeros((1, r), dtype=Wc.dtype)
+                row[0, :d] = Wc[0]
+                rows.append(row)
+                mp_rows.append(list(Wc_mp[0]) + [0] * (r - d))
+                conds.append(cond)
+                dpss.append(dps)
+            W = np.concatenate(rows, axis=0)
+            return W, max(conds), max(dpss), False, mp_rows
+        W, cond, dps, W_mp = wt.interpolation_weights(pts, self.targets, self.basis)
+        return W, cond, dps, r >= self.K, W_mp
+
+    def theorem_bound(self, r: int | None = None, norm_bound: float = 1.0) -> float:
+        r"""The paper's a-priori bound (Theorem 4 with Lemma 2) at radius δ.
+
+        For a block whose top target coefficient is :math:`e` decoded from
+        :math:`d=e+1` points (``decode_points="paper"``) the interpolation error is at
+        most :math:`\eta^2\sum_{l=1}^{K-d}\binom{d+l-1}{l}\delta^l`; the maximum over
+        blocks is returned. Valid for monomial codes with :math:`\delta<1/d`.
+        ``r`` (answers) ≥ K gives 0.
+        """
+        if r is not None and r >= self.K:
+            return 0.0
+        need = self._block_need()
+        return norm_bound**2 * max(wt.binom_tail(int(d), self.K, self.delta) for d in need)
+
+    def _params(self) -> str:
+        return f"P={self.P}, threshold={self.recovery_threshold}, delta={self.delta:.3g}"

@@ -1,0 +1,150 @@
+r"""PolyDot / Entangled-Poly codes and ε-approximate PolyDot (Construction 3).
+
+A is split p×q, B q×p (m = pq).
+:math:`p_A(y)=\sum_{i,j}A_{ij}y^{q(i-1)+(j-1)}`,
+:math:`p_B(y)=\sum_{k,l}B_{kl}y^{q-k+pq(l-1)}`; :math:`C_{il}` is the coefficient
+of :math:`y^{iq+pq(l-1)-1}` (1-based i, l). The product has degree
+:math:`p^2q+q-2`: exact threshold :math:`p^2q+q-1`, ε-approximate threshold
+:math:`p^2q` (Theorem 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..points import chebyshev, default_gamma, polydot_radius, validate_points
+from .base import BlockGrid, EvaluationCode
+
+__all__ = ["ApproxPolyDot", "PolyDot", "resolve_gamma"]
+
+
+def resolve_gamma(
+    gamma: float | str | None,
+    eps: float | None,
+    norm_bound: float | None,
+    *,
+    radius: Callable[[float, float], float],
+    default: Callable[[], float],
+    auto_args: dict[str, Any],
+) -> float:
+    """γ from the user's choice: a number, ``"auto"``, ``eps``(+``norm_bound``), or default."""
+    if eps is not None:
+        if gamma is not None:
+            raise ValueError("give either gamma or eps (with norm_bound), not both")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        r = radius(eps, 1.0 if norm_bound is None else norm_bound)
+        return 1.0 if math.isinf(r) else 1.0 / r
+    if norm_bound is not None:
+        raise ValueError("norm_bound is only used together with eps")
+    if gamma is None:
+        return default()
+    if isinstance(gamma, str):
+        if gamma != "auto":
+            raise ValueError(f"gamma must be a number > 0 or 'auto', got {gamma!r}")
+        from ..points import auto_gamma  # noqa: PLC0415  (added by the precision studies)
+
+        return float(auto_gamma(**auto_args))
+    gamma = float(gamma)
+    if not (gamma > 0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
+    return gamma
+
+
+def _polydot_parts(p: int, q: int) -> tuple[BlockGrid, list[int], list[int], np.ndarray]:
+    if p < 1 or q < 1:
+        raise ValueError(f"p and q must be >= 1, got p={p}, q={q}")
+    a_index = [q * i + j for i in range(p) for j in range(q)]  # block a = i*q + j
+    b_index = [q - 1 - k + p * q * l for k in range(q) for l in range(p)]  # b = k*p + l
+    K = p * p * q + q - 1
+    targets = np.zeros((p * p, K))
+    for i in range(p):
+        for l in range(p):
+            targets[i * p + l, i * q + q - 1 + p * q * l] = 1.0
+    return BlockGrid(p, q, p), a_index, b_index, targets
+
+
+class PolyDot(EvaluationCode):
+    """Exact PolyDot (Entangled-Poly) code: threshold p²q+q−1.
+
+    Parameters
+    ----------
+    p, q : int
+        A is split p×q and B q×p (each worker stores 1/(pq) of each).
+    P : int
+        Workers (≥ p²q+q−1).
+    points : array (P,), optional
+        Default Chebyshev nodes λ(1).
+    """
+
+    name = "polydot"
+
+    def __init__(self, p: int, q: int, P: int, points: Sequence[float] | None = None) -> None:
+        grid, ai, bi, targets = _polydot_parts(p, q)
+        pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
+        super().__init__(grid, pts, ai, bi, targets, threshold=p * p * q + q - 1)
+        self.p, self.q = p, q
+
+    def _params(self) -> str:
+        return f"p={self.p}, q={self.q}, P={self.P}"
+
+
+class ApproxPolyDot(EvaluationCode):
+    r"""ε-approximate PolyDot: threshold p²q.
+
+    Parameters as :class:`~gpucoded.codes.ApproxMatDot`, with Eq. (14):
+    :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
+    ``decode_points="paper"`` block :math:`C_{il}` is decoded from
+    :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
+    """
+
+    name = "approx_polydot"
+
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        P: int,
+        gamma: float | str | None = None,
+        eps: float | None = None,
+        norm_bound: float | None = None,
+        *,
+        points: Sequence[float] | None = None,
+        decode_points: str = "all",
+    ) -> None:
+        grid, ai, bi, targets = _polydot_parts(p, q)
+        self.p, self.q = p, q
+        self.eps, self.norm_bound = eps, norm_bound
+        thr = p * p * q
+        if points is not None:
+            if gamma is not None or eps is not None:
+                raise ValueError("give either points, gamma, or eps (with norm_bound), not several")
+            pts = validate_points(points, P)
+            self.gamma = float(1.0 / np.abs(pts).max())
+        else:
+            self.gamma = resolve_gamma(
+                gamma,
+                eps,
+                norm_bound,
+                radius=lambda e, eta: polydot_radius(p, q, e, eta),
+                default=lambda: default_gamma(thr),
+                auto_args={"family": "polydot", "p": p, "q": q, "P": P},
+            )
+            pts = chebyshev(P, self.gamma)
+        super().__init__(
+            grid,
+            pts,
+            ai,
+            bi,
+            targets,
+            threshold=thr,
+            approximate=True,
+            decode_points=decode_points,
+        )
+
+    def _params(self) -> str:
+        return f"p={self.p}, q={self.q}, P={self.P}, gamma={self.gamma:.4g}"

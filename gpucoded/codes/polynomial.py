@@ -1,0 +1,60 @@
+r"""Polynomial codes (Yu, Maddah-Ali, Avestimehr).
+
+A is split into p row blocks, B into q column blocks (each worker stores 1/p of A and
+1/q of B). :math:`p_A(x)=\sum_iA_ix^{i}`, :math:`p_B(x)=\sum_jB_jx^{jp}`; the
+product's coefficient of :math:`x^{i+jp}` is exactly :math:`C_{ij}=A_iB_j`:
+threshold pq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..points import chebyshev, validate_points
+from .base import BlockGrid, EvaluationCode
+
+__all__ = ["PolynomialCode"]
+
+
+class PolynomialCode(EvaluationCode):
+    """Polynomial code: exact, threshold pq.
+
+    Parameters
+    ----------
+    p, q : int
+        Row blocks of A, column blocks of B.
+    P : int
+        Workers (≥ pq).
+    points : array (P,), optional
+        Default Chebyshev nodes λ(1).
+    """
+
+    name = "polynomial"
+
+    def __init__(self, p: int, q: int, P: int, points: Sequence[float] | None = None) -> None:
+        if p < 1 or q < 1:
+            raise ValueError(f"p and q must be >= 1, got p={p}, q={q}")
+        pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
+        targets = np.zeros((p * q, p * q))
+        for i in range(p):
+            for j in range(q):
+                targets[i * q + j, i + j * p] = 1.0
+        super().__init__(
+            BlockGrid(p, 1, q),
+            pts,
+            list(range(p)),
+            [j * p for j in range(q)],
+            targets,
+            threshold=p * q,
+        )
+        self.p, self.q = p, q
+
+    @property
+    def m(self) -> int:
+        """Storage: 1/p of A and 1/q of B; reported as max(p, q)."""
+        return max(self.p, self.q)
+
+    def _params(self) -> str:
+        return f"p={self.p}, q={self.q}, P={self.P}"

@@ -1,0 +1,79 @@
+r"""Uncoded and replicated baselines on the MatDot split.
+
+A is split into m column blocks and B into m row blocks, :math:`C=\sum_iA_iB_i`.
+Worker w computes :math:`A_{w\bmod m}B_{w\bmod m}`. Uncoded: P = m, every answer is
+needed. Replication: P = mr, each block product computed by r workers; a block is
+lost only when all r of its copies fail, so any :math:`(m-1)r+1` answers (at most
+r−1 failures) cover every block: that is the recovery threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import BlockGrid, Code
+
+__all__ = ["Replication", "Uncoded"]
+
+
+class Replication(Code):
+    """Each of the m block products is computed by r workers (P = m·r).
+
+    Decoding sums one answer per block; with ``partial=True`` missing blocks are
+    dropped (contribute zero), which is what "uncoded with failures" means.
+    """
+
+    name = "replication"
+
+    def __init__(self, m: int, r: int = 2) -> None:
+        super().__init__()
+        if m < 1 or r < 1:
+            raise ValueError(f"m and r must be >= 1, got m={m}, r={r}")
+        self.r = r
+        self.P = m * r
+        self.grid = BlockGrid(1, m, 1)
+        self.recovery_threshold = (m - 1) * r + 1
+        sel = np.zeros((self.P, m))
+        sel[np.arange(self.P), np.arange(self.P) % m] = 1.0
+        self.GA = sel
+        self.GB = sel.copy()
+
+    def block_of(self, worker: int) -> int:
+        return worker % self.m
+
+    def missing_blocks(self, returned) -> list[int]:
+        have = {self.block_of(w) for w in returned}
+        return [j for j in range(self.m) if j not in have]
+
+    def can_decode(self, returned) -> bool:
+        return not self.missing_blocks(returned)
+
+    def _solve(self, S, partial):
+        missing = self.missing_blocks(S)
+        if missing and not partial:
+            raise ValueError(
+                f"{self!r}: no answer for block(s) {missing}; workers that answered: {list(S)}"
+            )
+        W = np.zeros((1, len(S)))
+        seen: set[int] = set()
+        for k, w in enumerate(S):
+            j = self.block_of(w)
+            if j not in seen:
+                W[0, k] = 1.0
+                seen.add(j)
+        return W, 1.0, 50, not missing, W.astype(int).tolist()
+
+    def _params(self) -> str:
+        return f"m={self.m}, r={self.r}"
+
+
+class Uncoded(Replication):
+    """No redundancy: P = m workers, all must answer."""
+
+    name = "uncoded"
+
+    def __init__(self, m: int) -> None:
+        super().__init__(m, 1)
+
+    def _params(self) -> str:
+        return f"m={self.m}"

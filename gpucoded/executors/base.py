@@ -1,0 +1,99 @@
+"""The executor interface: how worker multiplies are run and their answers collected.
+
+An executor turns the encoded stacks into a stream of :class:`Answer` objects in
+completion order. ``coded_matmul`` iterates the stream and stops as soon as the code
+can decode; leaving the ``with`` block cancels whatever is still running.
+
+Implementations: :mod:`~gpucoded.executors.local` (serial, threads), CUDA streams
+and Dask distributed. Another engine (Ray, MPI) fits by implementing
+:meth:`Executor.start` returning a :class:`Run` whose iterator yields answers as they
+complete and whose :meth:`Run.cancel` stops the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Answer", "Executor", "Run", "check_delays"]
+
+
+@dataclass
+class Answer:
+    """One worker's outcome.
+
+    Attributes
+    ----------
+    worker : int
+    product : array or None
+        ``At[worker] @ Bt[worker]``; None when the worker raised.
+    error : BaseException or None
+    start, end : float
+        Seconds since the run started (``end`` includes any injected delay).
+    """
+
+    worker: int
+    product: Any
+    error: BaseException | None
+    start: float
+    end: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.product is not None
+
+
+class Run(ABC):
+    """A started set of worker multiplies: iterate for answers, cancel the rest."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Answer]: ...
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop waiting; still-running workers are abandoned cooperatively."""
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class Executor(ABC):
+    """Runs the P worker multiplies of one coded product."""
+
+    name: str = "executor"
+
+    @abstractmethod
+    def start(
+        self,
+        At: Any,
+        Bt: Any,
+        *,
+        workers: Sequence[int],
+        delays: Sequence[float] | None = None,
+        timeout: float | None = None,
+    ) -> Run:
+        """Start the multiplies ``At[w] @ Bt[w]`` for ``w in workers``.
+
+        ``delays[w]`` (seconds, ``math.inf`` = never answers) is injected before the
+        answer of worker w is delivered. ``timeout`` bounds the wait for answers
+        (seconds from the start); workers not done by then are erasures.
+        """
+
+
+def check_delays(delays: Sequence[float] | None, P: int) -> list[float] | None:
+    """Validate a per-worker delay sequence (length P, each ≥ 0 or inf)."""
+    if delays is None:
+        return None
+    d = [float(x) for x in delays]
+    if len(d) != P:
+        raise ValueError(f"delays must have one entry per worker (P={P}); got {len(d)}")
+    for w, x in enumerate(d):
+        if math.isnan(x) or x < 0:
+            raise ValueError(f"delays[{w}] = {x}: delays must be >= 0 seconds (or math.inf)")
+    return d

@@ -1,0 +1,22 @@
+"""Shared fixtures and GPU skipping (gpu-marked tests skip without a device)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def pytest_collection_modifyitems(config, items):
+    from gpucoded.backend import gpu_available
+
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device / CuPy available")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,101 @@
+"""coded_matmul: shapes, dtypes, failures, diagnostics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from _util import unit_gaussian
+
+import gpucoded
+from gpucoded import codes
+from gpucoded.reference import exact_product
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(7, 5, 3), (1, 9, 4), (9, 1, 4), (5, 8, 1), (1, 1, 1), (33, 17, 29), (64, 64, 64)],
+)
+@pytest.mark.parametrize("name", ["matdot", "chebyshev", "polydot", "polynomial", "replication"])
+def test_shapes_exact(shape, name):
+    n, k, l = shape
+    A, B = unit_gaussian((n, k), 30), unit_gaussian((k, l), 31)
+    opts = {"p": 2, "q": 2} if name in ("polydot", "polynomial") else {"m": 3}
+    C, info = gpucoded.coded_matmul(A, B, name, failed=[0], return_info=True, **opts)
+    assert C.shape == (n, l) and C.dtype == np.float64
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+    assert 0 not in info.used
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_dtype_preserved(dtype):
+    rng = np.random.default_rng(32)
+    A = rng.standard_normal((20, 12)).astype(dtype)
+    B = rng.standard_normal((12, 9)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal(A.shape)
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=3, P=7, failed=[1, 4], return_info=True)
+    assert C.dtype == dtype
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+
+
+def test_approx_default_accuracy_and_info():
+    A, B = unit_gaussian((100, 100), 33), unit_gaussian((100, 100), 34)
+    C, info = gpucoded.coded_matmul(
+        A, B, "approx_matdot", m=3, P=6, failed=[0, 5], return_info=True
+    )
+    err = np.abs(C - exact_product(A, B)).max()
+    assert err <= info.error_bound
+    assert len(info.used) == 3 and info.erased == {0: "failed", 5: "failed"}
+    assert info.cond > 1 and info.decode.interp_bound > 0
+
+
+def test_code_instance_and_conflicts():
+    code = codes.MatDot(2, 4)
+    A, B = np.eye(4), np.arange(16.0).reshape(4, 4)
+    np.testing.assert_allclose(gpucoded.coded_matmul(A, B, code, failed=[3]), B, atol=1e-13)
+    with pytest.raises(ValueError, match="conflicts"):
+        gpucoded.coded_matmul(A, B, code, P=5)
+    with pytest.raises(TypeError, match="only accepted with a code name"):
+        gpucoded.coded_matmul(A, B, code, gamma=3.0)
+
+
+def test_too_many_failures_names_the_answers():
+    A = B = np.eye(6)
+    with pytest.raises(gpucoded.NotEnoughAnswersError) as ei:
+        gpucoded.coded_matmul(A, B, "matdot", m=3, P=6, failed=[0, 1])
+    assert ei.value.needed == 5 and ei.value.answered == (2, 3, 4, 5)
+    assert "needs 5 answers" in str(ei.value)
+
+
+def test_delays_pick_the_fastest_workers():
+    A, B = unit_gaussian((10, 10), 35), unit_gaussian((10, 10), 36)
+    delays = [5.0, 0.0, 1.0, math.inf, 0.5, 2.0]
+    C, info = gpucoded.coded_matmul(
+        A, B, "approx_matdot", m=3, P=6, delays=delays, return_info=True
+    )
+    assert info.used == (1, 4, 2)
+
+
+def test_answers_option_uses_more_workers():
+    A, B = unit_gaussian((30, 30), 37), unit_gaussian((30, 30), 38)
+    C = exact_product(A, B)
+    c3 = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=6, gamma=1e3)
+    c5 = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=6, gamma=1e3, answers=5)
+    assert np.abs(c5 - C).max() < np.abs(c3 - C).max() / 100
+
+
+@pytest.mark.parametrize(
+    "A,B,exc,msg",
+    [
+        (np.ones((3, 4)), np.ones((3, 4)), ValueError, "inner dimensions"),
+        (np.ones(3), np.ones((3, 4)), ValueError, "2-D"),
+        (np.ones((0, 4)), np.ones((4, 4)), ValueError, "empty"),
+        (np.ones((3, 3), dtype=int), np.ones((3, 3)), TypeError, "supported"),
+        (np.full((3, 3), np.nan), np.ones((3, 3)), ValueError, "NaN"),
+    ],
+)
+def test_bad_input(A, B, exc, msg):
+    with pytest.raises(exc, match=msg):
+        gpucoded.coded_matmul(A, B, "matdot", m=2)

@@ -1,0 +1,256 @@
+"""Every code: encode/decode from every subset, bounds asserted (not tuned)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from _util import unit_gaussian
+
+from gpucoded import codes
+from gpucoded.points import matdot_radius, polydot_radius
+from gpucoded.reference import exact_product
+
+EXACT = [
+    codes.MatDot(3, 6),
+    codes.ChebyshevMatDot(3, 6),
+    codes.PolyDot(2, 2, 11),
+    codes.PolynomialCode(2, 3, 8),
+    codes.Replication(3, 2),
+    codes.Uncoded(3),
+]
+
+
+def _all_decodable_subsets(code, sizes):
+    for r in sizes:
+        for S in itertools.combinations(range(code.P), r):
+            if code.can_decode(S):
+                yield S
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("code", EXACT, ids=repr)
+def test_exact_codes_every_subset(code, dtype):
+    """For every subset at or above threshold: error ≤ the derived rounding bound."""
+    A = unit_gaussian((37, 29), 1, dtype)
+    B = unit_gaussian((29, 23), 2, dtype)
+    C = exact_product(A, B)
+    At, Bt = code.encode(A, B)
+    assert At.shape[0] == Bt.shape[0] == code.P
+    assert At.dtype == dtype
+    prods = At @ Bt
+    n_checked = 0
+    for S in _all_decodable_subsets(code, range(code.recovery_threshold, code.P + 1)):
+        order = list(S)[::-1]  # answers in any order
+        Ch, info = code.decode(
+            prods[order],
+            order,
+            shape=C.shape,
+            norms=(1.0, 1.0),
+            inner=At.shape[2],
+            return_info=True,
+        )
+        assert Ch.dtype == dtype and Ch.shape == C.shape
+        err = float(np.abs(Ch - C).max())
+        assert info.interp_bound == 0.0
+        assert err <= info.error_bound, (S, err, info)
+        n_checked += 1
+    assert n_checked > 0
+
+
+@pytest.mark.parametrize("code", EXACT, ids=repr)
+def test_below_threshold_is_a_clear_error(code):
+    """The threshold is tight: some subset one smaller cannot decode, and says so."""
+    At, Bt = code.encode(np.ones((6, 6)), np.ones((6, 6)))
+    bad = [
+        S
+        for S in itertools.combinations(range(code.P), code.recovery_threshold - 1)
+        if not code.can_decode(S)
+    ]
+    assert bad
+    S = list(bad[0])
+    with pytest.raises(ValueError, match="needs|no answer"):
+        code.decode((At @ Bt)[S], S)
+
+
+def _adversarial_matdot(n, m, seed):
+    """All mass on A_m and B_1: the pair feeding the highest coefficient x^(2m-2)."""
+    A = np.zeros((n, n))
+    B = np.zeros((n, n))
+    w = n // m
+    A[:, (m - 1) * w : m * w] = unit_gaussian((n, w), seed)
+    B[:w, :] = unit_gaussian((w, n), seed + 1)
+    # make the neglected coefficient as large as the norm allows: rank-one aligned blocks
+    A[:, (m - 1) * w : m * w] = np.abs(A[:, (m - 1) * w : m * w])
+    B[:w, :] = np.abs(B[:w, :])
+    return A / np.linalg.norm(A), B / np.linalg.norm(B)
+
+
+@pytest.mark.parametrize("m,P", [(2, 4), (3, 6), (4, 6)])
+@pytest.mark.parametrize("inputs", ["random", "adversarial"])
+def test_approx_matdot_meets_eq16_bound(m, P, inputs):
+    """Points by Eq. (16) give max error ≤ ε from ANY m answers (Corollary 1).
+
+    ε is chosen so that the rounding error (bounded a priori by the decode's fp bound)
+    is far below it; the assertion is err ≤ ε + fp_bound.
+    """
+    eps = 1e-2
+    code = codes.ApproxMatDot(m, P, eps=eps, norm_bound=1.0)
+    assert code.delta < matdot_radius(m, eps, 1.0)
+    n = 24
+    if inputs == "random":
+        A, B = unit_gaussian((n, n), 3), unit_gaussian((n, n), 4)
+    else:
+        A, B = _adversarial_matdot(n, m, 5)
+    C = exact_product(A, B)
+    At, Bt = code.encode(A, B)
+    prods = At @ Bt
+    for S in itertools.combinations(range(P), m):
+        Ch, info = code.decode(
+            prods[list(S)],
+            S,
+            shape=C.shape,
+            norms=(1.0, 1.0),
+            inner=At.shape[2],
+            return_info=True,
+        )
+        err = float(np.abs(Ch - C).max())
+        assert info.fp_bound < eps / 10  # the regime where the theorem is the binding limit
+        assert err <= eps + info.fp_bound, (S, err)
+        assert err <= info.error_bound
+        assert info.interp_bound <= code.theorem_bound(m, 1.0) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("p,q,P,eps", [(2, 1, 6, 1e-2), (2, 2, 10, 0.5), (1, 3, 5, 1e-2)])
+def test_approx_polydot_meets_eq14_bound(p, q, P, eps):
+    """Points by Eq. (14), the paper's decoder (d_il answers per block): error ≤ ε.
+
+    ε per case is the smallest round value for which float64 rounding stays far below
+    ε (Eq. (14) with p²q = 8 points forces γ ≈ 14/ε, condition ≈ γ⁷).
+    """
+    code = codes.ApproxPolyDot(p, q, P, eps=eps, norm_bound=1.0, decode_points="paper")
+    assert code.recovery_threshold == p * p * q
+    assert code.delta < polydot_radius(p, q, eps, 1.0)
+    A, B = unit_gaussian((20, 18), 6), unit_gaussian((18, 22), 7)
+    C = exact_product(A, B)
+    At, Bt = code.encode(A, B)
+    prods = At @ Bt
+    for S in itertools.combinations(range(P), p * p * q):
+        Ch, info = code.decode(
+            prods[list(S)],
+            S,
+            shape=C.shape,
+            norms=(1.0, 1.0),
+            inner=At.shape[2],
+            return_info=True,
+        )
+        err = float(np.abs(Ch - C).max())
+        assert info.fp_bound < eps / 10
+        assert err <= eps + info.fp_bound
+        assert info.interp_bound <= code.theorem_bound(None, 1.0) * (1 + 1e-12)
+
+
+def test_more_answers_reduce_the_error():
+    """With m + r answers the interpolation error falls like δ^(r+1): check the ratio."""
+    m, P = 3, 6
+    code = codes.ApproxMatDot(m, P, gamma=1000.0)
+    A, B = unit_gaussian((30, 30), 8), unit_gaussian((30, 30), 9)
+    C = exact_product(A, B)
+    At, Bt = code.encode(A, B)
+    prods = At @ Bt
+    worst = []
+    for r in range(m, 2 * m - 1):
+        worst.append(
+            max(
+                float(np.abs(code.decode(prods[list(S)], S, shape=C.shape) - C).max())
+                for S in itertools.combinations(range(P), r)
+            )
+        )
+    # each extra answer gains roughly a factor δ = 1e-3; demand at least 10x
+    for a, b in itertools.pairwise(worst):
+        assert b < a / 10, worst
+
+
+def test_approx_polydot_uses_more_answers():
+    code = codes.ApproxPolyDot(2, 2, 11, gamma=50.0)
+    A, B = unit_gaussian((16, 16), 10), unit_gaussian((16, 16), 11)
+    C = exact_product(A, B)
+    prods = np.matmul(*code.encode(A, B))
+    e8 = np.abs(code.decode(prods[:8], range(8), shape=C.shape) - C).max()
+    e10 = np.abs(code.decode(prods[:10], range(10), shape=C.shape) - C).max()
+    assert e10 < e8 / 5
+
+
+@pytest.mark.parametrize("p,q", [(1, 3), (2, 2), (1, 2), (2, 1)])
+def test_converse_null_space_construction(p, q):
+    """Appendix B: with pq−1 answers there are A, B with every answer 0 but ‖AB‖ large.
+
+    The decoder sees zeros for both (A, B) and (−A, B), so one of them is decoded with
+    max error ≥ η²/(n·min(p,q)); the code itself refuses to decode so few answers.
+    """
+    P = p * p * q + q + 1
+    code = codes.ApproxPolyDot(p, q, P, gamma=10.0)
+    n, eta = 12, 1.0
+    for S in itertools.combinations(range(P), p * q - 1):
+        Gam = code.GA[list(S)]
+        rho = np.linalg.svd(Gam)[2][-1]  # unit null vector of the (pq-1)×pq system
+        Q = rho.reshape(p, q)
+        Abar = eta * np.sqrt(p * q) / n * np.ones((n // p, n // q))
+        Bbar = eta * np.sqrt(p * q) / n * np.ones((n // q, n // p))
+        A, B = np.kron(Q, Abar), np.kron(Q.T, Bbar)
+        assert np.linalg.norm(A) == pytest.approx(eta) and np.linalg.norm(B) == pytest.approx(eta)
+        At, Bt = code.encode(A, B)
+        prods = np.matmul(At[list(S)], Bt[list(S)])
+        assert np.abs(prods).max() <= 1e-14  # every answer vanishes
+        # any decoder maps the zero answers to one output d(0); for d(0) = 0:
+        assert np.abs(A @ B).max() >= eta**2 / (n * min(p, q)) * (1 - 1e-12)
+        with pytest.raises(ValueError):
+            code.decode(prods, S)
+
+
+def test_replication_and_uncoded_partial():
+    code = codes.Replication(3, 2)
+    assert code.P == 6 and code.recovery_threshold == 5
+    assert code.can_decode([0, 1, 2]) and not code.can_decode([0, 3, 1, 4])
+    A, B = unit_gaussian((9, 9), 12), unit_gaussian((9, 9), 13)
+    prods = np.matmul(*code.encode(A, B))
+    C = code.decode(prods[[0, 1, 2]], [0, 1, 2], shape=(9, 9))
+    np.testing.assert_allclose(C, A @ B, atol=1e-15)
+    # uncoded with a failure, decoded partially, drops the missing block's term
+    u = codes.Uncoded(3)
+    pu = np.matmul(*u.encode(A, B))
+    Cp = u.decode(pu[[0, 2]], [0, 2], shape=(9, 9), partial=True)
+    np.testing.assert_allclose(Cp, A[:, :3] @ B[:3] + A[:, 6:] @ B[6:], atol=1e-15)
+
+
+def test_weights_are_cached():
+    code = codes.ApproxMatDot(4, 8, gamma=100.0)
+    w1 = code.decode_weights([5, 1, 2, 7])
+    w2 = code.decode_weights([1, 2, 5, 7])
+    assert w1 is w2
+
+
+def test_make_code_names_and_errors():
+    for name in codes.CODES:
+        c = codes.make_code(name, m=4)
+        assert c.P >= c.recovery_threshold
+    with pytest.raises(ValueError, match="valid names"):
+        codes.make_code("matdoot", m=3)
+    with pytest.raises(ValueError, match="recovery threshold"):
+        codes.MatDot(3, 4)
+
+
+@pytest.mark.parametrize(
+    "basis_code", [codes.ChebyshevMatDot(40, 80), codes.ChebyshevMatDot(12, 30)]
+)
+def test_chebyshev_large_m_is_accurate(basis_code):
+    """cos(k arccos x) evaluation keeps Chebyshev codes exact far past m≈30."""
+    code = basis_code
+    A, B = unit_gaussian((code.m * 2, code.m * 2), 14), unit_gaussian((code.m * 2, 7), 15)
+    C = exact_product(A, B)
+    prods = np.matmul(*code.encode(A, B))
+    S = sorted(np.random.default_rng(16).choice(code.P, code.recovery_threshold, replace=False))
+    Ch, info = code.decode(prods[S], S, shape=C.shape, norms=(1, 1), inner=2, return_info=True)
+    assert np.abs(Ch - C).max() <= info.error_bound
+    assert info.cond < 1e6
