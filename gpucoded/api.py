@@ -198,7 +198,7 @@ def coded_matmul(
     info.abandoned = pending
     xp = array_module(At)
     products = xp.stack(prods)
-    norms = (float(xp.linalg.norm(A)), float(xp.linalg.norm(B)))
+    norms = operand_norms(code_obj, A, B)
     t1 = time.perf_counter()
     C, dinfo = code_obj.decode(
         products,
@@ -217,6 +217,24 @@ def coded_matmul(
     info.decode = dinfo
     info.total_time = time.perf_counter() - t_start
     return (C, info) if return_info else C
+
+
+def operand_norms(code: Code, A: Any, B: Any) -> tuple[float, float]:
+    r"""(ρ_A, ρ_B) for the a-priori bound.
+
+    :math:`\rho_A=\sqrt p\max_v\|A_{v,:}\|_2`, :math:`\rho_B=\sqrt t\max_w\|B_{:,w}\|_2`.
+
+    Every entry of a worker product and of the interpolation error is a bilinear form
+    in :math:`x_a=\|A_a[v,:]\|` and :math:`y_b=\|B_b[:,w]\|`, and
+    :math:`\sum_a x_a^2` sums p pieces of rows of A (at most :math:`p\max_v\|A_{v,:}\|^2`),
+    so these replace :math:`\|A\|_F\|B\|_F` in the bounds; for an n×n matrix
+    with balanced rows they are about :math:`\sqrt{p/n}` times smaller.
+    """
+    xp = array_module(A)
+    g = code.grid
+    ra = float(xp.linalg.norm(A, axis=1).max()) * g.p**0.5
+    rb = float(xp.linalg.norm(B, axis=0).max()) * g.t**0.5
+    return ra, rb
 
 
 def np_result_dtype(A: Any, B: Any) -> Any:

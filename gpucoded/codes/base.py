@@ -173,7 +173,10 @@ class DecodeWeights:
         return float((np.abs(self.W) @ (ga * gb)).max(initial=0.0))
 
     def bounds(self, norm_a: float, norm_b: float, dtype: Any, inner: int) -> tuple[float, float]:
-        r"""(interp_bound, fp_bound) for inputs of Frobenius norms ``norm_a``, ``norm_b``.
+        r"""(interp_bound, fp_bound) for inputs with norm measures ``norm_a``, ``norm_b``.
+
+        ``norm_a``, ``norm_b``: ‖A‖_F and ‖B‖_F, or the tighter ρ_A, ρ_B of
+        :meth:`Code.decode`.
 
         The floating-point bound is first order in the unit roundoff u of ``dtype``:
         :math:`u\,(n_{\rm inner}+n_A+n_B+|S|+3)\,F\,\|A\|_F\|B\|_F`, with F =
@@ -326,7 +329,7 @@ class Code:
         real: bool | None = None,
         return_info: bool = False,
     ) -> Any:
-        """Recover C from the answers of the workers ``returned``.
+        r"""Recover C from the answers of the workers ``returned``.
 
         Parameters
         ----------
@@ -339,8 +342,12 @@ class Code:
         partial : bool
             Decode below the recovery threshold when possible (see
             :meth:`decode_weights`).
-        norms : (‖A‖_F, ‖B‖_F), optional
-            Enables the a-priori error bound in the info.
+        norms : (ρ_A, ρ_B), optional
+            Enables the a-priori error bound in the info. Any ρ_A with
+            :math:`\sum_a\|A_a[v,:]\|_2^2\le\rho_A^2` for every row v of the blocks
+            (and likewise ρ_B for the columns of B) is valid: ‖A‖_F, ‖B‖_F always
+            are; ``coded_matmul`` passes the tighter √p·max row norm (√t·max column
+            norm).
         inner : int, optional
             Inner dimension of each worker product (cb), for the rounding bound
             (default ``products.shape[1]``-independent estimate: taken as 0).
