@@ -256,6 +256,10 @@ class Code:
         dtype = self.work_dtype(A.dtype, B.dtype)
         A = A.astype(dtype, copy=False)
         B = B.astype(dtype, copy=False)
+        if xp is not np and dtype.kind == "f":
+            from .. import gpu  # noqa: PLC0415  (fused CUDA kernels: one pass over A and B)
+
+            return gpu.encode_pair(A, B, self.GA, self.GB, (g.p, g.s, g.t))
         Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
         Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
         GA = xp.asarray(self.GA.astype(dtype, copy=False))
@@ -374,14 +378,28 @@ class Code:
         dtype = products.dtype
         if np.iscomplexobj(W) and dtype.kind != "c":
             dtype = np.result_type(dtype, np.complex64)
-        Wd = xp.asarray(W.astype(dtype, copy=False))
-        blocks = (Wd @ products.reshape(R, rb * db)).reshape(self.grid.n_c, rb, db)
         if real is None:
             real = products.dtype.kind != "c"
+        n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
+        if xp is not np and dtype.kind == "f":
+            from .. import gpu  # noqa: PLC0415  (fused CUDA kernel: writes C in place)
+
+            C = gpu.decode_products(products, W, (self.grid.p, self.grid.t), (n, l))
+            return self._finish(
+                C, dw, returned, products.dtype, norms, inner, was_cached, t0, t1, return_info
+            )
+        Wd = xp.asarray(W.astype(dtype, copy=False))
+        blocks = (Wd @ products.reshape(R, rb * db)).reshape(self.grid.n_c, rb, db)
         if real and blocks.dtype.kind == "c":
             blocks = blocks.real
-        n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
         C = self.grid.assemble(blocks, n, l)
+        return self._finish(
+            C, dw, returned, products.dtype, norms, inner, was_cached, t0, t1, return_info
+        )
+
+    @staticmethod
+    def _finish(C, dw, returned, dtype, norms, inner, was_cached, t0, t1, return_info):
+        """Attach the DecodeInfo (timings, condition number, a-priori bounds)."""
         t2 = time.perf_counter()
         if not return_info:
             return C
@@ -393,7 +411,7 @@ class Code:
             cached=was_cached,
         )
         if norms is not None:
-            ib, fb = dw.bounds(norms[0], norms[1], products.dtype, inner or 0)
+            ib, fb = dw.bounds(norms[0], norms[1], dtype, inner or 0)
             info.interp_bound, info.fp_bound, info.error_bound = ib, fb, ib + fb
         return C, info
 
