@@ -179,8 +179,11 @@ def interpolation_weights(
         ctx = mp_context(d)
         V = basis_values(ctx, points, ncoef, basis)
         T = ctx.matrix([[_mp_scalar(ctx, v) for v in row[:ncoef]] for row in targets])
-        W, Vi = _weights_at(ctx, V, T)
-        if prev is not None:
+        try:
+            W, Vi = _weights_at(ctx, V, T)
+        except ZeroDivisionError:  # singular at this precision: raise the precision
+            W = None
+        if W is not None and prev is not None:
             diff = _max_abs(ctx, W - prev)
             scale = _max_abs(ctx, W)
             if diff <= _AGREE * max(scale, 1e-300):
