@@ -160,7 +160,7 @@ def coded_matmul(
                 f"answers={answers} must be between the recovery threshold {need} and P={Pn}"
             )
         need = answers
-    ex = get_executor(executor)
+    ex = get_executor(executor, like=A)
 
     n, l = A.shape[0], B.shape[1]
     t0 = time.perf_counter()
@@ -188,9 +188,10 @@ def coded_matmul(
     if not code_obj.can_decode(got):
         for w in pending:
             info.erased.setdefault(w, "no answer")
+        late = "" if deadline is None else f" by the deadline of {deadline} s"
         raise NotEnoughAnswersError(
             f"{code_obj!r} needs {code_obj.recovery_threshold} answers; only {len(got)} "
-            f"usable arrived (workers {sorted(got)}); erased: {info.erased}",
+            f"usable arrived{late} (workers {sorted(got)}); erased: {info.erased}",
             needed=code_obj.recovery_threshold,
             answered=got,
             erased=info.erased,

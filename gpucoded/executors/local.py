@@ -1,5 +1,13 @@
 """Local executors on the host (and on whatever array namespace the stacks live in).
 
+:class:`ThreadExecutor` (the default) runs every worker on its own thread of a
+:class:`concurrent.futures.ThreadPoolExecutor` (NumPy's BLAS releases the GIL, so
+the GEMMs really overlap). Answers are delivered in completion order through a
+queue; an injected delay is a real wait on a :class:`threading.Event`, so cancelling
+the run wakes every delayed worker at once and it exits without computing. When
+``coded_matmul`` returns, no worker sleeps on and no task is queued; a GEMM already
+in flight (it cannot be interrupted) finishes and its thread exits.
+
 :class:`SerialExecutor` computes the workers one after another in the caller's
 thread and *simulates* their completion order from the injected delays (a virtual
 clock: worker w finishes at its compute time plus ``delays[w]``); nothing sleeps.
@@ -9,13 +17,16 @@ It is deterministic, which is what tests and precision studies want.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .base import Answer, Executor, Run
 
-__all__ = ["SerialExecutor"]
+__all__ = ["SerialExecutor", "ThreadExecutor"]
 
 
 def multiply(At: Any, Bt: Any, w: int) -> Any:
@@ -72,3 +83,120 @@ class SerialExecutor(Executor):
             answers.append(Answer(w, prod, err, start, end))
         answers.sort(key=lambda a: a.end)
         return _SerialRun(answers)
+
+
+class _ThreadRun(Run):
+    """Answers of a thread pool, in completion order, via a queue."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        stop: threading.Event,
+        answers: queue.SimpleQueue,
+        n: int,
+        t0: float,
+        timeout: float | None,
+    ) -> None:
+        self._pool = pool
+        self._stop = stop
+        self._answers = answers
+        self._n = n
+        self._t0 = t0
+        self._timeout = timeout
+        self._cancelled = False
+        self.threads: list[threading.Thread] = []
+
+    def __iter__(self) -> Iterator[Answer]:
+        got = 0
+        while got < self._n and not self._cancelled:
+            wait = None
+            if self._timeout is not None:
+                wait = self._timeout - (time.perf_counter() - self._t0)
+                if wait <= 0:
+                    return
+            try:
+                ans = self._answers.get(timeout=wait)
+            except queue.Empty:
+                return
+            got += 1
+            yield ans
+
+    def cancel(self) -> None:
+        """Wake every delayed worker, drop queued ones, return without blocking."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._stop.set()
+        self.threads = list(getattr(self._pool, "_threads", ()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every worker thread of this run has exited; True if they all did."""
+        end = None if timeout is None else time.perf_counter() + timeout
+        threads = self.threads or list(getattr(self._pool, "_threads", ()))
+        for t in threads:
+            t.join(None if end is None else max(0.0, end - time.perf_counter()))
+        return not any(t.is_alive() for t in threads)
+
+
+class ThreadExecutor(Executor):
+    """Every worker on its own thread; answers in real completion order.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        Threads of the pool (default: one per worker, so that every worker runs
+        concurrently as a separate machine would).
+
+    Notes
+    -----
+    Worker w waits ``delays[w]`` seconds on the run's stop event (``math.inf``:
+    until the run is cancelled, then it never answers), then computes
+    ``At[w] @ Bt[w]``; an exception is delivered as an erasure (``Answer.error``).
+    The ``Answer`` times are seconds since the run started. Each run owns its pool;
+    :meth:`Run.cancel` (leaving the ``with`` block) sets the stop event, cancels
+    queued tasks and shuts the pool down without waiting, so the caller returns at
+    once and the delayed threads exit immediately.
+    """
+
+    name = "threads"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers
+
+    def start(
+        self,
+        At: Any,
+        Bt: Any,
+        *,
+        workers: Sequence[int],
+        delays: Sequence[float] | None = None,
+        timeout: float | None = None,
+    ) -> Run:
+        workers = list(workers)
+        n = max(1, self.max_workers or len(workers))
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gpucoded-worker")
+        stop = threading.Event()
+        out: queue.SimpleQueue = queue.SimpleQueue()
+        t0 = time.perf_counter()
+
+        def task(w: int, delay: float) -> None:
+            start = time.perf_counter() - t0
+            if delay > 0:
+                # cooperative straggling: cancel wakes us and we leave without work
+                if stop.wait(None if math.isinf(delay) else delay) or math.isinf(delay):
+                    return
+            try:
+                prod, err = multiply(At, Bt, w), None
+            except Exception as e:  # a worker that raises is an erasure
+                prod, err = None, e
+            if not stop.is_set():
+                out.put(Answer(w, prod, err, start, time.perf_counter() - t0))
+
+        d = {w: 0.0 if delays is None else float(delays[w]) for w in workers}
+        for w in workers:
+            pool.submit(task, w, d[w])
+        finite = sum(not math.isinf(x) for x in d.values())  # answers that can arrive
+        return _ThreadRun(pool, stop, out, finite, t0, timeout)

@@ -1,0 +1,246 @@
+"""Dask distributed executor: every coded worker is one Dask task.
+
+The master encodes once (``coded_matmul`` does), then for each Dask worker
+scatters *only* the encoded blocks of the coded workers placed on it
+(``client.scatter(..., workers=[address])``, round robin over the cluster's
+workers), submits one task per coded worker pinned next to its data, collects the
+tasks with :class:`distributed.as_completed` and, once the decoder has enough
+answers, cancels the rest.
+
+Dask's ``cancel`` does not stop a task that is already running, so an injected
+delay is a wait on a per-run :class:`distributed.Event`: the task secedes from the
+worker's thread pool while it waits (a straggler never blocks a thread), and
+cancelling the run sets the event, so every delayed task returns at once without
+computing. ``math.inf`` waits for the event only: the task never answers and ends
+when the run is cancelled.
+
+Works with any cluster: ``DaskExecutor(client)``, ``DaskExecutor("tcp://host:8786")``
+or :func:`local_executor` (an embedded in-process ``LocalCluster``, the default of
+``executor="dask"``). With ``dask_cuda.LocalCUDACluster`` each Dask worker owns a GPU:
+pass CuPy inputs and the tasks run the CuPy GEMM there (not tested here).
+Requires the optional ``distributed`` package (``pip install gpucoded[dask]``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .base import Answer, Executor, Run
+
+__all__ = ["DaskExecutor", "local_executor"]
+
+
+def _require_distributed() -> Any:
+    try:
+        import distributed  # noqa: PLC0415
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the Dask executor needs the 'distributed' package: pip install 'gpucoded[dask]' "
+            "(or pip install distributed)"
+        ) from e
+    return distributed
+
+
+def _worker_task(a: Any, b: Any, delay: float, event_name: str, t0_wall: float) -> Any:
+    """One coded worker on a Dask worker: wait ``delay`` cooperatively, then ``a @ b``.
+
+    Returns ``(product, start, end)`` (seconds since the run started, wall clock), or
+    None when the run was cancelled during the delay.
+    """
+    start = time.time() - t0_wall
+    if delay > 0:
+        from distributed import Event, rejoin, secede  # noqa: PLC0415
+
+        ev = Event(event_name)
+        secede()  # a straggler must not hold one of the worker's threads
+        cancelled = ev.wait(None if math.isinf(delay) else delay)
+        if cancelled or math.isinf(delay):
+            return None
+        rejoin()
+    return a @ b, start, time.time() - t0_wall
+
+
+class _DaskRun(Run):
+    def __init__(
+        self,
+        client: Any,
+        event: Any,
+        waited: dict[Any, int],
+        never: list[Any],
+        data: list[Any],
+        t0: float,
+        timeout: float | None,
+    ) -> None:
+        self._client = client
+        self._event = event
+        self._waited = waited  # future -> coded worker, for workers that can answer
+        self._never = never
+        self._data = data
+        self._t0 = t0
+        self._timeout = timeout
+        self._cancelled = False
+
+    def __iter__(self) -> Iterator[Answer]:
+        distributed = _require_distributed()
+        if not self._waited:
+            return
+        remaining = None
+        if self._timeout is not None:
+            remaining = self._timeout - (time.perf_counter() - self._t0)
+            if remaining <= 0:
+                return
+        ac = distributed.as_completed(list(self._waited), timeout=remaining)
+        while not self._cancelled:
+            try:
+                fut = next(ac)
+            except (StopIteration, TimeoutError):
+                return
+            w = self._waited[fut]
+            now = time.perf_counter() - self._t0
+            if fut.status == "error":
+                yield Answer(w, None, fut.exception(), 0.0, now)
+                continue
+            try:
+                res = fut.result()
+            except Exception as e:  # lost worker, cancelled, deserialisation error
+                yield Answer(w, None, e, 0.0, now)
+                continue
+            if res is None:
+                continue
+            prod, start, end = res
+            yield Answer(w, prod, None, start, end)
+
+    def cancel(self) -> None:
+        """Release delayed tasks (event), cancel the rest, drop the scattered blocks."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        futs = list(self._waited) + self._never
+        try:
+            self._event.set()
+            pending = [f for f in futs if not f.done()]
+            if pending:
+                self._client.cancel(pending)
+        finally:
+            self._waited = {}
+            self._never = []
+            self._data = []
+
+
+class DaskExecutor(Executor):
+    """Coded workers as Dask tasks on a ``distributed`` cluster.
+
+    Parameters
+    ----------
+    client : distributed.Client or str
+        A connected client, or a scheduler address (a client is created).
+
+    Attributes
+    ----------
+    client : distributed.Client
+    """
+
+    name = "dask"
+
+    def __init__(self, client: Any) -> None:
+        distributed = _require_distributed()
+        if isinstance(client, str):
+            client = distributed.Client(client)
+        if not isinstance(client, distributed.Client):
+            raise TypeError(
+                f"DaskExecutor needs a distributed.Client or an address, got {client!r}"
+            )
+        self.client = client
+
+    def start(
+        self,
+        At: Any,
+        Bt: Any,
+        *,
+        workers: Sequence[int],
+        delays: Sequence[float] | None = None,
+        timeout: float | None = None,
+    ) -> Run:
+        distributed = _require_distributed()
+        client = self.client
+        workers = list(workers)
+        addrs = sorted(client.scheduler_info()["workers"])
+        if not addrs:
+            raise RuntimeError("the Dask cluster has no workers")
+        place = {w: addrs[i % len(addrs)] for i, w in enumerate(workers)}
+        tag = uuid.uuid4().hex[:12]
+        event = distributed.Event(f"gpucoded-cancel-{tag}", client=client)
+        t0 = time.perf_counter()
+        t0_wall = time.time()
+        waited: dict[Any, int] = {}
+        never: list[Any] = []
+        data: list[Any] = []
+        for addr in addrs:
+            mine = [w for w in workers if place[w] == addr]
+            if not mine:
+                continue
+            # only this worker's own encoded blocks travel to it, once
+            blocks = client.scatter(
+                [At[w] for w in mine] + [Bt[w] for w in mine], workers=[addr], hash=False
+            )
+            data.extend(blocks)
+            for i, w in enumerate(mine):
+                d = 0.0 if delays is None else float(delays[w])
+                fut = client.submit(
+                    _worker_task,
+                    blocks[i],
+                    blocks[len(mine) + i],
+                    d,
+                    event.name,
+                    t0_wall,
+                    key=f"gpucoded-{tag}-w{w}",
+                    workers=[addr],
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                if math.isinf(d):
+                    never.append(fut)
+                else:
+                    waited[fut] = w
+        return _DaskRun(client, event, waited, never, data, t0, timeout)
+
+
+_LOCAL: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecutor:
+    """A :class:`DaskExecutor` on an embedded in-process ``LocalCluster`` (made once).
+
+    The cluster uses threads (``processes=False``), so it starts in about a second;
+    it is closed at interpreter exit.
+    """
+    distributed = _require_distributed()
+    with _LOCK:
+        client = _LOCAL.get("client")
+        if client is None or client.status != "running":
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=False,
+                dashboard_address=None,
+            )
+            client = distributed.Client(cluster)
+            _LOCAL.update(client=client, cluster=cluster)
+            atexit.register(_close_local)
+        return DaskExecutor(client)
+
+
+def _close_local() -> None:
+    client = _LOCAL.pop("client", None)
+    cluster = _LOCAL.pop("cluster", None)
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
