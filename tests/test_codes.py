@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 from _util import unit_gaussian
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from gpucoded import codes
 from gpucoded.points import matdot_radius, polydot_radius
@@ -254,3 +256,67 @@ def test_chebyshev_large_m_is_accurate(basis_code):
     Ch, info = code.decode(prods[S], S, shape=C.shape, norms=(1, 1), inner=2, return_info=True)
     assert np.abs(Ch - C).max() <= info.error_bound
     assert info.cond < 1e6
+
+
+# ---------------------------------------------------------------- property-based
+
+
+@st.composite
+def _case(draw):
+    family = draw(
+        st.sampled_from(
+            [
+                "matdot",
+                "approx_matdot",
+                "chebyshev",
+                "polydot",
+                "approx_polydot",
+                "polynomial",
+                "replication",
+            ]
+        )
+    )
+    if family in ("polydot", "approx_polydot", "polynomial"):
+        p, q = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+        code = codes.make_code(family, p=p, q=q, P=None)
+        code = codes.make_code(
+            family, p=p, q=q, P=code.recovery_threshold + draw(st.integers(0, 2))
+        )
+    elif family == "replication":
+        code = codes.Replication(draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+    else:
+        m = draw(st.integers(1, 4))
+        thr = m if family == "approx_matdot" else 2 * m - 1
+        opts = (
+            {"gamma": draw(st.sampled_from([3.0, 30.0, 300.0]))}
+            if family == "approx_matdot"
+            else {}
+        )
+        code = codes.make_code(family, m=m, P=thr + draw(st.integers(0, 2)), **opts)
+    n, k, l = (draw(st.integers(1, 12)) for _ in range(3))
+    r = draw(st.integers(code.recovery_threshold, code.P))
+    S = draw(st.permutations(range(code.P)))[:r]
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    return code, (n, k, l), S, dtype, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_case())
+def test_property_any_code_any_subset_within_bound(case):
+    """Any code, shape, dtype and decodable answer set: error ≤ the reported bound."""
+    code, (n, k, l), S, dtype, seed = case
+    assume(code.can_decode(S))
+    A = np.random.default_rng(seed).standard_normal((n, k)).astype(dtype)
+    B = np.random.default_rng(seed + 1).standard_normal((k, l)).astype(dtype)
+    At, Bt = code.encode(A, B)
+    prods = At @ Bt
+    Ch, info = code.decode(
+        prods[S],
+        S,
+        shape=(n, l),
+        return_info=True,
+        inner=At.shape[2],
+        norms=(float(np.linalg.norm(A)), float(np.linalg.norm(B))),
+    )
+    assert Ch.shape == (n, l) and Ch.dtype == dtype
+    assert np.abs(Ch - exact_product(A, B)).max() <= info.error_bound
