@@ -4,10 +4,37 @@ An executor turns the encoded stacks into a stream of :class:`Answer` objects in
 completion order. ``coded_matmul`` iterates the stream and stops as soon as the code
 can decode; leaving the ``with`` block cancels whatever is still running.
 
-Implementations: :mod:`~gpucoded.executors.local` (serial, threads), CUDA streams
-and Dask distributed. Another engine (Ray, MPI) fits by implementing
-:meth:`Executor.start` returning a :class:`Run` whose iterator yields answers as they
-complete and whose :meth:`Run.cancel` stops the rest.
+Contract of :meth:`Executor.start` / :class:`Run` (every implementation keeps it):
+
+* worker ``w`` computes ``At[w] @ Bt[w]``; only its own blocks need to reach it;
+* ``delays[w]`` seconds are injected before its answer (``math.inf``: never
+  answers); the injected wait must be *cooperative*: :meth:`Run.cancel` ends it;
+* a worker that raises is delivered as an :class:`Answer` with ``error`` set (an
+  erasure), never as an exception of the iterator;
+* the iterator ends when every worker that can answer has answered, when
+  ``timeout`` seconds have passed since the start, or after :meth:`Run.cancel`;
+* :meth:`Run.cancel` returns without waiting for running workers and leaves
+  nothing sleeping or queued behind.
+
+Implementations: :mod:`~gpucoded.executors.local` (serial, threads),
+:mod:`~gpucoded.executors.cuda` (CUDA streams) and :mod:`~gpucoded.executors.dask`
+(Dask distributed).
+
+Other engines fit the same two methods:
+
+* **Ray**: ``start`` puts each worker's blocks with ``ray.put`` (or passes them to
+  a per-worker actor), launches one remote task per worker, and the run iterates
+  ``ray.wait(refs, num_returns=1, timeout=...)`` to yield answers in completion
+  order; ``cancel`` calls ``ray.cancel(ref)`` on the rest and sets a cooperative
+  stop flag for injected delays (an actor holding a ``threading.Event``, or a
+  named ``ray.util`` signal actor), since a cancelled Ray task that is sleeping is
+  only interrupted between Python bytecodes.
+* **MPI** (mpi4py): the master is rank 0; ``start`` sends worker w its blocks with
+  ``comm.Isend`` (tag w) and posts one ``comm.Irecv`` per worker for the product;
+  the run polls ``MPI.Request.Testany`` (or ``Waitany`` with a deadline) to yield
+  answers in arrival order; ``cancel`` sends a short "stop" message each rank
+  polls while it waits its injected delay, and cancels the outstanding receives
+  (``Request.Cancel``). Ranks stay up between calls and serve the next one.
 """
 
 from __future__ import annotations
