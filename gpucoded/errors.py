@@ -1,10 +1,16 @@
-"""Exceptions raised by gpucoded (all subclass the builtin a caller would expect)."""
+"""Exceptions and warnings raised by gpucoded.
+
+Every exception subclasses the builtin a caller would expect (``ValueError`` for
+answers that do not suffice, ``RuntimeError`` for corrupted computations), so that
+generic handlers keep working.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["NotEnoughAnswersError", "WorkerError"]
+__all__ = ["CorruptAnswerError", "CorruptionWarning", "NotEnoughAnswersError", "WorkerError"]
 
 
 class NotEnoughAnswersError(ValueError):
@@ -13,7 +19,8 @@ class NotEnoughAnswersError(ValueError):
     Attributes
     ----------
     needed : int
-        Answers the code's guarantee needs (its recovery threshold).
+        Answers the code's guarantee needs (its recovery threshold, or more when a
+        verification was requested).
     answered : tuple of int
         Workers whose answers arrived and were usable.
     erased : dict
@@ -36,3 +43,28 @@ class NotEnoughAnswersError(ValueError):
 
 class WorkerError(RuntimeError):
     """A worker's computation raised; the worker is treated as an erasure."""
+
+
+class CorruptAnswerError(RuntimeError):
+    """The answers are mutually inconsistent and the corrupt one cannot be excluded.
+
+    Raised by ``coded_matmul(..., verify="raise")`` on any inconsistency, and by
+    ``verify="correct"`` when too few answers remain to locate the corrupt worker
+    (an exact code needs its recovery threshold + 2 answers to locate one).
+
+    Attributes
+    ----------
+    suspects : tuple of int
+        Workers whose answers took part in the inconsistent comparisons.
+    report : IntegrityReport
+        The full check (see :mod:`gpucoded.integrity`).
+    """
+
+    def __init__(self, message: str, *, suspects: Sequence[int], report: Any = None) -> None:
+        super().__init__(message)
+        self.suspects = tuple(suspects)
+        self.report = report
+
+
+class CorruptionWarning(RuntimeWarning):
+    """``verify="warn"``: the answers are inconsistent, or could not be checked."""

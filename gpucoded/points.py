@@ -93,10 +93,13 @@ def validate_points(points: np.ndarray, P: int) -> np.ndarray:
         raise ValueError(f"points: expected P={P} evaluation points, got {pts.shape[0]}")
     if not np.all(np.isfinite(pts)):
         raise ValueError("points must be finite")
-    diff = np.abs(pts[:, None] - pts[None, :]) + np.eye(P) * np.inf
+    diff = np.abs(pts[:, None] - pts[None, :])
+    np.fill_diagonal(diff, np.inf)
     if P > 1 and diff.min() == 0.0:
         i, j = np.unravel_index(np.argmin(diff), diff.shape)
         raise ValueError(
-            f"points must be pairwise distinct; points[{i}] == points[{j}] == {pts[i]!r}"
+            f"points must be pairwise distinct; points[{i}] == points[{j}] == {pts[i]!r} "
+            "(duplicate or zero-spread points make the decode singular: use distinct points, "
+            "or a smaller gamma)"
         )
     return pts
