@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import weights as wt
 from ..backend import array_module
+from ..points import validate_points
 
 __all__ = ["BlockGrid", "Code", "DecodeInfo", "DecodeWeights", "EvaluationCode"]
 
@@ -467,6 +468,7 @@ class EvaluationCode(Code):
         self.grid = grid
         self.points = np.asarray(points)
         self.P = int(self.points.shape[0])
+        validate_points(self.points, self.P)  # e.g. a huge gamma can underflow them to 0
         self.basis = basis
         self.a_index = np.asarray(a_index, dtype=int)
         self.b_index = np.asarray(b_index, dtype=int)
