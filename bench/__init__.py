@@ -1,0 +1,1 @@
+"""Benchmark suite of gpucoded (pytest-benchmark); ``python -m bench`` runs it."""
