@@ -15,7 +15,8 @@ from .codes import Code, DecodeInfo, make_code
 from .errors import NotEnoughAnswersError
 from .executors import get_executor
 from .executors.base import check_delays
-from .validate import check_operands
+from .integrity import IntegrityReport, answer_problem, verify_decode, verify_ready
+from .validate import check_count, check_operands, inputs_finite
 
 __all__ = ["CallInfo", "coded_matmul"]
 
@@ -56,9 +57,16 @@ class CallInfo:
     decode_time: float = 0.0
     total_time: float = 0.0
     decode: DecodeInfo | None = None
+    #: NaN/Inf in the inputs (``nonfinite="propagate"``): the result is not meaningful.
+    nonfinite_input: bool = False
+    #: ``verify=...``: the consistency check (:mod:`gpucoded.integrity`).
+    integrity: IntegrityReport | None = None
 
     @property
     def error_bound(self) -> float | None:
+        """A-priori bound on ``max|C - AB|``; with ``verify``, the verified bound."""
+        if self.integrity is not None and self.integrity.error_bound is not None:
+            return self.integrity.error_bound
         return None if self.decode is None else self.decode.error_bound
 
     @property
@@ -96,6 +104,7 @@ def coded_matmul(
     answers: int | None = None,
     deadline: float | None = None,
     nonfinite: str = "raise",
+    verify: str | None = None,
     return_info: bool = False,
     **code_options: Any,
 ) -> Any:
@@ -125,7 +134,16 @@ def coded_matmul(
         Seconds to wait for answers; then decode with what arrived, or raise
         :class:`~gpucoded.errors.NotEnoughAnswersError`.
     nonfinite : {"raise", "propagate"}
-        NaN/Inf in the inputs: refuse them, or compute anyway.
+        NaN/Inf in the inputs: refuse them, or compute anyway (sets
+        ``CallInfo.nonfinite_input``). With finite inputs a NaN/Inf answer, like one of
+        the wrong shape or dtype, makes its worker an erasure.
+    verify : {None, "warn", "raise", "correct"}
+        Cross-check the answers for silent corruption (:mod:`gpucoded.integrity`);
+        waits for one answer more than the threshold (``"correct"``: two, to locate
+        and exclude a corrupt worker). On an inconsistency: warn
+        (:class:`~gpucoded.errors.CorruptionWarning`), raise
+        :class:`~gpucoded.errors.CorruptAnswerError`, or exclude the corrupt worker
+        and decode from the rest. ``CallInfo.error_bound`` is then the verified bound.
     return_info : bool
         Also return a :class:`CallInfo`.
     **code_options
@@ -142,6 +160,12 @@ def coded_matmul(
     """
     t_start = time.perf_counter()
     A, B = check_operands(A, B, nonfinite=nonfinite)
+    finite_in = nonfinite == "raise" or inputs_finite(A, B)
+    m, P, answers = check_count("m", m), check_count("P", P), check_count("answers", answers)
+    for key in ("p", "q", "r"):
+        code_options[key] = check_count(key, code_options.get(key))
+    code_options = {k: v for k, v in code_options.items() if v is not None}
+    verify_ready(verify, None, ())  # refuses an unknown mode before any work
     if isinstance(code, str) and m is None and "p" not in code_options:
         m = 2
     code_obj = _resolve_code(code, m, P, code_options)
@@ -166,6 +190,7 @@ def coded_matmul(
     t0 = time.perf_counter()
     At, Bt = code_obj.encode(A, B)
     info = CallInfo(code=code_obj, encode_time=time.perf_counter() - t0)
+    info.nonfinite_input = not finite_in
     info.erased.update({w: "failed" for w in failed_set})
     workers = [w for w in range(Pn) if w not in failed_set]
 
@@ -179,9 +204,14 @@ def coded_matmul(
             if not ans.ok:
                 info.erased[ans.worker] = f"raised {ans.error!r}"
                 continue
+            shape = (At.shape[1], Bt.shape[2])
+            bad = answer_problem(ans.product, shape, At.dtype, check_finite=finite_in)
+            if bad:
+                info.erased[ans.worker] = bad
+                continue
             got.append(ans.worker)
             prods.append(ans.product)
-            if len(got) >= need and code_obj.can_decode(got):
+            if len(got) >= need and verify_ready(verify, code_obj, got):
                 break
     info.time_to_decode = time.perf_counter() - t_run
     pending = [w for w in workers if w not in info.answered]
@@ -201,15 +231,16 @@ def coded_matmul(
     products = xp.stack(prods)
     norms = operand_norms(code_obj, A, B)
     t1 = time.perf_counter()
-    C, dinfo = code_obj.decode(
-        products,
-        got,
-        shape=(n, l),
-        norms=norms,
-        inner=At.shape[2],
-        real=(A.dtype.kind != "c" and B.dtype.kind != "c"),
-        return_info=True,
-    )
+    dec_kw = {"shape": (n, l), "norms": norms, "inner": At.shape[2]}
+    dec_kw["real"] = A.dtype.kind != "c" and B.dtype.kind != "c"
+    if verify is not None and finite_in:
+        out = verify_decode(code_obj, products, got, mode=verify, **dec_kw)
+        C, dinfo, info.integrity, got = out
+        info.erased.update({w: "corrupt answer (excluded)" for w in info.integrity.excluded})
+    else:
+        if verify is not None:
+            info.integrity = IntegrityReport(mode=verify, reason="inputs are not finite")
+        C, dinfo = code_obj.decode(products, got, return_info=True, **dec_kw)
     out_dtype = np_result_dtype(A, B)
     if C.dtype != out_dtype:
         C = C.astype(out_dtype)

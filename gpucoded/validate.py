@@ -1,17 +1,89 @@
-"""Input checks done once, before any worker runs. Each error names the argument and the fix."""
+"""Input checks done once, before any worker runs. Each error names the argument and the fix.
+
+What is accepted
+----------------
+* Operands: 2-D, non-empty NumPy or CuPy arrays (or Python sequences, converted with
+  :func:`numpy.asarray`) of dtype float32, float64, complex64 or complex128, with
+  ``A.shape[1] == B.shape[0]``. Integer, bool, float16 and object arrays are refused
+  (convert explicitly: an implicit cast would hide a precision choice). Both operands
+  live on the same side (host or device) and, on the device, on the same GPU.
+* Any memory layout: transposed, Fortran-ordered and strided views work; the encode
+  copies each operand once into the contiguous blocks the workers use.
+* NaN/Inf: ``nonfinite="raise"`` refuses them; ``"propagate"`` computes anyway, sets
+  ``CallInfo.nonfinite_input`` and stops treating NaN answers as worker faults.
+* Splits finer than the matrix (m or p·q larger than the dimension it splits, e.g. a
+  1×1 product with m = 3) are **allowed**: the blocks are zero padded, the padding
+  blocks are zero and the result is exact up to the reported bound. It is wasteful,
+  never wrong.
+* Integer parameters (m, P, p, q, r, answers) must be Python/NumPy integers ≥ 1.
+"""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
 from .backend import array_module, is_cupy_array
 
-__all__ = ["SUPPORTED_DTYPES", "check_operands"]
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "check_count",
+    "check_operands",
+    "check_same_device",
+    "inputs_finite",
+]
 
 #: dtypes the codes compute in (inputs of other float kinds are refused, not cast).
 SUPPORTED_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int | None:
+    """An integer parameter (``m``, ``P``, ``p``, ``q``, ``r``, ``answers``), or None.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (bools and floats such as 2.0 are refused).
+    ValueError
+        ``value < minimum``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_same_device(A: Any, B: Any) -> None:
+    """Refuse CuPy operands on different GPUs (an implicit peer copy would be hidden).
+
+    Raises
+    ------
+    ValueError
+        ``A.device != B.device``.
+    """
+    da, db = getattr(A, "device", None), getattr(B, "device", None)
+    ida, idb = getattr(da, "id", da), getattr(db, "id", db)
+    if ida is not None and idb is not None and ida != idb:
+        raise ValueError(
+            f"A is on GPU {ida} and B on GPU {idb}: put both on one device first "
+            f"(e.g. with cupy.cuda.Device({ida}): B = cupy.asarray(B))"
+        )
+
+
+def _as_array(name: str, X: Any) -> Any:
+    if is_cupy_array(X) or isinstance(X, np.ndarray):
+        return X
+    try:
+        return np.asarray(X)
+    except (ValueError, TypeError) as e:  # ragged nested sequences
+        raise TypeError(
+            f"{name} cannot be converted to a matrix ({e}); pass a 2-D numpy or cupy array"
+        ) from e
 
 
 def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, Any]:
@@ -28,16 +100,24 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
     Returns
     -------
     A, B as arrays of one namespace (NumPy or CuPy).
+
+    Raises
+    ------
+    TypeError
+        Unsupported dtype, mixed NumPy/CuPy operands, non-array input.
+    ValueError
+        Wrong dimensionality, empty operand, inner dimensions differ, operands on
+        different GPUs, NaN/Inf with ``nonfinite="raise"``, unknown ``nonfinite``.
     """
-    if not is_cupy_array(A) and not isinstance(A, np.ndarray):
-        A = np.asarray(A)
-    if not is_cupy_array(B) and not isinstance(B, np.ndarray):
-        B = np.asarray(B)
+    if nonfinite not in ("raise", "propagate"):
+        raise ValueError(f"nonfinite must be 'raise' or 'propagate', got {nonfinite!r}")
+    A, B = _as_array("A", A), _as_array("B", B)
     xp = array_module(A, B)
     for name, X in (("A", A), ("B", B)):
         if X.ndim != 2:
             raise ValueError(
-                f"{name} must be a 2-D matrix; got {X.ndim}-D array of shape {X.shape}"
+                f"{name} must be a 2-D matrix; got {X.ndim}-D array of shape {X.shape} "
+                f"(reshape it, e.g. {name}.reshape(-1, 1) for a column)"
             )
         if X.size == 0:
             raise ValueError(
@@ -53,8 +133,8 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
             f"inner dimensions differ: A is {A.shape[0]}x{A.shape[1]}, B is "
             f"{B.shape[0]}x{B.shape[1]} (need A.shape[1] == B.shape[0])"
         )
-    if nonfinite not in ("raise", "propagate"):
-        raise ValueError(f"nonfinite must be 'raise' or 'propagate', got {nonfinite!r}")
+    if xp is not np:
+        check_same_device(A, B)
     if nonfinite == "raise":
         for name, X in (("A", A), ("B", B)):
             if not bool(xp.isfinite(X).all()):
@@ -62,3 +142,9 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
                     f"{name} contains NaN or Inf; clean the input or pass nonfinite='propagate'"
                 )
     return A, B
+
+
+def inputs_finite(A: Any, B: Any) -> bool:
+    """Whether both operands are free of NaN and Inf (one reduction each)."""
+    xp = array_module(A, B)
+    return bool(xp.isfinite(A).all()) and bool(xp.isfinite(B).all())
