@@ -96,15 +96,13 @@ def name_expression(family: str, ct: str, vec: int = 1, maxm: int = 4) -> str:
     """Template name expression, e.g. ``'gc_encode<float, 4, 16>'``."""
     if family == "delay":
         return "gc_delay"
-    if family == "wait_flag":
-        return "gc_wait_flag"
     return f"gc_{family}<{ct}, {vec}, {maxm}>"
 
 
 def all_name_expressions(family: str) -> list[str]:
     """Every instantiation of a family (what NVRTC and CMake must build)."""
     if family == "delay":
-        return ["gc_delay", "gc_wait_flag"]
+        return ["gc_delay"]
     return [
         name_expression(family, ct, v, m)
         for ct, vecs in VEC_CHOICES.items()
@@ -430,21 +428,40 @@ def decode(
     return out
 
 
-def delay(seconds: float, stream: Any = None) -> None:
-    """Launch the straggler delay kernel: one thread spins ``seconds`` of GPU time."""
+def delay(seconds: float, flag: Any = None, stream: Any = None) -> None:
+    """Launch the straggler kernel: one thread spins ``seconds`` of GPU time.
+
+    Parameters
+    ----------
+    seconds : float
+        Spin time (GPU global timer); for a worker that never completes, a cap.
+    flag : cupy.ndarray of int32, optional
+        The spin also ends as soon as ``flag[0] != 0`` (set it from another
+        stream, e.g. ``cudaMemsetAsync``, to cancel). Default: a flag that is
+        never set.
+    stream : cupy.cuda.Stream, optional
+    """
+    if flag is None:
+        flag = _never_set_flag()
     k = get_kernel("delay", "gc_delay")
     with stream if stream is not None else _null_ctx():
-        k((1,), (1,), (np.int64(round(seconds * 1e9)),))
+        k((1,), (1,), (flag, np.int64(round(seconds * 1e9))))
 
 
-def wait_flag(flag: Any, max_seconds: float, stream: Any = None) -> None:
-    """Launch a kernel spinning until ``flag[0] != 0`` (int32 device array).
+@functools.cache
+def _never_set_flag_on(device: int) -> Any:
+    import cupy as cp
 
-    ``max_seconds`` caps the spin so that the stream always drains.
-    """
-    k = get_kernel("delay", "gc_wait_flag")
-    with stream if stream is not None else _null_ctx():
-        k((1,), (1,), (flag, np.int64(round(max_seconds * 1e9))))
+    with cp.cuda.Device(device):
+        f = cp.zeros(1, dtype=cp.int32)
+        cp.cuda.get_current_stream().synchronize()
+    return f
+
+
+def _never_set_flag() -> Any:
+    import cupy as cp
+
+    return _never_set_flag_on(cp.cuda.Device().id)
 
 
 class _null_ctx:

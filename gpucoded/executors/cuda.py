@@ -11,9 +11,12 @@ Straggler injection (``delays[w]`` seconds):
 
 * ``delay_mode="gpu"`` (default): a one-thread delay kernel spins for
   ``delays[w]`` on the worker's stream before its GEMM, so the GPU really is
-  late. ``math.inf``: a kernel spinning on a device flag, released when the run
-  is cancelled (or after ``never_cap`` seconds), and no GEMM: the worker never
-  answers.
+  late. ``math.inf``: the same kernel capped at ``never_cap`` seconds and no
+  GEMM: the worker never answers. Every spin also watches a per-run device
+  flag that :meth:`Run.cancel` sets (``cudaMemsetAsync`` on a control stream),
+  so cancelling ends all injected waits at once. A GEMM already queued behind
+  a released delay still runs (CUDA work cannot be dequeued); it is finite and
+  its answer is ignored.
 * ``delay_mode="host"``: the GEMM runs at once; the answer is withheld on the
   host until ``delays[w]`` after the start (``inf``: never delivered).
 
@@ -225,7 +228,7 @@ class CudaStreamExecutor(Executor):
         need_flag = (
             self.delay_mode == "gpu"
             and delays is not None
-            and any(math.isinf(float(delays[w])) for w in workers)
+            and any(float(delays[w]) > 0 for w in workers)
         )
         devs: dict[int, _DeviceState] = {}
         for dev in sorted(set(place.values())):
@@ -263,13 +266,11 @@ class CudaStreamExecutor(Executor):
                         if math.isinf(d):
                             wk.never = True
                             if self.delay_mode == "gpu":
-                                self._never(dev, st, wk.stream)
+                                self._delay(st, self.never_cap, wk.stream)
                             run_workers.append(wk)
                             continue
                         if self.delay_mode == "gpu" and d > 0:
-                            from .. import kernels
-
-                            kernels.delay(d, stream=wk.stream)
+                            self._delay(st, d, wk.stream)
                         else:
                             wk.host_delay = d
                         wk.ev_gemm.record(wk.stream)
@@ -281,10 +282,10 @@ class CudaStreamExecutor(Executor):
                 run_workers.append(wk)
         return _CudaRun(self, run_workers, devs, home, t0, timeout, to_numpy)
 
-    def _never(self, dev: int, st: _DeviceState, stream: Any) -> None:
+    def _delay(self, st: _DeviceState, seconds: float, stream: Any) -> None:
         from .. import kernels
 
-        kernels.wait_flag(st.flag, self.never_cap, stream=stream)
+        kernels.delay(seconds, flag=st.flag, stream=stream)
 
     def close(self) -> None:
         """Wait for all worker streams and drop cached streams and flags."""

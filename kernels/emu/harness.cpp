@@ -85,13 +85,8 @@ int gc_emu_decode_f64(int vec, int maxm, unsigned grid, unsigned block, int rev,
                               ldc, nrows, ncols);
 }
 
-int gc_emu_delay(long long ns) {
-    gc_emu_launch(1, 1, false, [&] { gc_delay(ns); });
-    return 0;
-}
-
-int gc_emu_wait_flag(const int* flag, long long max_ns) {
-    gc_emu_launch(1, 1, false, [&] { gc_wait_flag(flag, max_ns); });
+int gc_emu_delay(const int* flag, long long ns) {
+    gc_emu_launch(1, 1, false, [&] { gc_delay(flag, ns); });
     return 0;
 }
 

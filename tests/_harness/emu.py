@@ -158,8 +158,7 @@ class Emu:
         assert rc == 0, "no such instantiation in the harness"
         return out
 
-    def delay(self, seconds: float) -> None:
-        self.lib.gc_emu_delay(ctypes.c_longlong(round(seconds * 1e9)))
-
-    def wait_flag(self, flag: np.ndarray, max_seconds: float) -> None:
-        self.lib.gc_emu_wait_flag(self._ptr(flag), ctypes.c_longlong(round(max_seconds * 1e9)))
+    def delay(self, seconds: float, flag: np.ndarray | None = None) -> None:
+        if flag is None:
+            flag = np.zeros(1, dtype=np.int32)
+        self.lib.gc_emu_delay(self._ptr(flag), ctypes.c_longlong(round(seconds * 1e9)))

@@ -9,7 +9,6 @@ the executor's ordering, timeout, never-completes and placement logic.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import types
@@ -103,7 +102,7 @@ def _wrap(a):
 
 def install(monkeypatch, kernels_module) -> dict:
     """Install the fake as ``cupy`` and stub the delay kernels; returns a call log."""
-    log: dict = {"delay": [], "wait": [], "memset": []}
+    log: dict = {"delay": [], "flags": [], "memset": []}
     cp = types.ModuleType("cupy")
     cuda = types.ModuleType("cupy.cuda")
     runtime = types.SimpleNamespace(
@@ -140,14 +139,10 @@ def install(monkeypatch, kernels_module) -> dict:
     ):
         monkeypatch.setitem(sys.modules, name, mod)
 
-    def delay(seconds, stream=None):
+    def delay(seconds, flag=None, stream=None):
         log["delay"].append(seconds)
+        log["flags"].append(flag)
         (stream or get_current_stream()).push(seconds)
 
-    def wait_flag(flag, max_seconds, stream=None):
-        log["wait"].append(max_seconds)
-        (stream or get_current_stream()).push(math.inf)
-
     monkeypatch.setattr(kernels_module, "delay", delay)
-    monkeypatch.setattr(kernels_module, "wait_flag", wait_flag)
     return log
