@@ -151,7 +151,7 @@ class DaskExecutor(Executor):
     def __init__(self, client: Any) -> None:
         distributed = _require_distributed()
         if isinstance(client, str):
-            client = distributed.Client(client)
+            client = _client_for(client)
         if not isinstance(client, distributed.Client):
             raise TypeError(
                 f"DaskExecutor needs a distributed.Client or an address, got {client!r}"
@@ -212,7 +212,27 @@ class DaskExecutor(Executor):
 
 
 _LOCAL: dict[str, Any] = {}
+_CLIENTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
+
+
+def _client_for(address: str) -> Any:
+    """One client per scheduler address, reused across calls, closed at exit."""
+    distributed = _require_distributed()
+    with _LOCK:
+        client = _CLIENTS.get(address)
+        if client is None or client.status != "running":
+            client = distributed.Client(address)
+            if not _CLIENTS:
+                atexit.register(_close_clients)
+            _CLIENTS[address] = client
+        return client
+
+
+def _close_clients() -> None:
+    while _CLIENTS:
+        _, client = _CLIENTS.popitem()
+        client.close()
 
 
 def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecutor:

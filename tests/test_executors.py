@@ -1,0 +1,169 @@
+"""Local executors: thread pool semantics, wall clock, cancellation, deadline, erasures."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from _util import unit_gaussian
+
+import gpucoded
+from gpucoded.executors import SerialExecutor, ThreadExecutor, get_executor
+from gpucoded.executors import local as local_mod
+from gpucoded.reference import exact_product
+
+U = np.finfo(np.float64).eps / 2
+
+
+def _worker_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("gpucoded-worker")]
+
+
+def _wait_no_worker_threads(limit: float) -> float:
+    """Seconds until no worker thread is alive (fails after ``limit``)."""
+    t0 = time.perf_counter()
+    while _worker_threads():
+        if time.perf_counter() - t0 > limit:
+            pytest.fail(f"worker threads still alive after {limit} s: {_worker_threads()}")
+        time.sleep(0.005)
+    return time.perf_counter() - t0
+
+
+def _stacks(P=4, r=20, c=30, d=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((P, r, c)), rng.standard_normal((P, c, d))
+
+
+def test_get_executor_resolution():
+    assert isinstance(get_executor(None), ThreadExecutor)
+    assert isinstance(get_executor(None, like=np.ones(2)), ThreadExecutor)
+    assert isinstance(get_executor("threads"), ThreadExecutor)
+    assert isinstance(get_executor("serial"), SerialExecutor)
+    ex = SerialExecutor()
+    assert get_executor(ex) is ex
+    with pytest.raises(ValueError, match="unknown executor"):
+        get_executor("warp-drive")
+    with pytest.raises(ValueError, match="max_workers"):
+        ThreadExecutor(max_workers=0)
+
+
+def test_thread_answers_are_the_worker_products():
+    """Each answer is At[w] @ Bt[w]; two evaluations of the same length-c dot products
+    differ by at most 2·γ_c·|A||B| entrywise (Higham, γ_c ≈ c·u), the tolerance used."""
+    At, Bt = _stacks()
+    with ThreadExecutor().start(At, Bt, workers=range(4)) as run:
+        answers = {a.worker: a for a in run}
+    assert sorted(answers) == [0, 1, 2, 3]
+    for w, a in answers.items():
+        assert a.ok and a.end >= a.start >= 0
+        tol = 2 * At.shape[2] * U * (np.abs(At[w]) @ np.abs(Bt[w]))
+        assert np.all(np.abs(a.product - At[w] @ Bt[w]) <= tol)
+
+
+def test_thread_answers_arrive_in_delay_order():
+    At, Bt = _stacks()
+    delays = [0.3, 0.0, 0.1, 0.2]
+    with ThreadExecutor().start(At, Bt, workers=range(4), delays=delays) as run:
+        order = [a.worker for a in run]
+    assert order == [1, 2, 3, 0]
+    with ThreadExecutor().start(At, Bt, workers=range(4), delays=delays) as run:
+        ends = {a.worker: a.end for a in run}
+    for w in range(4):
+        assert ends[w] >= delays[w]
+
+
+def test_straggler_does_not_delay_the_call_and_nothing_lingers():
+    """One worker 5 s late: the call returns in a small fraction of that and, right
+    after, no worker thread is left (the delayed one was woken by the cancel)."""
+    A, B = unit_gaussian((60, 60), 1), unit_gaussian((60, 60), 2)
+    delay = 5.0
+    t0 = time.perf_counter()
+    C, info = gpucoded.coded_matmul(
+        A, B, "matdot", m=2, P=4, delays=[delay, 0, 0, 0], return_info=True
+    )
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.1 * delay
+    assert 0 not in info.used and info.abandoned == [0]
+    assert _wait_no_worker_threads(0.5 * delay) < 0.1 * delay
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+
+
+def test_never_answering_worker_is_released_by_cancel():
+    At, Bt = _stacks()
+    run = ThreadExecutor().start(At, Bt, workers=range(4), delays=[math.inf, 0, 0, 0])
+    with run:
+        got = [a.worker for a in run]
+    assert sorted(got) == [1, 2, 3]  # the iterator ends without waiting for worker 0
+    assert run.join(1.0)
+
+
+def test_deadline_decodes_with_what_arrived():
+    """answers=3 is asked for but only 2 (the ε-MatDot threshold) arrive in time."""
+    A, B = unit_gaussian((30, 30), 3), unit_gaussian((30, 30), 4)
+    t0 = time.perf_counter()
+    C, info = gpucoded.coded_matmul(
+        A,
+        B,
+        "approx_matdot",
+        m=2,
+        P=4,
+        answers=3,
+        delays=[0, 0, 5.0, math.inf],
+        deadline=0.3,
+        return_info=True,
+    )
+    assert time.perf_counter() - t0 < 2.0
+    assert sorted(info.used) == [0, 1]
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+    _wait_no_worker_threads(2.0)
+
+
+def test_deadline_too_short_raises_with_the_count():
+    A, B = unit_gaussian((20, 20), 5), unit_gaussian((20, 20), 6)
+    t0 = time.perf_counter()
+    with pytest.raises(gpucoded.NotEnoughAnswersError, match="only 1 usable arrived by the dead"):
+        gpucoded.coded_matmul(
+            A, B, "matdot", m=2, P=4, delays=[0, 5.0, 5.0, math.inf], deadline=0.2
+        )
+    assert time.perf_counter() - t0 < 2.0
+    _wait_no_worker_threads(2.0)
+
+
+def test_worker_that_raises_is_an_erasure(monkeypatch):
+    real = local_mod.multiply
+
+    def broken(At, Bt, w):
+        if w == 1:
+            raise MemoryError("worker 1 ran out of memory")
+        return real(At, Bt, w)
+
+    monkeypatch.setattr(local_mod, "multiply", broken)
+    A, B = unit_gaussian((30, 30), 7), unit_gaussian((30, 30), 8)
+    for ex in ("threads", "serial"):
+        C, info = gpucoded.coded_matmul(A, B, "matdot", m=2, P=4, executor=ex, return_info=True)
+        assert "MemoryError" in info.erased[1] and 1 not in info.used
+        assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+
+
+def test_max_workers_queue_is_dropped_on_cancel():
+    """With one thread, queued workers never start once the decoder has enough."""
+    At, Bt = _stacks(P=6)
+    run = ThreadExecutor(max_workers=1).start(At, Bt, workers=range(6), delays=[0.05] * 6)
+    with run:
+        first = next(iter(run))
+    assert first.worker == 0
+    assert run.join(1.0)
+
+
+def test_diagnostics_times_follow_the_injected_delays():
+    """time_to_decode is at least the K-th smallest delay (the answers it waited for)."""
+    A, B = unit_gaussian((20, 20), 9), unit_gaussian((20, 20), 10)
+    delays = [0.0, 0.05, 0.15, 3.0]
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=2, P=4, delays=delays, return_info=True)
+    assert info.answered == [0, 1, 2] and info.used == (0, 1, 2)
+    assert info.time_to_decode >= sorted(delays)[2]
+    for w in info.used:
+        assert info.worker_times[w][1] >= delays[w]
