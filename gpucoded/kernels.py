@@ -298,7 +298,8 @@ def encode(
     Parameters
     ----------
     X : cupy.ndarray, shape (nrows, ncols)
-        Row-major (unit column stride; any leading dimension).
+        Read in place when row-major with unit column stride (any leading
+        dimension); other layouts are first copied to C order.
     G : array_like, shape (P, gr*gc)
         Encoding coefficients, same dtype as ``X``.
     grid : (gr, gc)
@@ -318,6 +319,11 @@ def encode(
     import cupy as cp
 
     gr, gc = (int(g) for g in grid)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}")
+    item = X.dtype.itemsize
+    if X.strides[1] != item or X.strides[0] < 0 or X.strides[0] % item:
+        X = cp.ascontiguousarray(X)  # e.g. a transposed view: one copy, then the fused pass
     ld = _ld_of(X)
     G = cp.ascontiguousarray(cp.asarray(G, dtype=X.dtype))
     if G.ndim != 2 or G.shape[1] != gr * gc:
