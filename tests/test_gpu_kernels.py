@@ -70,6 +70,17 @@ def test_encode_decode_gpu(mode, dtype, case, pad_ld):
         assert np.all(o[n] == 7.0) and np.all(o[:, l:] == 7.0)
 
 
+def test_encode_transposed_view(mode):
+    import cupy as cp
+
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((50, 70))
+    G = rng.standard_normal((5, 4))
+    Y = K.encode(cp.asarray(A).T, cp.asarray(G), (2, 2))  # F-ordered view: copied first
+    ref = encode_ref(np.ascontiguousarray(A.T), G, (2, 2))
+    _check(Y.get(), ref, encode_bound(np.ascontiguousarray(A.T), G, (2, 2)))
+
+
 def test_every_code_encode_matches_cpu_path():
     """For every real code, the fused kernels equal the core's encode/decode on GPU."""
     import cupy as cp
