@@ -95,14 +95,16 @@ class _CudaRun(Run):
     def _elapsed(self, dev: int, ev: Any) -> float:
         import cupy as cp
 
-        return cp.cuda.get_elapsed_time(self._devs[dev].ref, ev) / 1e3
+        with cp.cuda.Device(dev):
+            return cp.cuda.get_elapsed_time(self._devs[dev].ref, ev) / 1e3
 
     def _collect(self, wk: _Worker) -> Answer:
         import cupy as cp
 
         start = self._elapsed(wk.device, wk.ev_start)
         end = self._elapsed(wk.device, wk.ev_end)
-        self.gemm_times[wk.w] = cp.cuda.get_elapsed_time(wk.ev_gemm, wk.ev_end) / 1e3
+        with cp.cuda.Device(wk.device):
+            self.gemm_times[wk.w] = cp.cuda.get_elapsed_time(wk.ev_gemm, wk.ev_end) / 1e3
         prod = wk.product
         if self._to_numpy:
             prod = cp.asnumpy(prod, stream=wk.stream)
