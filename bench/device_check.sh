@@ -57,7 +57,7 @@ else
 fi
 
 step "GPU tests + kernel tests"
-timeout 80 $PY -m pytest -q -x -p no:cacheprovider -m "gpu or not gpu" \
+timeout 80 $PY -m pytest -q -p no:cacheprovider -m "gpu or not gpu" \
   tests/test_gpu_kernels.py tests/test_gpu_executor.py tests/test_gpu_helpers.py \
   tests/test_kernels_nvrtc.py tests/test_kernels_emu.py -rs || status=1
 step "other gpu-marked tests"

@@ -99,8 +99,8 @@ def test_every_code_encode_matches_cpu_path():
         g = code.grid
         At_ref, Bt_ref = code.encode(A, B)
         At, Bt = gpu.encode_pair(cp.asarray(A), cp.asarray(B), code.GA, code.GB, (g.p, g.s, g.t))
-        np.testing.assert_allclose(At.get(), At_ref, rtol=0, atol=1e-12 * np.abs(A).max() * 8)
-        np.testing.assert_allclose(Bt.get(), Bt_ref, rtol=0, atol=1e-12 * np.abs(B).max() * 8)
+        _check(At.get(), At_ref, encode_bound(A, code.GA, (g.p, g.s)))
+        _check(Bt.get(), Bt_ref, encode_bound(B, code.GB, (g.s, g.t)))
         S = list(range(code.P))[: max(code.recovery_threshold, 1)]
         prods = np.stack([At_ref[w] @ Bt_ref[w] for w in S])
         C_ref = code.decode(prods, S, shape=(n, l))
@@ -108,8 +108,7 @@ def test_every_code_encode_matches_cpu_path():
         order = {w: i for i, w in enumerate(dw.workers)}
         W = np.real(dw.W[:, [order[w] for w in S]]).astype(np.float64)
         C = gpu.decode_products(cp.asarray(prods), W, (g.p, g.t), (n, l))
-        scale = np.abs(W).sum(axis=1).max() * np.abs(prods).max()
-        np.testing.assert_allclose(C.get(), np.real(C_ref), rtol=0, atol=1e-12 * scale)
+        _check(C.get(), np.real(C_ref), decode_bound(prods, W, (g.p, g.t), (n, l)))
 
 
 def test_delay_kernel_takes_time():
