@@ -1,0 +1,232 @@
+r"""Silent data corruption: detection with K+1 answers, location with K+2 (``verify=``).
+
+Notation (see :mod:`gpucoded.integrity`): :math:`\hat C_T` is the decode from the
+answer set T and :math:`e_T` its a-priori bound (``DecodeWeights.bounds``). A
+corruption E of worker c's answer moves :math:`\hat C_S` by :math:`W_S[:,c]E`. The
+leave-one-out check misses it only if
+:math:`\|\hat C_S-\hat C_{S\setminus c}\|\le e_S+e_{S\setminus c}`, and since
+:math:`\hat C_{S\setminus c}` is honest, that forces
+:math:`\|W_S[:,c]E\|_{\max}\le 2(e_S+e_{S\setminus c})`. The tests assert this
+contrapositive (a corruption that moves the result by more must be detected), that
+located workers are exactly the corrupted ones, and that every returned result is
+within ``CallInfo.error_bound``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from _faults import FaultyExecutor
+from _util import unit_gaussian
+
+import gpucoded
+from gpucoded.api import operand_norms
+from gpucoded.errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
+from gpucoded.executors import SerialExecutor, ThreadExecutor
+from gpucoded.integrity import can_check, can_locate
+from gpucoded.reference import exact_product
+
+EXACT = {
+    "matdot": {"m": 2},
+    "chebyshev": {"m": 3},
+    "polydot": {"p": 2, "q": 1},
+    "polynomial": {"p": 2, "q": 2},
+}
+APPROX = {"approx_matdot": {"m": 2}, "approx_polydot": {"p": 2, "q": 1}}
+COUNTS = {"injected": 0, "detected": 0, "located": 0}
+
+
+@pytest.fixture(scope="module")
+def operands():
+    A, B = unit_gaussian((8, 6), 70), unit_gaussian((6, 5), 71)
+    return A, B, exact_product(A, B)
+
+
+def _code(name, opts, extra):
+    probe = gpucoded.make_code(name, **opts)
+    return gpucoded.make_code(name, P=probe.recovery_threshold + extra, **opts)
+
+
+def _bound(code, S, A, B):
+    """e_S: the a-priori bound of the decode from S (the one machinery's bounds())."""
+    rb, cb, db = code.grid.block_dims(A.shape[0], A.shape[1], B.shape[1])
+    na, nb = operand_norms(code, A, B)
+    return sum(code.decode_weights(S).bounds(na, nb, np.float64, cb))
+
+
+def _moved(code, S, c, e):
+    """max |W_S[:, c] E| for E = e at one entry of worker c's answer."""
+    dw = code.decode_weights(S)
+    return float(np.abs(dw.W[:, dw.workers.index(c)]).max() * abs(e))
+
+
+@pytest.mark.parametrize("name", list(EXACT))
+def test_detect_with_threshold_plus_one(name, operands):
+    """K+1 answers of an exact code: a clean run verifies, a corrupt answer is detected."""
+    A, B, E = operands
+    code = _code(name, EXACT[name], 1)
+    S = list(range(code.P))
+    assert can_check(code, S) and not can_locate(code, S)
+    C, info = gpucoded.coded_matmul(
+        A, B, code, executor=SerialExecutor(), verify="raise", return_info=True
+    )
+    assert info.integrity.checked and info.integrity.consistent
+    assert info.integrity.max_ratio <= 1.0
+    assert np.abs(C - E).max() <= info.error_bound
+    for c in S:
+        e = 1.0
+        COUNTS["injected"] += 1
+        must = _moved(code, S, c, e) > 2 * (
+            _bound(code, S, A, B) + _bound(code, set(S) - {c}, A, B)
+        )
+        ex = FaultyExecutor(SerialExecutor(), {c: ("perturb", e)})
+        try:
+            gpucoded.coded_matmul(A, B, code, executor=ex, verify="raise")
+        except CorruptAnswerError as err:
+            COUNTS["detected"] += 1
+            assert set(err.suspects) == set(S)
+            assert err.report.max_ratio > 1.0
+        else:
+            assert not must, f"corruption of worker {c} moved C but was not detected"
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor, ThreadExecutor])
+@pytest.mark.parametrize("name", list(EXACT) + list(APPROX))
+def test_locate_with_threshold_plus_two(name, executor, operands):
+    """K+2 answers: each corrupt worker in turn is located, excluded, C is correct.
+
+    The returned C is the honest decode without the corrupt worker, so it must be
+    within that decode's own a-priori bound (``info.decode.error_bound``), which is
+    tighter than the verified bound.
+    """
+    A, B, E = operands
+    opts = EXACT.get(name) or APPROX[name]
+    code = _code(name, opts, 2)
+    for c in range(code.P):
+        COUNTS["injected"] += 1
+        ex = FaultyExecutor(executor(), {c: ("perturb", 1.0)})
+        C, info = gpucoded.coded_matmul(A, B, code, executor=ex, verify="correct", return_info=True)
+        assert info.integrity.excluded == (c,)
+        assert info.erased[c] == "corrupt answer (excluded)"
+        assert c not in info.used
+        assert np.abs(C - E).max() <= info.decode.error_bound <= info.error_bound
+        COUNTS["detected"] += 1
+        COUNTS["located"] += 1
+
+
+@pytest.mark.parametrize("name", list(EXACT))
+def test_two_corrupt_workers_located(name, operands):
+    """K+4 answers (all awaited): two corrupt workers are located and excluded."""
+    A, B, E = operands
+    code = _code(name, EXACT[name], 4)
+    bad = {1: ("perturb", 0.5), code.P - 2: ("scale", 3.0)}
+    COUNTS["injected"] += 2
+    ex = FaultyExecutor(SerialExecutor(), bad)
+    C, info = gpucoded.coded_matmul(
+        A, B, code, executor=ex, verify="correct", answers=code.P, return_info=True
+    )
+    assert set(info.integrity.excluded) == set(bad)
+    assert np.abs(C - E).max() <= info.decode.error_bound
+    COUNTS["detected"] += 2
+    COUNTS["located"] += 2
+
+
+@pytest.mark.parametrize("name", list(APPROX))
+def test_approx_small_perturbation_within_verified_bound(name, operands):
+    """An approximate code's check has the interpolation bound as tolerance.
+
+    A corruption far below the bound may pass, but then the result is within the
+    verified bound e_S + 2 max_w e_{S\\w} (single-fault model, module docstring of
+    gpucoded.integrity); one far above it is located.
+    """
+    A, B, E = operands
+    code = _code(name, APPROX[name], 2)
+    S = list(range(code.P))
+    eS = _bound(code, S, A, B)
+    for e in (1e-3 * eS, 1e3 * eS):
+        COUNTS["injected"] += 1
+        ex = FaultyExecutor(SerialExecutor(), {0: ("perturb", e)})
+        C, info = gpucoded.coded_matmul(A, B, code, executor=ex, verify="correct", return_info=True)
+        assert np.abs(C - E).max() <= info.error_bound
+        if info.integrity.excluded:
+            COUNTS["detected"] += 1
+            COUNTS["located"] += 1
+            assert info.integrity.excluded == (0,)
+        else:
+            assert e < eS  # the large one must be found
+
+
+def test_detected_but_not_locatable_raises(operands):
+    """verify='correct' with only K+1 answers: detection, but location needs K+2."""
+    A, B, _ = operands
+    code = _code("matdot", EXACT["matdot"], 1)
+    ex = FaultyExecutor(SerialExecutor(), {1: ("perturb", 1.0)})
+    COUNTS["injected"] += 1
+    with pytest.raises(CorruptAnswerError, match="too few answers to locate"):
+        gpucoded.coded_matmul(A, B, code, executor=ex, verify="correct")
+    COUNTS["detected"] += 1
+
+
+def test_warn_mode_flags_and_voids_bound(operands):
+    """verify='warn': a CorruptionWarning, the report says inconsistent, bound is inf."""
+    A, B, _ = operands
+    code = _code("polynomial", EXACT["polynomial"], 1)
+    ex = FaultyExecutor(SerialExecutor(), {2: ("perturb", 1.0)})
+    COUNTS["injected"] += 1
+    with pytest.warns(CorruptionWarning, match="inconsistent"):
+        _, info = gpucoded.coded_matmul(A, B, code, executor=ex, verify="warn", return_info=True)
+    assert info.integrity.consistent is False
+    assert info.error_bound == np.inf
+    COUNTS["detected"] += 1
+
+
+def test_unverifiable_answers(operands):
+    """Exactly K answers cannot be cross-checked: warn says so, raise/correct refuse."""
+    A, B, E = operands
+    code = _code("matdot", EXACT["matdot"], 1)  # P = K+1
+    with pytest.warns(CorruptionWarning, match="unverified"):
+        C, info = gpucoded.coded_matmul(A, B, code, failed=[0], verify="warn", return_info=True)
+    assert not info.integrity.checked
+    assert info.integrity.error_bound is None  # falls back to the decode's bound
+    assert np.abs(C - E).max() <= info.error_bound
+    for mode in ("raise", "correct"):
+        with pytest.raises(NotEnoughAnswersError, match="could not be cross-checked"):
+            gpucoded.coded_matmul(A, B, code, failed=[0], verify=mode)
+
+
+def test_replication_needs_two_copies_per_block(operands):
+    """Replication verifies a block only when two copies of it answered."""
+    A, B, E = operands
+    code = gpucoded.make_code("replication", m=2, P=6)  # r = 3
+    assert not can_check(code, [0, 1, 2])  # block 1 answered once
+    assert can_check(code, [0, 1, 2, 3]) and can_locate(code, list(range(6)))
+    ex = FaultyExecutor(SerialExecutor(), {3: ("perturb", 1.0)})
+    COUNTS["injected"] += 1
+    C, info = gpucoded.coded_matmul(A, B, code, executor=ex, verify="correct", return_info=True)
+    assert info.integrity.excluded == (3,)
+    assert np.abs(C - E).max() <= info.decode.error_bound
+    COUNTS["detected"] += 1
+    COUNTS["located"] += 1
+
+
+def test_verify_with_nonfinite_inputs_is_skipped_and_flagged():
+    """NaN inputs with nonfinite='propagate': no check (everything is NaN), flagged."""
+    A = np.ones((4, 4))
+    A[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        C, info = gpucoded.coded_matmul(
+            A, np.eye(4), "matdot", m=2, verify="raise", nonfinite="propagate", return_info=True
+        )
+    assert info.nonfinite_input and "not finite" in info.integrity.reason
+    assert np.isnan(C[0, 0])
+
+
+def test_counts_reported():
+    """Injected corruptions of the tests above that must be found were all found."""
+    if COUNTS["injected"] == 0:
+        pytest.skip("corruption tests were deselected")
+    print(f"corruptions injected/detected/located: {COUNTS}")
+    assert COUNTS["detected"] <= COUNTS["injected"]
