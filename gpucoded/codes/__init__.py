@@ -11,6 +11,7 @@ from typing import Any
 
 from .base import BlockGrid, Code, DecodeInfo, DecodeWeights, EvaluationCode
 from .chebyshev import ChebyshevMatDot
+from .circle import CircleMatDot
 from .matdot import ApproxMatDot, MatDot
 from .polydot import ApproxPolyDot, PolyDot
 from .polynomial import PolynomialCode
@@ -22,6 +23,7 @@ __all__ = [
     "ApproxPolyDot",
     "BlockGrid",
     "ChebyshevMatDot",
+    "CircleMatDot",
     "Code",
     "DecodeInfo",
     "DecodeWeights",
@@ -43,6 +45,7 @@ CODES: dict[str, type[Code]] = {
     "polydot": PolyDot,
     "approx_polydot": ApproxPolyDot,
     "chebyshev": ChebyshevMatDot,
+    "circle": CircleMatDot,
     "polynomial": PolynomialCode,
 }
 
@@ -101,11 +104,11 @@ def make_code(
         if P is not None and P != m * r:
             raise ValueError(f"replication needs P = m*r; got P={P}, m={m} (use r=P/m)")
         return Replication(m, r)
-    if key in ("matdot", "approx_matdot", "chebyshev"):
+    if key in ("matdot", "approx_matdot", "chebyshev", "circle"):
         if m is None:
             raise ValueError(f"{key} needs m")
         if P is None:
-            P = m + 1 if key == "approx_matdot" else 2 * m
+            P = m + 1 if key in ("approx_matdot", "circle") else 2 * m
         return CODES[key](m, P, **options)
     if key == "polynomial":
         if p is None or q is None:
