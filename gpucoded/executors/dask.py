@@ -95,7 +95,8 @@ class _DaskRun(Run):
             remaining = self._timeout - (time.perf_counter() - self._t0)
             if remaining <= 0:
                 return
-        ac = distributed.as_completed(list(self._waited), timeout=remaining)
+        # the futures' own client loop: the default client may be another one
+        ac = distributed.as_completed(list(self._waited), loop=self._client.loop, timeout=remaining)
         while not self._cancelled:
             try:
                 fut = next(ac)
