@@ -1,4 +1,4 @@
-r"""Fast, exactly rounded decode weights for monomial codes, many subsets at once.
+r"""Fast, exactly rounded decode weights for polynomial codes, many subsets at once.
 
 The library's decode weights (:func:`gpucoded.weights.interpolation_weights`) solve
 the Vandermonde system of each subset in mpmath: ~1 ms per subset. A Figure 1 sweep
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["scaled_monomial_weights", "scaled_monomial_weights_many"]
+__all__ = ["fast_weights", "fast_weights_many"]
 
 _SPLIT = 134217729.0  # 2**27 + 1 (Dekker)
 _MAX_COND = 2.0**20
@@ -89,21 +89,22 @@ def _neg(x: tuple) -> tuple[np.ndarray, np.ndarray]:
 def _applies(code: Any) -> bool:
     from ..codes import EvaluationCode  # noqa: PLC0415
 
-    return (
-        isinstance(code, EvaluationCode)
-        and code.basis == "monomial"
-        and code.decode_points == "all"
-        and not np.iscomplexobj(code.points)
+    if not isinstance(code, EvaluationCode) or np.iscomplexobj(code.points):
+        return False
+    if code.decode_points != "all":
+        return False
+    return code.basis == "monomial" or (
+        code.basis == "chebyshev" and float(np.abs(code.points).max()) <= 1.0
     )
 
 
-def scaled_monomial_weights(code: Any, subsets: np.ndarray) -> np.ndarray | None:
+def fast_weights(code: Any, subsets: np.ndarray) -> np.ndarray | None:
     r"""Decode weights of ``code`` for many subsets of equal size, or None.
 
     Parameters
     ----------
     code : Code
-        Applies to real monomial :class:`~gpucoded.codes.EvaluationCode` instances with
+        Applies to real monomial or Chebyshev-basis (points in [−1, 1]) evaluation codes with
         ``decode_points="all"``; anything else returns None.
     subsets : int array (N, r)
         Sorted worker indices of each subset.
@@ -118,11 +119,11 @@ def scaled_monomial_weights(code: Any, subsets: np.ndarray) -> np.ndarray | None
         when |S| is below what the code needs (the mpmath path then raises the
         library's error), or when the scaled system is too ill-conditioned.
     """
-    return scaled_monomial_weights_many([code], subsets)
+    return fast_weights_many([code], subsets)
 
 
-def scaled_monomial_weights_many(codes: list, subsets: np.ndarray) -> np.ndarray | None:
-    r"""As :func:`scaled_monomial_weights` for several codes sharing P, K and targets.
+def fast_weights_many(codes: list, subsets: np.ndarray) -> np.ndarray | None:
+    r"""As :func:`fast_weights` for several codes sharing P, K and targets.
 
     Returns (len(codes) * N, n_c, r): the block of code i first (rows i*N ... ).
     This is what makes a sweep over hundreds of γ values one vectorised call.
@@ -130,7 +131,13 @@ def scaled_monomial_weights_many(codes: list, subsets: np.ndarray) -> np.ndarray
     if not codes or not all(_applies(c) for c in codes):
         return None
     c0 = codes[0]
-    if any(c.P != c0.P or c.K != c0.K or not np.array_equal(c.targets, c0.targets) for c in codes):
+    if any(
+        c.P != c0.P
+        or c.K != c0.K
+        or c.basis != c0.basis
+        or not np.array_equal(c.targets, c0.targets)
+        for c in codes
+    ):
         return None
     S = np.asarray(subsets, dtype=int)
     if S.ndim != 2 or S.shape[0] == 0:
@@ -143,21 +150,30 @@ def scaled_monomial_weights_many(codes: list, subsets: np.ndarray) -> np.ndarray
     if np.any(T[:, ncoef:] != 0):
         return None
     x = np.concatenate([c.points[S] for c in codes])  # (len*N, r)
-    s = np.repeat([1.0 / float(np.abs(c.points).max()) for c in codes], S.shape[0])
-    return _dd_weights(x, s, T[:, :ncoef])
+    if c0.basis == "chebyshev":  # points already in [-1, 1]: no scaling
+        s = np.ones(len(codes) * S.shape[0])
+    else:
+        s = np.repeat([1.0 / float(np.abs(c.points).max()) for c in codes], S.shape[0])
+    return _dd_weights(x, s, T[:, :ncoef], c0.basis)
 
 
-def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray) -> np.ndarray | None:
-    """w = V(c) G^{-1} Δ^{-1} t for points x (N, r), scales s (N,), targets T (n_c, ncoef)."""
+def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.ndarray | None:
+    """w = V(c) G^{-1} Δ^{-1} t for points x (N, r), scales s (N,), targets T (n_c, ncoef).
+
+    Monomial basis: c = s x, Δ = diag(s^-j). Chebyshev basis: s must be 1 (Δ = I)."""
     N, r = x.shape
     n_c, ncoef = T.shape
     c = _two_prod(s[:, None] * np.ones_like(x), x)  # exact: c = s*x
-    # V(c) in double-double, (N, r, ncoef)
+    # V(c) in double-double, (N, r, ncoef): c^j, or T_j(c) = 2c T_{j-1}(c) - T_{j-2}(c)
     Vh = np.zeros((N, r, ncoef))
     Vl = np.zeros((N, r, ncoef))
     Vh[..., 0] = 1.0
     for j in range(1, ncoef):
-        Vh[..., j], Vl[..., j] = dd_mul((Vh[..., j - 1], Vl[..., j - 1]), c)
+        if basis == "chebyshev" and j >= 2:
+            t2 = dd_mul((2.0 * c[0], 2.0 * c[1]), (Vh[..., j - 1], Vl[..., j - 1]))
+            Vh[..., j], Vl[..., j] = dd_add(t2, (-Vh[..., j - 2], -Vl[..., j - 2]))
+        else:
+            Vh[..., j], Vl[..., j] = dd_mul((Vh[..., j - 1], Vl[..., j - 1]), c)
     if np.any(np.linalg.cond(Vh) > _MAX_COND):
         return None
     # G = V^T V, (N, ncoef, ncoef)

@@ -41,7 +41,7 @@ import numpy as np
 from ..backend import cupy_or_none, to_numpy
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, EvaluationCode, MatDot
 from ..reference import exact_product
-from .fastweights import scaled_monomial_weights_many
+from .fastweights import fast_weights_many
 from .precision import WORKER_DTYPES, storage_dtype, unit_roundoff, worker_matmul
 from .progress import Progress
 
@@ -148,7 +148,7 @@ def stacked_weights(
     Row s holds :math:`W_{S_s}` in the columns of the workers of :math:`S_s`, zeros
     elsewhere. Weights come from ``code.decode_weights(S, partial=True)`` (mpmath,
     cached per code), or with ``fast=True`` from
-    :func:`~gpucoded.studies.fastweights.scaled_monomial_weights` where that applies
+    :func:`~gpucoded.studies.fastweights.fast_weights` where that applies
     (real monomial codes; it falls back to the mpmath path otherwise).
     """
     return stacked_weights_many([code], subsets, fast=fast)[0]
@@ -168,7 +168,7 @@ def stacked_weights_many(
         by_size.setdefault(len(S), []).append(i)
     for r, idx in by_size.items():
         S_arr = np.array([subsets[i] for i in idx], dtype=int).reshape(len(idx), r)
-        Wall = scaled_monomial_weights_many(list(codes), S_arr) if fast else None
+        Wall = fast_weights_many(list(codes), S_arr) if fast else None
         rows = np.asarray(idx)[:, None, None]
         for ci, code in enumerate(codes):
             if Wall is not None:
@@ -240,14 +240,19 @@ def subset_sweep(
     nsub = len(subsets)
     errors = np.empty(nsub)
     per = max(1, _CHUNK_ELEMS // (n_c * rb * db))
-    Wd = xp.asarray(Wst.reshape(nsub * n_c, code.P).astype(sd))
+    Wd = xp.asarray(Wst.reshape(nsub * n_c, code.P).astype(sd, copy=False))
     sizes_arr = np.array([len(S) for S in subsets])
     best: dict[int, tuple[float, int, Any]] = {}  # n_succ -> (error, index, decoded row)
     for s0 in range(0, nsub, per):
         s1 = min(nsub, s0 + per)
         R = (Wd[s0 * n_c : s1 * n_c] @ prods).reshape(s1 - s0, n_c, rb * db)
-        E = R.astype(np.float64) - Cb[None]
-        err = xp.maximum(E.max(axis=(1, 2)), -E.min(axis=(1, 2)))
+        if R.dtype == np.float64:
+            E = R - Cb[None]
+        else:  # the decode is rounded to the worker format; the error is measured in float64
+            E = R.astype(np.float64)
+            E -= Cb[None]
+        E = E.reshape(s1 - s0, n_c * rb * db)
+        err = xp.maximum(E.max(axis=1), -E.min(axis=1))
         errors[s0:s1] = to_numpy(err)
         for r in np.unique(sizes_arr[s0:s1]):
             loc = np.nonzero(sizes_arr[s0:s1] == r)[0]
@@ -420,20 +425,25 @@ def naive_sweep(code: Code, A: np.ndarray, B: np.ndarray, C: np.ndarray) -> dict
     """Reference implementation for the benchmark: a Python loop over the subsets.
 
     Each subset is decoded separately, its weights from a least-squares solve
-    (``np.linalg.lstsq``) on the float Vandermonde system of the code's basis at the
-    subset's points, truncated to min(|S|, K) coefficients. Returns n_succ -> max error.
-    Monomial-basis evaluation codes only.
+    (``np.linalg.lstsq``) on the float (Chebyshev-)Vandermonde system of the code's
+    basis at the subset's points, truncated to min(|S|, K) coefficients. Returns
+    n_succ -> max error. Polynomial (evaluation) codes only.
     """
-    if not isinstance(code, EvaluationCode) or code.basis != "monomial":
-        raise ValueError("naive_sweep handles monomial evaluation codes only")
+    if not isinstance(code, EvaluationCode):
+        raise ValueError("naive_sweep handles polynomial (evaluation) codes only")
+    vander = {
+        "monomial": lambda x, n: np.vander(x, n, increasing=True),
+        "chebyshev": lambda x, n: np.polynomial.chebyshev.chebvander(x, n - 1),
+    }[code.basis]
     At, Bt = code.encode(A, B)
     prods = At @ Bt
     out: dict[int, float] = {}
+    C = np.asarray(C, dtype=np.float64)
     for r in range(min_answers(code), code.P + 1):
         worst = 0.0
         for S in itertools.combinations(range(code.P), r):
             ncoef = min(r, code.K)
-            V = np.vander(code.points[list(S)], ncoef, increasing=True)
+            V = vander(code.points[list(S)], ncoef)
             w = np.linalg.lstsq(V.T, code.targets[:, :ncoef].T, rcond=None)[0]
             Chat = np.einsum("kc,kij->cij", w, prods[list(S)])
             Chat = code.grid.assemble(Chat, C.shape[0], C.shape[1])
