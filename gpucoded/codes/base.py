@@ -261,11 +261,17 @@ class Code:
             from .. import gpu  # noqa: PLC0415  (fused CUDA kernels: one pass over A and B)
 
             return gpu.encode_pair(A, B, self.GA, self.GB, (g.p, g.s, g.t))
-        Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
-        Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
         GA = xp.asarray(self.GA.astype(dtype, copy=False))
         GB = xp.asarray(self.GB.astype(dtype, copy=False))
-        At = (GA @ Ab).reshape(self.P, rb, cb)
+        if xp is np and g.p == 1 and A.shape == (rb, g.s * cb):
+            # one block row (MatDot-like grids, p = 1): At[w][r] = GA[w] @ A[r].reshape(s, cb)
+            # for every row r, written into At's rows: skips the transposed copy of A
+            At = np.empty((self.P, rb, cb), dtype=dtype)
+            np.matmul(GA, A.reshape(rb, g.s, cb), out=At.transpose(1, 0, 2))
+        else:
+            Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
+            At = (GA @ Ab).reshape(self.P, rb, cb)
+        Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
         Bt = (GB @ Bb).reshape(self.P, cb, db)
         return At, Bt
 
