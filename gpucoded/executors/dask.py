@@ -59,7 +59,8 @@ def _worker_task(a: Any, b: Any, delay: float, event_name: str, t0_wall: float) 
 
         ev = Event(event_name)
         secede()  # a straggler must not hold one of the worker's threads
-        cancelled = ev.wait(None if math.isinf(delay) else delay)
+        # until t0 + delay (the master's clock), not from this task's own start
+        cancelled = ev.wait(None if math.isinf(delay) else max(0.0, delay - start))
         if cancelled or math.isinf(delay):
             return None
         rejoin()

@@ -150,8 +150,9 @@ class ThreadExecutor(Executor):
 
     Notes
     -----
-    Worker w waits ``delays[w]`` seconds on the run's stop event (``math.inf``:
-    until the run is cancelled, then it never answers), then computes
+    Worker w waits on the run's stop event until ``delays[w]`` seconds after the
+    start of the run (``math.inf``: until the run is cancelled, then it never
+    answers), then computes
     ``At[w] @ Bt[w]``; an exception is delivered as an erasure (``Answer.error``).
     The ``Answer`` times are seconds since the run started. Each run owns its pool;
     :meth:`Run.cancel` (leaving the ``with`` block) sets the stop event, cancels
@@ -185,8 +186,10 @@ class ThreadExecutor(Executor):
         def task(w: int, delay: float) -> None:
             start = time.perf_counter() - t0
             if delay > 0:
-                # cooperative straggling: cancel wakes us and we leave without work
-                if stop.wait(None if math.isinf(delay) else delay) or math.isinf(delay):
+                # cooperative straggling until t0 + delay (not from this thread's own
+                # start, which may lag): cancel wakes us and we leave without work
+                wait = None if math.isinf(delay) else max(0.0, t0 + delay - time.perf_counter())
+                if stop.wait(wait) or math.isinf(delay):
                     return
             try:
                 prod, err = multiply(At, Bt, w), None
