@@ -8,7 +8,7 @@ and see the same draws (a scheme with P' < P workers uses :math:`T_1..T_{P'}`):
 
 * Uncoded (P' = m), Replication (r = P/m), MatDot, ε-MatDot, PolyDot, ε-PolyDot.
 
-Reported per scheme (means over repetitions):
+Reported per scheme (medians over repetitions, robust to a busy machine):
 
 * ``T_(K)``: when the scheme could decode given the injected times
   (:func:`gpucoded.stragglers.decodable_time`: the K-th order statistic for
@@ -16,11 +16,13 @@ Reported per scheme (means over repetitions):
 * ``wait``: measured ``CallInfo.time_to_decode`` (run start → enough answers);
 * ``overhead``: ``wait / T_(K) − 1``, what the engine (thread wake-ups, the
   GEMMs themselves, queueing) adds; the target is below 5 %;
+* ``enc+dec``: the rest of the call: encode, decode weights (an mpmath solve the
+  first time a set of answering workers is seen, cached after) and the decode GEMM;
 * ``total``: wall clock of the whole call (encode + wait + decode);
 * ``error``: :math:`\|\hat C-C\|_{\max}` against the extended-precision product, for
   unit-Frobenius-norm Gaussian inputs, and the a-priori ``bound``.
 
-Then the speed-up of ε-MatDot over MatDot (ratio of mean totals) and the error it
+Then the speed-up of ε-MatDot over MatDot (ratio of median totals) and the error it
 costs. Usage::
 
     python bench/bench_engine.py                 # threads, prints a markdown table
@@ -97,10 +99,11 @@ def run(args: argparse.Namespace) -> str:
     lines = [
         f"Executor: {ex.name}; n = {n}; {args.reps} repetitions per cell; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
-        "times in ms (means); error = max-abs error, unit-norm inputs.",
+        "times in ms (medians); error = max-abs error, unit-norm inputs.",
         "",
-        "| model | m | P | scheme | P' | K | T_(K) | wait | overhead | total | error | bound |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | m | P | scheme | P' | K | T_(K) | wait | overhead | enc+dec | total "
+        "| error | bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = []
     for mname, model in MODELS.items():
@@ -127,27 +130,29 @@ def run(args: argparse.Namespace) -> str:
                     st.bound.append(info.error_bound)
             for s, c in codes.items():
                 if c is None:
-                    lines.append(f"| {mname} | {m} | {P} | {s} | – | – | – | – | – | – | – | – |")
+                    lines.append(f"| {mname} | {m} | {P} | {s} |" + " – |" * 9)
                     continue
                 st = stats[s]
-                tk, wait = statistics.mean(st.tk), statistics.mean(st.wait)
-                over = statistics.mean(w / t - 1 for w, t in zip(st.wait, st.tk, strict=True))
+                med = statistics.median
+                tk, wait, tot = med(st.tk), med(st.wait), med(st.total)
+                over = med(w / t - 1 for w, t in zip(st.wait, st.tk, strict=True))
+                rest = med(t - w for t, w in zip(st.total, st.wait, strict=True))
                 lines.append(
                     f"| {mname} | {m} | {P} | {s} | {c.P} | {c.recovery_threshold} | "
                     f"{1e3 * tk:.1f} | {1e3 * wait:.1f} | {100 * over:+.1f}% | "
-                    f"{1e3 * statistics.mean(st.total):.1f} | {max(st.err):.1e} | "
+                    f"{1e3 * rest:.1f} | {1e3 * tot:.1f} | {max(st.err):.1e} | "
                     f"{max(st.bound):.1e} |"
                 )
             md, amd = stats["matdot"], stats["approx_matdot"]
             if md.total and amd.total:
                 summary.append(
                     f"| {mname} | {m} | {P} | "
-                    f"{statistics.mean(md.total) / statistics.mean(amd.total):.2f}x | "
+                    f"{statistics.median(md.total) / statistics.median(amd.total):.2f}x | "
                     f"{max(md.err):.1e} | {max(amd.err):.1e} |"
                 )
     lines += [
         "",
-        "ε-MatDot vs MatDot (same m, P): speed-up of the mean time-to-result and the error.",
+        "ε-MatDot vs MatDot (same m, P): speed-up of the median time-to-result, and errors.",
         "",
         "| model | m | P | speed-up | MatDot error | ε-MatDot error |",
         "|---|---|---|---|---|---|",

@@ -21,7 +21,7 @@ dask_mod = pytest.importorskip("gpucoded.executors.dask")
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=2, processes=False, dashboard_address=":0"
     )
     c = distributed.Client(cluster)
     yield c
@@ -133,3 +133,17 @@ def test_deadline_raises_with_the_count(client):
         )
     assert time.perf_counter() - t0 < 2.0
     _wait_idle(client, 2.0)
+
+
+def test_embedded_local_cluster_by_name():
+    """executor="dask" starts one in-process LocalCluster, reused by later calls."""
+    A, B = unit_gaussian((20, 20), 9), unit_gaussian((20, 20), 10)
+    try:
+        ex = get_executor("dask")
+        assert get_executor("dask").client is ex.client
+        C, info = gpucoded.coded_matmul(
+            A, B, "approx_matdot", m=2, P=3, executor="dask", return_info=True
+        )
+        assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+    finally:
+        dask_mod._close_local()

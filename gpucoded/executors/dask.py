@@ -251,7 +251,7 @@ def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecu
                 n_workers=n_workers,
                 threads_per_worker=threads_per_worker,
                 processes=False,
-                dashboard_address=None,
+                dashboard_address=":0",
             )
             client = distributed.Client(cluster)
             _LOCAL.update(client=client, cluster=cluster)
