@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "auto_gamma",
     "chebyshev",
     "default_gamma",
     "matdot_radius",
@@ -81,6 +82,39 @@ def default_gamma(threshold: int, unit_roundoff: float = np.finfo(np.float64).ep
     on unit-norm inputs.
     """
     return float(unit_roundoff ** (-1.0 / max(threshold, 1)))
+
+
+def auto_gamma(
+    family: str,
+    p: int,
+    q: int,
+    P: int,
+    answers: int | None = None,
+    dtype: str = "float64",
+) -> float:
+    r"""γ minimising the predicted worst-case error of ε-MatDot/ε-PolyDot (``gamma="auto"``).
+
+    The prediction is :math:`\max_S[I_S(\gamma)+u\,F_S(\gamma)]` over the subsets S of
+    ``answers`` workers: the interpolation factor and the rounding factor of the decode
+    (``DecodeWeights.interp_factor`` / ``fp_factor``) obtained for all γ at once from the
+    γ = 1 problem, and the unit roundoff u of the worker format ``dtype`` ("float64",
+    "float32", "tf32", "bf16"). See :mod:`gpucoded.studies.autogamma`.
+
+    Parameters
+    ----------
+    family : {"matdot", "polydot"}
+    p, q : int
+        Block split (MatDot: p = 1, q = m).
+    P : int
+        Workers.
+    answers : int, optional
+        Answers expected at decode time (default: the recovery threshold p²q).
+    dtype : str
+        Worker arithmetic.
+    """
+    from .studies.autogamma import best_gamma  # noqa: PLC0415
+
+    return best_gamma(family, int(p), int(q), int(P), answers, str(dtype)).gamma
 
 
 def validate_points(points: np.ndarray, P: int) -> np.ndarray:
