@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..codes import ApproxMatDot, ChebyshevMatDot, CircleMatDot, Code, MatDot, Replication
+from ..mixed import mixed_bounds, slice_bits, sliced_matmul
 from ..points import default_gamma
 from ..reference import error_split, exact_product
 from .precision import storage_dtype, unit_roundoff, worker_matmul
@@ -116,6 +117,12 @@ class Scheme:
         Workers the code uses (default P).
     adversarial : callable (code, r) -> list of subsets, optional
         Subsets known to be worst, always evaluated.
+    dtypes : tuple of str, optional
+        Worker formats the scheme applies to (default all).
+    bound : callable (code, S, dtype, inner) -> float, optional
+        A-priori error bound for unit-norm inputs (default :func:`_bound`).
+    unit : callable dtype -> float, optional
+        Effective unit roundoff, centre of the γ search (default the format's).
     """
 
     label: str
@@ -127,6 +134,9 @@ class Scheme:
     run: Callable[..., np.ndarray] = default_run
     workers: Callable[[int, int], int] | None = None
     adversarial: Callable[[Code, int, int], list[tuple[int, ...]]] | None = None
+    dtypes: tuple[str, ...] | None = None
+    bound: Callable[[Code, tuple[int, ...], str, int], float] | None = None
+    unit: Callable[[str], float] | None = None
 
 
 def _half(m: int) -> int:
@@ -197,6 +207,38 @@ SCHEMES: dict[str, Scheme] = {
         adversarial=_replication_worst,
     ),
 }
+
+
+#: slices of the mixed-precision workers (float32 slice GEMMs; 15 per worker)
+MIXED_SLICES = 5
+
+
+def _mixed_run(code: Code, A: np.ndarray, B: np.ndarray, dtype: str) -> np.ndarray:
+    """float64 master encode, exact float32 slice GEMMs, float64 sums."""
+    if dtype != "float32":
+        raise ValueError(f"the mixed scheme emulates float32 workers, not {dtype}")
+    At, Bt = code.encode(A.astype(np.float64), B.astype(np.float64))
+    return sliced_matmul(At, Bt, MIXED_SLICES)
+
+
+def _mixed_bound(code: Code, S: tuple[int, ...], dtype: str, inner: int) -> float:
+    dw = code.decode_weights(S, partial=True)
+    i, f = mixed_bounds(dw, 1.0, 1.0, inner, MIXED_SLICES, slice_bits(inner))
+    return i + f
+
+
+SCHEMES["mixed"] = Scheme(
+    f"ε-MatDot, best γ, fp32 slice workers ({MIXED_SLICES * (MIXED_SLICES + 1) // 2} GEMMs)",
+    lambda m, P, g: ApproxMatDot(m, P, gamma=g),
+    lambda m: m,
+    lambda m: MIXED_SLICES / m,  # s float32 slices of Ã (and of B̃)
+    lambda m: float(MIXED_SLICES * (MIXED_SLICES + 1) // 2),
+    tuned=True,
+    run=_mixed_run,
+    dtypes=("float32",),
+    bound=_mixed_bound,
+    unit=lambda dt: max(2.0**-53, 2.0 ** (-MIXED_SLICES * slice_bits(16))),
+)
 
 
 def subset_sample(
@@ -282,7 +324,7 @@ def _tune(
         except ArithmeticError:  # weights did not converge: points too close
             return math.inf
 
-    g0 = default_gamma(m, 2 * unit_roundoff(dtype))
+    g0 = default_gamma(m, 2 * (scheme.unit or unit_roundoff)(dtype))
     grid = {g0 * 10 ** (k / 2): None for k in range(-4, 4)}
     for g in grid:
         grid[g] = worst(g)
@@ -328,6 +370,7 @@ def evaluate(
         extra = [S for S in sch.adversarial(code, r, Pw) if S not in subsets]
         subsets = extra + list(subsets)
     prods = sch.run(code, A, B, dtype)
+    inner = code.grid.block_dims(*A.shape, B.shape[1])[1]
     errs = _errors(code, prods, subsets, C)
     j = int(np.argmax(errs))
     S = subsets[j]
@@ -345,7 +388,7 @@ def evaluate(
         "max_err": float(errs[j]),
         "eps1": math.nan,
         "eps2": math.nan,
-        "bound": max(_bound(code, T, dtype, prods.shape[1]) for T in subsets),
+        "bound": max((sch.bound or _bound)(code, T, dtype, inner) for T in subsets),
         "worst_subset": " ".join(map(str, S)),
     }
     if split:
@@ -371,6 +414,8 @@ def run_study(
         for P in sorted({m + 2, 2 * m}):
             for dtype in dtypes:
                 for name in schemes:
+                    if SCHEMES[name].dtypes and dtype not in SCHEMES[name].dtypes:
+                        continue
                     t0 = time.perf_counter()
                     row = evaluate(
                         name, m, P, dtype, max_subsets=max_subsets, split=split, cache=cache
