@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _faults import FaultyExecutor
+from _faults import FaultyExecutor, patterns
 from _util import unit_gaussian
 
 import gpucoded
@@ -35,7 +35,7 @@ EXACT = {
     "polynomial": {"p": 2, "q": 2},
 }
 APPROX = {"approx_matdot": {"m": 2}, "approx_polydot": {"p": 2, "q": 1}}
-COUNTS = {"injected": 0, "detected": 0, "located": 0}
+COUNTS = {"injected": 0, "detected": 0, "located": 0, "not reached (answered after the decode)": 0}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,37 @@ def test_locate_with_threshold_plus_two(name, executor, operands):
         assert np.abs(C - E).max() <= info.decode.error_bound <= info.error_bound
         COUNTS["detected"] += 1
         COUNTS["located"] += 1
+
+
+@pytest.mark.parametrize("name", ["matdot", "polynomial", "approx_matdot", "approx_polydot"])
+def test_every_pattern_every_corrupt_worker(name, operands):
+    """Exhaustive at small P: for every failure pattern that leaves at least a
+    locatable answer set, and every answering worker corrupted in turn, the corrupt
+    worker is excluded and C is within the honest decode's bound."""
+    A, B, E = operands
+    opts = EXACT.get(name) or APPROX[name]
+    code = _code(name, opts, 3)
+    done = 0
+    for F in patterns(code.P):
+        alive = [w for w in range(code.P) if w not in F]
+        if not can_locate(code, alive):
+            continue
+        for c in alive:
+            COUNTS["injected"] += 1
+            ex = FaultyExecutor(SerialExecutor(), {c: ("perturb", 1.0)})
+            C, info = gpucoded.coded_matmul(
+                A, B, code, failed=F, executor=ex, verify="correct", return_info=True
+            )
+            used_before = set(info.used) | set(info.integrity.excluded)
+            if c in used_before:  # the loop may stop before c answers
+                assert info.integrity.excluded == (c,)
+                COUNTS["detected"] += 1
+                COUNTS["located"] += 1
+            else:
+                COUNTS["not reached (answered after the decode)"] += 1
+            assert np.abs(C - E).max() <= info.decode.error_bound
+            done += 1
+    assert done > 0
 
 
 @pytest.mark.parametrize("name", list(EXACT))
