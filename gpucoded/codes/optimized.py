@@ -165,7 +165,10 @@ def optimize_matdot(
         W = {S: ridge_weights(G[list(S)], H[list(S)], rho) for S in subsets}
         H = _solve_encoder(G, W, rho, P, m, left=False)
         # balance the scale between g_k and h_k (J is invariant in D, ridge prefers balance)
-        sc = np.sqrt(np.linalg.norm(H, axis=1) / np.maximum(np.linalg.norm(G, axis=1), 1e-300))
+        ng, nh = np.linalg.norm(G, axis=1), np.linalg.norm(H, axis=1)
+        ok = (ng > 0) & (nh > 0)
+        sc = np.ones(P)
+        sc[ok] = np.sqrt(nh[ok] / ng[ok])
         G, H = G * sc[:, None], H / sc[:, None]
         W = {S: ridge_weights(G[list(S)], H[list(S)], rho) for S in subsets}
         J = _objective(G, H, W, rho)
