@@ -118,7 +118,8 @@ def place_workers(
 
 
 def _can_use_kernels(*arrays: Any) -> bool:
-    return all(np.dtype(a.dtype) in (np.dtype(np.float32), np.dtype(np.float64)) for a in arrays)
+    ok = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+    return all(np.dtype(a.dtype) in ok for a in arrays)
 
 
 def encode_pair(
@@ -129,7 +130,7 @@ def encode_pair(
     Parameters
     ----------
     A : cupy.ndarray (n, k), B : cupy.ndarray (k, l)
-        Same real dtype (float32/float64), unit column stride.
+        Same real dtype: float32/float64, or float16 (float32 accumulation).
     GA : (P, p*s), GB : (P, s*t)
         Encoding coefficients (host or device; cast to the data dtype).
     grid : (p, s, t)
@@ -140,7 +141,7 @@ def encode_pair(
         ``At[w] = sum_a GA[w,a] A_a``, ``Bt[w] = sum_b GB[w,b] B_b``.
     """
     if not _can_use_kernels(A, B) or A.dtype != B.dtype:
-        raise TypeError("encode_pair needs A and B of one real dtype (float32 or float64)")
+        raise TypeError("encode_pair needs A and B of one real dtype (float16/32/64)")
     p, s, t = grid
     At = kernels.encode(A, GA, (p, s), stream=stream)
     Bt = kernels.encode(B, GB, (s, t), stream=stream)
@@ -156,5 +157,5 @@ def decode_products(
     ``grid = (p, t)`` block grid of C, cropped to ``shape``.
     """
     if not _can_use_kernels(products):
-        raise TypeError("decode_products needs float32 or float64 products")
+        raise TypeError("decode_products needs float16, float32 or float64 products")
     return kernels.decode(products, W, grid, shape, stream=stream)

@@ -36,7 +36,7 @@ FAMILIES = ("encode", "decode", "delay")
 #: Register-chunk sizes instantiated for the encode/decode kernels.
 MAXM_CHOICES = (4, 8, 16)
 #: Vector widths instantiated per element type (16-byte vectors at most).
-VEC_CHOICES = {"float": (1, 4), "double": (1, 2)}
+VEC_CHOICES = {"float": (1, 4), "double": (1, 2), "gc::half_t": (1, 8)}
 #: Threads per block for all launches.
 BLOCK = 256
 #: NVRTC/nvcc options; no fast-math (CuPy adds -ftz=true on its own JIT path).
@@ -44,7 +44,11 @@ NVRTC_OPTIONS = ("-std=c++17",)
 FATBIN_NAME = "gpucoded_kernels.fatbin"
 NAMES_NAME = "gpucoded_kernels.names.json"
 
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_CTYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.float16): "gc::half_t",  # binary16 storage, float accumulation
+}
 
 
 def kernel_dir() -> Path:
@@ -81,7 +85,15 @@ def ctype(dtype: Any) -> str:
     try:
         return _CTYPES[dt]
     except KeyError:
-        raise TypeError(f"gpucoded kernels support float32 and float64, not {dt}") from None
+        raise TypeError(
+            f"gpucoded kernels support float16, float32 and float64, not {dt}"
+        ) from None
+
+
+def acc_dtype(dtype: Any) -> np.dtype:
+    """Accumulation (and coefficient) dtype of the kernels for a data dtype."""
+    dt = np.dtype(dtype)
+    return np.dtype(np.float32) if dt == np.dtype(np.float16) else dt
 
 
 def choose_maxm(m: int) -> int:
@@ -301,7 +313,8 @@ def encode(
         Read in place when row-major with unit column stride (any leading
         dimension); other layouts are first copied to C order.
     G : array_like, shape (P, gr*gc)
-        Encoding coefficients, same dtype as ``X``.
+        Encoding coefficients; cast to :func:`acc_dtype` of ``X`` (float32 for
+        float16 data, else ``X``'s dtype).
     grid : (gr, gc)
         Block grid; ``(p, s)`` for A, ``(s, t)`` for B.
     P : int, optional
@@ -325,7 +338,7 @@ def encode(
     if X.strides[1] != item or X.strides[0] < 0 or X.strides[0] % item:
         X = cp.ascontiguousarray(X)  # e.g. a transposed view: one copy, then the fused pass
     ld = _ld_of(X)
-    G = cp.ascontiguousarray(cp.asarray(G, dtype=X.dtype))
+    G = cp.ascontiguousarray(cp.asarray(G, dtype=acc_dtype(X.dtype)))
     if G.ndim != 2 or G.shape[1] != gr * gc:
         raise ValueError(f"G must be (P, {gr * gc}), got {G.shape}")
     Pw = G.shape[0]
@@ -375,7 +388,7 @@ def decode(
     Z : cupy.ndarray, shape (R, rb, db)
         C-contiguous answers of the R answering workers (columns of ``W``).
     W : array_like, shape (gp*gt, R)
-        Decode weights, same dtype as ``Z``.
+        Decode weights; cast to :func:`acc_dtype` of ``Z``.
     grid : (gp, gt)
         Block grid of C; ``(p, t)``.
     out_shape : (n, l)
@@ -399,7 +412,7 @@ def decode(
     R, rb, db = Z.shape
     if block_dims(n, l, gp, gt) != (rb, db):
         raise ValueError(f"answers of block shape {(rb, db)} do not tile C {out_shape} on {grid}")
-    W = cp.ascontiguousarray(cp.asarray(W, dtype=Z.dtype))
+    W = cp.ascontiguousarray(cp.asarray(W, dtype=acc_dtype(Z.dtype)))
     if W.shape != (gp * gt, R):
         raise ValueError(f"W must be ({gp * gt}, {R}), got {W.shape}")
     if out is None:

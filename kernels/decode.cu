@@ -9,7 +9,11 @@
 // Each thread owns VEC consecutive columns x of one block position (r, x); it
 // loads the R answers at that position once (R <= MAXM) into registers and
 // writes all gp*gt blocks of C there. For R > MAXM the answers are processed in
-// chunks of MAXM, accumulating into C (which is then re-read per extra chunk).
+// chunks of MAXM, accumulating into C (which is then re-read per extra chunk;
+// for half data the partial sum is rounded to binary16 between chunks).
+//
+// T: float, double (accumulate in T) or gc::half_t (binary16 storage, float
+// accumulation); W is in the accumulation type.
 //
 // Host preconditions for VEC > 1: db % VEC == 0, ldc % VEC == 0 and Z, C
 // aligned to VEC * sizeof(T).
@@ -17,7 +21,7 @@
 
 template <typename T, int VEC, int MAXM>
 __global__ void gc_decode(const T* __restrict__ Z, int R, long long rb, long long db,
-                          const T* __restrict__ W, int gp, int gt,
+                          const typename gc::Acc<T>::type* __restrict__ W, int gp, int gt,
                           T* __restrict__ C, long long ldc, long long nrows,
                           long long ncols) {
     typedef typename gc::Acc<T>::type A;
@@ -53,20 +57,20 @@ __global__ void gc_decode(const T* __restrict__ Z, int R, long long rb, long lon
                     T prev[VEC];
                     gc::load_row<T, VEC>(out, col, ncols, prev);
 #pragma unroll
-                    for (int e = 0; e < VEC; ++e) acc[e] = A(prev[e]);
+                    for (int e = 0; e < VEC; ++e) acc[e] = gc::to_acc(prev[e]);
                 }
-                const T* wr = W + (gc::i64)blk * R + k0;
+                const A* wr = W + (gc::i64)blk * R + k0;
 #pragma unroll
                 for (int q = 0; q < MAXM; ++q) {
                     if (k0 + q < R) {
-                        const A coef = A(__ldg(wr + q));
+                        const A coef = __ldg(wr + q);
 #pragma unroll
-                        for (int e = 0; e < VEC; ++e) acc[e] += coef * A(in[q][e]);
+                        for (int e = 0; e < VEC; ++e) acc[e] += coef * gc::to_acc(in[q][e]);
                     }
                 }
                 T res[VEC];
 #pragma unroll
-                for (int e = 0; e < VEC; ++e) res[e] = T(acc[e]);
+                for (int e = 0; e < VEC; ++e) res[e] = gc::from_acc<T>(acc[e]);
                 gc::store_row<T, VEC>(out, col, ncols, res);
             }
         }

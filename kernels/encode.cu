@@ -11,7 +11,11 @@
 // loads the m = gr*gc source elements at that position (each source element is
 // read exactly once when m <= MAXM) into registers, then writes all P outputs.
 // For m > MAXM the blocks are processed in chunks of MAXM, accumulating into
-// Y (the source is still read once; Y is re-read once per extra chunk).
+// Y (the source is still read once; Y is re-read once per extra chunk; for
+// half data the partial sum is rounded to binary16 between chunks).
+//
+// T: float, double (accumulate in T) or gc::half_t (binary16 storage, float
+// accumulation, one rounding at the store); G is in the accumulation type.
 //
 // Host preconditions for VEC > 1: cb % VEC == 0, ld % VEC == 0 and X, Y
 // aligned to VEC * sizeof(T).
@@ -20,7 +24,7 @@
 template <typename T, int VEC, int MAXM>
 __global__ void gc_encode(const T* __restrict__ X, long long ld, long long nrows,
                           long long ncols, int gr, int gcols, long long rb,
-                          long long cb, const T* __restrict__ G, int P,
+                          long long cb, const typename gc::Acc<T>::type* __restrict__ G, int P,
                           T* __restrict__ Y) {
     typedef typename gc::Acc<T>::type A;
     const int m = gr * gcols;
@@ -46,7 +50,7 @@ __global__ void gc_encode(const T* __restrict__ X, long long ld, long long nrows
                         gc::load_row<T, VEC>(X + row * ld, col0 + c, ncols, in[q]);
                     } else {
 #pragma unroll
-                        for (int e = 0; e < VEC; ++e) in[q][e] = T(0);
+                        for (int e = 0; e < VEC; ++e) in[q][e] = gc::zero<T>();
                     }
                 }
             }
@@ -60,20 +64,20 @@ __global__ void gc_encode(const T* __restrict__ X, long long ld, long long nrows
                     T prev[VEC];
                     gc::load_row<T, VEC>(out, c, cb, prev);
 #pragma unroll
-                    for (int e = 0; e < VEC; ++e) acc[e] = A(prev[e]);
+                    for (int e = 0; e < VEC; ++e) acc[e] = gc::to_acc(prev[e]);
                 }
-                const T* g = G + (gc::i64)w * m + a0;
+                const A* g = G + (gc::i64)w * m + a0;
 #pragma unroll
                 for (int q = 0; q < MAXM; ++q) {
                     if (a0 + q < m) {
-                        const A coef = A(__ldg(g + q));
+                        const A coef = __ldg(g + q);
 #pragma unroll
-                        for (int e = 0; e < VEC; ++e) acc[e] += coef * A(in[q][e]);
+                        for (int e = 0; e < VEC; ++e) acc[e] += coef * gc::to_acc(in[q][e]);
                     }
                 }
                 T res[VEC];
 #pragma unroll
-                for (int e = 0; e < VEC; ++e) res[e] = T(acc[e]);
+                for (int e = 0; e < VEC; ++e) res[e] = gc::from_acc<T>(acc[e]);
                 gc::store_row<T, VEC>(out, c, cb, res);
             }
         }

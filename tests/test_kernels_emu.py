@@ -114,9 +114,9 @@ def test_each_instantiation_is_exercised(emu):
     """Every (dtype, vec, maxm) instantiation the planner can pick runs in the harness."""
     seen_e, seen_d = set(), set()
     rng = np.random.default_rng(3)
-    for dtype in DTYPES:
+    for dtype in (*DTYPES, np.float16):
         for m in (3, 7, 12, 20):  # one per register chunk, plus the chunked path
-            for cb in (4, 5):  # cb % 4 == 0 allows vectors, 5 forces scalars
+            for cb in (8, 5):  # cb % 8 == 0 allows every vector width, 5 forces scalars
                 X = rng.standard_normal((6, m * cb)).astype(dtype)
                 G = rng.standard_normal((m + 1, m)).astype(dtype)
                 Y = emu.encode(X, G, (1, m))
@@ -177,3 +177,76 @@ def test_every_code_matches_core_cpu_path(emu, dtype):
         C = np.empty((n, l), dtype=dtype)
         emu.decode(prods, W, (g.p, g.t), C)
         assert np.all(np.abs(C - C_ref) <= decode_bound(prods, W, (g.p, g.t), (n, l))), name
+
+
+def test_half_to_float_exhaustive(emu):
+    h = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    got = emu.half_to_float(h)
+    want = h.astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+
+
+def test_float_to_half_rounds_to_nearest_even(emu):
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 2**32, size=400_000, dtype=np.uint64).astype(np.uint32)
+    f = bits.view(np.float32)
+    # dense around the binary16 range, its edges and its subnormals
+    near = (rng.standard_normal(200_000) * np.exp2(rng.uniform(-30, 17, 200_000))).astype(
+        np.float32
+    )
+    edges = np.array(
+        [
+            0.0,
+            -0.0,
+            65504,
+            65519.996,
+            65520,
+            65536,
+            2**-24,
+            2**-25,
+            3 * 2**-26,
+            2**-25 * 1.0000001,
+            2**-14,
+            2**-14 * (1 - 2**-11),
+            np.inf,
+            -np.inf,
+        ],
+        dtype=np.float32,
+    )
+    halfway = (
+        np.arange(2**15, dtype=np.uint16).view(np.float16).astype(np.float32).view(np.uint32)
+        + np.uint32(1 << 12)
+    ).view(np.float32)
+    for x in (f, near, edges, halfway, -halfway):
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = x.astype(np.float16)
+        got = emu.float_to_half(x)
+        nan = np.isnan(want)
+        assert np.array_equal(np.isnan(got), nan)
+        assert np.array_equal(got[~nan].view(np.uint16), want[~nan].view(np.uint16))
+
+
+@pytest.mark.parametrize("case", SHAPES, ids=lambda c: "x".join(map(str, c)))
+def test_half_encode_decode(emu, case):
+    """binary16 data, float32 coefficients and accumulation, one final rounding."""
+    n, k, l, p, s, t = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    X = embedded(rng, n, k, k + 8, np.float16)
+    m = p * s
+    G = rng.standard_normal((m + 2, m)).astype(np.float32)
+    Y = emu.encode(X, G, (p, s))
+    Xc = np.ascontiguousarray(X)
+    assert np.all(np.isfinite(Y)), "read outside the matrix"
+    assert np.all(np.abs(Y - encode_ref(Xc, G, (p, s))) <= encode_bound(Xc, G, (p, s)))
+    rb, db = K.block_dims(n, l, p, t)
+    for R in sorted({p * t, 2 * m * t - 1, 19}):
+        Z = rng.standard_normal((R, rb, db)).astype(np.float16)
+        W = rng.standard_normal((p * t, R)).astype(np.float32)
+        buf = np.full((n + 1, l + 8), SENTINEL, dtype=np.float16)
+        C = buf[:n, :l]
+        emu.decode(Z, W, (p, t), C)
+        err = np.abs(C.astype(np.float64) - decode_ref(Z, W, (p, t), (n, l)))
+        assert np.all(err <= decode_bound(Z, W, (p, t), (n, l))), (emu.last_plan, R)
+        assert np.all(buf[n] == SENTINEL) and np.all(buf[:, l:] == SENTINEL)

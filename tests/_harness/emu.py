@@ -22,7 +22,7 @@ import numpy as np
 from gpucoded import kernels as K
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Wno-unknown-pragmas")
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SUFFIX = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def compiler() -> str | None:
@@ -84,7 +84,7 @@ class Emu:
         item = X.dtype.itemsize
         assert X.strides[1] == item
         ld = X.strides[0] // item
-        G = np.ascontiguousarray(G, dtype=X.dtype)
+        G = np.ascontiguousarray(G, dtype=K.acc_dtype(X.dtype))
         P = G.shape[0]
         rb, cb = K.block_dims(X.shape[0], X.shape[1], gr, gc)
         if out is None:
@@ -127,7 +127,7 @@ class Emu:
         gp, gt = grid
         Z = np.ascontiguousarray(Z)
         R, rb, db = Z.shape
-        W = np.ascontiguousarray(W, dtype=Z.dtype)
+        W = np.ascontiguousarray(W, dtype=K.acc_dtype(Z.dtype))
         item = out.dtype.itemsize
         assert out.strides[1] == item
         ldc = out.strides[0] // item
@@ -157,6 +157,18 @@ class Emu:
         )
         assert rc == 0, "no such instantiation in the harness"
         return out
+
+    def half_to_float(self, h: np.ndarray) -> np.ndarray:
+        h = np.ascontiguousarray(h, dtype=np.float16)
+        f = np.empty(h.shape, dtype=np.float32)
+        self.lib.gc_emu_half_to_float(self._ptr(h), self._ptr(f), ctypes.c_longlong(h.size))
+        return f
+
+    def float_to_half(self, f: np.ndarray) -> np.ndarray:
+        f = np.ascontiguousarray(f, dtype=np.float32)
+        h = np.empty(f.shape, dtype=np.float16)
+        self.lib.gc_emu_float_to_half(self._ptr(f), self._ptr(h), ctypes.c_longlong(f.size))
+        return h
 
     def delay(self, seconds: float, flag: np.ndarray | None = None) -> None:
         if flag is None:
