@@ -44,7 +44,7 @@ def _check(got, ref, bound):
     assert np.all(np.abs(got - ref) <= bound + tiny)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("case", SHAPES, ids=lambda c: "x".join(map(str, c)))
 @pytest.mark.parametrize("pad_ld", [0, 3])
 def test_encode_decode_gpu(mode, dtype, case, pad_ld):
