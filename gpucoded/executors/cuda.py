@@ -35,7 +35,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import gpu
@@ -65,9 +65,8 @@ class _DeviceState:
     Bt: Any
     index: dict[int, int]  # worker -> row in the per-device stacks
     ref: Any  # reference event (time origin on this device)
-    flag: Any = None  # int32[1] released on cancel
+    flag: Any = None  # int32[1]; set on cancel, ends every delay kernel of the run
     ctl: Any = None  # control stream for the release
-    never_streams: list[Any] = field(default_factory=list)
 
 
 class _CudaRun(Run):
@@ -142,7 +141,11 @@ class _CudaRun(Run):
                     return
 
     def cancel(self) -> None:
-        """Stop yielding; release "never completes" kernels so the streams drain."""
+        """Stop yielding; release every injected delay kernel so the streams drain.
+
+        Returns at once (the flag is set with ``cudaMemsetAsync`` on a control
+        stream); GEMMs already queued behind a released delay still run.
+        """
         if self._cancelled:
             return
         self._cancelled = True
