@@ -21,6 +21,7 @@ inside ``C`` only.
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib.resources
 import json
@@ -280,6 +281,37 @@ def get_kernel(family: str, name: str) -> Any:
     return _jit_module(family, dev).get(name)
 
 
+_COEF_CACHE: collections.OrderedDict = collections.OrderedDict()
+_COEF_CACHE_SIZE = 256
+
+
+def _coefficients(M: Any, dtype: np.dtype) -> Any:
+    """Coefficient matrix on the current device, C-contiguous, in ``dtype``.
+
+    Host matrices (the codes' ``GA``/``GB`` and the decode weights) are small
+    and reused across calls: their device copies are cached by content, so a
+    repeated call makes no host-to-device transfer.
+    """
+    import cupy as cp
+
+    if isinstance(M, cp.ndarray):
+        return cp.ascontiguousarray(M, dtype=dtype)
+    host = np.ascontiguousarray(M, dtype=dtype)
+    key = (cp.cuda.Device().id, host.dtype.str, host.shape, host.tobytes())
+    hit = _COEF_CACHE.get(key)
+    if hit is not None:
+        _COEF_CACHE.move_to_end(key)
+        return hit
+    dev = cp.asarray(host)
+    cp.cuda.get_current_stream().synchronize()  # ready for kernels on any stream
+    _COEF_CACHE[key] = dev
+    if len(_COEF_CACHE) > _COEF_CACHE_SIZE:
+        # rare: the evicted copy may still be read by a kernel on another stream
+        cp.cuda.Device().synchronize()
+        _COEF_CACHE.popitem(last=False)
+    return dev
+
+
 def _max_blocks() -> int:
     import cupy as cp
 
@@ -338,7 +370,7 @@ def encode(
     if X.strides[1] != item or X.strides[0] < 0 or X.strides[0] % item:
         X = cp.ascontiguousarray(X)  # e.g. a transposed view: one copy, then the fused pass
     ld = _ld_of(X)
-    G = cp.ascontiguousarray(cp.asarray(G, dtype=acc_dtype(X.dtype)))
+    G = _coefficients(G, acc_dtype(X.dtype))
     if G.ndim != 2 or G.shape[1] != gr * gc:
         raise ValueError(f"G must be (P, {gr * gc}), got {G.shape}")
     Pw = G.shape[0]
@@ -412,7 +444,7 @@ def decode(
     R, rb, db = Z.shape
     if block_dims(n, l, gp, gt) != (rb, db):
         raise ValueError(f"answers of block shape {(rb, db)} do not tile C {out_shape} on {grid}")
-    W = cp.ascontiguousarray(cp.asarray(W, dtype=acc_dtype(Z.dtype)))
+    W = _coefficients(W, acc_dtype(Z.dtype))
     if W.shape != (gp * gt, R):
         raise ValueError(f"W must be ({gp * gt}, {R}), got {W.shape}")
     if out is None:
