@@ -23,6 +23,7 @@ from gpucoded.reference import exact_product
 CODE_CONFIGS = {
     "matdot": {"m": 2, "P": 5},
     "chebyshev": {"m": 2, "P": 5},
+    "circle": {"m": 2, "P": 4},
     "approx_matdot": {"m": 2, "P": 5},
     "polydot": {"p": 2, "q": 1, "P": 6},
     "approx_polydot": {"p": 2, "q": 1, "P": 6},

@@ -5,9 +5,10 @@ Property: every case either returns C with ``max|C - AB| <= CallInfo.error_bound
 answer. Documented errors here: NotEnoughAnswersError (too many erasures, or a
 verification that needs more answers), CorruptAnswerError (only when a corruption
 was really injected: no false alarms) and ValueError for NaN inputs with
-``nonfinite="raise"``. Silent corruptions are injected only with ``verify`` set
-(without it the library is not asked to look); erasure faults (raise, wrong shape or
-dtype, NaN, never answering) are injected with any mode.
+``nonfinite="raise"`` or for complex inputs to a real-only code. Silent corruptions
+are injected only with ``verify`` set (without it the library is not asked to look);
+erasure faults (raise, wrong shape or dtype, NaN, never answering) are injected with
+any mode.
 
 Profiles: ``GPUCODED_FUZZ=ci`` (default, 600 cases, derandomized, well under
 60 s) or ``GPUCODED_FUZZ=long`` (10,000 cases), e.g.
@@ -58,6 +59,7 @@ CONFIGS = [
     ("polynomial", {"p": 2, "q": 2, "P": 8}),
     ("replication", {"m": 2, "P": 8}),
     ("uncoded", {"m": 2}),
+    ("circle", {"m": 2, "P": 6}),
 ]
 _CODES: dict[int, gpucoded.codes.Code] = {}
 SILENT = ("perturb", "scale")
@@ -134,6 +136,11 @@ def test_fuzz_result_within_bound_or_documented_error(case):
     silent = {w for w, f in spec.items() if isinstance(f, tuple)}
     COUNTS["silent corruptions injected"] += len(silent)
     ex = FaultyExecutor(ThreadExecutor() if threads else SerialExecutor(), spec)
+    if getattr(code, "decoder", None) == "real" and np.dtype(dtype).kind == "c":
+        with pytest.raises(ValueError, match="decodes real inputs only"):
+            gpucoded.coded_matmul(A, B, code, executor=ex)
+        COUNTS["complex inputs refused by a real-only code"] += 1
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
