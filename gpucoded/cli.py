@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.set_defaults(func=_demo)
 
+    from .studies.cli import register  # noqa: PLC0415  (figure1, logreg, advise)
+
+    register(sub)
     return parser
 
 

@@ -203,6 +203,7 @@ def subset_sweep(
     n_succ: Sequence[int] | None = None,
     fast: bool = True,
     weights: np.ndarray | None = None,
+    subsets: Sequence[tuple[int, ...]] | None = None,
     xp: Any = np,
 ) -> SweepResult:
     r"""Errors of every subset of answers, batched into one GEMM per memory chunk.
@@ -222,12 +223,15 @@ def subset_sweep(
     fast : bool
         Use the closed-form weights where possible (see :func:`stacked_weights`).
     weights : ndarray (len(subsets), n_c, P), optional
-        Precomputed :func:`stacked_weights` of :func:`all_subsets` (``n_succ``).
+        Precomputed :func:`stacked_weights` of the subsets.
+    subsets : list of tuple, optional
+        Subsets to evaluate (sorted, grouped by size); default :func:`all_subsets`
+        (``code``, ``n_succ``).
     xp : module
         ``numpy`` or ``cupy`` (where the worker GEMMs and the stacked decode run).
     """
     sd = storage_dtype(dtype)
-    subsets = all_subsets(code, n_succ)
+    subsets = list(subsets) if subsets is not None else all_subsets(code, n_succ)
     t0 = time.perf_counter()
     Wst = stacked_weights(code, subsets, fast=fast) if weights is None else weights
     t1 = time.perf_counter()

@@ -1,0 +1,219 @@
+r"""``gpucoded advise``: which code for m, P, stragglers and worker precision.
+
+For P workers of which S may straggle (r = P − S answers), every candidate is
+**measured**: the true worst case of :math:`\|\hat C-C\|_{\max}` over all
+:math:`\binom{P}{r}` answer patterns (a random sample of 2,000 beyond that) on
+unit-Frobenius Gaussian inputs, with the batched search of :mod:`.figure1`, in the
+worker arithmetic asked for. Candidates:
+
+* ε-MatDot with storage 1/m and ``gamma="auto"`` (:mod:`.autogamma`);
+* MatDot λ(1) and Chebyshev MatDot with storage 1/m (exact only if r ≥ 2m − 1,
+  otherwise truncated interpolation without guarantee);
+* replication of m blocks (exact only if S < ⌊P/m⌋ copies);
+* the exact alternatives at the same P and S: MatDot/Chebyshev with the largest m′
+  with 2m′ − 1 ≤ r, and replication with m″ = ⌊P/(S+1)⌋ blocks — each worker then
+  stores and computes 1/m′ or 1/m″ instead of 1/m.
+
+Accuracy is reported in bits, :math:`b=\log_2(\|C\|_{\max}/\text{error})`, and per
+unit of worker load, :math:`b\cdot m` (bits per 1/m of the product each worker
+computes): the accounting of Wang, Jia and Jafar, "Price of Precision in Coded
+Distributed Matrix Multiplication" (2021), under which ε-MatDot's smaller recovery
+threshold is paid for in precision and can lose to exact codes or replication with a
+coarser split. The tool says so whenever it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Replication
+from ..reference import exact_product
+from .figure1 import subset_sweep, unit_gaussian_pair
+from .precision import WORKER_DTYPES, unit_roundoff
+
+__all__ = ["Option", "advise", "main"]
+
+MAX_PATTERNS = 2000
+
+
+@dataclass
+class Option:
+    """One candidate scheme and its measured worst-case error."""
+
+    name: str
+    m: int
+    workers: int
+    answers_needed: int
+    exact: bool
+    error: float
+    bits: float
+    patterns: int
+    note: str = ""
+
+    @property
+    def bits_per_load(self) -> float:
+        """Accurate bits per unit of worker load (load = 1/m of the product)."""
+        return self.bits * self.m
+
+
+def _patterns(P: int, r: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    n = math.comb(P, r)
+    if n <= MAX_PATTERNS:
+        return list(itertools.combinations(range(P), r))
+    seen: set[tuple[int, ...]] = set()
+    while len(seen) < MAX_PATTERNS:
+        seen.add(tuple(sorted(rng.choice(P, r, replace=False).tolist())))
+    return sorted(seen, key=lambda s: (len(s), s))
+
+
+def _measure(
+    code: Code, workers: int, r: int, A: np.ndarray, B: np.ndarray, C: np.ndarray, dtype: str
+) -> tuple[float, int]:
+    subs = _patterns(workers, r, np.random.default_rng(0))
+    res = subset_sweep(code, A, B, C, dtype, subsets=subs)
+    return float(res.errors.max()), len(subs)
+
+
+def _bits(err: float, scale: float, dtype: str) -> float:
+    full = -math.log2(unit_roundoff(dtype)) + 1
+    if err <= 0:
+        return full
+    return float(min(full, max(0.0, math.log2(scale / err))))
+
+
+def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100) -> list[Option]:
+    """Measure every candidate (see the module docstring); returns the options.
+
+    Raises
+    ------
+    ValueError
+        For m < 1, P < m or a number of stragglers that leaves fewer than m answers.
+    """
+    if dtype not in WORKER_DTYPES:
+        raise ValueError(f"dtype must be one of {WORKER_DTYPES}, got {dtype!r}")
+    if m < 1 or P < m:
+        raise ValueError(f"need m >= 1 and P >= m; got m={m}, P={P}")
+    r = P - stragglers
+    if stragglers < 0 or r < m:
+        raise ValueError(
+            f"{stragglers} stragglers of P={P} leave {r} answers; every code with storage "
+            f"1/m={m} needs at least m={m} (use fewer stragglers or a smaller m)"
+        )
+    A, B = unit_gaussian_pair(n, 0)
+    C = np.asarray(exact_product(A, B)).astype(np.float64)
+    scale = float(np.abs(C).max())
+    opts: list[Option] = []
+
+    def add(name: str, code: Code, mm: int, workers: int, need: int, exact: bool, note: str = ""):
+        # stragglers may all hit the workers in use
+        err, npat = _measure(code, workers, max(workers - stragglers, 1), A, B, C, dtype)
+        opts.append(
+            Option(name, mm, workers, need, exact, err, _bits(err, scale, dtype), npat, note)
+        )
+
+    from ..points import auto_gamma  # noqa: PLC0415
+
+    g = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
+    add(f"ε-MatDot γ={g:.3g}", ApproxMatDot(m, P, gamma=g), m, P, m, False, "approximate")
+    below = r < 2 * m - 1
+    if P >= 2 * m - 1:
+        note = "below threshold: no guarantee" if below else ""
+        add("MatDot λ(1)", MatDot(m, P), m, P, 2 * m - 1, not below, note)
+        add("Chebyshev", ChebyshevMatDot(m, P), m, P, 2 * m - 1, not below, note)
+    copies = P // m
+    if copies >= 1:
+        rep = Replication(m, copies)
+        lost = stragglers >= copies
+        note = f"{copies} copies; a block can be lost" if lost else f"{copies} copies"
+        add(f"replication m={m}", rep, m, m * copies, rep.recovery_threshold, not lost, note)
+    m1 = (r + 1) // 2
+    if m1 >= 1 and m1 != m:
+        add(f"Chebyshev m'={m1}", ChebyshevMatDot(m1, P), m1, P, 2 * m1 - 1, True, "exact")
+    m2 = P // (stragglers + 1)
+    if m2 >= 1 and m2 != m:
+        rep = Replication(m2, stragglers + 1)
+        add(f"replication m''={m2}", rep, m2, rep.P, rep.recovery_threshold, True, "exact")
+    return opts
+
+
+def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
+    """Plain-language conclusions from the measured options."""
+    eps = opts[0]
+    lines = []
+    same = [o for o in opts[1:] if o.m == m and o.exact]
+    if same:
+        lines.append(
+            f"At storage 1/{m} an exact code also tolerates these stragglers "
+            f"({', '.join(o.name for o in same)}): ε-MatDot buys nothing here."
+        )
+    else:
+        lines.append(
+            f"At storage 1/{m} only ε-MatDot tolerates these stragglers with a guarantee: "
+            f"worst case {eps.error:.2e} ({eps.bits:.1f} bits)."
+        )
+    better = [o for o in opts[1:] if o.exact and o.bits_per_load > eps.bits_per_load]
+    if better:
+        b = max(better, key=lambda o: o.bits_per_load)
+        lines.append(
+            f"Counted in bits (Wang-Jia-Jafar 2021) ε-MatDot LOSES: {eps.bits:.1f} bits x m={eps.m}"
+            f" = {eps.bits_per_load:.0f} bit-loads vs {b.name}: {b.bits:.1f} bits x m={b.m} = "
+            f"{b.bits_per_load:.0f} (exact, but each worker computes 1/{b.m} of the product)."
+        )
+    else:
+        lines.append(
+            f"Counted in bits ε-MatDot wins: {eps.bits_per_load:.0f} bit-loads, more than every "
+            "exact alternative at these P and stragglers."
+        )
+    if tol is not None:
+        ok = [o for o in opts if o.error <= tol and (o.exact or o is eps)]
+        if ok:
+            best = max(ok, key=lambda o: (o.m, o.bits))
+            lines.append(
+                f"Lightest load meeting error <= {tol:g}: {best.name} (1/{best.m} per worker)."
+            )
+        else:
+            lines.append(f"No option meets error <= {tol:g} in this arithmetic.")
+    return lines
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``gpucoded advise``."""
+    p.add_argument("--m", type=int, required=True, help="storage fraction 1/m")
+    p.add_argument("--P", type=int, required=True, help="workers")
+    p.add_argument("--stragglers", type=int, default=None, help="default P - m")
+    p.add_argument("--dtype", default="float64", choices=WORKER_DTYPES)
+    p.add_argument("--n", type=int, default=100, help="size of the Gaussian test matrices")
+    p.add_argument("--tol", type=float, default=None, help="required max-norm error")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``gpucoded advise``."""
+    S = args.P - args.m if args.stragglers is None else args.stragglers
+    try:
+        opts = advise(args.m, args.P, S, args.dtype, args.n)
+    except ValueError as e:
+        raise SystemExit(f"gpucoded advise: {e}") from None
+    print(
+        f"m={args.m}, P={args.P}, stragglers={S} (answers {args.P - S}), workers in {args.dtype}; "
+        f"worst case over answer patterns on {args.n}x{args.n} unit-norm Gaussians"
+    )
+    hdr = (
+        f"{'scheme':24s} {'load':>6s} {'workers':>7s} {'needs':>5s} {'worst err':>10s} "
+        f"{'bits':>5s} {'bits*m':>6s}  note"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for o in opts:
+        print(
+            f"{o.name:24s} {'1/' + str(o.m):>6s} {o.workers:7d} {o.answers_needed:5d} "
+            f"{o.error:10.2e} {o.bits:5.1f} {o.bits_per_load:6.0f}  {o.note}"
+        )
+    print()
+    for line in verdict(opts, args.m, args.tol):
+        print(line)
+    return 0
