@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ import numpy as np
 
 from .backend import array_module
 from .codes import Code, DecodeInfo
+from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
 
 __all__ = [
     "VERIFY_MODES",
@@ -279,10 +281,6 @@ def verify_decode(
     NotEnoughAnswersError
         ``mode`` is "raise" or "correct" and some answer could not be cross-checked.
     """
-    import warnings  # noqa: PLC0415
-
-    from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError  # noqa: PLC0415
-
     if mode not in VERIFY_MODES:
         raise ValueError(f"verify must be None or one of {VERIFY_MODES}, got {mode!r}")
     kw = {"shape": shape, "norms": norms, "inner": inner, "real": real}
