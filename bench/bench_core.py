@@ -45,13 +45,13 @@ from gpucoded.codes import Code, Uncoded, make_code
 from gpucoded.executors.local import multiply
 
 try:
-    from .conftest import quick_mode
+    from .conftest import loadavg, quick_mode
 except ImportError:  # collected as a top-level module
-    from conftest import quick_mode  # type: ignore[no-redef]
+    from conftest import loadavg, quick_mode  # type: ignore[no-redef]
 
 QUICK = quick_mode()
-BUDGET_S = 0.05 if QUICK else 1.0
-MIN_ROUNDS = 1 if QUICK else 3
+BUDGET_S = 0.05 if QUICK else 0.6
+MIN_ROUNDS = 1 if QUICK else 4
 MAX_ROUNDS = 1 if QUICK else 25
 
 #: Display names of the code families.
@@ -212,6 +212,7 @@ class _Stages:
 
     def _record(self, benchmark: Any, case: Case, stage: str) -> None:
         benchmark.extra_info.update(case.info(stage))
+        benchmark.extra_info["loadavg_1min"] = loadavg()[0] if loadavg() else None
 
     def test_plain(self, benchmark: Any, case: Case) -> None:
         self._record(benchmark, case, "plain")

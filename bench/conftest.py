@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy  # noqa: F401  (BLAS initialised here, before a bench module can pin its threads)
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,21 @@ if str(ROOT) not in sys.path:  # the suite runs from a checkout without an insta
     sys.path.insert(0, str(ROOT))
 
 QUICK_ENV = "GPUCODED_BENCH_QUICK"
+BLAS_ENV = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+#: BLAS environment and load average when the session started (before collection:
+#: some bench modules set thread variables for their own script mode when imported).
+_START: dict[str, Any] = {}
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def quick_mode() -> bool:
@@ -46,6 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--bench-quick", default=False):
         os.environ[QUICK_ENV] = "1"
+    _START.setdefault("env", {k: os.environ.get(k) for k in BLAS_ENV})
+    _START.setdefault("loadavg", loadavg())
     config.addinivalue_line("markers", "gpu: needs a CUDA device and CuPy (skipped otherwise)")
     config.addinivalue_line("markers", "slow: long-running benchmark")
 
@@ -78,8 +96,6 @@ def bench_quick() -> bool:
 
 def blas_info() -> list[dict[str, Any]]:
     """threadpoolctl's view of the BLAS/OpenMP libraries loaded by NumPy (or [])."""
-    import numpy  # noqa: F401  (loads the BLAS)
-
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
@@ -101,24 +117,15 @@ def cpu_model() -> str:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     import mpmath
-    import numpy
 
     machine_info["gpucoded"] = {
         "cpu_model": cpu_model(),
         "nproc": os.cpu_count(),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "loadavg_at_start": _START.get("loadavg"),
+        "loadavg_at_end": loadavg(),
         "numpy": numpy.__version__,
         "mpmath": mpmath.__version__,
         "blas": blas_info(),
-        "env": {
-            k: os.environ.get(k)
-            for k in (
-                "OPENBLAS_CORETYPE",
-                "OPENBLAS_L2_SIZE",
-                "OPENBLAS_NUM_THREADS",
-                "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS",
-            )
-        },
+        "env": _START.get("env", {}),
         "quick": quick_mode(),
     }

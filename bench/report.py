@@ -151,6 +151,8 @@ def core_groups(core: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         g = {k: first.get(k) for k in ("code", "label", "m", "P", "K", "n", "dtype")}
         g["group"] = group
         g["t"] = t
+        loads = [r["loadavg_1min"] for r in rows if r.get("loadavg_1min") is not None]
+        g["load"] = max(loads) if loads else None
         plain = t.get("plain")
         g["ratio"] = {s: t[s] / plain for s in t} if plain else {}
         g["encdec_over_workers"] = (
@@ -386,12 +388,17 @@ def _machine_lines(res: Results) -> list[str]:
             f"mpmath {gc.get('mpmath', '?')}",
             f"  - BLAS (threadpoolctl): {blas or 'not recorded (threadpoolctl missing)'}",
             f"  - BLAS environment: {env or 'OPENBLAS_CORETYPE and thread variables unset'}",
-            f"  - load average at start: {gc.get('loadavg_at_start', '?')}"
+            f"  - load average (1, 5, 15 min) at start: {_load(gc.get('loadavg_at_start'))}, "
+            f"at end: {_load(gc.get('loadavg_at_end'))}"
             + ("; **quick mode** (tiny sizes, not a measurement)" if gc.get("quick") else ""),
         ]
     if res.gpu_meta:
         lines.append("- GPU summary: " + ", ".join(f"{k} {v}" for k, v in res.gpu_meta.items()))
     return lines
+
+
+def _load(x: Sequence[float] | None) -> str:
+    return "?" if not x else " / ".join(f"{v:.1f}" for v in x)
 
 
 def _targets_table(targets: Sequence[dict[str, Any]]) -> list[str]:
@@ -406,16 +413,18 @@ def _targets_table(targets: Sequence[dict[str, Any]]) -> list[str]:
 def _core_lines(groups: Sequence[dict[str, Any]]) -> list[str]:
     head = (
         "| group | plain A@B (ms) | uncoded | encode | workers (all P) | decode | "
-        "coded_matmul | (enc+dec)/workers | encode GB/s | decode GB/s | workers GFlop/s |"
+        "coded_matmul | (enc+dec)/workers | encode GB/s | decode GB/s | workers GFlop/s | "
+        "load |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for g in groups:
         r = g["ratio"]
         lines.append(
             f"| {g['group']} | {_ms(g['t'].get('plain'))} | "
             + " | ".join(_f(r.get(s), ".3f") for s in STAGES[1:])
             + f" | {_f(g['encdec_over_workers'])} | {_f(g['encode_GBps'], '.1f')} | "
-            f"{_f(g['decode_GBps'], '.1f')} | {_f(g['workers_GFlops'], '.0f')} |"
+            f"{_f(g['decode_GBps'], '.1f')} | {_f(g['workers_GFlops'], '.0f')} | "
+            f"{_f(g['load'], '.1f')} |"
         )
     return lines
 
@@ -563,7 +572,8 @@ def render(
             "split, same storage, no redundancy); *workers*: `At[w] @ Bt[w]` for all P "
             "workers (the serial executor computes all of them); *decode*: the K = "
             "threshold answers, weights cached; *coded_matmul*: end to end, serial "
-            "executor.",
+            "executor. *load*: the highest 1-minute load average seen while the group ran "
+            "(above the core count, other jobs competed for the cores).",
             "",
         ]
         out += _core_lines(groups) + [""]
@@ -583,6 +593,19 @@ def render(
         out += ["## GPU (CUDA events, `bench/bench_gpu.py`)", ""] + _gpu_lines(res.gpu_rows)
     if res.other:
         out += ["## Other benchmark groups", ""] + _other_lines(res.other)
+    out += [
+        "## How to run",
+        "",
+        "```",
+        "python -m bench                  # full CPU suite -> bench/results/cpu.json, this file,"
+        " bench/img/",
+        "python -m bench --quick          # seconds, tiny sizes, writes to a temp dir (CI)",
+        "python -m pytest bench --bench-quick -p no:cacheprovider   # the suite alone",
+        "OUT=/tmp/gpu bash bench/device_check.sh   # GPU half; copy $OUT/bench_gpu.json to"
+        " bench/results/gpu/",
+        "python -m bench.report bench/results/cpu.json bench/results/gpu/bench_gpu.json",
+        "```",
+    ]
     return "\n".join(out).rstrip() + "\n"
 
 
