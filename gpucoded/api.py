@@ -184,6 +184,8 @@ def coded_matmul(
                 f"answers={answers} must be between the recovery threshold {need} and P={Pn}"
             )
         need = answers
+    else:
+        need = 0  # decode as soon as the code can (replication: every block covered)
     ex = get_executor(executor, like=A)
 
     n, l = A.shape[0], B.shape[1]

@@ -167,3 +167,15 @@ def test_diagnostics_times_follow_the_injected_delays():
     assert info.time_to_decode >= sorted(delays)[2]
     for w in info.used:
         assert info.worker_times[w][1] >= delays[w]
+
+
+def test_replication_decodes_once_every_block_is_covered():
+    """Replication m=2, r=2 (threshold 3 in the worst case): workers 0 and 1 hold the
+    two blocks, so the call returns after them, not after a third answer 5 s later."""
+    A, B = unit_gaussian((20, 20), 11), unit_gaussian((20, 20), 12)
+    t0 = time.perf_counter()
+    C, info = gpucoded.coded_matmul(
+        A, B, "replication", m=2, P=4, delays=[0, 0.05, 5.0, 5.0], return_info=True
+    )
+    assert time.perf_counter() - t0 < 2.0 and info.used == (0, 1)
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
