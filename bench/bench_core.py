@@ -31,6 +31,7 @@ test takes about :data:`BUDGET_S` seconds (between :data:`MIN_ROUNDS` and
 
 from __future__ import annotations
 
+import statistics
 import time
 import zlib
 from collections.abc import Callable
@@ -236,6 +237,44 @@ class _Stages:
         self._record(benchmark, case, "decode")
         n = case.cfg.n
         run(benchmark, lambda: case.code.decode(case.products, case.S, shape=(n, n)))
+
+    def test_pipeline(self, benchmark: Any, case: Case) -> None:
+        """encode -> all P workers -> decode in one round, each part timed inside.
+
+        The stages above are timed in separate tests, minutes apart on a busy machine;
+        here the three parts of every round share the same load, so the per-round
+        ratio (encode + decode) / workers is robust to other jobs. Stored in
+        ``extra_info``: the median of each part and of the ratio over rounds.
+        """
+        self._record(benchmark, case, "pipeline")
+        code, A, B, K = case.code, case.A, case.B, len(case.S)
+        n = case.cfg.n
+        parts: dict[str, list[float]] = {"encode": [], "workers": [], "decode": []}
+
+        def pipeline() -> Any:
+            t0 = time.perf_counter()
+            At, Bt = code.encode(A, B)
+            t1 = time.perf_counter()
+            prods = [multiply(At, Bt, w) for w in range(code.P)]
+            t2 = time.perf_counter()
+            Z = np.stack(prods[:K])  # the answers as one array: not part of the decode
+            t3 = time.perf_counter()
+            C = code.decode(Z, case.S, shape=(n, n))
+            t4 = time.perf_counter()
+            parts["encode"].append(t1 - t0)
+            parts["workers"].append(t2 - t1)
+            parts["decode"].append(t4 - t3)
+            return C
+
+        run(benchmark, pipeline)
+        ratios = [
+            (e + d) / w
+            for e, w, d in zip(parts["encode"], parts["workers"], parts["decode"], strict=True)
+        ]
+        med = statistics.median
+        benchmark.extra_info.update({f"{k}_median": med(v) for k, v in parts.items()})
+        benchmark.extra_info["encdec_over_workers_median"] = med(ratios)
+        benchmark.extra_info["encdec_over_workers_rounds"] = len(ratios)
 
     def test_coded_matmul(self, benchmark: Any, case: Case) -> None:
         self._record(benchmark, case, "coded_matmul")

@@ -141,7 +141,7 @@ def core_groups(core: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in core:
-        if r.get("stage") in STAGES:
+        if r.get("stage") in (*STAGES, "pipeline"):
             by[r["group"]].append(r)
     out = []
     for group, rows in by.items():
@@ -155,6 +155,7 @@ def core_groups(core: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         g["load"] = max(loads) if loads else None
         plain = t.get("plain")
         g["ratio"] = {s: t[s] / plain for s in t} if plain else {}
+        g["encdec_interleaved"] = info.get("pipeline", {}).get("encdec_over_workers_median")
         g["encdec_over_workers"] = (
             (t["encode"] + t["decode"]) / t["workers"]
             if all(s in t for s in ("encode", "decode", "workers"))
@@ -193,17 +194,22 @@ def cpu_targets(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for g in groups:
         if (g["code"], g["m"], g["P"], g["n"]) != (c["code"], c["m"], c["P"], c["n"]):
             continue
-        r = g["encdec_over_workers"]
-        if r is None:
-            continue
-        out.append(
-            {
-                "target": f"CPU (encode+decode)/workers <= {c['max_ratio']:.2f}, "
-                f"{g['label']} m={c['m']} P={c['P']} n={c['n']} {g['dtype']}",
-                "measured": r,
-                "met": r <= c["max_ratio"],
-            }
+        how = (
+            ("encdec_interleaved", "interleaved in each round, median over rounds"),
+            ("encdec_over_workers", "separate stage benchmarks, min over rounds"),
         )
+        for key, what in how:
+            r = g.get(key)
+            if r is None:
+                continue
+            out.append(
+                {
+                    "target": f"CPU (encode+decode)/workers <= {c['max_ratio']:.2f}, "
+                    f"{g['label']} m={c['m']} P={c['P']} n={c['n']} {g['dtype']} ({what})",
+                    "measured": r,
+                    "met": r <= c["max_ratio"],
+                }
+            )
     return out
 
 
@@ -291,7 +297,11 @@ def write_plots(res: Results, img: Path) -> list[Path]:
         for st in STAGES:
             pts = sorted((g["n"], g["t"][st]) for g in gs if st in g["t"])
             if pts:
-                ax.loglog(*zip(*pts, strict=True), "o-", label=st, base=2)
+                ax.plot(*zip(*pts, strict=True), "o-", label=st)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(ns)
+        ax.set_xticklabels([str(n) for n in ns])
         ax.set_xlabel("n (A, B are n x n)")
         ax.set_ylabel("seconds (min over rounds)")
         ax.set_title(f"{gs[0]['label']} m={c['m']} P={c['P']} {dtype}: time vs n per stage")
@@ -413,16 +423,17 @@ def _targets_table(targets: Sequence[dict[str, Any]]) -> list[str]:
 def _core_lines(groups: Sequence[dict[str, Any]]) -> list[str]:
     head = (
         "| group | plain A@B (ms) | uncoded | encode | workers (all P) | decode | "
-        "coded_matmul | (enc+dec)/workers | encode GB/s | decode GB/s | workers GFlop/s | "
-        "load |"
+        "coded_matmul | (enc+dec)/workers | same, interleaved | encode GB/s | decode GB/s | "
+        "workers GFlop/s | load |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|" + "---:|" * 12]
     for g in groups:
         r = g["ratio"]
         lines.append(
             f"| {g['group']} | {_ms(g['t'].get('plain'))} | "
             + " | ".join(_f(r.get(s), ".3f") for s in STAGES[1:])
-            + f" | {_f(g['encdec_over_workers'])} | {_f(g['encode_GBps'], '.1f')} | "
+            + f" | {_f(g['encdec_over_workers'])} | {_f(g['encdec_interleaved'])} | "
+            f"{_f(g['encode_GBps'], '.1f')} | "
             f"{_f(g['decode_GBps'], '.1f')} | {_f(g['workers_GFlops'], '.0f')} | "
             f"{_f(g['load'], '.1f')} |"
         )
@@ -572,7 +583,10 @@ def render(
             "split, same storage, no redundancy); *workers*: `At[w] @ Bt[w]` for all P "
             "workers (the serial executor computes all of them); *decode*: the K = "
             "threshold answers, weights cached; *coded_matmul*: end to end, serial "
-            "executor. *load*: the highest 1-minute load average seen while the group ran "
+            "executor. *(enc+dec)/workers*: from the separate stage benchmarks; *same, "
+            "interleaved*: encode, the P workers and decode timed inside each round of one "
+            "benchmark (`test_pipeline`), median over rounds: robust to other jobs. "
+            "*load*: the highest 1-minute load average seen while the group ran "
             "(above the core count, other jobs competed for the cores).",
             "",
         ]
