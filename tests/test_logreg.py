@@ -1,0 +1,151 @@
+"""Logistic-regression study (Tables I–II): coded products, quick run, loaders."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+
+import numpy as np
+import pytest
+
+from gpucoded import coded_matmul
+from gpucoded.studies import logreg as L
+from gpucoded.studies import mnist
+
+
+@pytest.mark.parametrize("scheme", ["uncoded_fail", "chebyshev", "matdot", "approx_matdot"])
+def test_coded_product_matches_coded_matmul(scheme):
+    """The precomputed-GEMM product equals the library's decode of the same answers.
+
+    Both encode with the same rows of GA/GB and decode with the same weights; they
+    differ only in the summation order of the GEMMs. Each result is within the
+    first-order rounding bound ``fp_bound`` (``DecodeWeights.bounds``) of the exact
+    decode of these answers, so they differ by at most 2 × fp_bound.
+    """
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((10, 37)), rng.standard_normal((37, 16))
+    code, answers, workers = L.make_scheme(scheme, 5, 6, 8)
+    subs = list(itertools.combinations(range(workers), answers))[:4]
+    prod = L.CodedProduct(code, subs)
+    for i, S in enumerate(subs):
+        mine = prod(A, B, i)
+        At, Bt = code.encode(A, B)
+        ref, info = code.decode(
+            (At @ Bt)[list(S)],
+            S,
+            shape=(10, 16),
+            partial=True,
+            return_info=True,
+            norms=(np.linalg.norm(A), np.linalg.norm(B)),
+            inner=At.shape[2],
+        )
+        assert np.abs(mine - ref).max() <= 2 * info.fp_bound
+
+
+def test_coded_product_exact_above_threshold():
+    """With ≥ 2m−1 answers MatDot is exact: |Ĉ − AB| ≤ the a-priori rounding bound."""
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((10, 40)), rng.standard_normal((40, 12))
+    code, _, _ = L.make_scheme("matdot", 3, 6, 6)
+    prod = L.CodedProduct(code, [(0, 1, 2, 3, 5)])
+    res = coded_matmul(A, B, code, failed=[4], return_info=True)
+    assert np.abs(prod(A, B, 0) - A @ B).max() <= res[1].error_bound
+
+
+def test_make_scheme_and_errors():
+    code, answers, workers = L.make_scheme("chebyshev", 5, 5, 7)
+    assert (answers, workers) == (5, 7) and code.P == 9  # two spare workers never answer
+    code, answers, workers = L.make_scheme("uncoded_fail", 5, 5, 7)
+    assert (answers, workers) == (3, 5)
+    assert L.make_scheme("uncoded", 5, 5, 7) is None
+    with pytest.raises(ValueError, match="unknown scheme"):
+        L.make_scheme("lt-code", 5, 5, 7)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        L.make_scheme("uncoded_fail", 2, 1, 5)
+    with pytest.raises(ValueError, match="equal-size"):
+        L.CodedProduct(code, [(0, 1), (0, 1, 2)])
+
+
+def _toy_data(n=600, d=64, J=10, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.random((J, d))
+    y = rng.integers(0, J, n)
+    X = np.clip(centers[y] + 0.3 * rng.standard_normal((n, d)), 0, 1)
+    return X, y
+
+
+def test_quick_run_shape():
+    """A quick run yields one row per (mode, config, scheme, fold) plus the uncoded
+    baseline, accuracies in [0, 1], and a Markdown table per mode."""
+    X, y = _toy_data()
+    cfg = L.LogregConfig(iterations=40, folds=4, folds_run=2)
+    rows = L.run(X, y, cfg, [(5, 5, 7)])
+    schemes = [s for s in L.SCHEMES if s != "uncoded"]
+    assert len(rows) == 2 * (1 + len(L.MODES) * len(schemes))
+    assert {r["scheme"] for r in rows} == set(L.SCHEMES)
+    for r in rows:
+        assert 0.0 <= r["train_acc"] <= 1.0 and 0.0 <= r["test_acc"] <= 1.0
+        assert set(L.CSV_COLUMNS) <= set(r)
+    md = L.markdown(rows)
+    assert "Table I" in md and "Table II" in md and "(5, 5, 7)" in md
+    summ = L.summarize(rows)
+    assert all(s["folds"] == 2 for s in summ)
+
+
+def test_uncoded_learns_toy_problem():
+    """Sanity of the SGD itself: well-separated toy clusters are learned (≥ 90 %)."""
+    X, y = _toy_data()
+    cfg = L.LogregConfig(iterations=300, folds=4, folds_run=1)
+    rows = L.run(X, y, cfg, [], schemes=("uncoded",))
+    assert rows[0]["test_acc"] >= 0.9
+
+
+def test_cli_quick(tmp_path):
+    pytest.importorskip("mlxtend")
+    from gpucoded.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "logreg",
+            "--out",
+            str(tmp_path),
+            "--quick",
+            "--iterations",
+            "20",
+            "--schemes",
+            "uncoded,approx_matdot",
+            "--modes",
+            "random",
+        ]
+    )
+    assert args.func(args) == 0
+    assert (tmp_path / "logreg.csv").exists() and "Table II" in (tmp_path / "logreg.md").read_text()
+
+
+def _write_idx(path, arr, gz):
+    head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+    data = head + arr.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_loader_roundtrip(tmp_path, gz):
+    imgs = np.random.default_rng(0).integers(0, 256, (7, 28, 28))
+    labels = np.arange(7) % 10
+    sfx = ".gz" if gz else ""
+    _write_idx(tmp_path / f"train-images-idx3-ubyte{sfx}", imgs, gz)
+    _write_idx(tmp_path / f"train-labels-idx1-ubyte{sfx}", labels, gz)
+    X, y = mnist.load(tmp_path)
+    assert X.shape == (7, 784) and np.array_equal(y, labels)
+    assert np.allclose(X * 255, imgs.reshape(7, -1))
+
+
+def test_idx_loader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        mnist.load_idx(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="train-images"):
+        mnist.load_idx(tmp_path)
+    bad = tmp_path / "x"
+    bad.write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00")
+    with pytest.raises(ValueError, match="IDX"):
+        mnist.read_idx(bad)
