@@ -32,7 +32,10 @@ def tamper(ans: Answer, fault: Any) -> Answer | None:
     if fault == "shape":
         return replace(ans, product=P[None])
     if fault == "dtype":
-        other = np.float32 if P.dtype != np.float32 else np.float64
+        if P.dtype.kind == "c":
+            other = np.complex64 if P.dtype != np.complex64 else np.complex128
+        else:
+            other = np.float32 if P.dtype != np.float32 else np.float64
         return replace(ans, product=P.astype(other))
     if fault in ("nan", "inf"):
         Q = P.copy()
