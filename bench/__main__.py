@@ -28,6 +28,8 @@ from . import report
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GPU_JSON = HERE / "results" / "gpu" / "bench_gpu.json"
+#: Notes on the committed measurement (machine sharing, changes made), put in the report.
+NOTES = HERE / "results" / "NOTES.md"
 
 
 def pytest_command(files: Sequence[str], json_out: Path, quick: bool) -> list[str]:
@@ -81,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else ([str(GPU_JSON)] if GPU_JSON.exists() else [])
     )
     rargs = [str(json_out), *gpu, "--md", str(md), "--img", str(img)]
-    if args.notes:
-        rargs += ["--notes", args.notes]
+    notes = args.notes or (str(NOTES) if NOTES.exists() and not scratch else None)
+    if notes:
+        rargs += ["--notes", notes]
     return report.main(rargs)
 
 

@@ -91,7 +91,11 @@ def load(paths: Iterable[str | os.PathLike], stat: str = "min") -> Results:
     res = Results()
     for p in paths:
         p = Path(p)
-        data = json.loads(p.read_text())
+        text = p.read_text()
+        if not text.strip():  # e.g. device_check.sh's pytest JSON when every test skipped
+            print(f"warning: {p} is empty; skipped", file=sys.stderr)
+            continue
+        data = json.loads(text)
         res.sources.append(str(p))
         if isinstance(data, dict) and "benchmarks" in data:
             _load_pytest_benchmark(data, res, stat, p.name)

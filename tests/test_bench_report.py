@@ -273,6 +273,14 @@ def test_load_rejects_unknown_json(tmp_path):
         report.load([p])
 
 
+def test_load_skips_empty_file(files, tmp_path):
+    """device_check.sh leaves an empty pytest JSON when every GPU test skipped."""
+    empty = tmp_path / "pytest_benchmark.json"
+    empty.write_text("")
+    res = report.load([files[0], empty])
+    assert res.sources == [str(files[0])] and len(res.core) == 21
+
+
 def test_main_writes_report_and_plots(files, tmp_path):
     pytest.importorskip("matplotlib")
     md, img = tmp_path / "out" / "BENCHMARKS.md", tmp_path / "out" / "img"
