@@ -13,10 +13,12 @@ from . import codes, points
 from .api import CallInfo, coded_matmul
 from .backend import gpu_available
 from .codes import make_code
-from .errors import NotEnoughAnswersError
+from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
 
 __all__ = [
     "CallInfo",
+    "CorruptAnswerError",
+    "CorruptionWarning",
     "NotEnoughAnswersError",
     "codes",
     "coded_matmul",
