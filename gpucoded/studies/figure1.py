@@ -244,12 +244,14 @@ def subset_sweep(
     nsub = len(subsets)
     errors = np.empty(nsub)
     per = max(1, _CHUNK_ELEMS // (n_c * rb * db))
-    Wd = xp.asarray(Wst.reshape(nsub * n_c, code.P).astype(sd, copy=False))
+    with np.errstate(over="ignore"):  # weights beyond the format's range: inf errors
+        Wd = xp.asarray(Wst.reshape(nsub * n_c, code.P).astype(sd, copy=False))
     sizes_arr = np.array([len(S) for S in subsets])
     best: dict[int, tuple[float, int, Any]] = {}  # n_succ -> (error, index, decoded row)
     for s0 in range(0, nsub, per):
         s1 = min(nsub, s0 + per)
-        R = (Wd[s0 * n_c : s1 * n_c] @ prods).reshape(s1 - s0, n_c, rb * db)
+        with np.errstate(over="ignore", invalid="ignore"):
+            R = (Wd[s0 * n_c : s1 * n_c] @ prods).reshape(s1 - s0, n_c, rb * db)
         if R.dtype == np.float64:
             E = R - Cb[None]
         else:  # the decode is rounded to the worker format; the error is measured in float64
@@ -257,7 +259,7 @@ def subset_sweep(
             E -= Cb[None]
         E = E.reshape(s1 - s0, n_c * rb * db)
         err = xp.maximum(E.max(axis=1), -E.min(axis=1))
-        errors[s0:s1] = to_numpy(err)
+        errors[s0:s1] = np.nan_to_num(to_numpy(err), nan=np.inf)
         for r in np.unique(sizes_arr[s0:s1]):
             loc = np.nonzero(sizes_arr[s0:s1] == r)[0]
             i = int(loc[np.argmax(errors[s0:s1][loc])])
@@ -575,6 +577,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--no-split", action="store_true", help="skip the ε₁/ε₂ split")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--auto-gamma-check",
+        action="store_true",
+        help="also validate gamma='auto' (measured vs predicted, m=2..5, all dtypes)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -594,6 +601,11 @@ def main(args: argparse.Namespace) -> int:
     write_csv(rows, out / "figure1.csv")
     paths = [] if args.no_plots else plot(rows, out)
     print(f"wrote {out / 'figure1.csv'} ({len(rows)} rows) in {time.perf_counter() - t0:.1f} s")
+    if getattr(args, "auto_gamma_check", False):
+        from .gamma_check import gamma_check, plot_gamma_check  # noqa: PLC0415
+
+        grows, curves = gamma_check()
+        paths += plot_gamma_check(grows, curves, out)
     for p in paths:
         print(f"wrote {p}")
     return 0
