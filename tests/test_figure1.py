@@ -199,3 +199,32 @@ def test_bad_inputs():
         f1.figure1(f1.Figure1Config(dtypes=("float16",), gammas=np.array([1.0])))
     with pytest.raises(ValueError, match="device"):
         f1.figure1(f1.Figure1Config(device="tpu", gammas=np.array([1.0])))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32", "tf32"])
+def test_gpu_sweep_matches_cpu(dtype):
+    """The stacked GEMM on the device gives the CPU's errors up to summation order.
+
+    Both sides use the same float weights; encode sums (n_a, n_b terms), worker GEMMs
+    (inner length cb) and decode sums (≤ P terms) differ only in order, so first order
+    the decoded entries differ by ≤ 2 (n_a + n_b + cb + P) u Σ_k|w_k| max|C̃_k| (u of
+    the format); the max errors differ by no more, plus the rounding of C (4 u max|C|).
+    For tf32 the CPU emulates the tensor cores' operand rounding; a truncating
+    conversion on the device costs at most one more u per operand, inside this bound.
+    """
+    import cupy as cp
+
+    A, B = f1.unit_gaussian_pair(60, 2)
+    C = np.asarray(exact_product(A, B)).astype(np.float64)
+    code = ApproxMatDot(3, 6, gamma=300.0)
+    cpu = f1.subset_sweep(code, A, B, C, dtype)
+    gpu = f1.subset_sweep(code, A, B, C, dtype, xp=cp)
+    At, Bt = code.encode(A, B)
+    pmax = np.abs(At @ Bt).max()
+    W = f1.stacked_weights(code, cpu.subsets)
+    wsum = np.abs(W).sum(axis=(1, 2))
+    u = unit_roundoff(dtype)
+    g = code.grid
+    tol = 2 * (g.n_a + g.n_b + At.shape[2] + code.P) * u * wsum * pmax
+    assert np.all(np.abs(cpu.errors - gpu.errors) <= tol + 4 * u * np.abs(C).max())
