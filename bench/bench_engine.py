@@ -209,6 +209,28 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def latency(args: argparse.Namespace, P: int = 9, reps: int = 20) -> str:
+    """Per-answer latency of the executor alone: worker w is due at 100 + 10·w ms; the
+    lateness of each answer's arrival at the caller (median, 90th percentile)."""
+    ex = get_executor(args.executor)
+    rng = np.random.default_rng(1)
+    c = args.n // 3
+    At, Bt = rng.standard_normal((P, args.n, c)), rng.standard_normal((P, c, args.n))
+    late = []
+    for _ in range(reps):
+        d = [0.1 + 0.01 * w for w in range(P)]
+        t0 = time.perf_counter()
+        with ex.start(At, Bt, workers=range(P), delays=d) as r:
+            for a in r:
+                late.append(time.perf_counter() - t0 - d[a.worker])
+    q = np.percentile(np.array(late) * 1e3, [50, 90])
+    return (
+        f"Executor {ex.name}: answer lateness over {len(late)} answers (P = {P}, "
+        f"GEMM {args.n}x{c}x{args.n}): median {q[0]:.2f} ms, 90th percentile {q[1]:.2f} ms "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--executor", default="threads", help="threads | dask | serial")
@@ -222,7 +244,11 @@ def main(argv: list[str] | None = None) -> None:
         help="'m,P;m,P' (default '3,9;4,12')",
     )
     p.add_argument("--out", type=Path, help="also write the table to this file")
+    p.add_argument("--latency", action="store_true", help="only the per-answer latency")
     args = p.parse_args(argv)
+    if args.latency:
+        print(latency(args))
+        return
     table = run(args)
     print(table)
     if args.out:
