@@ -320,9 +320,10 @@ def _tune(
             cache[key] = scheme.build(m, P, g)
         code = cache[key]
         try:
-            return float(_errors(code, scheme.run(code, A, B, dtype), probe, C).max())
+            v = float(_errors(code, scheme.run(code, A, B, dtype), probe, C).max())
         except ArithmeticError:  # weights did not converge: points too close
             return math.inf
+        return v if math.isfinite(v) else math.inf  # overflow in the worker format
 
     g0 = default_gamma(m, 2 * (scheme.unit or unit_roundoff)(dtype))
     grid = {g0 * 10 ** (k / 2): None for k in range(-4, 4)}
@@ -371,7 +372,7 @@ def evaluate(
         subsets = extra + list(subsets)
     prods = sch.run(code, A, B, dtype)
     inner = code.grid.block_dims(*A.shape, B.shape[1])[1]
-    errs = _errors(code, prods, subsets, C)
+    errs = np.nan_to_num(_errors(code, prods, subsets, C), nan=math.inf)
     j = int(np.argmax(errs))
     S = subsets[j]
     row = {
