@@ -175,26 +175,27 @@ def train(
 
     Parameters
     ----------
-    Xtr : (d, N) features as columns; Ytr : (J, N) one-hot.
+    Xtr : (N, d) samples as rows (a batch is gathered as contiguous rows and used
+        transposed); Ytr : (N, J) one-hot rows.
     batches : int array (iterations, batch)
     mul_z, mul_g : CodedProduct or None
         Coded products for :math:`WX` and :math:`HX^\top` (None: exact ``@``).
     pats : (iterations,) int arrays
         Subset index of each multiplication.
     """
-    J, d = Ytr.shape[0], Xtr.shape[0]
+    J, d = Ytr.shape[1], Xtr.shape[1]
     W = np.zeros((J, d))
     lr = cfg.lr
     if mul_z is None:
         for idx in batches:
-            Xb = Xtr[:, idx]
-            H = _softmax(W @ Xb) - Ytr[:, idx]
+            Xb = Xtr[idx].T
+            H = _softmax(W @ Xb) - Ytr[idx].T
             W -= lr * (H @ Xb.T)
         return W
     pz, pg = pats
     for it, idx in enumerate(batches):
-        Xb = Xtr[:, idx]
-        H = _softmax(mul_z(W, Xb, pz[it])) - Ytr[:, idx]
+        Xb = Xtr[idx].T
+        H = _softmax(mul_z(W, Xb, pz[it])) - Ytr[idx].T
         W -= lr * mul_g(H, Xb.T, pg[it])
     return W
 
@@ -222,8 +223,8 @@ def run(
     J = int(y.max()) + 1
     folds = _folds(X.shape[0], cfg.folds, rng)
     nf = cfg.folds_run or cfg.folds
-    Xt = np.ascontiguousarray(X.T)  # (d, N)
-    Y = np.eye(J)[:, y]  # (J, N)
+    Xr = np.ascontiguousarray(X)  # (N, d)
+    Y = np.eye(J)[y]  # (N, J)
     probe = np.random.default_rng(cfg.seed + 1).standard_normal((J, X.shape[1]))
     jobs = [("none", (0, 0, 0), "uncoded")] if "uncoded" in schemes else []
     jobs += [(mode, c, s) for mode in modes for c in configs for s in schemes if s != "uncoded"]
@@ -243,11 +244,12 @@ def run(
                 batches = trn[frng.integers(0, trn.size, size=(cfg.iterations, cfg.batch))]
                 if setup is None:
                     t0 = time.perf_counter()
-                    W = train(Xt, Y, cfg, batches)
+                    W = train(Xr, Y, cfg, batches)
                 else:
                     code, answers, workers = setup
                     if muls is None:
-                        muls = _products(code, answers, workers, mode, Xt[:, batches[0]], probe)
+                        Xb0 = np.ascontiguousarray(Xr[batches[0]].T)
+                        muls = _products(code, answers, workers, mode, Xb0, probe)
                     mz, mg, nS = muls
                     t0 = time.perf_counter()
                     prng = np.random.default_rng([cfg.seed, f, 7])
@@ -256,7 +258,7 @@ def run(
                         pats = (pats[0], prng.integers(0, nS, cfg.iterations))
                     else:
                         pats = (np.zeros(cfg.iterations, int),) * 2
-                    W = train(Xt, Y, cfg, batches, mz, mg, pats)
+                    W = train(Xr, Y, cfg, batches, mz, mg, pats)
                 dt = time.perf_counter() - t0
                 rows.append(
                     {
@@ -269,8 +271,8 @@ def run(
                         if setup
                         else float("nan"),
                         "fold": f,
-                        "train_acc": _accuracy(W, Xt[:, trn], y[trn]),
-                        "test_acc": _accuracy(W, Xt[:, test], y[test]),
+                        "train_acc": _accuracy(W, Xr[trn].T, y[trn]),
+                        "test_acc": _accuracy(W, Xr[test].T, y[test]),
                         "iterations": cfg.iterations,
                         "seconds": dt,
                     }
@@ -392,8 +394,8 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
         rng = np.random.default_rng(0)
         X, y = rng.random((5000, 784)), rng.integers(0, 10, 5000)
     cfg = LogregConfig(iterations=iterations)
-    Xt = np.ascontiguousarray(X.T)
-    Y = np.eye(10)[:, y]
+    Xr = np.ascontiguousarray(X)
+    Y = np.eye(10)[y]
     batches = np.random.default_rng(0).integers(0, X.shape[0], (iterations, cfg.batch))
     code, answers, _ = make_scheme("approx_matdot", m, n_succ, P)
     subs = list(itertools.combinations(range(P), answers))
@@ -403,7 +405,7 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
     rng = np.random.default_rng(1)
     pats = (rng.integers(0, len(subs), iterations), rng.integers(0, len(subs), iterations))
     t0 = time.perf_counter()
-    train(Xt, Y, cfg, batches, mz, mg, pats)
+    train(Xr, Y, cfg, batches, mz, mg, pats)
     t_fast = time.perf_counter() - t0
 
     def naive_mul(A: np.ndarray, B: np.ndarray, i: int) -> np.ndarray:
@@ -411,7 +413,7 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
         return coded_matmul(A, B, code, failed=failed, executor="serial")
 
     t0 = time.perf_counter()
-    train(Xt, Y, cfg, batches, naive_mul, naive_mul, pats)
+    train(Xr, Y, cfg, batches, naive_mul, naive_mul, pats)
     t_naive = time.perf_counter() - t0
     return {
         "scheme": "approx_matdot random",
