@@ -470,8 +470,12 @@ def plot(rows: list[dict], path: Path) -> Path:
             ax.set_xlabel("m (storage 1/m; answers: see legend)")
             ax.set_ylabel("worst max-norm error")
             ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles: dict[str, Any] = {}
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
