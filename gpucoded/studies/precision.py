@@ -86,12 +86,13 @@ def worker_matmul(At: Any, Bt: Any, name: str) -> Any:
         Encoded operands in :func:`storage_dtype` of ``name``.
     """
     _, bits, _ = _check(name)
-    if bits is None:
-        return At @ Bt
     if is_cupy_array(At):
         from ..gpu import gemm_precision  # noqa: PLC0415
 
-        ctx = gemm_precision(name)
+        # explicit compute type: float32 stays IEEE even if CUPY_TF32 is set
+        ctx = gemm_precision(name if bits is not None else "ieee")
+    elif bits is None:
+        return At @ Bt
     else:
         ctx = contextlib.nullcontext()
         At, Bt = round_mantissa(At, bits), round_mantissa(Bt, bits)
