@@ -47,11 +47,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-# one BLAS thread per simulated worker (a worker is one core), set before NumPy loads
+# one BLAS thread per simulated worker (a worker is one core), also for the bare
+# floor; must be set before NumPy loads (the thread executor limits BLAS itself)
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpucoded import coded_matmul, make_code  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
@@ -179,3 +180,36 @@ def test_replication_decodes_once_every_block_is_covered():
     )
     assert time.perf_counter() - t0 < 2.0 and info.used == (0, 1)
     assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+
+
+def test_blas_threads_limited_during_the_run_and_restored(monkeypatch):
+    """With P concurrent workers each GEMM gets at most max(1, cpu_count // P) BLAS
+    threads while the run lasts; the process-wide setting is restored afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
+
+    before = blas_threads()
+    seen = []
+    real = local_mod.multiply
+
+    def spy(At, Bt, w):
+        seen.extend(blas_threads())
+        return real(At, Bt, w)
+
+    monkeypatch.setattr(local_mod, "multiply", spy)
+    At, Bt = _stacks(P=4)
+    with ThreadExecutor().start(At, Bt, workers=range(4)) as run:
+        assert len(list(run)) == 4
+    cap = max(1, (os.cpu_count() or 1) // 4)
+    assert seen
+    if max(before, default=0) > cap:
+        assert max(seen) <= cap
+    else:  # already small enough: left alone
+        assert set(seen) <= set(before)
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="blas_threads"):
+        ThreadExecutor(blas_threads=0)
