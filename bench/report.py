@@ -439,7 +439,7 @@ def _core_lines(groups: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {g['group']} | {_ms(g['t'].get('plain'))} | "
             + " | ".join(_f(r.get(s), ".3f") for s in STAGES[1:])
-            + f" | {_f(g['encdec_over_workers'])} | {_f(g['encdec_interleaved'])} | "
+            + f" | {_f(g['encdec_over_workers'])} | {_f(g['encdec_interleaved_min'])} | "
             f"{_f(g['encode_GBps'], '.1f')} | "
             f"{_f(g['decode_GBps'], '.1f')} | {_f(g['workers_GFlops'], '.0f')} | "
             f"{_f(g['load'], '.1f')} |"
@@ -591,7 +591,7 @@ def render(
             "threshold answers, weights cached; *coded_matmul*: end to end, serial "
             "executor. *(enc+dec)/workers*: from the separate stage benchmarks; *same, "
             "interleaved*: encode, the P workers and decode timed inside each round of one "
-            "benchmark (`test_pipeline`), median over rounds: robust to other jobs. "
+            "benchmark (`test_pipeline`), each part's minimum over its rounds. "
             "*load*: the highest 1-minute load average seen while the group ran "
             "(above the core count, other jobs competed for the cores).",
             "",
