@@ -82,7 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.gpu_json is not None
         else ([str(GPU_JSON)] if GPU_JSON.exists() else [])
     )
-    rargs = [str(json_out), *gpu, "--md", str(md), "--img", str(img)]
+
+    def rel(p: str | Path) -> str:  # paths in the report relative to the repository
+        p = Path(p).resolve()
+        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+    os.chdir(ROOT)
+    rargs = [rel(json_out), *map(rel, gpu), "--md", rel(md), "--img", rel(img)]
     notes = args.notes or (str(NOTES) if NOTES.exists() and not scratch else None)
     if notes:
         rargs += ["--notes", notes]
