@@ -111,7 +111,10 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
 
     def add(name: str, code: Code, mm: int, workers: int, need: int, exact: bool, note: str = ""):
         # stragglers may all hit the workers in use
-        err, npat = _measure(code, workers, max(workers - stragglers, 1), A, B, C, dtype)
+        ans = max(workers - stragglers, 1)
+        err, npat = _measure(code, workers, ans, A, B, C, dtype)
+        if npat < math.comb(workers, ans):
+            note = f"{note}; worst of {npat} sampled patterns".lstrip("; ")
         opts.append(
             Option(name, mm, workers, need, exact, err, _bits(err, scale, dtype), npat, note)
         )
@@ -162,7 +165,7 @@ def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
         lines.append(
             f"Counted in bits (Wang-Jia-Jafar 2021) ε-MatDot LOSES: {eps.bits:.1f} bits x m={eps.m}"
             f" = {eps.bits_per_load:.0f} bit-loads vs {b.name}: {b.bits:.1f} bits x m={b.m} = "
-            f"{b.bits_per_load:.0f} (exact, but each worker computes 1/{b.m} of the product)."
+            f"{b.bits_per_load:.0f} (exact; each worker computes 1/{b.m} of the product)."
         )
     else:
         lines.append(
