@@ -149,3 +149,15 @@ def test_idx_loader_errors(tmp_path):
     bad.write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00")
     with pytest.raises(ValueError, match="IDX"):
         mnist.read_idx(bad)
+
+
+def test_cli_rejects_bad_input(tmp_path):
+    from gpucoded.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["logreg", "--out", str(tmp_path), "--mnist-dir", str(tmp_path / "no")])
+    with pytest.raises(SystemExit, match="not a directory"):
+        args.func(args)
+    args = p.parse_args(["figure1", "--out", str(tmp_path), "--dtypes", "float16"])
+    with pytest.raises(SystemExit, match="float16"):
+        args.func(args)

@@ -594,6 +594,11 @@ def main(args: argparse.Namespace) -> int:
         cfg.gammas = np.logspace(0, 8, args.gammas)
     if args.dtypes:
         cfg.dtypes = tuple(s.strip() for s in args.dtypes.split(",") if s.strip())
+    bad = [d for d in cfg.dtypes if d not in WORKER_DTYPES]
+    if bad:
+        raise SystemExit(f"gpucoded figure1: unknown --dtypes {bad}; choose from {WORKER_DTYPES}")
+    if cfg.m < 1 or cfg.P < cfg.m or cfg.n < cfg.m:
+        raise SystemExit(f"gpucoded figure1: need 1 <= m <= P and n >= m; got {args}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -446,13 +446,24 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``gpucoded logreg``: CSV + Markdown tables in ``args.out``."""
     from . import mnist  # noqa: PLC0415
 
-    X, y = mnist.load(args.mnist_dir)
+    try:
+        X, y = mnist.load(args.mnist_dir)
+    except (OSError, ValueError, ImportError) as e:
+        raise SystemExit(f"gpucoded logreg: {e}") from None
     cfg = LogregConfig(
         iterations=args.iterations, folds=args.folds, seed=args.seed, folds_run=args.folds_run
     )
     configs = CONFIGS
     if args.configs:
-        configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")]
+        try:
+            configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")]
+        except ValueError:
+            configs = []
+        if not configs or any(len(c) != 3 or not c[0] <= c[1] <= c[2] for c in configs):
+            raise SystemExit(
+                f"gpucoded logreg: --configs wants 'm,N_succ,P;...' with m <= N_succ <= P, "
+                f"got {args.configs!r}"
+            )
     if args.quick:
         cfg.iterations, cfg.folds_run = min(cfg.iterations, 200), 2
         configs = [c for c in configs if c[0] <= 5][:2]
