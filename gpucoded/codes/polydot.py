@@ -19,7 +19,10 @@ import numpy as np
 from ..points import chebyshev, default_gamma, polydot_radius, validate_points
 from .base import BlockGrid, EvaluationCode
 
-__all__ = ["ApproxPolyDot", "PolyDot", "resolve_gamma"]
+__all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "resolve_gamma"]
+
+#: Largest recovery threshold for which an unspecified gamma means gamma="auto".
+AUTO_DEFAULT_MAX = 10
 
 
 def resolve_gamma(
@@ -31,7 +34,11 @@ def resolve_gamma(
     default: Callable[[], float],
     auto_args: dict[str, Any],
 ) -> float:
-    """γ from the user's choice: a number, ``"auto"``, ``eps``(+``norm_bound``), or default."""
+    """γ from the user's choice: a number, ``"auto"``, ``eps`` (+``norm_bound``), or default.
+
+    Unspecified (None): ``"auto"`` (float64 workers, threshold answers) when the
+    recovery threshold is at most :data:`AUTO_DEFAULT_MAX`, else ``default()``.
+    """
     if eps is not None:
         if gamma is not None:
             raise ValueError("give either gamma or eps (with norm_bound), not both")
@@ -42,11 +49,16 @@ def resolve_gamma(
     if norm_bound is not None:
         raise ValueError("norm_bound is only used together with eps")
     if gamma is None:
-        return default()
+        # "auto" where it is cheap (threshold ≤ AUTO_DEFAULT_MAX: ≤ 0.2 s once, cached),
+        # else the closed-form u^(-1/K) balance
+        p, q = auto_args["p"], auto_args["q"]
+        gamma = "auto" if p * p * q <= AUTO_DEFAULT_MAX else None
+        if gamma is None:
+            return default()
     if isinstance(gamma, str):
         if gamma != "auto":
             raise ValueError(f"gamma must be a number > 0 or 'auto', got {gamma!r}")
-        from ..points import auto_gamma  # noqa: PLC0415  (added by the precision studies)
+        from ..points import auto_gamma  # noqa: PLC0415
 
         return float(auto_gamma(**auto_args))
     gamma = float(gamma)
@@ -96,7 +108,8 @@ class PolyDot(EvaluationCode):
 class ApproxPolyDot(EvaluationCode):
     r"""ε-approximate PolyDot: threshold p²q.
 
-    Parameters as :class:`~gpucoded.codes.ApproxMatDot`, with Eq. (14):
+    Parameters as :class:`~gpucoded.codes.ApproxMatDot` (default γ: ``"auto"`` for
+    p²q ≤ 10, else ``u**(-1/(p²q))``), with Eq. (14):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
