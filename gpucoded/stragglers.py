@@ -51,7 +51,7 @@ __all__ = [
     "decodable_time",
     "fixed_failures",
     "random_failures",
-    "straggler_scenario",
+    "straggler_comparison",
     "worst_case_failures",
 ]
 
@@ -345,7 +345,7 @@ class Scenario:
 
 
 # ---------------------------------------------------------------- demo
-def straggler_scenario(
+def straggler_comparison(
     n: int = 600,
     m: int = 3,
     delay: float = 1.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 import time
@@ -12,6 +13,7 @@ from _util import unit_gaussian
 
 import gpucoded
 from gpucoded.codes import make_code
+from gpucoded.demo import straggler_scenario
 from gpucoded.progressive import progressive_matmul
 from gpucoded.reference import exact_product
 from gpucoded.stragglers import (
@@ -23,7 +25,6 @@ from gpucoded.stragglers import (
     decodable_time,
     fixed_failures,
     random_failures,
-    straggler_scenario,
     worst_case_failures,
 )
 
@@ -140,8 +141,12 @@ def test_raising_and_never_workers_are_erasures(executor):
 
 
 def test_straggler_scenario_saves_the_delay():
-    """Uncoded waits for the delayed worker; the codes return well before it."""
-    rows = {r["code"]: r for r in straggler_scenario(n=60, m=2, delay=1.0)}
+    """Uncoded waits for the delayed worker; the codes return well before it (the
+    demo's table is the rows of straggler_comparison)."""
+    buf = io.StringIO()
+    printed = straggler_scenario(n=60, m=2, delay=1.0, out=buf)
+    assert "saved ms" in buf.getvalue() and len(buf.getvalue().splitlines()) == 5
+    rows = {r["code"]: r for r in printed}
     assert rows["uncoded"]["seconds"] >= 1.0
     assert rows["matdot"]["seconds"] < 0.5 and rows["approx_matdot"]["seconds"] < 0.5
     assert 0 not in rows["matdot"]["used"] and 0 not in rows["approx_matdot"]["used"]
