@@ -77,3 +77,27 @@ def test_run_study_tables_and_plot(tmp_path):
 def test_unknown_scheme_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown scheme"):
         evaluate("nope", 3, 5, "float64")
+
+
+def test_cli_quick_writes_csv_and_png(tmp_path, capsys):
+    """``gpucoded beyond --quick`` runs end to end (m = 2..3, 4 subsets per case) and
+    writes the CSV (one row per scheme, m, P and format), the Markdown table and the PNG."""
+    from gpucoded.cli import main as cli_main
+
+    assert cli_main(["beyond", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "m= 2" in out and "rows in" in out  # progress lines, then the summary
+    lines = (tmp_path / "beyond.csv").read_text().splitlines()
+    assert lines[0].startswith("scheme,m,P,dtype")
+    assert {ln.split(",")[1] for ln in lines[1:]} == {"2", "3"}
+    assert (tmp_path / "beyond.png").stat().st_size > 0
+    assert (tmp_path / "beyond.md").read_text().startswith("| m | P | dtype |")
+
+
+def test_cli_bad_arguments_are_clear_errors(tmp_path):
+    from gpucoded.studies.beyond import main
+
+    with pytest.raises(SystemExit, match="unknown scheme"):
+        main(["--out", str(tmp_path), "--schemes", "nope", "--m", "2"])
+    with pytest.raises(SystemExit, match="--m"):
+        main(["--out", str(tmp_path), "--m", "x-y"])

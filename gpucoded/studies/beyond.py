@@ -55,12 +55,15 @@ from .precision import storage_dtype, unit_roundoff, worker_matmul
 
 __all__ = [
     "COLUMNS",
+    "QUICK",
     "SCHEMES",
     "Scheme",
+    "add_arguments",
     "evaluate",
     "main",
     "markdown",
     "plot",
+    "run",
     "run_study",
     "subset_sample",
 ]
@@ -514,27 +517,62 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gpucoded.studies.beyond", description=__doc__)
-    p.add_argument("--out", type=Path, required=True)
+#: ``--quick``: m = 2..3, float64 and float32, 4 subsets per case, every scheme.
+QUICK = {"m": "2-3", "max_subsets": 4}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``gpucoded beyond`` / ``python -m gpucoded.studies.beyond``."""
+    p.add_argument("--out", type=Path, required=True, help="folder for CSV, Markdown, PNG")
     p.add_argument("--m", default="2-16", help="range a-b or comma list")
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--schemes", default=None, help="comma list (default all)")
     p.add_argument("--max-subsets", type=int, default=24)
     p.add_argument("--no-split", action="store_true")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default OUT/beyond.png)")
-    a = p.parse_args(argv)
-    if "-" in a.m:
-        lo, hi = (int(x) for x in a.m.split("-"))
-        ms = list(range(lo, hi + 1))
-    else:
-        ms = [int(x) for x in a.m.split(",")]
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: m={QUICK['m']}, {QUICK['max_subsets']} subsets per case (seconds)",
+    )
+
+
+def _ms(text: str) -> list[int]:
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            ms = list(range(lo, hi + 1))
+        else:
+            ms = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--m must be a range a-b or a comma list of integers, got {text!r}"
+        ) from None
+    if not ms or min(ms) < 2:
+        raise ValueError(f"--m needs values >= 2, got {text!r}")
+    return ms
+
+
+def run(a: argparse.Namespace) -> int:
+    """Run the study for parsed arguments (see :func:`add_arguments`)."""
+    if a.quick:
+        a.m, a.max_subsets = QUICK["m"], QUICK["max_subsets"]
+    try:
+        ms = _ms(a.m)
+        schemes = None if a.schemes is None else [s.strip() for s in a.schemes.split(",")]
+        bad = [s for s in schemes or () if s not in SCHEMES]
+        if bad:
+            raise ValueError(f"unknown scheme(s) {bad}; valid: {', '.join(SCHEMES)}")
+        if a.max_subsets < 1:
+            raise ValueError(f"--max-subsets must be >= 1, got {a.max_subsets}")
+    except ValueError as e:
+        raise SystemExit(f"gpucoded beyond: {e}") from None
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = run_study(
         ms,
         [d.strip() for d in a.dtypes.split(",")],
-        None if a.schemes is None else [s.strip() for s in a.schemes.split(",")],
+        schemes,
         max_subsets=a.max_subsets,
         split=not a.no_split,
         verbose=True,
@@ -544,6 +582,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = plot(rows, a.plot or a.out / "beyond.png")
     print(f"{len(rows)} rows in {time.perf_counter() - t0:.1f} s -> {a.out}, {png}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gpucoded.studies.beyond`` (same options as ``gpucoded beyond``)."""
+    p = argparse.ArgumentParser(prog="python -m gpucoded.studies.beyond", description=__doc__)
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
