@@ -176,53 +176,52 @@ def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.n
             Vh[..., j], Vl[..., j] = dd_mul((Vh[..., j - 1], Vl[..., j - 1]), c)
     if np.any(np.linalg.cond(Vh) > _MAX_COND):
         return None
-    # G = V^T V, (N, ncoef, ncoef)
+    # Every loop below runs over the small dimensions (r, ncoef <= 2m-1) only and is
+    # vectorised over the N subsets and the free indices; each element sees the same
+    # sequence of double-double operations as the scalar algorithm.
+    # G = V^T V, (N, ncoef, ncoef): upper triangle, accumulated over k in order
+    iu, ju = np.triu_indices(ncoef)
+    acc = (np.zeros((N, iu.size)), np.zeros((N, iu.size)))
+    for k in range(r):
+        vi = (Vh[:, k, iu], Vl[:, k, iu])
+        vj = (Vh[:, k, ju], Vl[:, k, ju])
+        acc = dd_add(acc, dd_mul(vi, vj))
     Gh = np.zeros((N, ncoef, ncoef))
     Gl = np.zeros((N, ncoef, ncoef))
-    for i in range(ncoef):
-        for j in range(i, ncoef):
-            acc = (np.zeros(N), np.zeros(N))
-            for k in range(r):
-                acc = dd_add(acc, dd_mul((Vh[:, k, i], Vl[:, k, i]), (Vh[:, k, j], Vl[:, k, j])))
-            Gh[:, i, j] = Gh[:, j, i] = acc[0]
-            Gl[:, i, j] = Gl[:, j, i] = acc[1]
+    Gh[:, iu, ju] = Gh[:, ju, iu] = acc[0]
+    Gl[:, iu, ju] = Gl[:, ju, iu] = acc[1]
     # right-hand side Δ^{-1} t: b[j, c] = t[c, j] s^j, (N, ncoef, n_c)
     sp = [(np.ones(N), np.zeros(N))]
     for _ in range(1, ncoef):
         sp.append(dd_mul(sp[-1], (s, np.zeros(N))))
-    bh = np.zeros((N, ncoef, n_c))
-    bl = np.zeros((N, ncoef, n_c))
-    for j in range(ncoef):
-        for cc in range(n_c):
-            bh[:, j, cc], bl[:, j, cc] = dd_mul(sp[j], (np.full(N, T[cc, j]), np.zeros(N)))
+    sph = np.stack([q[0] for q in sp], axis=1)[:, :, None]  # (N, ncoef, 1)
+    spl = np.stack([q[1] for q in sp], axis=1)[:, :, None]
+    Tt = np.broadcast_to(T.T[None], (N, ncoef, n_c))
+    bh, bl = dd_mul((sph, spl), (Tt, np.zeros_like(Tt)))
     # Gaussian elimination without pivoting (G is symmetric positive definite)
-    for k in range(ncoef):
-        piv = (Gh[:, k, k], Gl[:, k, k])
-        for i in range(k + 1, ncoef):
-            f = dd_div((Gh[:, i, k], Gl[:, i, k]), piv)
-            for j in range(k, ncoef):
-                Gh[:, i, j], Gl[:, i, j] = dd_add(
-                    (Gh[:, i, j], Gl[:, i, j]), _neg(dd_mul(f, (Gh[:, k, j], Gl[:, k, j])))
-                )
-            for cc in range(n_c):
-                bh[:, i, cc], bl[:, i, cc] = dd_add(
-                    (bh[:, i, cc], bl[:, i, cc]), _neg(dd_mul(f, (bh[:, k, cc], bl[:, k, cc])))
-                )
+    for k in range(ncoef - 1):
+        piv = (Gh[:, k, k][:, None], Gl[:, k, k][:, None])
+        f = dd_div((Gh[:, k + 1 :, k], Gl[:, k + 1 :, k]), piv)  # (N, rows)
+        f3 = (f[0][:, :, None], f[1][:, :, None])
+        rowk = (Gh[:, k, k:][:, None, :], Gl[:, k, k:][:, None, :])
+        Gh[:, k + 1 :, k:], Gl[:, k + 1 :, k:] = dd_add(
+            (Gh[:, k + 1 :, k:], Gl[:, k + 1 :, k:]), _neg(dd_mul(f3, rowk))
+        )
+        bk = (bh[:, k, :][:, None, :], bl[:, k, :][:, None, :])
+        bh[:, k + 1 :], bl[:, k + 1 :] = dd_add(
+            (bh[:, k + 1 :], bl[:, k + 1 :]), _neg(dd_mul(f3, bk))
+        )
     yh = np.zeros_like(bh)
     yl = np.zeros_like(bl)
     for i in range(ncoef - 1, -1, -1):
-        for cc in range(n_c):
-            acc = (bh[:, i, cc].copy(), bl[:, i, cc].copy())
-            for j in range(i + 1, ncoef):
-                g_ij = (Gh[:, i, j], Gl[:, i, j])
-                acc = dd_add(acc, _neg(dd_mul(g_ij, (yh[:, j, cc], yl[:, j, cc]))))
-            yh[:, i, cc], yl[:, i, cc] = dd_div(acc, (Gh[:, i, i], Gl[:, i, i]))
-    # w = V(c) y, (N, r, n_c)
-    W = np.zeros((N, n_c, r))
-    for k in range(r):
-        for cc in range(n_c):
-            acc = (np.zeros(N), np.zeros(N))
-            for j in range(ncoef):
-                acc = dd_add(acc, dd_mul((Vh[:, k, j], Vl[:, k, j]), (yh[:, j, cc], yl[:, j, cc])))
-            W[:, cc, k] = acc[0] + acc[1]
-    return W
+        acc = (bh[:, i, :].copy(), bl[:, i, :].copy())  # (N, n_c)
+        for j in range(i + 1, ncoef):
+            g_ij = (Gh[:, i, j][:, None], Gl[:, i, j][:, None])
+            acc = dd_add(acc, _neg(dd_mul(g_ij, (yh[:, j, :], yl[:, j, :]))))
+        yh[:, i, :], yl[:, i, :] = dd_div(acc, (Gh[:, i, i][:, None], Gl[:, i, i][:, None]))
+    # w = V(c) y, (N, r, n_c), accumulated over j in order
+    acc = (np.zeros((N, r, n_c)), np.zeros((N, r, n_c)))
+    for j in range(ncoef):
+        vj = (Vh[:, :, j][:, :, None], Vl[:, :, j][:, :, None])
+        acc = dd_add(acc, dd_mul(vj, (yh[:, j, :][:, None, :], yl[:, j, :][:, None, :])))
+    return np.ascontiguousarray((acc[0] + acc[1]).transpose(0, 2, 1))

@@ -77,8 +77,10 @@ CSV_COLUMNS = [
     "worst_subset",
 ]
 
-#: Elements of the stacked decode output processed per GEMM chunk (memory cap).
+#: Elements of the stacked decode output processed per GEMM chunk on the GPU (memory cap).
 _CHUNK_ELEMS = 2**24
+#: Bytes of the stacked decode output per chunk on the host (fits the L2 cache).
+_CHUNK_BYTES = 2**20
 
 
 @dataclass
@@ -242,32 +244,61 @@ def subset_sweep(
     Cb = xp.asarray(_c_blocks(code, np.asarray(C, dtype=np.float64), rb, db))
     n_c = code.grid.n_c
     nsub = len(subsets)
-    errors = np.empty(nsub)
-    per = max(1, _CHUNK_ELEMS // (n_c * rb * db))
     with np.errstate(over="ignore"):  # weights beyond the format's range: inf errors
         Wd = xp.asarray(Wst.reshape(nsub * n_c, code.P).astype(sd, copy=False))
+    errors = _max_errors(Wd, prods, Cb, xp)
     sizes_arr = np.array([len(S) for S in subsets])
-    best: dict[int, tuple[float, int, Any]] = {}  # n_succ -> (error, index, decoded row)
-    for s0 in range(0, nsub, per):
-        s1 = min(nsub, s0 + per)
-        with np.errstate(over="ignore", invalid="ignore"):
-            R = (Wd[s0 * n_c : s1 * n_c] @ prods).reshape(s1 - s0, n_c, rb * db)
-        if R.dtype == np.float64:
-            E = R - Cb[None]
-        else:  # the decode is rounded to the worker format; the error is measured in float64
-            E = R.astype(np.float64)
-            E -= Cb[None]
-        E = E.reshape(s1 - s0, n_c * rb * db)
-        err = xp.maximum(E.max(axis=1), -E.min(axis=1))
-        errors[s0:s1] = np.nan_to_num(to_numpy(err), nan=np.inf)
-        for r in np.unique(sizes_arr[s0:s1]):
-            loc = np.nonzero(sizes_arr[s0:s1] == r)[0]
-            i = int(loc[np.argmax(errors[s0:s1][loc])])
-            if int(r) not in best or errors[s0 + i] > best[int(r)][0]:
-                best[int(r)] = (float(errors[s0 + i]), s0 + i, R[i].copy())
-    worst = {r: (j, to_numpy(row).astype(np.float64)) for r, (_, j, row) in best.items()}
+    # the worst subset of each size, decoded again: one GEMM over their stacked rows
+    # (a GEMM like the batched one, not a GEMV, so the rows are bit-identical to it)
+    sizes = np.unique(sizes_arr)  # ascending; subsets of one size are contiguous
+    picks = [int(np.flatnonzero(sizes_arr == r)[np.argmax(errors[sizes_arr == r])]) for r in sizes]
+    rows = np.concatenate([np.arange(i * n_c, (i + 1) * n_c) for i in picks])
+    rows = np.concatenate([rows, rows[: max(0, 2 - rows.size)]])
+    with np.errstate(over="ignore", invalid="ignore"):
+        dec = to_numpy(Wd[rows] @ prods).astype(np.float64)
+    worst = {
+        int(r): (i, dec[k * n_c : (k + 1) * n_c])
+        for k, (r, i) in enumerate(zip(sizes, picks, strict=True))
+    }
     t2 = time.perf_counter()
     return SweepResult(subsets, errors, worst, t1 - t0, t2 - t1)
+
+
+def _max_errors(Wd: Any, prods: Any, Cb: Any, xp: Any = np) -> np.ndarray:
+    r""":math:`\max_{c,j}|(W_S\tilde C)_{c,j} - C_{c,j}|` for every subset S.
+
+    ``Wd`` (n_sub·n_c, P) stacked weights in the worker format, ``prods`` (P, L) the
+    worker outputs, ``Cb`` (n_c, L) float64 reference blocks. The decode is the GEMM
+    ``Wd @ prods`` in the worker format, the error is measured in float64 (a float32
+    decode is widened exactly before the subtraction). On the host the columns are
+    processed in chunks of :data:`_CHUNK_BYTES` of output, reusing one buffer: the
+    GEMM, the subtraction, |·| and the row maxima then run on cache-resident data (the
+    reduction over n_sub × L values is memory-bound otherwise). NaN counts as ∞.
+    """
+    rows, L = Wd.shape[0], prods.shape[1]
+    n_c = Cb.shape[0]
+    nsub = rows // n_c
+    if xp is np:
+        ch = max(256, _CHUNK_BYTES // (8 * rows))
+    else:
+        ch = max(1, _CHUNK_ELEMS // rows)
+    ch = min(ch, L)
+    wide = Wd.dtype == np.float64
+    R = xp.empty((rows, ch), dtype=Wd.dtype)
+    E = R if wide else xp.empty((rows, ch), dtype=np.float64)
+    nchunks = -(-L // ch)
+    acc = xp.empty((nchunks, nsub), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(nchunks):
+            c0 = k * ch
+            w = min(ch, L - c0)
+            Rk, Ek = (R, E) if w == ch else (R[:, :w], E[:, :w])
+            xp.matmul(Wd, prods[:, c0 : c0 + w], out=Rk)
+            E3 = Ek.reshape(nsub, n_c, w)
+            xp.subtract(Rk.reshape(nsub, n_c, w), Cb[None, :, c0 : c0 + w], out=E3)
+            xp.abs(E3, out=E3)
+            E3.max(axis=(1, 2), out=acc[k])
+    return np.nan_to_num(to_numpy(acc.max(axis=0)), nan=np.inf)
 
 
 class _Splitter:
