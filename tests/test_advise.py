@@ -132,3 +132,42 @@ def test_advise_bad_input():
     with pytest.raises(ValueError, match="dtype"):
         adv.advise(3, 6, 1, dtype="fp8")
     assert unit_roundoff("bf16") == 2.0**-8
+
+
+def test_advise_progressive_decoding(capsys):
+    """m=3, P=6, 3 stragglers (3 guaranteed answers), usually 1 (5 answers = 2m−1: an
+    exact decode). With γ tuned for 3 answers, extra answers only remove the
+    interpolation term: the worst error at 4 and 5 answers is ≤ the one at 3. γ tuned
+    for 5 answers (auto_gamma → 1: exact MatDot points) is far better when 5 arrive and
+    worse when only 3 do — the trade-off the advisor must print."""
+    pr = adv.progressive(3, 6, 3, 1)
+    lad = pr.ladder
+    assert sorted(lad) == [3, 4, 5] and pr.guaranteed == 3 and pr.usual == 5
+    assert lad[5] <= lad[4] <= lad[3]
+    assert pr.usual_tuned < lad[5] and pr.usual_tuned_at_guaranteed > lad[3]
+    lines = adv.progressive_lines(pr)
+    assert any("Progressive decoding" in s for s in lines)
+    assert any("usually arrive" in s for s in lines)
+    with pytest.raises(ValueError, match="usual stragglers"):
+        adv.progressive(3, 6, 1, 2)
+    from gpucoded.cli import build_parser
+
+    argv = ["advise", "--m", "3", "--P", "6", "--stragglers", "3", "--usual-stragglers", "1"]
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    assert "Progressive decoding" in capsys.readouterr().out
+
+
+def test_advise_mixed_precision_for_float32_workers():
+    """float32 workers, m=4, P=6, 2 stragglers: the mixed-precision candidate (issue 8)
+    is listed with its 5/m storage, and beats float32 ε-MatDot: its sliced products are
+    accurate to u_eff = 2^-5β ≪ u_32 = 2^-24, so the a-priori balance ε₁ = u·F reached
+    by γ sits at a smaller error (ε ∝ u^{1/m} at the optimum: a factor
+    (u_32/u_eff)^{1/4} ≥ 2^{(45-24)/4} ≈ 38 in the model; we assert a plain win)."""
+    opts = adv.advise(4, 6, 2, dtype="float32", n=40)
+    eps = opts[0]
+    mixed = [o for o in opts if o.name.startswith("mixed")]
+    assert len(mixed) == 1 and mixed[0].storage == pytest.approx(5 / 4)
+    assert mixed[0].error < eps.error
+    assert any("Mixed precision" in s for s in adv.verdict(opts, 4, None))
+    assert not any(o.name.startswith("mixed") for o in adv.advise(4, 6, 2, "float64", n=40))

@@ -11,7 +11,7 @@ import pytest
 from gpucoded.codes import ApproxMatDot
 from gpucoded.reference import exact_product, interpolation_error
 from gpucoded.studies.figure1 import unit_gaussian_pair
-from gpucoded.studies.progressive_gain import _worst, ladder, markdown, plot
+from gpucoded.studies.progressive_gain import ladder, markdown, plot, worst_errors
 
 U64 = 2.0**-53
 
@@ -48,7 +48,7 @@ def test_error_strictly_falls_with_answers_at_fixed_gamma(m, gamma):
     A, B = unit_gaussian_pair(24, 0)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     code = ApproxMatDot(m, P, gamma=gamma)
-    worst, _ = _worst(code, range(m, 2 * m - 1), A, B, C, "float64", 10**6)
+    worst, _ = worst_errors(code, range(m, 2 * m - 1), A, B, C, "float64", 10**6)
     inner = -(-24 // m)
     steps = [
         r for r in range(m, 2 * m - 2) if U64 * gamma ** (m - 1) <= gamma ** (-(r - m + 2)) / 100

@@ -12,7 +12,21 @@ worker arithmetic asked for. Candidates:
 * replication of m blocks (exact only if S < ⌊P/m⌋ copies);
 * the exact alternatives at the same P and S: MatDot/Chebyshev with the largest m′
   with 2m′ − 1 ≤ r, and replication with m″ = ⌊P/(S+1)⌋ blocks — each worker then
-  stores and computes 1/m′ or 1/m″ instead of 1/m.
+  stores and computes 1/m′ or 1/m″ instead of 1/m;
+* for float32 workers, ε-MatDot on **mixed-precision** workers (issue 8,
+  :mod:`gpucoded.mixed`: float64 master encode, each operand split into 5 float32
+  slices, 15 exact float32 slice GEMMs summed in float64): storage 5/m float32 numbers.
+
+**Progressive decoding** (:mod:`.progressive_gain`): ε-MatDot decodes from any r ≥ m
+answers, and each answer below 2m − 1 removes one power of 1/γ from the interpolation
+error — but only up to the rounding floor u·γ^{m−1}, which does not fall. The tool
+measures the worst error when more than the guaranteed P − S answers arrive, at the γ
+tuned for P − S, and (``--typical-stragglers s``) compares it with γ tuned for the
+P − s answers that usually arrive, including what that γ costs if only P − S arrive.
+
+Issue 8's circle code (complex points, exact from m answers) stores 2/m per worker:
+at equal storage the real exact code is "Chebyshev m′" above (m′ = ⌈r/2⌉), which the
+beyond study found about as accurate with half the flops, so it is not listed apart.
 
 Accuracy is reported in bits, :math:`b=\log_2(\|C\|_{\max}/\text{error})`, and per
 unit of worker load, :math:`b\cdot m` (bits per 1/m of the product each worker
@@ -36,9 +50,11 @@ from ..reference import exact_product
 from .figure1 import subset_sweep, unit_gaussian_pair
 from .precision import WORKER_DTYPES, unit_roundoff
 
-__all__ = ["Option", "advise", "main"]
+__all__ = ["Option", "Progressive", "advise", "main", "progressive", "progressive_lines", "verdict"]
 
 MAX_PATTERNS = 2000
+#: answer patterns of the mixed-precision candidate (a decode per pattern)
+MIXED_PATTERNS = 200
 
 
 @dataclass
@@ -54,11 +70,17 @@ class Option:
     bits: float
     patterns: int
     note: str = ""
+    load: float | None = None
+
+    @property
+    def storage(self) -> float:
+        """Numbers stored per worker as a fraction of A (and of B); default 1/m."""
+        return 1.0 / self.m if self.load is None else self.load
 
     @property
     def bits_per_load(self) -> float:
-        """Accurate bits per unit of worker load (load = 1/m of the product)."""
-        return self.bits * self.m
+        """Accurate bits per unit of worker load (bits / storage; = bits·m at 1/m)."""
+        return self.bits / self.storage
 
 
 def _patterns(P: int, r: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
@@ -141,7 +163,102 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
     if m2 >= 1 and m2 != m:
         rep = Replication(m2, stragglers + 1)
         add(f"replication m''={m2}", rep, m2, rep.P, rep.recovery_threshold, True, "exact")
+    if dtype == "float32":
+        opts.append(_mixed_option(m, P, r, A, B, C, scale))
     return opts
+
+
+def _mixed_option(
+    m: int, P: int, r: int, A: np.ndarray, B: np.ndarray, C: np.ndarray, scale: float
+) -> Option:
+    r"""ε-MatDot on mixed-precision float32 workers.
+
+    γ minimises the predicted worst error :math:`I_S(\gamma)+u_{\rm eff}F_S(\gamma)`
+    (:class:`~.autogamma.ErrorModel`) at the effective unit roundoff of the sliced
+    products, :math:`u_{\rm eff}=\max(2^{-53}, 2^{-s\beta})` (s slices of β bits).
+    """
+    from ..mixed import slice_bits  # noqa: PLC0415
+    from .autogamma import ErrorModel  # noqa: PLC0415
+    from .beyond import MIXED_SLICES, SCHEMES, subset_sample  # noqa: PLC0415
+
+    inner = ApproxMatDot(m, P, gamma=1.0).grid.block_dims(*A.shape, B.shape[1])[1]
+    u_eff = max(2.0**-53, 2.0 ** (-MIXED_SLICES * slice_bits(inner)))
+    gs = np.logspace(0, 12, 97)
+    I, F = ErrorModel("matdot", 1, m, P, r).factors(gs)
+    g = float(gs[int(np.argmin((I + u_eff * F).max(axis=0)))])
+    code = ApproxMatDot(m, P, gamma=g)
+    prods = SCHEMES["mixed"].run(code, A, B, "float32")
+    subs, sampled = subset_sample(P, r, MIXED_PATTERNS)
+    err = 0.0
+    for S in subs:
+        Ch = code.decode(prods[list(S)], S, shape=C.shape, partial=True, real=True)
+        err = max(err, float(np.abs(np.asarray(Ch, dtype=np.float64) - C).max()))
+    gemms = MIXED_SLICES * (MIXED_SLICES + 1) // 2
+    note = f"{MIXED_SLICES} fp32 slices, {gemms} fp32 GEMMs/worker"
+    if sampled:
+        note += f"; worst of {len(subs)} sampled patterns"
+    return Option(
+        f"mixed ε-MatDot γ={g:.3g}",
+        m,
+        P,
+        m,
+        False,
+        err,
+        _bits(err, scale, "float64"),
+        len(subs),
+        note,
+        load=MIXED_SLICES / m,
+    )
+
+
+@dataclass
+class Progressive:
+    """ε-MatDot when more than the guaranteed answers arrive (progressive decoding).
+
+    Attributes
+    ----------
+    guaranteed, usual : int
+        Answers P − S (worst case) and P − s (usual).
+    gamma_guard, gamma_usual : float
+        γ tuned (``auto_gamma``) for ``guaranteed`` and for ``usual`` answers.
+    ladder : dict int -> float
+        Worst error at each answer count r ≥ ``guaranteed`` (up to min(P, 2m−1)) with
+        ``gamma_guard``: what each extra answer buys.
+    usual_tuned, usual_tuned_at_guaranteed : float
+        Worst error of the ``gamma_usual`` code with ``usual`` answers, and with only
+        ``guaranteed`` ones (the risk of tuning for the usual case).
+    """
+
+    guaranteed: int
+    usual: int
+    gamma_guard: float
+    gamma_usual: float
+    ladder: dict[int, float]
+    usual_tuned: float
+    usual_tuned_at_guaranteed: float
+
+
+def progressive(
+    m: int, P: int, stragglers: int, usual_stragglers: int, dtype: str = "float64", n: int = 100
+) -> Progressive:
+    """Measure ε-MatDot's progressive decoding (see :class:`Progressive`)."""
+    from ..points import auto_gamma  # noqa: PLC0415
+    from .progressive_gain import worst_errors  # noqa: PLC0415
+
+    r, ru = P - stragglers, P - usual_stragglers
+    if not 0 <= usual_stragglers <= stragglers:
+        raise ValueError(
+            f"usual stragglers must be in [0, stragglers={stragglers}], got {usual_stragglers}"
+        )
+    A, B = unit_gaussian_pair(n, 0)
+    C = np.asarray(exact_product(A, B)).astype(np.float64)
+    top = min(P, 2 * m - 1)
+    rs = list(range(r, max(top, r) + 1))
+    g = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
+    lad, _ = worst_errors(ApproxMatDot(m, P, gamma=g), rs + [ru], A, B, C, dtype, MAX_PATTERNS)
+    gu = auto_gamma("matdot", 1, m, P, answers=ru, dtype=dtype)
+    tu, _ = worst_errors(ApproxMatDot(m, P, gamma=gu), [r, ru], A, B, C, dtype, MAX_PATTERNS)
+    return Progressive(r, ru, g, gu, lad, tu[ru], tu[r])
 
 
 def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
@@ -172,6 +289,17 @@ def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
             f"Counted in bits ε-MatDot wins: {eps.bits_per_load:.0f} bit-loads, more than every "
             "exact alternative at these P and stragglers."
         )
+    mixed = [o for o in opts if o.name.startswith("mixed")]
+    if mixed:
+        mx = mixed[0]
+        gain = eps.error / mx.error if mx.error > 0 else math.inf
+        rival = [o for o in opts if o.exact and o.error <= mx.error and o.m >= m / 2]
+        lines.append(
+            f"Mixed precision (issue 8): {mx.error:.2e} from m={m} answers, {gain:.0f}x below "
+            f"float32 ε-MatDot, at {mx.note.split(';')[0]}: worth it only where float64 "
+            "GEMMs are > 15x slower than float32 (else use float64 workers)"
+            + (f"; {rival[0].name} is exact and as accurate." if rival else ".")
+        )
     if tol is not None:
         ok = [o for o in opts if o.error <= tol and (o.exact or o is eps)]
         if ok:
@@ -184,6 +312,35 @@ def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
     return lines
 
 
+def progressive_lines(pr: Progressive) -> list[str]:
+    """Plain-language summary of :func:`progressive`."""
+    r, lad = pr.guaranteed, pr.ladder
+    steps = ", ".join(f"{k}: {v:.1e}" for k, v in sorted(lad.items()) if k >= r)
+    lines = [
+        f"Progressive decoding (ε-MatDot, γ={pr.gamma_guard:.3g} tuned for the {r} "
+        f"guaranteed answers): worst error by answers received {steps}."
+    ]
+    last = max(lad)
+    if last > r:
+        lines.append(
+            f"  Extra answers buy {lad[r] / lad[last]:.1f}x in all at this γ (the rounding "
+            "floor u·γ^(m−1) does not fall): decode as answers arrive, but expect little."
+        )
+    if pr.usual > r:
+        ru = pr.usual
+        lines.append(
+            f"  If {ru} answers usually arrive, γ={pr.gamma_usual:.3g} tuned for {ru} gives "
+            f"{pr.usual_tuned:.1e} then (vs {lad[ru]:.1e}), but {pr.usual_tuned_at_guaranteed:.1e}"
+            f" when only {r} arrive (vs {lad[r]:.1e}): "
+            + (
+                "tune for the usual case if its worst case is acceptable."
+                if pr.usual_tuned < lad[ru]
+                else "keep γ tuned for the guaranteed answers."
+            )
+        )
+    return lines
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``gpucoded advise``."""
     p.add_argument("--m", type=int, required=True, help="storage fraction 1/m")
@@ -192,6 +349,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float64", choices=WORKER_DTYPES)
     p.add_argument("--n", type=int, default=100, help="size of the Gaussian test matrices")
     p.add_argument("--tol", type=float, default=None, help="required max-norm error")
+    p.add_argument(
+        "--usual-stragglers",
+        type=int,
+        default=None,
+        help="stragglers in a typical run (<= --stragglers): compare γ tuned for it",
+    )
+
+
+def _load(o: Option) -> str:
+    return f"1/{o.m}" if o.load is None else f"{o.load:.3g}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -213,10 +380,19 @@ def main(args: argparse.Namespace) -> int:
     print("-" * len(hdr))
     for o in opts:
         print(
-            f"{o.name:24s} {'1/' + str(o.m):>6s} {o.workers:7d} {o.answers_needed:5d} "
+            f"{o.name:24s} {_load(o):>6s} {o.workers:7d} {o.answers_needed:5d} "
             f"{o.error:10.2e} {o.bits:5.1f} {o.bits_per_load:6.0f}  {o.note}"
         )
     print()
     for line in verdict(opts, args.m, args.tol):
         print(line)
+    usual = S if args.usual_stragglers is None else args.usual_stragglers
+    if args.P - S < min(args.P, 2 * args.m - 1) or usual < S:
+        try:
+            pr = progressive(args.m, args.P, S, usual, args.dtype, args.n)
+        except ValueError as e:
+            raise SystemExit(f"gpucoded advise: {e}") from None
+        print()
+        for line in progressive_lines(pr):
+            print(line)
     return 0

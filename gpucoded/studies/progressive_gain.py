@@ -43,7 +43,7 @@ from ..reference import exact_product
 from .beyond import subset_sample
 from .figure1 import subset_sweep, unit_gaussian_pair
 
-__all__ = ["COLUMNS", "ladder", "main", "markdown", "plot", "run_study"]
+__all__ = ["COLUMNS", "ladder", "main", "markdown", "plot", "run_study", "worst_errors"]
 
 COLUMNS = [
     "m",
@@ -59,7 +59,7 @@ COLUMNS = [
 ]
 
 
-def _worst(
+def worst_errors(
     code: ApproxMatDot,
     sizes: Sequence[int],
     A: np.ndarray,
@@ -118,14 +118,16 @@ def ladder(
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     rs = list(range(m, min(P, 2 * m - 1) + 1))
     g_m = auto_gamma("matdot", 1, m, P, answers=m, dtype=dtype)
-    fixed, count = _worst(ApproxMatDot(m, P, gamma=g_m), rs, A, B, C, dtype, max_subsets)
+    fixed, count = worst_errors(ApproxMatDot(m, P, gamma=g_m), rs, A, B, C, dtype, max_subsets)
     rows = []
     for r in rs:
         g_r = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
         if r == m:
             tuned = {m: fixed[m]}
         else:
-            tuned, _ = _worst(ApproxMatDot(m, P, gamma=g_r), [m, r], A, B, C, dtype, max_subsets)
+            tuned, _ = worst_errors(
+                ApproxMatDot(m, P, gamma=g_r), [m, r], A, B, C, dtype, max_subsets
+            )
         rows.append(
             {
                 "m": m,
