@@ -320,12 +320,16 @@ def progressive_lines(pr: Progressive) -> list[str]:
         f"Progressive decoding (ε-MatDot, γ={pr.gamma_guard:.3g} tuned for the {r} "
         f"guaranteed answers): worst error by answers received {steps}."
     ]
-    last = max(lad)
-    if last > r:
+    best = min(lad, key=lad.get)
+    if best > r:
+        gain = lad[r] / lad[best]
         lines.append(
-            f"  Extra answers buy {lad[r] / lad[last]:.1f}x in all at this γ (the rounding "
-            "floor u·γ^(m−1) does not fall): decode as answers arrive, but expect little."
+            f"  Extra answers buy at best {gain:.1f}x ({best} answers) at this γ: only the "
+            "interpolation part falls, by ~1/γ per answer; the rounding part u·γ^(m−1) stays"
+            + ("; decode as answers arrive, but expect little." if gain < 10 else ".")
         )
+    elif max(lad) > r:
+        lines.append("  Extra answers buy nothing at this γ (rounding-limited).")
     if pr.usual > r:
         ru = pr.usual
         lines.append(

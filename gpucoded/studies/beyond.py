@@ -126,6 +126,10 @@ class Scheme:
         A-priori error bound for unit-norm inputs (default :func:`_bound`).
     unit : callable dtype -> float, optional
         Effective unit roundoff, centre of the γ search (default the format's).
+    heavy : bool
+        Decode weights cost an mpmath solve per subset, growing fast with m: from
+        m = :data:`HEAVY_FROM_M` the study evaluates fewer subsets (``heavy_subsets``)
+        and probes γ on :data:`HEAVY_PROBES` of them.
     """
 
     label: str
@@ -140,6 +144,7 @@ class Scheme:
     dtypes: tuple[str, ...] | None = None
     bound: Callable[[Code, tuple[int, ...], str, int], float] | None = None
     unit: Callable[[str], float] | None = None
+    heavy: bool = False
 
 
 def _half(m: int) -> int:
@@ -176,6 +181,7 @@ SCHEMES: dict[str, Scheme] = {
         lambda m: m,
         lambda m: 2 / m,
         lambda m: 4.0,
+        heavy=True,
     ),
     "circle_complex": Scheme(
         "circle, complex decode, best γ (2× storage)",
@@ -184,6 +190,7 @@ SCHEMES: dict[str, Scheme] = {
         lambda m: 2 / m,
         lambda m: 4.0,
         tuned=True,
+        heavy=True,
     ),
     "chebyshev_half": Scheme(
         "exact Chebyshev MatDot, ⌈m/2⌉ blocks (≤ 2/m storage)",
@@ -211,6 +218,13 @@ SCHEMES: dict[str, Scheme] = {
     ),
 }
 
+
+#: from this m, ``heavy`` schemes (mpmath weights per subset) evaluate fewer subsets
+HEAVY_FROM_M = 9
+#: subsets of a heavy scheme from HEAVY_FROM_M on (windows + sample; 0: no cap)
+HEAVY_SUBSETS = 8
+#: probe subsets of the γ search of a heavy scheme from HEAVY_FROM_M on
+HEAVY_PROBES = 3
 
 #: slices of the mixed-precision workers (float32 slice GEMMs; 15 per worker)
 MIXED_SLICES = 5
@@ -350,8 +364,13 @@ def evaluate(
     seed: int = 0,
     split: bool = True,
     cache: dict | None = None,
+    heavy_subsets: int = HEAVY_SUBSETS,
 ) -> dict:
     """One row of the table: scheme ``name`` at (m, P, dtype).
+
+    ``max_subsets`` answer subsets (the first ``probe_subsets`` of them, contiguous
+    windows, for the γ search); for a ``heavy`` scheme at m ≥ :data:`HEAVY_FROM_M`
+    at most ``heavy_subsets`` (0: no cap) and :data:`HEAVY_PROBES` probes.
 
     Returns a dict with the keys of :data:`COLUMNS`.
     """
@@ -362,6 +381,9 @@ def evaluate(
     A, B, C = _inputs(m, n, seed)
     Pw = sch.workers(m, P) if sch.workers else P
     r = sch.answers(m)
+    if sch.heavy and m >= HEAVY_FROM_M and heavy_subsets > 0:
+        max_subsets = min(max_subsets, heavy_subsets)
+        probe_subsets = min(probe_subsets, HEAVY_PROBES)
     subsets, sampled = subset_sample(Pw, r, max_subsets, seed)
     gamma = None
     if sch.tuned:
@@ -410,6 +432,7 @@ def run_study(
     max_subsets: int = 24,
     split: bool = True,
     verbose: bool = False,
+    heavy_subsets: int = HEAVY_SUBSETS,
 ) -> list[dict]:
     """Every row: schemes × m × P ∈ {m+2, 2m} × worker formats."""
     schemes = list(SCHEMES) if schemes is None else list(schemes)
@@ -422,7 +445,14 @@ def run_study(
                         continue
                     t0 = time.perf_counter()
                     row = evaluate(
-                        name, m, P, dtype, max_subsets=max_subsets, split=split, cache=cache
+                        name,
+                        m,
+                        P,
+                        dtype,
+                        max_subsets=max_subsets,
+                        split=split,
+                        cache=cache,
+                        heavy_subsets=heavy_subsets,
                     )
                     row["P_case"] = "m+2" if P == m + 2 else "2m"
                     rows.append(row)
@@ -528,6 +558,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--schemes", default=None, help="comma list (default all)")
     p.add_argument("--max-subsets", type=int, default=24)
+    p.add_argument(
+        "--heavy-subsets",
+        type=int,
+        default=HEAVY_SUBSETS,
+        help=f"subsets of the circle schemes from m={HEAVY_FROM_M} (mpmath weights; 0: no cap)",
+    )
     p.add_argument("--no-split", action="store_true")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default OUT/beyond.png)")
     p.add_argument(
@@ -563,6 +599,8 @@ def run(a: argparse.Namespace) -> int:
         bad = [s for s in schemes or () if s not in SCHEMES]
         if bad:
             raise ValueError(f"unknown scheme(s) {bad}; valid: {', '.join(SCHEMES)}")
+        if a.heavy_subsets < 0:
+            raise ValueError(f"--heavy-subsets must be >= 0, got {a.heavy_subsets}")
         if a.max_subsets < 1:
             raise ValueError(f"--max-subsets must be >= 1, got {a.max_subsets}")
     except ValueError as e:
@@ -576,6 +614,7 @@ def run(a: argparse.Namespace) -> int:
         max_subsets=a.max_subsets,
         split=not a.no_split,
         verbose=True,
+        heavy_subsets=a.heavy_subsets,
     )
     write_csv(rows, a.out / "beyond.csv")
     (a.out / "beyond.md").write_text(markdown(rows) + "\n")

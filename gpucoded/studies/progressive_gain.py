@@ -13,8 +13,9 @@ error of the decode, :math:`\epsilon_2\approx u\,\gamma^{m-1}F`, does not fall w
 (the weights of coefficient m−1 scale like :math:`\gamma^{m-1}` whatever r is). Hence:
 
 * **γ tuned for m answers** (:func:`~gpucoded.points.auto_gamma` with ``answers=m``)
-  balances ε₁ and ε₂ at r = m; extra answers remove ε₁ but ε₂ stays — at most about
-  a factor 2 is gained, however many answers arrive;
+  balances ε₁ and ε₂ at r = m; extra answers remove ε₁ but ε₂ keeps its
+  :math:`\gamma^{m-1}` (only the node constant F improves with more, better spread
+  points) — measured: 1.3–29× for all m−1 extra answers together (m = 2..8);
 * **γ tuned for r answers** (``answers=r``) balances :math:`\gamma^{-(r-m+1)}` with
   :math:`u\gamma^{m-1}`: :math:`\gamma\approx u^{-1/r}`, error :math:`\approx u^{(r-m+1)/r}`
   — many more bits, but if only m answers come the error is :math:`\approx u^{1/r}`,
