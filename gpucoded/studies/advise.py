@@ -332,13 +332,16 @@ def progressive_lines(pr: Progressive) -> list[str]:
         lines.append("  Extra answers buy nothing at this γ (rounding-limited).")
     if pr.usual > r:
         ru = pr.usual
+        gain = lad[ru] / pr.usual_tuned if pr.usual_tuned > 0 else math.inf
+        loss = pr.usual_tuned_at_guaranteed / lad[r] if lad[r] > 0 else math.inf
         lines.append(
             f"  If {ru} answers usually arrive, γ={pr.gamma_usual:.3g} tuned for {ru} gives "
-            f"{pr.usual_tuned:.1e} then (vs {lad[ru]:.1e}), but {pr.usual_tuned_at_guaranteed:.1e}"
-            f" when only {r} arrive (vs {lad[r]:.1e}): "
+            f"{pr.usual_tuned:.1e} then ({gain:.3g}x below {lad[ru]:.1e}) but "
+            f"{pr.usual_tuned_at_guaranteed:.1e} when only {r} arrive ({loss:.3g}x above "
+            f"{lad[r]:.1e}): "
             + (
-                "tune for the usual case if its worst case is acceptable."
-                if pr.usual_tuned < lad[ru]
+                "tune for the usual case where that worst case is acceptable."
+                if gain > loss
                 else "keep γ tuned for the guaranteed answers."
             )
         )
