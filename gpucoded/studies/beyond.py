@@ -11,7 +11,9 @@ Subsets: all :math:`\binom{P}{r}` of them when there are at most ``max_subsets``
 otherwise every contiguous window (clustered points: the ill-conditioned case) plus a
 seeded random sample, and the row says ``sampled`` — the worst case is then a lower
 estimate of the true one, while the ``bound`` column is still an a-priori bound for
-the subsets evaluated.
+the subsets evaluated. Schemes whose decode weights need an mpmath solve per subset
+(``heavy``: the circle codes) evaluate at most :data:`HEAVY_SUBSETS` from
+m = :data:`HEAVY_FROM_M` (the full study then takes ~4 minutes on 2 cores instead of 16).
 
 Schemes (their per-worker costs are columns of the table, counted in real numbers and
 real flops relative to one ε-MatDot worker, whose GEMM is :math:`n\,(k/m)\,l`):
@@ -30,7 +32,8 @@ scheme             answers   storage   flops    what
 Further schemes (optimised points, mixed precision) register themselves in
 :data:`SCHEMES` from their modules.
 
-Run: ``python -m gpucoded.studies.beyond --out build/beyond`` (CSV, PNG, Markdown).
+Run: ``gpucoded beyond --out build/beyond`` (or ``python -m gpucoded.studies.beyond``;
+``--quick`` for a seconds-long smoke run): CSV, PNG, Markdown.
 """
 
 from __future__ import annotations
