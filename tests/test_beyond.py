@@ -101,3 +101,15 @@ def test_cli_bad_arguments_are_clear_errors(tmp_path):
         main(["--out", str(tmp_path), "--schemes", "nope", "--m", "2"])
     with pytest.raises(SystemExit, match="--m"):
         main(["--out", str(tmp_path), "--m", "x-y"])
+
+
+def test_heavy_schemes_cap_their_subsets():
+    """From m = HEAVY_FROM_M the circle schemes (mpmath weights per subset) evaluate at
+    most ``heavy_subsets`` subsets; 0 lifts the cap (then ``max_subsets`` rules)."""
+    from gpucoded.studies.beyond import HEAVY_FROM_M
+
+    m = HEAVY_FROM_M
+    r = evaluate("circle", m, m + 2, "float64", heavy_subsets=2, split=False)
+    assert r["n_subsets"] == 2 and r["sampled"] == f"2 of {math.comb(m + 2, m)}"
+    r = evaluate("circle", m, m + 2, "float64", heavy_subsets=0, max_subsets=5, split=False)
+    assert r["n_subsets"] == 5

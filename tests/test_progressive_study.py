@@ -93,3 +93,16 @@ def test_table_plot_and_errors(rows3, tmp_path):
     assert plot(rows3, tmp_path / "p.png").stat().st_size > 0
     with pytest.raises(ValueError, match="P >= m"):
         ladder(3, P=3)
+
+
+def test_cli_quick(tmp_path, capsys):
+    """``gpucoded progressive --quick`` (m = 2..4) writes its CSV, table and plot."""
+    from gpucoded.cli import main as cli_main
+
+    assert cli_main(["progressive", "--quick", "--dtypes", "float64", "--out", str(tmp_path)]) == 0
+    assert "rows in" in capsys.readouterr().out
+    lines = (tmp_path / "progressive.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 + 3 + 4  # header, then m..2m-1 answers for m = 2, 3, 4
+    assert (tmp_path / "progressive.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="--m"):
+        cli_main(["progressive", "--m", "1-3", "--out", str(tmp_path)])

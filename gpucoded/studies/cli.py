@@ -1,4 +1,4 @@
-"""Subcommands ``figure1``, ``logreg``, ``advise`` and ``beyond`` of the ``gpucoded`` command."""
+"""The study subcommands of ``gpucoded``: figure1, logreg, advise, beyond, progressive."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespa
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the study subcommands to the ``gpucoded`` parser's subparsers."""
-    from . import advise, beyond, figure1, logreg  # noqa: PLC0415
+    from . import advise, beyond, figure1, logreg, progressive_gain  # noqa: PLC0415
 
     p = sub.add_parser(
         "figure1", help="paper Fig. 1: true worst-case error over all failure patterns"
@@ -51,3 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("beyond", help="issue 8: error at threshold m of every scheme (CSV, PNG)")
     beyond.add_arguments(p)
     p.set_defaults(func=_wrap(beyond.run))
+    p = sub.add_parser("progressive", help="what each answer beyond m buys (ε-MatDot, γ choice)")
+    progressive_gain.add_arguments(p)
+    p.set_defaults(func=_wrap(progressive_gain.run))

@@ -25,7 +25,8 @@ error of the decode, :math:`\epsilon_2\approx u\,\gamma^{m-1}F`, does not fall w
 :func:`~gpucoded.studies.figure1.subset_sweep`, worker arithmetic ``dtype``), for
 r = m, …, 2m−1 and P = 2m workers.
 
-Run: ``python -m gpucoded.studies.progressive_gain --out DIR`` (CSV, Markdown, PNG).
+Run: ``gpucoded progressive --out DIR`` (or ``python -m gpucoded.studies.progressive_gain``;
+``--quick``: m = 2..4): CSV, Markdown, PNG.
 """
 
 from __future__ import annotations
@@ -44,7 +45,17 @@ from ..reference import exact_product
 from .beyond import subset_sample
 from .figure1 import subset_sweep, unit_gaussian_pair
 
-__all__ = ["COLUMNS", "ladder", "main", "markdown", "plot", "run_study", "worst_errors"]
+__all__ = [
+    "COLUMNS",
+    "add_arguments",
+    "ladder",
+    "main",
+    "markdown",
+    "plot",
+    "run",
+    "run_study",
+    "worst_errors",
+]
 
 COLUMNS = [
     "m",
@@ -227,22 +238,36 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gpucoded.studies.progressive_gain --out DIR``."""
-    p = argparse.ArgumentParser(
-        prog="python -m gpucoded.studies.progressive_gain", description=__doc__
-    )
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--m", default="2-8", help="range a-b")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``gpucoded progressive`` / ``python -m gpucoded.studies.progressive_gain``."""
+    p.add_argument("--out", type=Path, required=True, help="folder for CSV, Markdown, PNG")
+    p.add_argument("--m", default="2-8", help="range a-b, a >= 2")
     p.add_argument("--dtypes", default="float64,float32")
-    p.add_argument("--max-subsets", type=int, default=120)
-    p.add_argument("--plot", type=Path, default=None)
-    a = p.parse_args(argv)
-    lo, hi = (int(x) for x in a.m.split("-"))
+    p.add_argument("--max-subsets", type=int, default=120, help="subsets per answer count")
+    p.add_argument("--plot", type=Path, default=None, help="PNG (default OUT/progressive.png)")
+    p.add_argument("--quick", action="store_true", help="smoke run: m = 2..4 (seconds)")
+
+
+def run(a: argparse.Namespace) -> int:
+    """Run the study for parsed arguments (see :func:`add_arguments`)."""
+    if a.quick:
+        a.m = "2-4"
+    try:
+        lo, hi = (int(x) for x in a.m.split("-"))
+        if lo < 2 or hi < lo or a.max_subsets < 1:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(
+            f"gpucoded progressive: --m must be a range a-b with 2 <= a <= b and --max-subsets "
+            f">= 1; got --m {a.m!r}, --max-subsets {a.max_subsets}"
+        ) from None
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = run_study(
-        range(lo, hi + 1), a.dtypes.split(","), max_subsets=a.max_subsets, verbose=True
+        range(lo, hi + 1),
+        [d.strip() for d in a.dtypes.split(",")],
+        max_subsets=a.max_subsets,
+        verbose=True,
     )
     with open(a.out / "progressive.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -252,6 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = plot(rows, a.plot or a.out / "progressive.png")
     print(f"{len(rows)} rows in {time.perf_counter() - t0:.1f} s -> {a.out}, {png}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gpucoded.studies.progressive_gain`` (same options as the subcommand)."""
+    p = argparse.ArgumentParser(
+        prog="python -m gpucoded.studies.progressive_gain", description=__doc__
+    )
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
