@@ -228,3 +228,43 @@ def test_gpu_sweep_matches_cpu(dtype):
     g = code.grid
     tol = 2 * (g.n_a + g.n_b + At.shape[2] + code.P) * u * wsum * pmax
     assert np.all(np.abs(cpu.errors - gpu.errors) <= tol + 4 * u * np.abs(C).max())
+
+
+@pytest.mark.parametrize(
+    "code", [ApproxMatDot(3, 6, gamma=1e3), ApproxPolyDot(2, 2, 9, gamma=30.0)]
+)
+def test_chunked_decode_matches_one_gemm(code, monkeypatch):
+    """Cache-sized column chunks (a partial last one included) give the errors of one GEMM.
+
+    Chunking only partitions the columns of ``Wd @ prods``; if a BLAS summed a chunk in
+    another order, each entry would move by at most γ_r Σ_k |w_k||C̃_k| (γ_r = r u/(1 − r u)),
+    so the two maxima differ by at most 2 γ_P max_S Σ_k |w_k||C̃_k| + 4u max|C|. The worst
+    subset's decoded blocks (``worst``) reproduce its error within the same bound.
+    """
+    A, B = f1.unit_gaussian_pair(36, 5)
+    C = np.asarray(exact_product(A, B)).astype(np.float64)
+    monkeypatch.setattr(f1, "_CHUNK_BYTES", 2**60)
+    one = f1.subset_sweep(code, A, B, C)
+    monkeypatch.setattr(f1, "_CHUNK_BYTES", 1)  # 256-column chunks (the floor), last partial
+    chunked = f1.subset_sweep(code, A, B, C)
+    W = f1.stacked_weights(code, one.subsets)
+    At, Bt = code.encode(A, B)
+    prods = np.abs((At @ Bt).reshape(code.P, -1))
+    g = code.P * U64 / (1 - code.P * U64)
+    tol = 2 * g * (np.abs(W).reshape(-1, code.P) @ prods).max() + 4 * U64 * np.abs(C).max()
+    assert np.all(np.abs(chunked.errors - one.errors) <= tol)
+    rb, db = At.shape[1], Bt.shape[2]
+    Cb = f1._c_blocks(code, C, rb, db)
+    for _, (j, Chat) in chunked.worst.items():
+        assert abs(np.abs(Chat - Cb).max() - chunked.errors[j]) <= tol
+
+
+def test_fast_weights_sizes_equal_per_size_calls():
+    """The checks-once variant computes the same weights as one call per size (same ops)."""
+    from gpucoded.studies.fastweights import fast_weights_many, fast_weights_sizes
+
+    codes = [ApproxMatDot(3, 6, gamma=g) for g in (1.0, 70.0, 7e4)] + [MatDot(3, 6)]
+    subs = [np.array(list(itertools.combinations(range(6), r))) for r in range(3, 7)]
+    for S, W in zip(subs, fast_weights_sizes(codes, subs), strict=True):
+        assert np.array_equal(W, fast_weights_many(codes, S))
+    assert fast_weights_sizes([ChebyshevMatDot(3, 6), MatDot(3, 6)], subs[:1]) == [None]

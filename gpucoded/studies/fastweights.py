@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fast_weights", "fast_weights_many"]
+__all__ = ["fast_weights", "fast_weights_many", "fast_weights_sizes"]
 
 _SPLIT = 134217729.0  # 2**27 + 1 (Dekker)
 _MAX_COND = 2.0**20
@@ -128,17 +128,36 @@ def fast_weights_many(codes: list, subsets: np.ndarray) -> np.ndarray | None:
     Returns (len(codes) * N, n_c, r): the block of code i first (rows i*N ... ).
     This is what makes a sweep over hundreds of γ values one vectorised call.
     """
+    return fast_weights_sizes(codes, [subsets])[0]
+
+
+def fast_weights_sizes(codes: list, subsets: list[np.ndarray]) -> list[np.ndarray | None]:
+    """:func:`fast_weights_many` for several subset arrays (one per size), the codes
+    checked once."""
+    if not _compatible(codes):
+        return [None] * len(subsets)
+    pts = np.stack([np.asarray(c.points) for c in codes])  # (n_codes, P)
+    if codes[0].basis == "chebyshev":  # points already in [-1, 1]: no scaling
+        scale = np.ones(len(codes))
+    else:
+        scale = 1.0 / np.abs(pts).max(axis=1)
+    return [_fast_checked(codes[0], pts, scale, S) for S in subsets]
+
+
+def _compatible(codes: list) -> bool:
     if not codes or not all(_applies(c) for c in codes):
-        return None
+        return False
     c0 = codes[0]
-    if any(
+    return not any(
         c.P != c0.P
         or c.K != c0.K
         or c.basis != c0.basis
         or not np.array_equal(c.targets, c0.targets)
         for c in codes
-    ):
-        return None
+    )
+
+
+def _fast_checked(c0: Any, pts: np.ndarray, scale: np.ndarray, subsets: Any) -> np.ndarray | None:
     S = np.asarray(subsets, dtype=int)
     if S.ndim != 2 or S.shape[0] == 0:
         return None
@@ -149,11 +168,8 @@ def fast_weights_many(codes: list, subsets: np.ndarray) -> np.ndarray | None:
     T = np.asarray(c0.targets, dtype=np.float64)
     if np.any(T[:, ncoef:] != 0):
         return None
-    x = np.concatenate([c.points[S] for c in codes])  # (len*N, r)
-    if c0.basis == "chebyshev":  # points already in [-1, 1]: no scaling
-        s = np.ones(len(codes) * S.shape[0])
-    else:
-        s = np.repeat([1.0 / float(np.abs(c.points).max()) for c in codes], S.shape[0])
+    x = pts[:, S].reshape(-1, r)  # (n_codes * N, r), code-major
+    s = np.repeat(scale, S.shape[0])
     return _dd_weights(x, s, T[:, :ncoef], c0.basis)
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from ..backend import cupy_or_none, to_numpy
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, EvaluationCode, MatDot
 from ..reference import exact_product
-from .fastweights import fast_weights_many
+from .fastweights import fast_weights_sizes
 from .precision import WORKER_DTYPES, storage_dtype, unit_roundoff, worker_matmul
 from .progress import Progress
 
@@ -164,23 +164,28 @@ def stacked_weights_many(
     if len({(c.P, c.grid) for c in codes}) > 1:
         raise ValueError("stacked_weights_many needs codes with the same P and grid")
     n_c, P = codes[0].grid.n_c, codes[0].P
-    outs = [np.zeros((len(subsets), n_c, P)) for _ in codes]
+    outs = np.zeros((len(codes), len(subsets), n_c, P))
     by_size: dict[int, list[int]] = {}
     for i, S in enumerate(subsets):
         by_size.setdefault(len(S), []).append(i)
-    for r, idx in by_size.items():
-        S_arr = np.array([subsets[i] for i in idx], dtype=int).reshape(len(idx), r)
-        Wall = fast_weights_many(list(codes), S_arr) if fast else None
+    S_arrs = [
+        np.array([subsets[i] for i in idx], dtype=int).reshape(len(idx), r)
+        for r, idx in by_size.items()
+    ]
+    Walls = fast_weights_sizes(list(codes), S_arrs) if fast else [None] * len(S_arrs)
+    for (r, idx), S_arr, Wall in zip(by_size.items(), S_arrs, Walls, strict=True):
         rows = np.asarray(idx)[:, None, None]
+        cols = np.arange(n_c)[None, :, None]
+        if Wall is not None:  # real by construction; all codes at once
+            W = Wall.reshape(len(codes), len(idx), n_c, r).transpose(1, 2, 3, 0)
+            outs.transpose(1, 2, 3, 0)[rows, cols, S_arr[:, None, :]] = W
+            continue
         for ci, code in enumerate(codes):
-            if Wall is not None:
-                W = Wall[ci * len(idx) : (ci + 1) * len(idx)]
-            else:
-                W = np.stack([code.decode_weights(subsets[i], partial=True).W for i in idx])
+            W = np.stack([code.decode_weights(subsets[i], partial=True).W for i in idx])
             if np.iscomplexobj(W):
                 raise ValueError(f"{code!r} has complex weights; the Figure 1 study is real-only")
-            outs[ci][rows, np.arange(n_c)[None, :, None], S_arr[:, None, :]] = W
-    return outs
+            outs[ci][rows, cols, S_arr[:, None, :]] = W
+    return list(outs)
 
 
 def all_subsets(code: Code, n_succ: Sequence[int] | None = None) -> list[tuple[int, ...]]:
@@ -355,11 +360,12 @@ def _rows(
     res: SweepResult,
     splitter: _Splitter | None,
     inner: int,
+    stats: dict | None = None,
 ) -> list[dict]:
     rows = []
-    sizes = np.array([len(S) for S in res.subsets])
+    stats = stats or _size_stats([res.errors], [res.subsets])[0]
     for r, (j, Chat) in res.worst.items():
-        e = res.errors[sizes == r]
+        count, mx, mean, med = stats[r]
         S = res.subsets[j]
         row = {
             "panel": panel,
@@ -369,10 +375,10 @@ def _rows(
             "gamma": gamma,
             "dtype": dtype,
             "n_succ": r,
-            "n_subsets": int(e.size),
-            "max_err": float(e.max()),
-            "mean_err": float(e.mean()),
-            "median_err": float(np.median(e)),
+            "n_subsets": count,
+            "max_err": mx,
+            "mean_err": mean,
+            "median_err": med,
             "eps1": math.nan,
             "eps2": math.nan,
             "bound": math.nan,
@@ -435,27 +441,66 @@ def figure1(
     inner = -(-cfg.n // cfg.m)
     splitters: dict[int, _Splitter] = {}
     rows: list[dict] = []
-    wb = []
-    if codes_b:
-        wb = stacked_weights_many([c for _, c in codes_b], all_subsets(codes_b[0][1]))
-    total = len(cfg.dtypes) * (len(codes_a) + len(codes_b))
+    jobs = [("a", lab, g, c) for lab, g, c in codes_a]
+    jobs += [("b", "approx_matdot", g, c) for g, c in codes_b]
+    subs, weights = _weights_for([c for *_, c in jobs])
+    total = len(cfg.dtypes) * len(jobs)
     with Progress(total, "figure1", enabled=progress) as bar:
         for dtype in cfg.dtypes:
-            jobs = [("a", lab, g, c, None) for lab, g, c in codes_a]
-            jobs += [("b", "approx_matdot", g, c, w) for (g, c), w in zip(codes_b, wb, strict=True)]
-            for panel, label, g, code, w in jobs:
-                res = subset_sweep(code, A, B, C64, dtype, weights=w, xp=xp)
+            results = []
+            for (_, label, g, code), S, w in zip(jobs, subs, weights, strict=True):
+                results.append(subset_sweep(code, A, B, C64, dtype, weights=w, subsets=S, xp=xp))
+                bar.update(1, f"{dtype} {label} γ={g:.3g}")
+            stats = _size_stats([res.errors for res in results], subs)
+            for (panel, label, g, code), res, st in zip(jobs, results, stats, strict=True):
                 sp = None
                 if cfg.split:
                     key = id(code.grid)
                     sp = splitters.get(key) or splitters.setdefault(key, _Splitter(code, A, B, C))
-                new = _rows(panel, label, code, g, dtype, res, sp, inner)
+                new = _rows(panel, label, code, g, dtype, res, sp, inner, st)
                 rows += new
                 if on_row is not None:
                     for r in new:
                         on_row(r)
-                bar.update(1, f"{dtype} {label} γ={g:.3g}")
     return rows
+
+
+def _weights_for(codes: Sequence[Code]) -> tuple[list[list], list[np.ndarray]]:
+    """All subsets and their stacked weights for each code; codes that share P, grid,
+    basis, K, targets and subsets get theirs in one vectorised call (a γ sweep)."""
+    groups: dict[tuple, list[int]] = {}
+    subs = [all_subsets(c) for c in codes]
+    for i, c in enumerate(codes):
+        key: tuple = (i,)
+        if isinstance(c, EvaluationCode):
+            targets = np.asarray(c.targets).tobytes()
+            key = (type(c.grid), c.grid, c.P, c.K, c.basis, targets, tuple(subs[i]))
+        groups.setdefault(key, []).append(i)
+    weights: list[np.ndarray] = [np.empty(0)] * len(codes)
+    for idx in groups.values():
+        shared = subs[idx[0]]
+        for i, w in zip(idx, stacked_weights_many([codes[i] for i in idx], shared), strict=True):
+            weights[i], subs[i] = w, shared
+    return subs, weights
+
+
+def _size_stats(errors: list[np.ndarray], subs: list[list]) -> list[dict]:
+    """Per code: n_succ -> (count, max, mean, median) of the subset errors; vectorised
+    over the codes that share one subset list (the γ sweep)."""
+    out: list[dict] = [{} for _ in errors]
+    groups: dict[int, list[int]] = {}
+    for i, S in enumerate(subs):
+        groups.setdefault(id(S), []).append(i)
+    for idx in groups.values():
+        E = np.stack([errors[i] for i in idx])
+        sizes = np.array([len(S) for S in subs[idx[0]]])
+        for r in np.unique(sizes):
+            loc = np.flatnonzero(sizes == r)
+            e = E[:, loc[0] : loc[-1] + 1]  # subsets of one size are contiguous
+            mx, mean, med = e.max(axis=1), e.mean(axis=1), np.median(e, axis=1)
+            for k, i in enumerate(idx):
+                out[i][int(r)] = (e.shape[1], float(mx[k]), float(mean[k]), float(med[k]))
+    return out
 
 
 def naive_sweep(code: Code, A: np.ndarray, B: np.ndarray, C: np.ndarray) -> dict[int, float]:
