@@ -15,6 +15,11 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # noqa: PLC0415
 
     run_demo(n=args.n, m=args.m, dtype=args.dtype, seed=args.seed, device=args.device)
+    if args.straggler_delay > 0:
+        from .demo import straggler_scenario  # noqa: PLC0415
+
+        print()
+        straggler_scenario(n=min(args.n, 600), m=3, delay=args.straggler_delay)
     return 0
 
 
@@ -30,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument(
+        "--straggler-delay", type=float, default=1.0,
+        help="then one worker answers this many seconds late, on threads (0: skip)",
+    )
     p.set_defaults(func=_demo)
 
     from .studies.cli import register  # noqa: PLC0415  (figure1, logreg, advise)
