@@ -190,8 +190,6 @@ def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.n
             Vh[..., j], Vl[..., j] = dd_add(t2, (-Vh[..., j - 2], -Vl[..., j - 2]))
         else:
             Vh[..., j], Vl[..., j] = dd_mul((Vh[..., j - 1], Vl[..., j - 1]), c)
-    if np.any(np.linalg.cond(Vh) > _MAX_COND):
-        return None
     # Every loop below runs over the small dimensions (r, ncoef <= 2m-1) only and is
     # vectorised over the N subsets and the free indices; each element sees the same
     # sequence of double-double operations as the scalar algorithm.
@@ -206,6 +204,10 @@ def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.n
     Gl = np.zeros((N, ncoef, ncoef))
     Gh[:, iu, ju] = Gh[:, ju, iu] = acc[0]
     Gl[:, iu, ju] = Gl[:, ju, iu] = acc[1]
+    # κ(V(c))² = κ(G) = λ_max/λ_min (G is symmetric; eigvalsh is half the cost of an SVD)
+    lam = np.linalg.eigvalsh(Gh)
+    if np.any(lam[:, 0] <= 0) or np.any(lam[:, -1] > _MAX_COND**2 * lam[:, 0]):
+        return None
     # right-hand side Δ^{-1} t: b[j, c] = t[c, j] s^j, (N, ncoef, n_c)
     sp = [(np.ones(N), np.zeros(N))]
     for _ in range(1, ncoef):
