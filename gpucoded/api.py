@@ -230,7 +230,9 @@ def coded_matmul(
         )
     info.abandoned = pending
     xp = array_module(At)
-    products = xp.stack(prods)
+    # the host decode reads the answers where they are (no stacked copy); the
+    # integrity check indexes subsets of them, so it gets one stack
+    products = xp.stack(prods) if verify is not None else prods
     norms = operand_norms(code_obj, A, B)
     t1 = time.perf_counter()
     dec_kw = {"shape": (n, l), "norms": norms, "inner": At.shape[2]}

