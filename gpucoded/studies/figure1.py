@@ -287,18 +287,24 @@ def _max_errors(Wd: Any, prods: Any, Cb: Any, xp: Any = np) -> np.ndarray:
         ch = max(256, _CHUNK_BYTES // (8 * rows))
     else:
         ch = max(1, _CHUNK_ELEMS // rows)
-    ch = min(ch, L)
+    nchunks = -(-L // min(ch, L))
+    ch = -(-L // nchunks)  # equal chunks (no small, inefficient last one)
     wide = Wd.dtype == np.float64
     R = xp.empty((rows, ch), dtype=Wd.dtype)
     E = R if wide else xp.empty((rows, ch), dtype=np.float64)
-    nchunks = -(-L // ch)
     acc = xp.empty((nchunks, nsub), dtype=np.float64)
+    C1 = Cb[0] if n_c == 1 else None
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(nchunks):
             c0 = k * ch
             w = min(ch, L - c0)
             Rk, Ek = (R, E) if w == ch else (R[:, :w], E[:, :w])
             xp.matmul(Wd, prods[:, c0 : c0 + w], out=Rk)
+            if C1 is not None:  # one block per subset: plain 2-D passes
+                xp.subtract(Rk, C1[c0 : c0 + w], out=Ek)
+                xp.abs(Ek, out=Ek)
+                Ek.max(axis=1, out=acc[k])
+                continue
             E3 = Ek.reshape(nsub, n_c, w)
             xp.subtract(Rk.reshape(nsub, n_c, w), Cb[None, :, c0 : c0 + w], out=E3)
             xp.abs(E3, out=E3)
