@@ -241,11 +241,11 @@ def test_chunked_decode_matches_one_gemm(code, monkeypatch):
     so the two maxima differ by at most 2 γ_P max_S Σ_k |w_k||C̃_k| + 4u max|C|. The worst
     subset's decoded blocks (``worst``) reproduce its error within the same bound.
     """
-    A, B = f1.unit_gaussian_pair(36, 5)
+    A, B = f1.unit_gaussian_pair(37, 5)  # 37² and 19² columns: the last chunk is shorter
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     monkeypatch.setattr(f1, "_CHUNK_BYTES", 2**60)
     one = f1.subset_sweep(code, A, B, C)
-    monkeypatch.setattr(f1, "_CHUNK_BYTES", 1)  # 256-column chunks (the floor), last partial
+    monkeypatch.setattr(f1, "_CHUNK_BYTES", 1)  # chunks of ≤ 256 columns (the floor)
     chunked = f1.subset_sweep(code, A, B, C)
     W = f1.stacked_weights(code, one.subsets)
     At, Bt = code.encode(A, B)
