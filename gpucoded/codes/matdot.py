@@ -5,6 +5,9 @@ r"""MatDot codes (Dutta et al.) and ε-approximate MatDot (Construction 4).
 :math:`p_Ap_B` (degree 2m−2). Exact decoding needs 2m−1 answers; with points of
 radius δ near 0, m answers give C up to :math:`O(\delta)` (Corollary 1), and each
 further answer gains one power of δ.
+
+MatDot is PolyDot with p = 1, q = m (the paper's own reduction), so both classes are
+the PolyDot construction with that split; only their parameters and names differ.
 """
 
 from __future__ import annotations
@@ -13,22 +16,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..points import chebyshev, default_gamma, matdot_radius, validate_points
-from .base import BlockGrid, EvaluationCode
-from .polydot import resolve_gamma
+from .base import BlockGrid
+from .polydot import ApproxPolyDot, PolyDot, _polydot_parts
 
 __all__ = ["ApproxMatDot", "MatDot"]
 
 
 def _matdot_parts(m: int) -> tuple[BlockGrid, list[int], list[int], np.ndarray]:
+    """MatDot's grid, basis indices of the A and B blocks, and target: PolyDot's at p=1."""
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    targets = np.zeros((1, 2 * m - 1))
-    targets[0, m - 1] = 1.0
-    return BlockGrid(1, m, 1), list(range(m)), [m - 1 - j for j in range(m)], targets
+    return _polydot_parts(1, m)
 
 
-class MatDot(EvaluationCode):
+class MatDot(PolyDot):
     """Exact MatDot code: threshold 2m−1.
 
     Parameters
@@ -44,15 +45,13 @@ class MatDot(EvaluationCode):
     name = "matdot"
 
     def __init__(self, m: int, P: int, points: Sequence[float] | None = None) -> None:
-        grid, ai, bi, targets = _matdot_parts(m)
-        pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
-        super().__init__(grid, pts, ai, bi, targets, threshold=2 * m - 1)
+        super().__init__(1, m, P, points=points)
 
     def _params(self) -> str:
         return f"m={self.m}, P={self.P}"
 
 
-class ApproxMatDot(EvaluationCode):
+class ApproxMatDot(ApproxPolyDot):
     r"""ε-approximate MatDot: threshold m.
 
     Parameters
@@ -90,33 +89,8 @@ class ApproxMatDot(EvaluationCode):
         points: Sequence[float] | None = None,
         decode_points: str = "all",
     ) -> None:
-        grid, ai, bi, targets = _matdot_parts(m)
-        self.eps = eps
-        self.norm_bound = norm_bound
-        if points is not None:
-            if gamma is not None or eps is not None:
-                raise ValueError("give either points, gamma, or eps (with norm_bound), not several")
-            pts = validate_points(points, P)
-            self.gamma = float(1.0 / np.abs(pts).max())
-        else:
-            self.gamma = resolve_gamma(
-                gamma,
-                eps,
-                norm_bound,
-                radius=lambda e, eta: matdot_radius(m, e, eta),
-                default=lambda: default_gamma(m),
-                auto_args={"family": "matdot", "p": 1, "q": m, "P": P},
-            )
-            pts = chebyshev(P, self.gamma)
         super().__init__(
-            grid,
-            pts,
-            ai,
-            bi,
-            targets,
-            threshold=m,
-            approximate=True,
-            decode_points=decode_points,
+            1, m, P, gamma, eps, norm_bound, points=points, decode_points=decode_points
         )
 
     def _params(self) -> str:

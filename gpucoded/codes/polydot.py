@@ -145,7 +145,7 @@ class ApproxPolyDot(EvaluationCode):
                 norm_bound,
                 radius=lambda e, eta: polydot_radius(p, q, e, eta),
                 default=lambda: default_gamma(thr),
-                auto_args={"family": "polydot", "p": p, "q": q, "P": P},
+                auto_args={"family": "matdot" if p == 1 else "polydot", "p": p, "q": q, "P": P},
             )
             pts = chebyshev(P, self.gamma)
         super().__init__(
