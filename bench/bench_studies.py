@@ -147,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Logistic regression ({lr['scheme']}, m={lr['m']}, P={lr['P']}): "
             f"CodedSGD loop {lr['fast_it_s']:.0f} it/s | coded_matmul loop "
-            f"{lr['naive_it_s']:.0f} it/s ({lr['speedup']:.1f}x, bit-identical W: "
-            f"{lr['identical']}) | CodedProduct loop {lr['product_it_s']:.0f} it/s | "
+            f"{lr['naive_it_s']:.0f} it/s ({lr['speedup']:.1f}x; W max rel. diff "
+            f"{lr['max_rel_diff_vs_naive']:.1e}) | CodedProduct loop "
+            f"{lr['product_it_s']:.0f} it/s (W bit-identical: "
+            f"{lr['identical_to_product_loop']}) | "
             f"uncoded plain NumPy loop {lr['uncoded_it_s']:.0f} it/s "
             f"(= {lr['uncoded_it_s'] / lr['naive_it_s']:.1f}x the coded_matmul loop)"
         )
