@@ -163,10 +163,13 @@ class CodedSGD:
     ) -> None:
         """One SGD step on W (J × m·cz, feature-padded), in place.
 
-        ``Xb_idx``: the batch's sample indices; ``Yb`` (J, batch) one-hot; ``iz``, ``ig``:
-        the answer patterns (indices into ``subsets``) of the two products."""
+        ``Xb_idx``: the batch's sample indices (optionally already followed by the
+        padding indices :meth:`pad_batches` appends); ``Yb`` (J, batch) one-hot; ``iz``,
+        ``ig``: the answer patterns (indices into ``subsets``) of the two products."""
         m, J, cz, cg, batch, dp, r = self.m, self.J, self.cz, self.cg, self.batch, self.dp, self.r
-        xg = self.Xp[np.concatenate([Xb_idx, self._pad])]  # (m·cg, dp)
+        if Xb_idx.size != m * cg:
+            Xb_idx = np.concatenate([Xb_idx, self._pad])
+        xg = self.Xp[Xb_idx]  # (m·cg, dp): the batch, zero-padded to m sample blocks
         # Z = W X_b
         Ab = W.reshape(J, m, cz).transpose(1, 0, 2).reshape(m, J * cz)
         At = (self.GA[iz] @ Ab).reshape(r, J, cz)
@@ -179,7 +182,14 @@ class CodedSGD:
         At = (self.GA[ig] @ Hb).reshape(r, J, cg)
         Bt = (self.GB[ig] @ xg.reshape(m, cg * dp)).reshape(r, cg, dp)
         G = (self.W[ig] @ (At @ Bt).reshape(r, J * dp)).reshape(J, dp)
-        W -= lr * G
+        G *= lr
+        W -= G
+
+    def pad_batches(self, batches: np.ndarray) -> np.ndarray:
+        """``batches`` (iterations, batch) with the zero sample's index appended to each
+        row up to m sample blocks (what :meth:`step` would append per call)."""
+        pad = np.broadcast_to(self._pad, (batches.shape[0], self._pad.size))
+        return np.concatenate([batches, pad], axis=1)
 
 
 def train_coded(
@@ -198,8 +208,8 @@ def train_coded(
     W = np.zeros((sgd.J, sgd.dp))
     YT = np.ascontiguousarray(Ytr.T)
     pz, pg = pats
-    for it, idx in enumerate(batches):
-        sgd.step(W, idx, YT[:, idx], int(pz[it]), int(pg[it]), cfg.lr)
+    for it, idx in enumerate(sgd.pad_batches(batches)):
+        sgd.step(W, idx, YT[:, idx[: sgd.batch]], int(pz[it]), int(pg[it]), cfg.lr)
     return np.ascontiguousarray(W[:, : sgd.d])
 
 
