@@ -255,8 +255,9 @@ def subset_sweep(
     sizes_arr = np.array([len(S) for S in subsets])
     # the worst subset of each size, decoded again: one GEMM over their stacked rows
     # (a GEMM like the batched one, not a GEMV, so the rows are bit-identical to it)
-    sizes = np.unique(sizes_arr)  # ascending; subsets of one size are contiguous
-    picks = [int(np.flatnonzero(sizes_arr == r)[np.argmax(errors[sizes_arr == r])]) for r in sizes]
+    sizes = np.unique(sizes_arr)  # ascending
+    locs = [np.flatnonzero(sizes_arr == r) for r in sizes]
+    picks = [int(loc[np.argmax(errors[loc])]) for loc in locs]  # first worst of each size
     rows = np.concatenate([np.arange(i * n_c, (i + 1) * n_c) for i in picks])
     rows = np.concatenate([rows, rows[: max(0, 2 - rows.size)]])
     with np.errstate(over="ignore", invalid="ignore"):
@@ -309,7 +310,9 @@ def _max_errors(Wd: Any, prods: Any, Cb: Any, xp: Any = np) -> np.ndarray:
             xp.subtract(Rk.reshape(nsub, n_c, w), Cb[None, :, c0 : c0 + w], out=E3)
             xp.abs(E3, out=E3)
             E3.max(axis=(1, 2), out=acc[k])
-    return np.nan_to_num(to_numpy(acc.max(axis=0)), nan=np.inf)
+    err = to_numpy(acc.max(axis=0))
+    err[np.isnan(err)] = np.inf
+    return err
 
 
 class _Splitter:
