@@ -261,7 +261,7 @@ def subset_sweep(
     rows = np.concatenate([np.arange(i * n_c, (i + 1) * n_c) for i in picks])
     rows = np.concatenate([rows, rows[: max(0, 2 - rows.size)]])
     with np.errstate(over="ignore", invalid="ignore"):
-        dec = to_numpy(Wd[rows] @ prods).astype(np.float64)
+        dec = to_numpy(Wd[xp.asarray(rows)] @ prods).astype(np.float64)
     worst = {
         int(r): (i, dec[k * n_c : (k + 1) * n_c])
         for k, (r, i) in enumerate(zip(sizes, picks, strict=True))
