@@ -74,7 +74,9 @@ class CallInfo:
         return None if self.decode is None else self.decode.cond
 
 
-def _resolve_code(code: str | Code, m: int | None, P: int | None, options: dict) -> Code:
+def _resolve_code(
+    code: str | Code, m: int | None, P: int | None, options: dict, dtype: Any = None
+) -> Code:
     if isinstance(code, Code):
         if options:
             raise TypeError(
@@ -88,6 +90,9 @@ def _resolve_code(code: str | Code, m: int | None, P: int | None, options: dict)
         return code
     if not isinstance(code, str):
         raise TypeError(f"code must be a code name or a gpucoded.codes.Code, got {type(code)}")
+    if code.lower().replace("-", "_") in ("approx_matdot", "approx_polydot") and dtype is not None:
+        # tune the default/auto evaluation points for the arithmetic the workers will do
+        options.setdefault("dtype", dtype)
     return make_code(code, m=m, P=P, **options)
 
 
@@ -168,7 +173,7 @@ def coded_matmul(
     verify_ready(verify, None, ())  # refuses an unknown mode before any work
     if isinstance(code, str) and m is None and "p" not in code_options:
         m = 2
-    code_obj = _resolve_code(code, m, P, code_options)
+    code_obj = _resolve_code(code, m, P, code_options, np_result_dtype(A, B))
     Pn = code_obj.P
     failed_set = set()
     for w in failed or ():

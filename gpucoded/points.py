@@ -117,6 +117,37 @@ def auto_gamma(
     return best_gamma(family, int(p), int(q), int(P), answers, str(dtype)).gamma
 
 
+#: Unit roundoff of the worker arithmetic formats the evaluation points can be tuned for.
+WORKER_ROUNDOFF: dict[str, float] = {
+    "float64": 2.0**-53,
+    "float32": 2.0**-24,
+    "tf32": 2.0**-11,
+    "bf16": 2.0**-8,
+}
+
+
+def worker_format(dtype: object) -> str:
+    """Name of the worker arithmetic for a dtype or format name.
+
+    ``"float64"``, ``"float32"``, ``"tf32"``, ``"bf16"``, or a NumPy dtype (complex
+    types map to their real part's format).
+    """
+    if isinstance(dtype, str) and dtype in WORKER_ROUNDOFF:
+        return dtype
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is not None and dt.kind in "fc":
+        name = np.empty(0, dt).real.dtype.name
+        if name in WORKER_ROUNDOFF:
+            return name
+    raise ValueError(
+        f"unknown worker dtype {dtype!r}; use one of {', '.join(WORKER_ROUNDOFF)} "
+        "(or a float32/float64/complex NumPy dtype)"
+    )
+
+
 def validate_points(points: np.ndarray, P: int) -> np.ndarray:
     """Check user-given evaluation points: P finite, pairwise distinct numbers."""
     pts = np.asarray(points)

@@ -82,7 +82,7 @@ def progressive_matmul(
     A, B = check_operands(A, B, nonfinite=nonfinite)
     if isinstance(code, str) and m is None and "p" not in code_options:
         m = 2
-    c = _resolve_code(code, m, P, code_options)
+    c = _resolve_code(code, m, P, code_options, np_result_dtype(A, B))
     failed_set = {int(w) for w in failed or ()}
     if any(not 0 <= w < c.P for w in failed_set):
         raise ValueError(f"failed worker indices must be in [0, {c.P}); got {sorted(failed_set)}")

@@ -99,3 +99,19 @@ def test_answers_option_uses_more_workers():
 def test_bad_input(A, B, exc, msg):
     with pytest.raises(exc, match=msg):
         gpucoded.coded_matmul(A, B, "matdot", m=2)
+
+
+def test_default_gamma_follows_the_input_dtype():
+    """A code built from its name tunes γ for the workers' arithmetic.
+
+    float32 inputs with the float64-tuned γ (≈9e4 at m=3) give errors of order 1e1
+    (docs/RESULTS.md, Fig. 1 in float32); tuned for float32 (γ≈110) the error must be
+    within the call's own a-priori bound, which is far below 1.
+    """
+    A = unit_gaussian((60, 40), 40).astype(np.float32)
+    B = unit_gaussian((40, 50), 41).astype(np.float32)
+    C, info = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=5, return_info=True)
+    assert info.code.worker_dtype == "float32" and info.code.gamma < 1e3
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound < 0.1
+    c64 = gpucoded.make_code("approx_matdot", m=3, P=5)
+    assert c64.worker_dtype == "float64" and c64.gamma > 1e4

@@ -61,8 +61,8 @@ class ApproxMatDot(ApproxPolyDot):
     gamma : float or "auto", optional
         Points λ(γ) = cos((2i−1)π/(2P))/γ. ``"auto"``
         (:func:`gpucoded.points.auto_gamma`): the γ minimising the predicted worst-case
-        error for float64 workers and m answers (9.2e4 at m=3, P=5: error ≈1e-7 on
-        unit-norm inputs). Default: ``"auto"`` for m ≤ 10, else
+        error for ``dtype`` workers and m answers (float64: 9.2e4 at m=3, P=5, error
+        ≈1e-7 on unit-norm inputs). Default: ``"auto"`` for m ≤ 10, else
         :func:`gpucoded.points.default_gamma` (``u**(-1/m)``).
     eps, norm_bound : float, optional
         Target max-norm error ε and bound η on ‖A‖_F, ‖B‖_F: the points are scaled to
@@ -74,6 +74,10 @@ class ApproxMatDot(ApproxPolyDot):
         Explicit evaluation points (instead of gamma/eps).
     decode_points : {"all", "paper"}
         See :class:`~gpucoded.codes.base.EvaluationCode`.
+    dtype : {"float64", "float32", "tf32", "bf16"} or NumPy dtype
+        Worker arithmetic the default/``"auto"`` γ is tuned for (the best γ depends
+        on it strongly: about 9e4 for float64 and 110 for float32 at m = 3).
+        ``coded_matmul`` passes the inputs' dtype when it builds the code from its name.
     """
 
     name = "approx_matdot"
@@ -88,9 +92,11 @@ class ApproxMatDot(ApproxPolyDot):
         *,
         points: Sequence[float] | None = None,
         decode_points: str = "all",
+        dtype: object = "float64",
     ) -> None:
         super().__init__(
-            1, m, P, gamma, eps, norm_bound, points=points, decode_points=decode_points
+            1, m, P, gamma, eps, norm_bound, points=points, decode_points=decode_points,
+            dtype=dtype,
         )
 
     def _params(self) -> str:

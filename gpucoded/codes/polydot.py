@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..points import chebyshev, default_gamma, polydot_radius, validate_points
+from ..points import (
+    WORKER_ROUNDOFF,
+    chebyshev,
+    default_gamma,
+    polydot_radius,
+    validate_points,
+    worker_format,
+)
 from .base import BlockGrid, EvaluationCode
 
 __all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "resolve_gamma"]
@@ -109,7 +116,8 @@ class ApproxPolyDot(EvaluationCode):
     r"""ε-approximate PolyDot: threshold p²q.
 
     Parameters as :class:`~gpucoded.codes.ApproxMatDot` (default γ: ``"auto"`` for
-    p²q ≤ 10, else ``u**(-1/(p²q))``), with Eq. (14):
+    p²q ≤ 10, else ``u**(-1/(p²q))``, both for the worker arithmetic ``dtype``), with
+    Eq. (14):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
@@ -128,10 +136,12 @@ class ApproxPolyDot(EvaluationCode):
         *,
         points: Sequence[float] | None = None,
         decode_points: str = "all",
+        dtype: object = "float64",
     ) -> None:
         grid, ai, bi, targets = _polydot_parts(p, q)
         self.p, self.q = p, q
         self.eps, self.norm_bound = eps, norm_bound
+        self.worker_dtype = fmt = worker_format(dtype)
         thr = p * p * q
         if points is not None:
             if gamma is not None or eps is not None:
@@ -144,8 +154,14 @@ class ApproxPolyDot(EvaluationCode):
                 eps,
                 norm_bound,
                 radius=lambda e, eta: polydot_radius(p, q, e, eta),
-                default=lambda: default_gamma(thr),
-                auto_args={"family": "matdot" if p == 1 else "polydot", "p": p, "q": q, "P": P},
+                default=lambda: default_gamma(thr, 2 * WORKER_ROUNDOFF[fmt]),
+                auto_args={
+                    "family": "matdot" if p == 1 else "polydot",
+                    "p": p,
+                    "q": q,
+                    "P": P,
+                    "dtype": fmt,
+                },
             )
             pts = chebyshev(P, self.gamma)
         super().__init__(
