@@ -15,7 +15,7 @@ from .codes import Code, make_code
 __all__ = ["demo_codes", "run_demo", "straggler_scenario"]
 
 
-def demo_codes(m: int = 4) -> list[tuple[Code, list[int]]]:
+def demo_codes(m: int = 4, dtype: str = "float64") -> list[tuple[Code, list[int]]]:
     """The demo's codes at storage 1/m, each with as many failed workers as it tolerates.
 
     PolyDot-type codes use the most square split of m (p·q = m).
@@ -32,9 +32,12 @@ def demo_codes(m: int = 4) -> list[tuple[Code, list[int]]]:
         ("polynomial", {}),
     ]
     for name, opts in specs:
+        if name.startswith("approx_"):
+            opts["dtype"] = dtype  # evaluation points tuned for the workers' arithmetic
         code = make_code(name, m=m, **opts)
         if name in ("polydot", "approx_polydot", "polynomial") and "P" not in opts:
-            code = make_code(name, m=m, P=code.recovery_threshold + 2)
+            opts["P"] = code.recovery_threshold + 2
+            code = make_code(name, m=m, **opts)
         n_fail = code.P - code.recovery_threshold
         if name == "replication":
             n_fail = code.r - 1  # any r-1 failures are survivable
@@ -84,7 +87,7 @@ def run_demo(
     print(head, file=out)
     print("-" * len(head), file=out)
     rows = []
-    for code, failed in demo_codes(m):
+    for code, failed in demo_codes(m, dtype):
         coded_matmul(A, B, code, failed=failed)  # warm-up: decode weights get cached
         t0 = time.perf_counter()
         Ch, info = coded_matmul(A, B, code, failed=failed, return_info=True)
