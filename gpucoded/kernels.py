@@ -61,7 +61,8 @@ def kernel_dir() -> Path:
     try:
         pkg = importlib.resources.files("gpucoded") / "_kernels"
         if pkg.is_dir() and (pkg / "encode.cu").is_file():
-            return Path(str(pkg))
+            # resolved: in a source checkout gpucoded/_kernels links to kernels/
+            return Path(str(pkg)).resolve()
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - odd installs
         pass
     repo = Path(__file__).resolve().parent.parent / "kernels"
