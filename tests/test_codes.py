@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -13,6 +14,17 @@ from hypothesis import strategies as st
 from gpucoded import codes
 from gpucoded.points import matdot_radius, polydot_radius
 from gpucoded.reference import exact_product
+
+
+def _decode_each(code, prods, C, inner, subsets):
+    """(S, max error, DecodeInfo) of the decode from every subset S (norms taken as 1)."""
+    for S in subsets:
+        Ch, info = code.decode(
+            prods[list(S)], S, shape=C.shape, norms=(1.0, 1.0), inner=inner, return_info=True
+        )
+        assert Ch.shape == C.shape
+        yield S, float(np.abs(Ch - C).max()), info
+
 
 EXACT = [
     codes.MatDot(3, 6),
@@ -108,16 +120,7 @@ def test_approx_matdot_meets_eq16_bound(m, P, inputs):
     C = exact_product(A, B)
     At, Bt = code.encode(A, B)
     prods = At @ Bt
-    for S in itertools.combinations(range(P), m):
-        Ch, info = code.decode(
-            prods[list(S)],
-            S,
-            shape=C.shape,
-            norms=(1.0, 1.0),
-            inner=At.shape[2],
-            return_info=True,
-        )
-        err = float(np.abs(Ch - C).max())
+    for S, err, info in _decode_each(code, prods, C, At.shape[2], combinations(range(P), m)):
         assert info.fp_bound < eps / 10  # the regime where the theorem is the binding limit
         assert err <= eps + info.fp_bound, (S, err)
         assert err <= info.error_bound
@@ -138,16 +141,9 @@ def test_approx_polydot_meets_eq14_bound(p, q, P, eps):
     C = exact_product(A, B)
     At, Bt = code.encode(A, B)
     prods = At @ Bt
-    for S in itertools.combinations(range(P), p * p * q):
-        Ch, info = code.decode(
-            prods[list(S)],
-            S,
-            shape=C.shape,
-            norms=(1.0, 1.0),
-            inner=At.shape[2],
-            return_info=True,
-        )
-        err = float(np.abs(Ch - C).max())
+    for _, err, info in _decode_each(
+        code, prods, C, At.shape[2], combinations(range(P), p * p * q)
+    ):
         assert info.fp_bound < eps / 10
         assert err <= eps + info.fp_bound
         assert info.interp_bound <= code.theorem_bound(None, 1.0) * (1 + 1e-12)
