@@ -13,12 +13,20 @@ from . import codes, points
 from .api import CallInfo, coded_matmul
 from .backend import gpu_available
 from .codes import make_code
-from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
+from .errors import (
+    CorruptAnswerError,
+    CorruptionWarning,
+    InaccurateResultError,
+    InaccurateResultWarning,
+    NotEnoughAnswersError,
+)
 
 __all__ = [
     "CallInfo",
     "CorruptAnswerError",
     "CorruptionWarning",
+    "InaccurateResultError",
+    "InaccurateResultWarning",
     "NotEnoughAnswersError",
     "codes",
     "coded_matmul",

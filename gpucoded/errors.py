@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CorruptAnswerError", "CorruptionWarning", "NotEnoughAnswersError", "WorkerError"]
+__all__ = [
+    "CorruptAnswerError",
+    "CorruptionWarning",
+    "InaccurateResultError",
+    "InaccurateResultWarning",
+    "NotEnoughAnswersError",
+    "WorkerError",
+]
 
 
 class NotEnoughAnswersError(ValueError):
@@ -68,3 +75,29 @@ class CorruptAnswerError(RuntimeError):
 
 class CorruptionWarning(RuntimeWarning):
     """``verify="warn"``: the answers are inconsistent, or could not be checked."""
+
+
+class InaccurateResultWarning(RuntimeWarning):
+    """A decoded product may carry fewer than about two correct digits.
+
+    Emitted by the accuracy guard of every decode (``on_inaccurate="warn"``, the
+    default); the message names the code, m, the answers used, the condition number,
+    the error estimate and a concrete fix.
+    """
+
+
+class InaccurateResultError(ArithmeticError):
+    """``on_inaccurate="raise"``: the decoded product may be wrong (see the warning).
+
+    Attributes
+    ----------
+    estimate : float
+        The error estimate relative to the result's scale.
+    info : object
+        The call's diagnostics (``CallInfo``) when available.
+    """
+
+    def __init__(self, message: str, *, estimate: float = float("nan"), info: Any = None) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.info = info

@@ -1,0 +1,106 @@
+r"""Worker number formats: the one table every layer reads.
+
+=========  =======  ==============  ========  ================  ===========
+name       storage  unit roundoff   mantissa  cuBLAS compute    kernel C
+                    :math:`u`       bits      (CuPy code)       type
+=========  =======  ==============  ========  ================  ===========
+float64    float64  :math:`2^{-53}`  52       (float64 GEMM)    ``double``
+float32    float32  :math:`2^{-24}`  23       1 (IEEE FP32)     ``float``
+tf32       float32  :math:`2^{-11}`  10       7 (TF32)          ``float``
+bf16       float32  :math:`2^{-8}`    7       6 (BF16)          ``float``
+=========  =======  ==============  ========  ================  ===========
+
+A *format* is what a worker computes in; the *storage* dtype is what the encoded data
+and the answers are held in. TF32 and BF16 keep float32 storage and round the GEMM
+operands to 10 / 7 explicit mantissa bits (tensor cores: exact products, float32
+accumulation). Complex dtypes map to the format of their real part.
+
+Every bound, point choice (γ), executor and kernel takes its numbers from
+:data:`FORMATS`; nothing else in the package keeps a unit roundoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FORMATS", "Format", "get_format", "unit_roundoff"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One worker number format (a row of the table above).
+
+    Attributes
+    ----------
+    name : str
+    storage : numpy.dtype
+        Dtype of the encoded operands and of the answers.
+    u : float
+        Unit roundoff of one worker GEMM's arithmetic (half an ulp at 1).
+    mantissa_bits : int
+        Explicit mantissa bits the GEMM operands keep.
+    cupy_compute_type : int or None
+        CuPy's code for the cuBLAS compute type of float32 GEMMs (None: not a
+        float32 compute mode).
+    c_type : str
+        C type of the storage in the CUDA kernels.
+    """
+
+    name: str
+    storage: np.dtype
+    u: float
+    mantissa_bits: int
+    cupy_compute_type: int | None
+    c_type: str
+
+    @property
+    def emulated(self) -> bool:
+        """Whether the GEMM keeps fewer mantissa bits than its storage (TF32, BF16)."""
+        return self.mantissa_bits < np.finfo(self.storage).nmant
+
+    def __str__(self) -> str:
+        return self.name
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("float64", np.dtype(np.float64), 2.0**-53, 52, None, "double"),
+        Format("float32", np.dtype(np.float32), 2.0**-24, 23, 1, "float"),
+        Format("tf32", np.dtype(np.float32), 2.0**-11, 10, 7, "float"),
+        Format("bf16", np.dtype(np.float32), 2.0**-8, 7, 6, "float"),
+    )
+}
+
+
+def get_format(spec: Any) -> Format:
+    """The :class:`Format` for a format, a format name or a NumPy dtype.
+
+    Complex dtypes map to their real part's format. Raises ``ValueError`` naming the
+    valid choices otherwise (float16 is not a worker format: its 5-bit exponent
+    overflows in the encode sums).
+    """
+    if isinstance(spec, Format):
+        return spec
+    if isinstance(spec, str) and spec in FORMATS:
+        return FORMATS[spec]
+    try:
+        dt = np.dtype(spec)
+    except TypeError:
+        dt = None
+    if dt is not None and dt.kind in "fc":
+        name = np.empty(0, dt).real.dtype.name
+        if name in FORMATS:
+            return FORMATS[name]
+    raise ValueError(
+        f"unknown worker format {spec!r}; use one of {', '.join(FORMATS)} "
+        "(or a float32/float64/complex NumPy dtype)"
+    )
+
+
+def unit_roundoff(spec: Any) -> float:
+    """Unit roundoff :math:`u` of a format, format name or dtype."""
+    return get_format(spec).u
