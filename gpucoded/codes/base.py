@@ -178,6 +178,11 @@ class DecodeInfo:
         Seconds spent applying the weights.
     cached : bool
         Whether the weights came from the cache.
+    estimate : float or None
+        Typical-case error estimate (max norm), used with ``error_bound`` by the
+        accuracy guard (:mod:`gpucoded.guard`).
+    format : str or None
+        Worker number format the bounds assume (:mod:`gpucoded.formats`).
     """
 
     workers: tuple[int, ...]
@@ -188,6 +193,8 @@ class DecodeInfo:
     weights_time: float = 0.0
     decode_time: float = 0.0
     cached: bool = False
+    estimate: float | None = None
+    format: str | None = None
 
 
 @dataclass

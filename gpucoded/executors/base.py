@@ -45,6 +45,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..formats import Format, get_format
+
 __all__ = ["Answer", "Executor", "Run", "check_delays"]
 
 
@@ -94,6 +96,14 @@ class Executor(ABC):
     """Runs the P worker multiplies of one coded product."""
 
     name: str = "executor"
+
+    def compute_format(self, dtype: Any) -> Format:
+        """The number format the workers compute in for operands of ``dtype``.
+
+        The bounds and the accuracy guard use it; executors whose GEMMs round more
+        than the storage dtype (TF32, BF16 tensor cores) override it.
+        """
+        return get_format(dtype)
 
     @abstractmethod
     def start(
