@@ -266,3 +266,24 @@ def test_checker_finds_circles_lazy_and_upward_imports(tmp_path):
     assert bad[1].startswith(
         "gpucoded.points (layer 'decode data') imports gpucoded.studies.autogamma"
     )
+
+
+def test_module_map_matches_the_code(graph):
+    """docs/MODULES.md lists every module once, with the layer this test gives it."""
+    text = (PKG_DIR.parent / "docs" / "MODULES.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`gpucoded/"):
+            rel = Path(cells[0].strip("`")).relative_to("gpucoded").with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            rows[".".join(parts)] = cells[1]
+    names = set(module_names(PKG_DIR))
+    missing, stale = sorted(names - set(rows)), sorted(set(rows) - names)
+    assert not missing and not stale, f"docs/MODULES.md: add {missing}, remove {stale}"
+    wrong = {
+        n: (lay, LAYERS[layer_of(n, graph)][0])
+        for n, lay in rows.items()
+        if lay != LAYERS[layer_of(n, graph)][0]
+    }
+    assert not wrong, f"docs/MODULES.md layers differ (module: (doc, code)): {wrong}"
