@@ -142,7 +142,7 @@ def _bound(code: Code, S: tuple[int, ...], dtype: str, inner: int) -> float:
     dw = code.decode_weights(S, partial=True)
     base = get_format(dtype).storage
     interp, fp = dw.bounds(1.0, 1.0, base, inner)
-    fp *= unit_roundoff(dtype) / (np.finfo(base).eps / 2)
+    fp *= unit_roundoff(dtype) / unit_roundoff(base)
     return interp + fp
 
 
