@@ -587,11 +587,14 @@ class ndarray:
 
     # -- views (no device work)
     def __getitem__(self, key):
-        if isinstance(key, ndarray) or (
-            isinstance(key, tuple) and any(isinstance(k, ndarray | list) for k in key)
+        if isinstance(key, ndarray | list | np.ndarray) or (
+            isinstance(key, tuple) and any(isinstance(k, ndarray | list | np.ndarray) for k in key)
         ):
-            return _op(lambda v, k: v[k], self, key)
-        return self._wrap_view(self._view[key])
+            return _op(lambda v, k: v[k], self, key)  # advanced indexing: a gather kernel
+        v = self._view[key]
+        if not isinstance(v, np.ndarray):
+            return _op(lambda x: x[key], self)  # a scalar read stays on the device
+        return self._wrap_view(v)
 
     def reshape(self, *shape, order="C"):
         shape = shape[0] if len(shape) == 1 and not np.isscalar(shape[0]) else shape
