@@ -186,7 +186,7 @@ def test_two_devices_copies_ordered(sim, placement):
 
     rng = np.random.default_rng(8)
     ex = CudaStreamExecutor(devices=[0, 1], placement=placement)
-    for i in range(6):
+    for _ in range(6):
         A, B = rng.standard_normal((33, 20)), rng.standard_normal((20, 15))
         C, info = gpucoded.coded_matmul(cp.asarray(A), cp.asarray(B), "polydot", p=2, q=2,
                                         P=9, executor=ex, return_info=True)  # fmt: skip
@@ -277,7 +277,7 @@ def test_weight_uploads_bounded_by_answer_sets(sim, monkeypatch):
     A, B = cp.asarray(rng.standard_normal((8, 6))), cp.asarray(rng.standard_normal((6, 4)))
     ex = CudaStreamExecutor()
     sets, orders = set(), set()
-    for i in range(40):
+    for _ in range(40):
         delays = list(rng.permutation([0.0, 0.002, 0.004, 0.006]))
         _, info = gpucoded.coded_matmul(A, B, code, delays=delays, executor=ex,
                                         return_info=True)  # fmt: skip
@@ -305,3 +305,23 @@ def test_executor_options_validated():
         CudaStreamExecutor(precision="fp8")
     with pytest.raises(ValueError, match="delay_mode"):
         CudaStreamExecutor(delay_mode="sometimes")
+
+
+@pytest.mark.parametrize("name", ["tf32", "bf16"])
+def test_precision_study_worker_matmul_uses_the_format(sim, name):
+    """studies.precision.worker_matmul on a device: 2-D GEMMs in the named format."""
+    import cupy as cp
+
+    from gpucoded.studies.precision import worker_matmul
+
+    rng = np.random.default_rng(12)
+    At = rng.standard_normal((3, 8, 128)).astype(np.float32)
+    Bt = rng.standard_normal((3, 128, 8)).astype(np.float32)
+    C = worker_matmul(cp.asarray(At), cp.asarray(Bt), name).get()
+    assert sim.gemm_modes[-3:] == [name] * 3  # not the batched IEEE FP32 GEMM
+    ref = At.astype(np.float64) @ Bt.astype(np.float64)
+    scale = np.abs(At.astype(np.float64)) @ np.abs(Bt.astype(np.float64))
+    u, u32 = FORMATS[name].u, FORMATS["float32"].u
+    err = np.abs(C - ref)
+    assert np.all(err <= (2 * u + u * u + 1.01 * 128 * u32) * scale)
+    assert np.any(err > 1.01 * 128 * u32 * scale)

@@ -12,11 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from _harness.reference import decode_bound, decode_ref, encode_bound, encode_ref
 
 import gpucoded
@@ -102,7 +102,8 @@ def test_encode_reads_broadcast_rows_in_bounds(sim):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    "case", [(37, 29, 23, 1, 3, 1), (33, 41, 19, 2, 2, 2), (12, 40, 12, 1, 18, 1), (5, 7, 9, 4, 3, 4)]
+    "case",
+    [(37, 29, 23, 1, 3, 1), (33, 41, 19, 2, 2, 2), (12, 40, 12, 1, 18, 1), (5, 7, 9, 4, 3, 4)],
 )
 def test_kernels_with_their_own_launch_tuples(sim, dtype, case):
     """kernels.encode/decode on device arrays (any ld in and out) vs the NumPy reference."""

@@ -19,7 +19,6 @@ accumulation order.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -87,14 +86,18 @@ def worker_matmul(At: Any, Bt: Any, name: str) -> Any:
     """
     _, bits, _ = _check(name)
     if is_cupy_array(At):
-        from ..gpu import gemm_precision  # noqa: PLC0415
+        import cupy as cp
 
-        # explicit compute type: float32 stays IEEE even if CUPY_TF32 is set
-        ctx = gemm_precision(name if bits is not None else "ieee")
-    elif bits is None:
+        from ..gpu import gemm, gemm_precision
+
+        # one 2-D GEMM per worker: CuPy's batched (3-D) matmul ignores the compute type;
+        # explicit mode: float32 stays IEEE even if CUPY_TF32 is set
+        mode = name if bits is not None else "ieee"
+        out = cp.empty((At.shape[0], At.shape[1], Bt.shape[2]), dtype=At.dtype)
+        with gemm_precision(mode):
+            for w in range(At.shape[0]):
+                gemm(At[w], Bt[w], mode, out=out[w])
+        return out
+    if bits is None:
         return At @ Bt
-    else:
-        ctx = contextlib.nullcontext()
-        At, Bt = round_mantissa(At, bits), round_mantissa(Bt, bits)
-    with ctx:
-        return At @ Bt
+    return round_mantissa(At, bits) @ round_mantissa(Bt, bits)

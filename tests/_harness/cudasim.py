@@ -1088,7 +1088,8 @@ class RawModule:
             from pathlib import Path
 
             p = Path(path)
-            self.names = {v: k for k, v in json.loads(p.with_name(K.NAMES_NAME).read_text()).items()}
+            names = json.loads(p.with_name(K.NAMES_NAME).read_text())
+            self.names = {v: k for k, v in names.items()}
         else:
             for ne in name_expressions or ():
                 fam = _parse(ne)[0]
