@@ -144,9 +144,11 @@ def test_verify_locates_a_corrupt_device_answer(sim):
     rng = np.random.default_rng(5)
     A, B = rng.standard_normal((20, 16)), rng.standard_normal((16, 12))
     ex = _Corrupting(CudaStreamExecutor(), worker=1, delta=1e3)
+    # worker 5 answers last: the corrupt worker 1 is among the 5 answers "correct" uses
     C, info = gpucoded.coded_matmul(cp.asarray(A), cp.asarray(B), "matdot", m=2, P=6,
-                                    verify="correct", executor=ex, return_info=True)  # fmt: skip
-    assert info.integrity.excluded == (1,)
+                                    delays=[0, 0, 0, 0, 0, 0.2], verify="correct",
+                                    executor=ex, return_info=True)  # fmt: skip
+    assert 1 in info.answered[:5] and info.integrity.excluded == (1,)
     _bound_ok(C, A, B, info)
 
 
