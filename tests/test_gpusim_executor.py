@@ -327,3 +327,32 @@ def test_precision_study_worker_matmul_uses_the_format(sim, name):
     err = np.abs(C - ref)
     assert np.all(err <= (2 * u + u * u + 1.01 * 128 * u32) * scale)
     assert np.any(err > 1.01 * 128 * u32 * scale)
+
+
+def test_gemm_edge_cases_and_explicit_placement(sim, monkeypatch):
+    import cupy as cp
+
+    f32 = np.float32
+    z = gpu.gemm(cp.zeros((2, 0), dtype=f32), cp.zeros((0, 3), dtype=f32), "bf16")
+    np.testing.assert_array_equal(z.get(), np.zeros((2, 3)))
+    assert gpu.gemm(cp.zeros((0, 2), dtype=f32), cp.zeros((2, 3), dtype=f32), "bf16").shape == (
+        0,
+        3,
+    )
+    with pytest.raises(ValueError, match="2-D"):
+        gpu.gemm(cp.zeros((2, 2), dtype=f32), cp.zeros((3, 2), dtype=f32), "bf16")
+    with pytest.raises(ValueError, match="out must be"):
+        gpu.gemm(cp.zeros((2, 2), dtype=f32), cp.zeros((2, 2), dtype=f32), "bf16",
+                 out=cp.zeros((2, 2)))  # fmt: skip
+    with pytest.raises(ValueError, match="precision"):
+        gpu.precision_format("fp8", np.float32)
+    monkeypatch.setenv("CUPY_TF32", "1")
+    At, Bt, dA, dB = _stacks(3)
+    ex = CudaStreamExecutor(devices=[0, 1], placement={0: 1, 1: 0, 2: 1})
+    with pytest.warns(UserWarning, match="CUPY_TF32"):
+        run = ex.start(dA, dB, workers=[0, 1, 2])
+    with run:
+        got = {a.worker: a.product.get() for a in run}
+    for w, p in got.items():
+        np.testing.assert_allclose(p, At[w] @ Bt[w], rtol=1e-12)
+    ex.close()
