@@ -14,9 +14,14 @@ block ``a = i*gc + j``. Encoding writes
 
 .. math:: Y_w = \\sum_a G_{w,a} X_a, \\qquad Y \\in \\mathbb{R}^{P\\times rb\\times cb},
 
-and decoding of answers ``Z`` (``R x rb x db``) with weights ``W``
-(``gp*gt x R``) writes ``C[i rb + r, u db + x] = \\sum_k W_{i gt + u, k} Z_{k,r,x}``
-inside ``C`` only.
+and decoding of R answers ``Z_k`` (each ``rb x db``, read in place through a device
+array of R pointers: no stacked copy) with weights ``W`` (``gp*gt x R``) writes
+``C[i rb + r, u db + x] = \\sum_k W_{i gt + u, k} Z_{k,r,x}`` inside ``C`` only.
+
+Ordering: every allocation, copy and launch of :func:`encode`/:func:`decode` is on
+the launch stream (``stream=`` or the current one); cached coefficient copies are
+ordered to other streams by events; nothing here synchronises the host with the
+device (except once per device for the never-set delay flag).
 """
 
 from __future__ import annotations

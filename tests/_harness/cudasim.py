@@ -188,9 +188,15 @@ class Sim:
             e = self.faults[0]
             raise CUDARuntimeError(700, f"a queued operation failed: {e!r}") from e
 
-    def synchronize_all(self) -> None:
+    def synchronize_all(self, timeout: float = 60.0) -> None:
+        end = time.perf_counter() + timeout
         for q in list(self.queues):
-            q.wait_idle()
+            with q.cond:
+                while q.pending and time.perf_counter() < end:
+                    q.cond.wait(0.1)
+                if q.pending:
+                    self.faults.append(RuntimeError("a stream is still busy at teardown"))
+                    return
 
     def shutdown(self) -> None:
         for q in list(self.queues):
