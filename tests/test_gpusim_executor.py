@@ -356,3 +356,20 @@ def test_gemm_edge_cases_and_explicit_placement(sim, monkeypatch):
     for w, p in got.items():
         np.testing.assert_allclose(p, At[w] @ Bt[w], rtol=1e-12)
     ex.close()
+
+
+def test_abandoned_straggler_keeps_its_memory(sim):
+    """A GEMM still queued when the call returns must not touch freed (reused) memory."""
+    import cupy as cp
+
+    rng = np.random.default_rng(13)
+    A, B = rng.standard_normal((16, 12)), rng.standard_normal((12, 8))
+    dA, dB = cp.asarray(A), cp.asarray(B)
+    ex = CudaStreamExecutor()
+    ex._stream(0, 3)._q.extra_delay = 0.05  # worker 3's stream is slow: always abandoned
+    for _ in range(3):
+        C, info = gpucoded.coded_matmul(dA, dB, "matdot", m=2, P=4, executor=ex,
+                                        return_info=True)  # fmt: skip
+        assert 3 not in info.used
+        _bound_ok(C, A, B, info)
+    ex.close()  # waits for the straggler; its memory is released only then

@@ -84,6 +84,7 @@ class _Queue:
         self.cond = threading.Condition()
         self.pending = 0
         self.stop = False
+        self.extra_delay = 0.0  # seconds added before each operation (a slow stream)
         self.thread = threading.Thread(target=self._run, name=f"cudasim-{name}", daemon=True)
         self.thread.start()
 
@@ -103,7 +104,7 @@ class _Queue:
                 if self.stop and not self.q:
                     return
                 fn = self.q.popleft()
-            d = self.sim.rng_delay()
+            d = self.sim.rng_delay() + self.extra_delay
             if d:
                 time.sleep(d)
             try:
@@ -225,7 +226,31 @@ class Stream:
         if not null:
             s.streams[self.ptr] = self
 
-    def _submit(self, fn) -> None:
+    def _submit(self, fn, touches=()) -> None:
+        """Queue ``fn``; ``touches``: device memory (arrays or addresses) it reads or writes.
+
+        Use-after-free detector: memory freed after this call is legal to touch only
+        if it belongs to this stream's pool arena (CuPy reuses a freed block in the
+        order of the stream it was allocated on); touching memory of another stream's
+        arena that was freed meanwhile is a device fault.
+        """
+        caps = []
+        for t in touches:
+            b = t._mem.block if isinstance(t, ndarray) else _find_block(int(t))
+            if b is not None:
+                caps.append((b, b.frees))
+        if caps:
+            inner, me = fn, self.ptr
+
+            def fn():
+                for b, f in caps:
+                    if b.frees != f and b.arena != me:
+                        raise CUDARuntimeError(
+                            700, f"use after free: a block of stream {b.arena}'s arena was "
+                            f"freed before this operation on stream {me} ran"
+                        )
+                inner()
+
         self._q.submit(fn)
 
     def __enter__(self):
@@ -388,16 +413,19 @@ def get_current_stream(device_id=-1):
 def _memset_async(ptr, value, size, stream):
     s = sim()
     _check_range(ptr, size, "memsetAsync")
-    _stream_by_ptr(int(stream), s.device())._submit(lambda: ctypes.memset(ptr, value, size))
+    _stream_by_ptr(int(stream), s.device())._submit(
+        lambda: ctypes.memset(ptr, value, size), (ptr,)
+    )
 
 
 # ----------------------------------------------------------------------------- memory
 
 
 class _Block:
-    __slots__ = ("arena", "buf", "device", "ptr", "size")
+    __slots__ = ("arena", "buf", "device", "frees", "ptr", "size")
 
     def __init__(self, device: int, size: int, arena: int):
+        self.frees = 0  # times returned to the pool
         self.buf = np.full(size, POISON, dtype=np.uint8)
         self.ptr = self.buf.ctypes.data
         self.size = size
@@ -434,6 +462,7 @@ class _Pool:
     def release(self, blk: _Block) -> None:
         with self.lock:
             self.used -= blk.size
+            blk.frees += 1
             self.free[(blk.arena, blk.size)].append(blk)
         stream = _stream_by_ptr(blk.arena, blk.device)
         # the next user of the block on this stream finds NaN: a use after free shows
@@ -502,7 +531,7 @@ class MemoryPointer:
         _check_range(src.ptr, size, "copy src")
         dst_ptr, src_ptr = self.ptr, src.ptr
         s.stats["peer_copy" if src.device_id != self.device_id else "d2d_copy"] += 1
-        stream._submit(lambda: ctypes.memmove(dst_ptr, src_ptr, size))
+        stream._submit(lambda: ctypes.memmove(dst_ptr, src_ptr, size), (dst_ptr, src_ptr))
 
     def memset_async(self, value, size, stream=None):
         s = sim()
@@ -723,7 +752,7 @@ def _check_devices(arrs, what: str) -> None:
 
 def _submit_current(fn, *arrs) -> None:
     _check_devices(arrs, "operation")
-    sim().current_stream()._submit(fn)
+    sim().current_stream()._submit(fn, arrs)
 
 
 def _host(a):
@@ -917,7 +946,7 @@ def matmul(a, b, out=None, **kw):
     def run():
         ov[...] = _gemm_host(av, bv, mode)
 
-    s.current_stream()._submit(run)
+    s.current_stream()._submit(run, (a, b, out))
     return out
 
 
@@ -965,7 +994,7 @@ def _cublas_module() -> types.ModuleType:
             res = al * _gemm_host(a, b, mode)
             c[...] = res if be == 0 else res + be * c
 
-        s.current_stream()._submit(run)
+        s.current_stream()._submit(run, (A, B, C))
 
     m.gemmEx = gemmEx
     m.setStream = lambda handle, stream: None
@@ -1030,9 +1059,10 @@ class RawKernel:
         s.stats[f"launch:{self.family}"] += 1
         lib, rev = s.lib, s.rng_bool()
         dev = s.device()
+        ptr_args = [a for a in args if isinstance(a, ndarray)]
         if self.family == "delay":
             self._memcheck(args, dev)
-            s.current_stream()._submit(lambda: lib.gc_emu_delay(*cargs))
+            s.current_stream()._submit(lambda: lib.gc_emu_delay(*cargs), ptr_args)
             return
         fn = getattr(lib, f"gc_emu_{self.family}_{_SUFFIX[self.T]}")
         head = (ctypes.c_int(self.vec), ctypes.c_int(self.maxm), ctypes.c_uint(g),
@@ -1043,7 +1073,7 @@ class RawKernel:
             if fn(*head, *cargs) != 0:
                 raise RuntimeError(f"no instantiation {self.name} in the harness")
 
-        s.current_stream()._submit(run)
+        s.current_stream()._submit(run, ptr_args)
 
     def _memcheck(self, args, dev: int) -> None:
         """Every address the kernel touches lies in its allocation; vector paths aligned."""
