@@ -91,12 +91,16 @@ def test_devices_and_peer_copies(sim):
         x = cp.asarray(np.arange(6.0))
         assert x.device.id == 1
         s = cp.cuda.Stream()
+        written = cp.cuda.get_current_stream().record()
     with pytest.raises(RuntimeError, match="device"):
         with s:  # a stream of device 1 while device 0 is current
             pass
     with pytest.raises(ValueError, match="device"):
         cp.matmul(x.reshape(2, 3), x.reshape(3, 2))  # operands on another device
-    y = cp.array(x)  # a peer copy on device 0's current stream
+    # a peer copy on device 0's current stream, ordered after device 1's upload only
+    # by the event (without it the copy may read the buffer before it is written)
+    cp.cuda.get_current_stream().wait_event(written)
+    y = cp.array(x)
     assert y.device.id == 0
     np.testing.assert_array_equal(y.get(), np.arange(6.0))
     with pytest.raises(cudasim.CUDARuntimeError):

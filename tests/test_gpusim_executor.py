@@ -159,7 +159,7 @@ def test_nonfinite_device_answer_is_an_erasure(sim):
     A, B = rng.standard_normal((20, 16)), rng.standard_normal((16, 12))
     ex = _Corrupting(CudaStreamExecutor(), worker=0, delta=np.nan)
     C, info = gpucoded.coded_matmul(cp.asarray(A), cp.asarray(B), "matdot", m=2, P=5,
-                                    delays=[0, 0.05, 0.05, 0.05, 0.05], executor=ex,
+                                    delays=[0, 0.2, 0.2, 0.2, 0.2], executor=ex,
                                     return_info=True)  # fmt: skip
     assert "non-finite" in info.erased[0] and 0 not in info.used
     _bound_ok(C, A, B, info)
