@@ -318,6 +318,39 @@ def summary(quick: bool = False) -> list[dict]:
     return rows
 
 
+def table(rows: list[dict]) -> str:
+    """The one summary table of the device check (markdown): bandwidth, then end to end."""
+    lines = [
+        "| op | n | dtype | grid / m | GB/s | copy GB/s | vs copy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("op") in ("encode", "decode") and "error" not in r:
+            shape = f"{tuple(r['grid'])} P/R={r.get('P', r.get('R'))}"
+            lines.append(
+                f"| {r['op']} | {r['n']} | {r['dtype']} | {shape} | {r['GBps']:.0f} | "
+                f"{r['copy_GBps']:.0f} | {r['ratio_to_copy']:.2f} |"
+            )
+    lines += [
+        "",
+        "| coded_matmul (MatDot) | n | dtype | m | P | wall s | sum worker GEMMs s | "
+        "vs sum | one A@B s | vs A@B | rel. error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("op") == "coded_matmul" and "error" not in r:
+            lines.append(
+                f"| | {r['n']} | {r['dtype']} | {r['m']} | {r['P']} | {r['seconds']:.4f} | "
+                f"{r['sum_worker_gemm_s']:.4f} | {r['ratio_to_sum_gemm']:.2f} | "
+                f"{r['plain_matmul_s']:.4f} | {r['ratio_to_plain']:.2f} | {r['rel_error']:.1e} |"
+            )
+    bad = [r for r in rows if "error" in r]
+    if bad:
+        lines += ["", f"{len(bad)} failed case(s):"] + [f"- {r['op']} {r['args']}: {r['error']}"
+                                                       for r in bad]  # fmt: skip
+    return "\n".join(lines)
+
+
 def write(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     import cupy as cp
@@ -356,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary(args.quick)
     if args.out:
         write(rows, Path(args.out))
+        (Path(args.out) / "summary.md").write_text(table(rows) + "\n")
     bad = [r for r in rows if "error" in r]
-    print(f"{len(rows)} cases, {len(bad)} failed")
+    print(f"\n=== summary ({kernel_source()}; {len(rows)} cases, {len(bad)} failed)")
+    print(table(rows))
     return 1 if bad else 0
 
 

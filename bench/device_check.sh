@@ -4,11 +4,12 @@
 #   bash bench/device_check.sh            # from the repository root
 #
 # Prints the GPU model, builds the fatbin (if nvcc and cmake exist), runs the
-# GPU tests and the kernel tests, then the GPU benchmarks (encode/decode GB/s vs
-# a device-to-device copy measured in the same run; end-to-end coded_matmul vs
-# the sum of the worker GEMMs and vs one A@B for n in {4096, 8192}, fp32/fp64,
-# m in {2,4,8}). With $OUT set, writes there: device_check.log, bench_gpu.json,
-# bench_gpu.csv, pytest_benchmark.json, env.txt.
+# GPU tests and the kernel tests, then the GPU benchmarks and ends with ONE summary
+# table (encode/decode GB/s vs a device-to-device copy measured in the same run;
+# end-to-end coded_matmul vs the sum of the worker GEMMs and vs one A@B for
+# n in {4096, 8192}, fp32/fp64, m in {2,4,8}). The step timeouts add up to 5 min 20 s.
+# With $OUT set, writes there: device_check.log, bench_gpu.json, bench_gpu.csv,
+# summary.md, env.txt. (pytest-benchmark: `pytest bench/bench_gpu.py`, separately.)
 #
 # Needs no network: python3 with numpy, mpmath, cupy, pytest, pytest-benchmark
 # (all in the H200 image). If mpmath or pytest-benchmark were missing, carry
@@ -50,14 +51,14 @@ PY
 
 step "fatbin (cmake + nvcc)"
 if command -v cmake >/dev/null && command -v nvcc >/dev/null; then
-  timeout 60 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null \
+  timeout 20 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null \
     && timeout 60 cmake --build build || { echo "fatbin build failed"; status=1; }
 else
   echo "cmake or nvcc missing: NVRTC JIT only"
 fi
 
 step "GPU tests + kernel tests"
-timeout 80 $PY -m pytest -q -p no:cacheprovider -m "gpu or not gpu" \
+timeout 70 $PY -m pytest -q -p no:cacheprovider -m "gpu or not gpu" \
   tests/test_gpu_kernels.py tests/test_gpu_executor.py tests/test_gpu_helpers.py \
   tests/test_kernels_nvrtc.py tests/test_kernels_emu.py -rs || status=1
 step "other gpu-marked tests"
@@ -65,15 +66,10 @@ timeout 30 $PY -m pytest -q -p no:cacheprovider -m gpu tests \
   --ignore=tests/test_gpu_kernels.py --ignore=tests/test_gpu_executor.py -rs
 rc=$?; if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=1; fi  # 5: none collected
 
-step "benchmark summary (CUDA events)"
+step "benchmarks (CUDA events); the summary table comes last"
 timeout 140 $PY bench/bench_gpu.py ${OUT:+--out "$OUT"} || status=1
 
-step "pytest-benchmark"
-timeout 40 $PY -m pytest -q -p no:cacheprovider bench/bench_gpu.py \
-  ${OUT:+--benchmark-json "$OUT/pytest_benchmark.json"} --benchmark-columns=median,rounds \
-  || status=1
-
-step "done: status $status"
+echo; echo "=== done: status $status ($(date -u +%H:%M:%S))"
 exit "$status"
 } 2>&1 | tee "$LOG"
 exit "${PIPESTATUS[0]}"

@@ -15,7 +15,13 @@ from .codes import Code, DecodeInfo, make_code
 from .errors import NotEnoughAnswersError
 from .executors import get_executor
 from .executors.base import check_delays
-from .integrity import IntegrityReport, answer_problem, verify_decode, verify_ready
+from .integrity import (
+    IntegrityReport,
+    answer_problem,
+    drop_nonfinite,
+    verify_decode,
+    verify_ready,
+)
 from .validate import check_count, check_operands, inputs_finite
 
 __all__ = ["CallInfo", "coded_matmul"]
@@ -212,14 +218,21 @@ def coded_matmul(
                 info.erased[ans.worker] = f"raised {ans.error!r}"
                 continue
             shape = (At.shape[1], Bt.shape[2])
-            bad = answer_problem(ans.product, shape, At.dtype, check_finite=finite_in)
+            bad = answer_problem(
+                ans.product, shape, At.dtype, check_finite=finite_in, defer_device=True
+            )
             if bad:
                 info.erased[ans.worker] = bad
                 continue
             got.append(ans.worker)
             prods.append(ans.product)
+            # device answers: finiteness checked here, all at once (one host sync)
             if len(got) >= need and verify_ready(verify, code_obj, got):
-                break
+                if not finite_in or drop_nonfinite(got, prods, info.erased):
+                    break
+        else:
+            if finite_in:
+                drop_nonfinite(got, prods, info.erased)
     info.time_to_decode = time.perf_counter() - t_run
     pending = [w for w in workers if w not in info.answered]
     if not code_obj.can_decode(got):

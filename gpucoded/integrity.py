@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, is_cupy_array, to_numpy
 from .codes import Code, DecodeInfo
 from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
 
@@ -62,6 +62,7 @@ __all__ = [
     "IntegrityReport",
     "answer_problem",
     "can_check",
+    "drop_nonfinite",
     "can_locate",
     "verify_decode",
     "verify_ready",
@@ -117,7 +118,12 @@ class IntegrityReport:
 
 
 def answer_problem(
-    product: Any, shape: tuple[int, ...], dtype: Any, *, check_finite: bool = True
+    product: Any,
+    shape: tuple[int, ...],
+    dtype: Any,
+    *,
+    check_finite: bool = True,
+    defer_device: bool = False,
 ) -> str | None:
     """Why a worker's answer cannot be used, or None when it can.
 
@@ -129,6 +135,11 @@ def answer_problem(
         What ``At[w] @ Bt[w]`` has: ``(rb, db)`` and the encoded data's dtype.
     check_finite : bool
         Refuse NaN/Inf (set False when the inputs themselves are not finite).
+    defer_device : bool
+        For a device (CuPy) answer, leave the finiteness check to
+        :func:`drop_nonfinite`, which checks all answers with one host
+        synchronisation: checking here would synchronise once per answer inside the
+        collection loop.
     """
     got_shape = tuple(getattr(product, "shape", ()))
     if got_shape != tuple(shape):
@@ -136,13 +147,35 @@ def answer_problem(
     got_dtype = getattr(product, "dtype", None)
     if got_dtype != np.dtype(dtype):
         return f"wrong dtype {got_dtype} (expected {np.dtype(dtype)})"
-    if check_finite:
+    if check_finite and not (defer_device and is_cupy_array(product)):
         xp = array_module(product)
         # a NaN/Inf entry makes the sum non-finite (one streaming pass, no mask array);
         # a finite answer whose sum overflows is confirmed entrywise before refusing it
         if not bool(xp.isfinite(product.sum())) and not bool(xp.isfinite(product).all()):
             return "non-finite answer (NaN/Inf) from finite inputs"
     return None
+
+
+def drop_nonfinite(workers: list[int], products: list, erased: dict[int, str]) -> bool:
+    """Drop the device answers with NaN/Inf whose check :func:`answer_problem` deferred.
+
+    One reduction per answer is queued and all their results come back with a single
+    host synchronisation (a non-finite sum is confirmed entrywise, as in
+    :func:`answer_problem`). ``workers`` and ``products`` (parallel lists) lose the
+    non-finite answers, which are recorded in ``erased``. Returns True when every
+    answer was finite.
+    """
+    dev = [k for k, p in enumerate(products) if is_cupy_array(p)]
+    if not dev:
+        return True
+    xp = array_module(products[dev[0]])
+    finite = to_numpy(xp.isfinite(xp.stack([products[k].sum() for k in dev])))
+    bad = [k for k, ok in zip(dev, finite, strict=True) if not ok]
+    bad = [k for k in bad if not bool(xp.isfinite(products[k]).all())]
+    for k in reversed(bad):
+        erased[workers[k]] = "non-finite answer (NaN/Inf) from finite inputs"
+        del workers[k], products[k]
+    return not bad
 
 
 def can_check(code: Code, workers: Sequence[int]) -> bool:

@@ -14,9 +14,14 @@ block ``a = i*gc + j``. Encoding writes
 
 .. math:: Y_w = \\sum_a G_{w,a} X_a, \\qquad Y \\in \\mathbb{R}^{P\\times rb\\times cb},
 
-and decoding of answers ``Z`` (``R x rb x db``) with weights ``W``
-(``gp*gt x R``) writes ``C[i rb + r, u db + x] = \\sum_k W_{i gt + u, k} Z_{k,r,x}``
-inside ``C`` only.
+and decoding of R answers ``Z_k`` (each ``rb x db``, read in place through a device
+array of R pointers: no stacked copy) with weights ``W`` (``gp*gt x R``) writes
+``C[i rb + r, u db + x] = \\sum_k W_{i gt + u, k} Z_{k,r,x}`` inside ``C`` only.
+
+Ordering: every allocation, copy and launch of :func:`encode`/:func:`decode` is on
+the launch stream (``stream=`` or the current one); cached coefficient copies are
+ordered to other streams by events; nothing here synchronises the host with the
+device (except once per device for the never-set delay flag).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .formats import FORMATS
+
 #: Kernel families; one compiled module per family when JIT-compiled.
 FAMILIES = ("encode", "decode", "delay")
 #: Register-chunk sizes instantiated for the encode/decode kernels.
@@ -45,11 +52,10 @@ NVRTC_OPTIONS = ("-std=c++17",)
 FATBIN_NAME = "gpucoded_kernels.fatbin"
 NAMES_NAME = "gpucoded_kernels.names.json"
 
-_CTYPES = {
-    np.dtype(np.float32): "float",
-    np.dtype(np.float64): "double",
-    np.dtype(np.float16): "gc::half_t",  # binary16 storage, float accumulation
-}
+#: data dtype -> kernel C type: the worker formats' ``c_type`` (:mod:`gpucoded.formats`),
+#: plus binary16, a storage type the kernels support (float accumulation) though it is
+#: not a worker format
+_CTYPES = {f.storage: f.c_type for f in FORMATS.values()} | {np.dtype(np.float16): "gc::half_t"}
 
 
 def kernel_dir() -> Path:
@@ -271,46 +277,98 @@ def use_fatbin() -> bool:
     return os.environ.get("GPUCODED_JIT", "0") != "1" and fatbin_path() is not None
 
 
+#: (device, fatbin path or None, name expression) -> cupy.RawKernel
+_KERNELS: dict[tuple[int, str | None, str], Any] = {}
+
+
 def get_kernel(family: str, name: str) -> Any:
-    """The ``cupy.RawKernel`` for a name expression, on the current device."""
+    """The ``cupy.RawKernel`` for a name expression on the current device (built once)."""
     import cupy as cp
 
     dev = cp.cuda.Device().id
     fb = fatbin_path() if use_fatbin() else None
-    if fb is not None:
-        return _fatbin_module(str(fb), dev).get(name)
-    return _jit_module(family, dev).get(name)
+    key = (dev, None if fb is None else str(fb), name)
+    k = _KERNELS.get(key)
+    if k is None:
+        mod = _fatbin_module(str(fb), dev) if fb is not None else _jit_module(family, dev)
+        k = _KERNELS[key] = mod.get(name)
+    return k
 
 
-_COEF_CACHE: collections.OrderedDict = collections.OrderedDict()
+@dataclass
+class _Coef:
+    """A cached device copy of a coefficient matrix and the events that order its use."""
+
+    array: Any
+    ready: Any  # recorded after the upload, on the upload stream
+    stream_ptr: int
+    last_use: Any = None  # recorded after the latest kernel reading it
+
+
+_COEF_CACHE: collections.OrderedDict[tuple, _Coef] = collections.OrderedDict()
 _COEF_CACHE_SIZE = 256
+_RETIRED: list[_Coef] = []  # evicted, kept until the last kernel reading them is done
 
 
-def _coefficients(M: Any, dtype: np.dtype) -> Any:
+def _upload(host: np.ndarray) -> Any:
+    """Host-to-device copy of a coefficient matrix on the current stream."""
+    import cupy as cp
+
+    return cp.asarray(host)
+
+
+def _coefficients(M: Any, dtype: np.dtype) -> tuple[Any, _Coef | None]:
     """Coefficient matrix on the current device, C-contiguous, in ``dtype``.
 
-    Host matrices (the codes' ``GA``/``GB`` and the decode weights) are small
-    and reused across calls: their device copies are cached by content, so a
-    repeated call makes no host-to-device transfer.
+    Host matrices (the codes' ``GA``/``GB`` and the decode weights of an answer *set*)
+    are small and reused across calls: their device copies are cached by content, so a
+    repeated call makes no host-to-device transfer. The copy is made on the current
+    (launch) stream; a launch on another stream waits for it with an event, never with
+    a host synchronisation. An evicted copy is kept until the last kernel that reads it
+    has finished (its ``last_use`` event), so eviction needs no synchronisation either.
+    Returns the array and its cache entry (None for device input).
     """
     import cupy as cp
 
     if isinstance(M, cp.ndarray):
-        return cp.ascontiguousarray(M, dtype=dtype)
+        return cp.ascontiguousarray(M, dtype=dtype), None
     host = np.ascontiguousarray(M, dtype=dtype)
+    stream = cp.cuda.get_current_stream()
     key = (cp.cuda.Device().id, host.dtype.str, host.shape, host.tobytes())
     hit = _COEF_CACHE.get(key)
     if hit is not None:
         _COEF_CACHE.move_to_end(key)
-        return hit
-    dev = cp.asarray(host)
-    cp.cuda.get_current_stream().synchronize()  # ready for kernels on any stream
-    _COEF_CACHE[key] = dev
+        if hit.stream_ptr != stream.ptr:
+            stream.wait_event(hit.ready)  # device-side ordering after the upload
+        return hit.array, hit
+    dev = _upload(host)
+    ent = _Coef(dev, stream.record(), stream.ptr)
+    _COEF_CACHE[key] = ent
+    _RETIRED[:] = [c for c in _RETIRED if not c.last_use.done]
     if len(_COEF_CACHE) > _COEF_CACHE_SIZE:
-        # rare: the evicted copy may still be read by a kernel on another stream
-        cp.cuda.Device().synchronize()
-        _COEF_CACHE.popitem(last=False)
-    return dev
+        _, old = _COEF_CACHE.popitem(last=False)
+        if old.last_use is not None and not old.last_use.done:
+            _RETIRED.append(old)
+    return dev, ent
+
+
+def _used(*entries: _Coef | None) -> None:
+    """Record, on the current stream, that the launch just queued read these entries."""
+    import cupy as cp
+
+    for e in entries:
+        if e is not None:
+            e.last_use = cp.cuda.get_current_stream().record(e.last_use)
+
+
+def reset_device_state() -> None:
+    """Drop every cached module, kernel, coefficient copy and flag (e.g. after a device reset)."""
+    _fatbin_module.cache_clear()
+    _jit_module.cache_clear()
+    _never_set_flag_on.cache_clear()
+    _KERNELS.clear()
+    _COEF_CACHE.clear()
+    _RETIRED.clear()
 
 
 def _max_blocks() -> int:
@@ -319,12 +377,30 @@ def _max_blocks() -> int:
     return int(cp.cuda.Device().attributes["MultiProcessorCount"]) * 32
 
 
-def _ld_of(X: Any) -> int:
-    """Leading dimension (elements) of a row-major 2-D array with unit column stride."""
+def _ld_of(X: Any, *, write: bool = False) -> int:
+    """Row stride (elements) of a 2-D array with unit column stride.
+
+    The stride is returned as it is, never rounded up: a broadcast (stride 0) or
+    overlapping view is read correctly in place by the kernels, which address row
+    ``r`` at ``r * ld``. An output (``write=True``) must not overlap itself:
+    ``ld >= ncols`` unless it has a single row.
+    """
     item = X.dtype.itemsize
-    if X.ndim != 2 or X.strides[1] != item or X.strides[0] % item or X.strides[0] < 0:
-        raise ValueError("need a 2-D array with unit column stride (row-major, lda >= cols)")
-    return max(X.strides[0] // item, X.shape[1], 1)
+    if X.ndim != 2 or (X.shape[1] > 1 and X.strides[1] != item):
+        raise ValueError("need a 2-D array with unit column stride")
+    if X.strides[0] % item or X.strides[0] < 0:
+        raise ValueError("need a non-negative row stride that is a multiple of the itemsize")
+    ld = X.strides[0] // item
+    if write and X.shape[0] > 1 and ld < X.shape[1]:
+        raise ValueError(
+            f"output rows overlap (row stride {ld} < {X.shape[1]} columns): pass a "
+            "C-contiguous out, or none"
+        )
+    return ld
+
+
+def _stream_ctx(stream: Any) -> Any:
+    return stream if stream is not None else _null_ctx()
 
 
 # --------------------------------------------------------------------------- launches
@@ -343,8 +419,9 @@ def encode(
     Parameters
     ----------
     X : cupy.ndarray, shape (nrows, ncols)
-        Read in place when row-major with unit column stride (any leading
-        dimension); other layouts are first copied to C order.
+        Read in place when its columns have unit stride and its row stride is
+        non-negative (any leading dimension, including broadcast rows with stride
+        0); other layouts are first copied to C order.
     G : array_like, shape (P, gr*gc)
         Encoding coefficients; cast to :func:`acc_dtype` of ``X`` (float32 for
         float16 data, else ``X``'s dtype).
@@ -355,23 +432,28 @@ def encode(
     out : cupy.ndarray, shape (P, rb, cb), optional
         Contiguous destination.
     stream : cupy.cuda.Stream, optional
-        Stream to launch on (default: current).
+        Stream for every allocation, copy and the launch (default: current).
 
     Returns
     -------
     cupy.ndarray, shape (P, rb, cb)
         ``Y[w] = sum_a G[w, a] X_a`` with ``rb = ceil(nrows/gr)``, ``cb = ceil(ncols/gc)``.
     """
-    import cupy as cp
-
     gr, gc = (int(g) for g in grid)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got shape {X.shape}")
+    with _stream_ctx(stream):
+        return _encode_on_stream(X, G, gr, gc, P, out)
+
+
+def _encode_on_stream(X: Any, G: Any, gr: int, gc: int, P: int | None, out: Any) -> Any:
+    import cupy as cp
+
     item = X.dtype.itemsize
-    if X.strides[1] != item or X.strides[0] < 0 or X.strides[0] % item:
+    if (X.shape[1] > 1 and X.strides[1] != item) or X.strides[0] < 0 or X.strides[0] % item:
         X = cp.ascontiguousarray(X)  # e.g. a transposed view: one copy, then the fused pass
     ld = _ld_of(X)
-    G = _coefficients(G, acc_dtype(X.dtype))
+    G, gent = _coefficients(G, acc_dtype(X.dtype))
     if G.ndim != 2 or G.shape[1] != gr * gc:
         raise ValueError(f"G must be (P, {gr * gc}), got {G.shape}")
     Pw = G.shape[0]
@@ -401,8 +483,8 @@ def encode(
         np.int32(Pw),
         out,
     )
-    with stream if stream is not None else _null_ctx():
-        k((plan.grid,), (plan.block,), args)
+    k((plan.grid,), (plan.block,), args)
+    _used(gent)
     return out
 
 
@@ -414,56 +496,78 @@ def decode(
     out: Any = None,
     stream: Any = None,
 ) -> Any:
-    """Fused decode of stacked answers into ``C`` in its final layout.
+    """Fused decode of the answers into ``C`` in its final layout (one pass over them).
 
     Parameters
     ----------
-    Z : cupy.ndarray, shape (R, rb, db)
-        C-contiguous answers of the R answering workers (columns of ``W``).
+    Z : cupy.ndarray (R, rb, db), or a sequence of R cupy.ndarray (rb, db)
+        The answers of the R answering workers (columns of ``W``), read where they
+        are: a sequence is not stacked first (the kernel takes a device array of R
+        pointers); answers that are not C-contiguous are copied.
     W : array_like, shape (gp*gt, R)
-        Decode weights; cast to :func:`acc_dtype` of ``Z``.
+        Decode weights; cast to :func:`acc_dtype` of the answers.
     grid : (gp, gt)
         Block grid of C; ``(p, t)``.
     out_shape : (n, l)
         Shape of C; must satisfy ``ceil(n/gp) == rb`` and ``ceil(l/gt) == db``.
     out : cupy.ndarray, shape (n, l), optional
-        Destination with unit column stride (any leading dimension).
+        Destination with unit column stride and non-overlapping rows.
     stream : cupy.cuda.Stream, optional
+        Stream for every allocation, copy and the launch (default: current).
 
     Returns
     -------
     cupy.ndarray, shape (n, l)
-        ``C[i rb + r, u db + x] = sum_k W[i gt + u, k] Z[k, r, x]``.
+        ``C[i rb + r, u db + x] = sum_k W[i gt + u, k] Z[k][r, x]``.
     """
+    with _stream_ctx(stream):
+        return _decode_on_stream(Z, W, grid, out_shape, out)
+
+
+def _answer_list(Z: Any) -> list:
+    import cupy as cp
+
+    if isinstance(Z, cp.ndarray):
+        if Z.ndim != 3:
+            raise ValueError("Z must be (R, rb, db)")
+        Z = list(Z)
+    Z = [cp.ascontiguousarray(z) for z in Z]
+    if any(z.ndim != 2 for z in Z) or len({z.shape for z in Z}) > 1 or len(
+        {z.dtype for z in Z}
+    ) > 1:
+        raise ValueError("answers must be (rb, db) arrays of one shape and dtype")
+    return Z
+
+
+def _decode_on_stream(Z: Any, W: Any, grid: tuple[int, int], out_shape: tuple, out: Any) -> Any:
     import cupy as cp
 
     gp, gt = (int(g) for g in grid)
     n, l = (int(v) for v in out_shape)
-    Z = cp.ascontiguousarray(Z)
-    if Z.ndim != 3:
-        raise ValueError("Z must be (R, rb, db)")
-    R, rb, db = Z.shape
+    Zs = _answer_list(Z)
+    R = len(Zs)
+    if R == 0:
+        raise ValueError("decode needs at least one answer")
+    rb, db = Zs[0].shape
+    dtype = Zs[0].dtype
     if block_dims(n, l, gp, gt) != (rb, db):
         raise ValueError(f"answers of block shape {(rb, db)} do not tile C {out_shape} on {grid}")
-    W = _coefficients(W, acc_dtype(Z.dtype))
+    W, went = _coefficients(W, acc_dtype(dtype))
     if W.shape != (gp * gt, R):
         raise ValueError(f"W must be ({gp * gt}, {R}), got {W.shape}")
     if out is None:
-        out = cp.empty((n, l), dtype=Z.dtype)
-    elif out.shape != (n, l) or out.dtype != Z.dtype:
+        out = cp.empty((n, l), dtype=dtype)
+    elif out.shape != (n, l) or out.dtype != dtype:
         raise ValueError("out has the wrong shape or dtype")
-    ldc = _ld_of(out)
+    ldc = _ld_of(out, write=True)
     if n * l == 0:
         return out
-    if R == 0:
-        out[...] = 0
-        return out
-    plan = plan_decode(
-        Z.dtype, R, (rb, db), ldc, _align_of(Z.data.ptr, out.data.ptr), _max_blocks()
-    )
+    ptrs = [z.data.ptr for z in Zs]
+    zptr = cp.asarray(np.array(ptrs, dtype=np.uint64))
+    plan = plan_decode(dtype, R, (rb, db), ldc, _align_of(*ptrs, out.data.ptr), _max_blocks())
     k = get_kernel("decode", plan.name)
     args = (
-        Z,
+        zptr,
         np.int32(R),
         np.int64(rb),
         np.int64(db),
@@ -475,8 +579,8 @@ def decode(
         np.int64(n),
         np.int64(l),
     )
-    with stream if stream is not None else _null_ctx():
-        k((plan.grid,), (plan.block,), args)
+    k((plan.grid,), (plan.block,), args)
+    _used(went)
     return out
 
 
@@ -496,7 +600,7 @@ def delay(seconds: float, flag: Any = None, stream: Any = None) -> None:
     if flag is None:
         flag = _never_set_flag()
     k = get_kernel("delay", "gc_delay")
-    with stream if stream is not None else _null_ctx():
+    with _stream_ctx(stream):
         k((1,), (1,), (flag, np.int64(round(seconds * 1e9))))
 
 

@@ -1,9 +1,11 @@
 // Fused decode: combine the answers and write C in its final layout.
 //
-// Input: the stacked products Z (R, rb, db) of the R answering workers (in the
-// order of the columns of W) and the decode weights W (gp*gt, R), row-major.
+// Input: the R answers of the answering workers, each a C-contiguous (rb, db)
+// matrix, given as a device array of R pointers Z (in the order of the columns
+// of W): the answers are read where the workers wrote them, with no stacked copy;
+// and the decode weights W (gp*gt, R), row-major.
 // Output: C (nrows x ncols, leading dimension ldc); block c = i*gt + u is
-//     C[i*rb + r, u*db + x] = sum_k W[c, k] * Z[k, r, x],
+//     C[i*rb + r, u*db + x] = sum_k W[c, k] * Z[k][r, x],
 // written only where the index lies inside nrows x ncols (padding dropped).
 //
 // Each thread owns VEC consecutive columns x of one block position (r, x); it
@@ -15,12 +17,12 @@
 // T: float, double (accumulate in T) or gc::half_t (binary16 storage, float
 // accumulation); W is in the accumulation type.
 //
-// Host preconditions for VEC > 1: db % VEC == 0, ldc % VEC == 0 and Z, C
-// aligned to VEC * sizeof(T).
+// Host preconditions for VEC > 1: db % VEC == 0, ldc % VEC == 0 and every Z[k]
+// and C aligned to VEC * sizeof(T).
 #include "common.cuh"
 
 template <typename T, int VEC, int MAXM>
-__global__ void gc_decode(const T* __restrict__ Z, int R, long long rb, long long db,
+__global__ void gc_decode(const T* const* __restrict__ Z, int R, long long rb, long long db,
                           const typename gc::Acc<T>::type* __restrict__ W, int gp, int gt,
                           T* __restrict__ C, long long ldc, long long nrows,
                           long long ncols) {
@@ -28,7 +30,6 @@ __global__ void gc_decode(const T* __restrict__ Z, int R, long long rb, long lon
     const int nblk = gp * gt;
     const gc::i64 dbv = db / VEC;
     const gc::i64 npos = rb * dbv;
-    const gc::i64 plane = rb * db;
     for (gc::i64 pos = gc::global_thread(); pos < npos; pos += gc::global_stride()) {
         const gc::i64 r = pos / dbv;
         const gc::i64 x = (pos - r * dbv) * VEC;
@@ -37,7 +38,7 @@ __global__ void gc_decode(const T* __restrict__ Z, int R, long long rb, long lon
 #pragma unroll
             for (int q = 0; q < MAXM; ++q) {
                 if (k0 + q < R) {
-                    gc::load_row<T, VEC>(Z + (gc::i64)(k0 + q) * plane + r * db, x,
+                    gc::load_row<T, VEC>(Z[k0 + q] + r * db, x,
                                          db, in[q]);
                 }
             }

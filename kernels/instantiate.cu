@@ -11,8 +11,8 @@
         const typename gc::Acc<T>::type*, int, T*);
 #define GC_INST_decode(T, V, M)                                                        \
     template __global__ void gc_decode<T, V, M>(                                       \
-        const T*, int, long long, long long, const typename gc::Acc<T>::type*, int, int, \
-        T*, long long, long long, long long);
+        const T* const*, int, long long, long long, const typename gc::Acc<T>::type*,  \
+        int, int, T*, long long, long long, long long);
 #define GC_INST(FAM, T, V, M) GC_INST_##FAM(T, V, M)
 
 GC_INST(encode, float, 1, 4)

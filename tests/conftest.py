@@ -20,3 +20,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    """The simulated CUDA device (``tests/_harness/cudasim.py``) installed as ``cupy``."""
+    from _harness import cudasim
+
+    s = cudasim.install(monkeypatch)
+    yield s
+    s.teardown()

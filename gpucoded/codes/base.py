@@ -436,9 +436,7 @@ class Code:
                     f"products must be {len(returned)} answers of one 2-D shape (rb, db); "
                     f"got {len(products)} of shapes {sorted(shapes)}"
                 )
-            xp = array_module(*products)
-            if xp is not np:  # the CUDA decode kernel reads one contiguous stack
-                products = xp.stack(products)
+            array_module(*products)  # refuses NumPy and CuPy answers mixed
         if not isinstance(products, list | tuple) and (
             products.ndim != 3 or products.shape[0] != len(returned)
         ):
@@ -465,10 +463,16 @@ class Code:
         if xp is not np and dtype.kind == "f":
             from .. import gpu  # noqa: PLC0415  (fused CUDA kernel: writes C in place)
 
-            C = gpu.decode_products(products, W, (self.grid.p, self.grid.t), (n, l))
+            # the answers in the order of the set's cached weights (one device copy of W
+            # per answer *set*, whatever the arrival order); read in place, no stack
+            pos = {w: k for k, w in enumerate(returned)}
+            answers = [products[pos[w]] for w in dw.workers]
+            C = gpu.decode_products(answers, dw.W, (self.grid.p, self.grid.t), (n, l))
             return self._finish(
                 C, dw, returned, pdtype, norms, inner, was_cached, t0, t1, return_info
             )
+        if isinstance(products, list | tuple) and xp is not np:
+            products = xp.stack(products)  # complex answers on a device: one GEMM
         if isinstance(products, list | tuple):
             # separate answers (coded_matmul): summed in place, no stacked copy
             C = self.grid.combine(W.astype(dtype, copy=False), products, n, l, real=real)

@@ -23,10 +23,21 @@ Straggler injection (``delays[w]`` seconds):
 Several GPUs: workers are placed over ``devices`` (round robin by default, see
 :func:`gpucoded.gpu.place_workers`); each device receives one copy of the slices
 of ``At``/``Bt`` its workers need; answers are copied back to the caller's device
-(peer-to-peer where the driver allows it) as they are collected.
+(peer-to-peer where the driver allows it) as they are collected. Every
+cross-device copy is ordered by events on both sides: it runs on the stream of the
+memory it reads (so that memory is not reused before the copy) after the
+destination's allocation, and the destination's stream waits for it.
 
-Float32 GEMMs run with an explicit cuBLAS compute type (``precision``, default
-``"ieee"``: no TF32), see :func:`gpucoded.gpu.gemm_precision`.
+Ordering without host synchronisation: each device's inputs and the worker outputs
+are allocated on that device's current stream, one event marks them ready, and each
+worker stream waits for it; the run never synchronises the device while stragglers
+may still be running. Outputs of workers still running when the run is cancelled are
+kept alive until their streams pass them, so a straggler never writes into memory the
+pool has handed to someone else.
+
+Float32 GEMMs run in an explicit format (``precision``, default ``"ieee"``: no
+TF32), see :mod:`gpucoded.gpu`; :meth:`CudaStreamExecutor.compute_format` reports it
+(tf32/bf16 when set), and the decode's bounds use it.
 """
 
 from __future__ import annotations
@@ -35,10 +46,11 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import gpu
+from ..formats import Format
 from .base import Answer, Executor, Run
 
 __all__ = ["CudaStreamExecutor"]
@@ -64,7 +76,9 @@ class _DeviceState:
     At: Any
     Bt: Any
     index: dict[int, int]  # worker -> row in the per-device stacks
-    ref: Any  # reference event (time origin on this device)
+    ref: Any  # inputs and outputs ready; also the time origin on this device
+    out: Any = None  # (workers on this device, rb, db) outputs, allocated before ref
+    out_index: dict[int, int] = field(default_factory=dict)  # worker -> row of out
     flag: Any = None  # int32[1]; set on cancel, ends every delay kernel of the run
     ctl: Any = None  # control stream for the release
 
@@ -108,8 +122,7 @@ class _CudaRun(Run):
         if self._to_numpy:
             prod = cp.asnumpy(prod, stream=wk.stream)
         elif wk.device != self._home:
-            with cp.cuda.Device(self._home):
-                prod = cp.array(prod)  # peer copy onto the caller's device
+            prod = _copy_to(prod, wk.device, self._home)  # peer copy onto the caller's device
         end = max(end, wk.host_delay)
         return Answer(wk.w, prod, None, start, end)
 
@@ -144,12 +157,18 @@ class _CudaRun(Run):
         """Stop yielding; release every injected delay kernel so the streams drain.
 
         Returns at once (the flag is set with ``cudaMemsetAsync`` on a control
-        stream); GEMMs already queued behind a released delay still run.
+        stream). Not cancelled: GEMMs already queued on the worker streams (CUDA work
+        cannot be dequeued) still run to completion; their outputs and inputs stay
+        allocated until then (:meth:`CudaStreamExecutor.close` waits for them).
         """
         if self._cancelled:
             return
         self._cancelled = True
         import cupy as cp
+
+        for wk in self._workers:
+            if not wk.done and wk.ev_end is not None:
+                self._ex._inflight.append((wk.ev_end, wk.product, self._devs[wk.device]))
 
         for dev, st in self._devs.items():
             if st.flag is not None:
@@ -189,8 +208,8 @@ class CudaStreamExecutor(Executor):
     ) -> None:
         if delay_mode not in ("gpu", "host"):
             raise ValueError("delay_mode must be 'gpu' or 'host'")
-        if precision not in gpu.PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(gpu.PRECISIONS)}")
+        if precision not in gpu.PRECISION_MODES:
+            raise ValueError(f"precision must be one of {sorted(gpu.PRECISION_MODES)}")
         self.devices = None if devices is None else [int(d) for d in devices]
         self.placement = placement
         self.delay_mode = delay_mode
@@ -199,6 +218,12 @@ class CudaStreamExecutor(Executor):
         self.poll_interval = float(poll_interval)
         self._streams: dict[tuple[int, int], Any] = {}
         self._keep: list[Any] = []
+        #: (end event, output, device state) of workers abandoned while running
+        self._inflight: list[tuple[Any, Any, Any]] = []
+
+    def compute_format(self, dtype: Any) -> Format:
+        """The format the worker GEMMs run in: the precision mode's (tf32, bf16) for float32."""
+        return gpu.precision_format(self.precision, dtype)
 
     def _stream(self, device: int, w: int) -> Any:
         import cupy as cp
@@ -220,72 +245,83 @@ class CudaStreamExecutor(Executor):
     ) -> Run:
         import cupy as cp
 
+        _require_device()
         msg = gpu.tf32_env_warning()
         if msg and self.precision == "ieee":
             warnings.warn(msg, stacklevel=2)
+        self._inflight = [x for x in self._inflight if not x[0].done]
         to_numpy = not isinstance(At, cp.ndarray)
         home = At.device.id if not to_numpy else cp.cuda.Device().id
-        devices = self.devices or [home]
-        place = gpu.place_workers(workers, devices, self.placement)
+        place = gpu.place_workers(workers, self.devices or [home], self.placement)
         t0 = time.perf_counter()
-
-        # inputs: once per device, only the rows its workers need
         need_flag = (
             self.delay_mode == "gpu"
             and delays is not None
             and any(float(delays[w]) > 0 for w in workers)
         )
-        devs: dict[int, _DeviceState] = {}
-        for dev in sorted(set(place.values())):
-            mine = [w for w in workers if place[w] == dev]
-            if dev == home and not to_numpy:
-                A_d, B_d, index = At, Bt, {w: w for w in mine}
-            else:
-                A_d = _rows_to(At, mine, dev, home)
-                B_d = _rows_to(Bt, mine, dev, home)
-                index = {w: i for i, w in enumerate(mine)}
-            with cp.cuda.Device(dev):
-                st = _DeviceState(A_d, B_d, index, cp.cuda.Event())
-                if need_flag:
-                    st.flag = cp.zeros(1, dtype=cp.int32)
-                    st.ctl = cp.cuda.Stream(non_blocking=True)
-                    self._keep.append(st.flag)  # a spinning kernel may still read it
-                cp.cuda.get_current_stream().synchronize()  # inputs ready first
-                st.ref.record(cp.cuda.get_current_stream())
-                st.ref.synchronize()
-                devs[dev] = st
-
+        devs = {
+            dev: self._prepare(At, Bt, [w for w in workers if place[w] == dev], dev, home,
+                               to_numpy, need_flag)  # fmt: skip
+            for dev in sorted(set(place.values()))
+        }
         run_workers: list[_Worker] = []
         with gpu.gemm_precision(self.precision):
             for w in workers:
-                dev = place[w]
-                st = devs[dev]
                 d = 0.0 if delays is None else float(delays[w])
-                wk = _Worker(w, dev, self._stream(dev, w))
-                with cp.cuda.Device(dev), wk.stream:
-                    wk.ev_start = cp.cuda.Event()
-                    wk.ev_gemm = cp.cuda.Event()
-                    wk.ev_end = cp.cuda.Event()
-                    wk.ev_start.record(wk.stream)
-                    try:
-                        if math.isinf(d):
-                            wk.never = True
-                            if self.delay_mode == "gpu":
-                                self._delay(st, self.never_cap, wk.stream)
-                            run_workers.append(wk)
-                            continue
-                        if self.delay_mode == "gpu" and d > 0:
-                            self._delay(st, d, wk.stream)
-                        else:
-                            wk.host_delay = d
-                        wk.ev_gemm.record(wk.stream)
-                        i = st.index[w]
-                        wk.product = cp.matmul(st.At[i], st.Bt[i])
-                        wk.ev_end.record(wk.stream)
-                    except Exception as e:  # a worker that fails to launch is an erasure
-                        wk.error = e
-                run_workers.append(wk)
+                run_workers.append(self._launch(w, place[w], devs[place[w]], d))
         return _CudaRun(self, run_workers, devs, home, t0, timeout, to_numpy)
+
+    def _prepare(
+        self, At: Any, Bt: Any, mine: list[int], dev: int, home: int, to_numpy: bool, flag: bool
+    ) -> _DeviceState:
+        """Inputs (only the rows ``mine`` need) and outputs on ``dev``, one ready event."""
+        import cupy as cp
+
+        if dev == home and not to_numpy:
+            A_d, B_d, index = At, Bt, {w: w for w in mine}
+        else:
+            A_d = _rows_to(At, mine, dev, home)
+            B_d = _rows_to(Bt, mine, dev, home)
+            index = {w: i for i, w in enumerate(mine)}
+        with cp.cuda.Device(dev):
+            shape = (len(mine), A_d.shape[1], B_d.shape[2])
+            st = _DeviceState(A_d, B_d, index, cp.cuda.Event())
+            st.out = cp.empty(shape, dtype=cp.result_type(A_d.dtype, B_d.dtype))
+            st.out_index = {w: i for i, w in enumerate(mine)}
+            if flag:
+                st.flag = cp.zeros(1, dtype=cp.int32)
+                st.ctl = cp.cuda.Stream(non_blocking=True)
+                self._keep.append(st.flag)  # a spinning kernel may still read it
+            st.ref.record(cp.cuda.get_current_stream())  # inputs and outputs ready
+        return st
+
+    def _launch(self, w: int, dev: int, st: _DeviceState, d: float) -> _Worker:
+        """Queue worker ``w`` on its stream: wait for the inputs, delay, GEMM, events."""
+        import cupy as cp
+
+        wk = _Worker(w, dev, self._stream(dev, w))
+        with cp.cuda.Device(dev), wk.stream:
+            wk.stream.wait_event(st.ref)
+            wk.ev_start, wk.ev_gemm, wk.ev_end = cp.cuda.Event(), cp.cuda.Event(), cp.cuda.Event()
+            wk.ev_start.record(wk.stream)
+            try:
+                if math.isinf(d):
+                    wk.never = True
+                    if self.delay_mode == "gpu":
+                        self._delay(st, self.never_cap, wk.stream)
+                    return wk
+                if self.delay_mode == "gpu" and d > 0:
+                    self._delay(st, d, wk.stream)
+                else:
+                    wk.host_delay = d
+                wk.ev_gemm.record(wk.stream)
+                i = st.index[w]
+                out = st.out[st.out_index[w]]
+                wk.product = gpu.gemm(st.At[i], st.Bt[i], self.precision, out=out)
+                wk.ev_end.record(wk.stream)
+            except Exception as e:  # a worker that fails to launch is an erasure
+                wk.error = e
+        return wk
 
     def _delay(self, st: _DeviceState, seconds: float, stream: Any) -> None:
         from .. import kernels
@@ -293,11 +329,47 @@ class CudaStreamExecutor(Executor):
         kernels.delay(seconds, flag=st.flag, stream=stream)
 
     def close(self) -> None:
-        """Wait for all worker streams and drop cached streams and flags."""
+        """Wait for all worker streams (abandoned GEMMs included), drop streams and flags."""
         for s in self._streams.values():
             s.synchronize()
         self._streams.clear()
         self._keep.clear()
+        self._inflight.clear()
+
+
+def _require_device() -> None:
+    """Raise a clear error when CuPy or a CUDA device is missing."""
+    from ..backend import gpu_available
+
+    if not gpu_available():
+        raise RuntimeError(
+            "executor='cuda' needs CuPy and a CUDA device, and none is usable here "
+            "(cupy missing, or cupy.cuda.is_available() is False); use executor='threads', "
+            "or install the GPU extra (pip install 'gpucoded[gpu]') on a machine with a GPU"
+        )
+
+
+def _copy_to(src: Any, src_dev: int, dst_dev: int) -> Any:
+    """Copy of ``src`` (C-contiguous, on ``src_dev``) on ``dst_dev``, ordered by events.
+
+    The copy runs on ``src_dev``'s current stream, after the work that produced
+    ``src`` there and before the pool can hand ``src``'s memory to anyone else (it is
+    freed in that stream's order); it waits for the destination's allocation, and the
+    destination device's current stream waits for the copy.
+    """
+    import cupy as cp
+
+    with cp.cuda.Device(dst_dev):
+        dst = cp.empty(src.shape, dtype=src.dtype)
+        allocated = cp.cuda.get_current_stream().record()
+    with cp.cuda.Device(src_dev):
+        s = cp.cuda.get_current_stream()
+        s.wait_event(allocated)
+        dst.data.copy_from_device_async(src.data, src.nbytes, s)
+        copied = s.record()
+    with cp.cuda.Device(dst_dev):
+        cp.cuda.get_current_stream().wait_event(copied)
+    return dst
 
 
 def _rows_to(src: Any, rows: list[int], dev: int, home: int) -> Any:
@@ -313,5 +385,4 @@ def _rows_to(src: Any, rows: list[int], dev: int, home: int) -> Any:
         sub = cp.ascontiguousarray(src[cp.asarray(idx)])
     if dev == home:
         return sub
-    with cp.cuda.Device(dev):
-        return cp.array(sub)  # device-to-device (peer) copy
+    return _copy_to(sub, home, dev)  # device-to-device (peer) copy, ordered on both sides

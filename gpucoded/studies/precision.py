@@ -10,7 +10,6 @@ numbers agree to within the accumulation order.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from ..backend import is_cupy_array
@@ -32,14 +31,18 @@ def worker_matmul(At: Any, Bt: Any, name: str) -> Any:
     """
     fmt = get_format(name)
     if is_cupy_array(At):
-        from ..gpu import gemm_precision
+        import cupy as cp
 
-        # explicit compute type: float32 stays IEEE even if CUPY_TF32 is set
-        ctx = gemm_precision(fmt.name if fmt.emulated else "ieee")
-    elif not fmt.emulated:
+        from ..gpu import gemm, gemm_precision
+
+        # one 2-D GEMM per worker: CuPy's batched (3-D) matmul ignores the compute type;
+        # explicit mode: float32 stays IEEE even if CUPY_TF32 is set
+        mode = fmt.name if fmt.emulated else "ieee"
+        out = cp.empty((At.shape[0], At.shape[1], Bt.shape[2]), dtype=At.dtype)
+        with gemm_precision(mode):
+            for w in range(At.shape[0]):
+                gemm(At[w], Bt[w], mode, out=out[w])
+        return out
+    if not fmt.emulated:
         return At @ Bt
-    else:
-        ctx = contextlib.nullcontext()
-        At, Bt = round_operands(At, fmt), round_operands(Bt, fmt)
-    with ctx:
-        return At @ Bt
+    return round_operands(At, fmt) @ round_operands(Bt, fmt)

@@ -21,7 +21,7 @@ void run_encode(unsigned grid, unsigned block, bool rev, const T* X, long long l
 }
 
 template <typename T, int VEC, int MAXM>
-void run_decode(unsigned grid, unsigned block, bool rev, const T* Z, int R, long long rb,
+void run_decode(unsigned grid, unsigned block, bool rev, const T* const* Z, int R, long long rb,
                 long long db, const AccT<T>* W, int gp, int gt, T* C, long long ldc,
                 long long nrows, long long ncols) {
     gc_emu_launch(grid, block, rev, [&] {
@@ -43,7 +43,7 @@ int encode_any(int vec, int maxm, unsigned grid, unsigned block, int rev, const 
 }
 
 template <typename T>
-int decode_any(int vec, int maxm, unsigned grid, unsigned block, int rev, const T* Z,
+int decode_any(int vec, int maxm, unsigned grid, unsigned block, int rev, const T* const* Z,
                int R, long long rb, long long db, const AccT<T>* W, int gp, int gt, T* C,
                long long ldc, long long nrows, long long ncols) {
     auto call = [&](auto fn) { fn(grid, block, rev != 0, Z, R, rb, db, W, gp, gt, C, ldc, nrows, ncols); return 0; };
@@ -75,7 +75,7 @@ int gc_emu_encode_f64(int vec, int maxm, unsigned grid, unsigned block, int rev,
 }
 
 int gc_emu_decode_f32(int vec, int maxm, unsigned grid, unsigned block, int rev,
-                      const float* Z, int R, long long rb, long long db, const float* W,
+                      const float* const* Z, int R, long long rb, long long db, const float* W,
                       int gp, int gt, float* C, long long ldc, long long nrows,
                       long long ncols) {
     return decode_any<float>(vec, maxm, grid, block, rev, Z, R, rb, db, W, gp, gt, C,
@@ -83,7 +83,7 @@ int gc_emu_decode_f32(int vec, int maxm, unsigned grid, unsigned block, int rev,
 }
 
 int gc_emu_decode_f64(int vec, int maxm, unsigned grid, unsigned block, int rev,
-                      const double* Z, int R, long long rb, long long db,
+                      const double* const* Z, int R, long long rb, long long db,
                       const double* W, int gp, int gt, double* C, long long ldc,
                       long long nrows, long long ncols) {
     return decode_any<double>(vec, maxm, grid, block, rev, Z, R, rb, db, W, gp, gt, C,
@@ -99,7 +99,7 @@ int gc_emu_encode_f16(int vec, int maxm, unsigned grid, unsigned block, int rev,
 }
 
 int gc_emu_decode_f16(int vec, int maxm, unsigned grid, unsigned block, int rev,
-                      const gc::half_t* Z, int R, long long rb, long long db, const float* W,
+                      const gc::half_t* const* Z, int R, long long rb, long long db, const float* W,
                       int gp, int gt, gc::half_t* C, long long ldc, long long nrows,
                       long long ncols) {
     return decode_any<gc::half_t>(vec, maxm, grid, block, rev, Z, R, rb, db, W, gp, gt, C,

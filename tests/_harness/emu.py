@@ -127,6 +127,9 @@ class Emu:
         gp, gt = grid
         Z = np.ascontiguousarray(Z)
         R, rb, db = Z.shape
+        # the kernel reads each answer through a pointer array (no stacked copy needed)
+        plane = rb * db * Z.dtype.itemsize
+        zptrs = np.array([Z.ctypes.data + k * plane for k in range(R)], dtype=np.uint64)
         W = np.ascontiguousarray(W, dtype=K.acc_dtype(Z.dtype))
         item = out.dtype.itemsize
         assert out.strides[1] == item
@@ -143,7 +146,7 @@ class Emu:
             ctypes.c_uint(plan.grid),
             ctypes.c_uint(plan.block),
             i32(int(reverse)),
-            self._ptr(Z),
+            self._ptr(zptrs),
             i32(R),
             ll(rb),
             ll(db),

@@ -1,0 +1,188 @@
+"""The simulated CUDA device keeps CUDA's and CuPy 14.2's semantics (what the other
+``gpusim`` tests rely on to catch ordering, aliasing and precision bugs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _harness import cudasim
+
+pytestmark = pytest.mark.gpusim
+
+
+def test_streams_run_concurrently_and_in_order(sim):
+    """One FIFO per stream: a stream waits for its own work only, in queue order."""
+    import cupy as cp
+
+    flag = cp.zeros(1, dtype=cp.int32)
+    slow, fast = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    from gpucoded import kernels as K
+
+    K.delay(30.0, flag=flag, stream=slow)  # spins until the flag is set
+    e_slow = slow.record()
+    e_fast = fast.record()
+    e_fast.synchronize()  # the other stream is still spinning
+    assert not e_slow.done and not slow.done
+    cp.cuda.runtime.memsetAsync(flag.data.ptr, 1, 4, fast.ptr)
+    slow.synchronize()
+    assert e_slow.done
+
+
+def test_event_semantics_follow_cupy(sim):
+    import cupy as cp
+
+    e = cp.cuda.Event()
+    assert e.done  # never recorded: cudaEventQuery succeeds
+    with pytest.raises(cudasim.CUDARuntimeError):
+        cp.cuda.get_elapsed_time(e, e)  # never recorded
+    flag = cp.zeros(1, dtype=cp.int32)
+    s = cp.cuda.Stream(non_blocking=True)
+    a = s.record()
+    from gpucoded import kernels as K
+
+    K.delay(30.0, flag=flag, stream=s)
+    b = s.record()
+    assert not b.done
+    with pytest.raises(cudasim.CUDARuntimeError, match="NotReady"):
+        cp.cuda.get_elapsed_time(a, b)  # CuPy raises on unfinished events
+    ctl = cp.cuda.Stream(non_blocking=True)
+    cp.cuda.runtime.memsetAsync(flag.data.ptr, 1, 4, ctl.ptr)
+    b.synchronize()
+    assert cp.cuda.get_elapsed_time(a, b) >= 0
+    assert s.device_id == 0 and not hasattr(s, "device")  # CuPy's stream: .device_id
+
+
+def test_wait_event_orders_streams(sim):
+    """Without wait_event another stream may read stale data; with it, never."""
+    import cupy as cp
+
+    src = cp.asarray(np.arange(1000.0))
+    s1, s2 = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    with s1:
+        y = src * 2.0
+        ready = s1.record()
+    s2.wait_event(ready)
+    with s2:
+        z = y + 1.0
+    with s2:
+        np.testing.assert_array_equal(z.get(stream=s2), np.arange(1000.0) * 2 + 1)
+
+
+def test_pool_reuses_and_poisons_freed_blocks(sim):
+    import cupy as cp
+
+    pool = cp.get_default_memory_pool()
+    base = pool.used_bytes()
+    a = cp.asarray(np.ones(100))
+    ptr = a.data.ptr
+    assert pool.used_bytes() > base
+    del a
+    assert pool.used_bytes() == base
+    b = cp.empty(100)  # same stream, same size: the freed block, NaN-poisoned
+    assert b.data.ptr == ptr
+    assert np.isnan(b.get()).all()
+
+
+def test_devices_and_peer_copies(sim):
+    import cupy as cp
+
+    assert cp.cuda.runtime.getDeviceCount() == 2
+    with cp.cuda.Device(1):
+        x = cp.asarray(np.arange(6.0))
+        assert x.device.id == 1
+        s = cp.cuda.Stream()
+        written = cp.cuda.get_current_stream().record()
+    with pytest.raises(RuntimeError, match="device"):
+        with s:  # a stream of device 1 while device 0 is current
+            pass
+    with pytest.raises(ValueError, match="device"):
+        cp.matmul(x.reshape(2, 3), x.reshape(3, 2))  # operands on another device
+    # a peer copy on device 0's current stream, ordered after device 1's upload only
+    # by the event (without it the copy may read the buffer before it is written)
+    cp.cuda.get_current_stream().wait_event(written)
+    y = cp.array(x)
+    assert y.device.id == 0
+    np.testing.assert_array_equal(y.get(), np.arange(6.0))
+    with pytest.raises(cudasim.CUDARuntimeError):
+        cp.cuda.Device(2)
+
+
+def test_implicit_host_conversion_refused(sim):
+    import cupy as cp
+
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(cp.zeros(3))
+
+
+def _tf32(x):
+    return cudasim.round_mantissa(x, 10)
+
+
+@pytest.mark.parametrize(
+    ("code", "mode"), [(1, "ieee32"), (2, "ieee32"), (6, "ieee32"), (7, "tf32")]
+)
+def test_matmul_compute_types_as_cupy_14_2(sim, code, mode):
+    """2-D float32 GEMMs: only PEDANTIC and TF32 are mapped; BF16 (6) runs IEEE FP32."""
+    import cupy as cp
+    from cupy._core import _routines_linalg as rl
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((8, 64)).astype(np.float32)
+    b = rng.standard_normal((64, 8)).astype(np.float32)
+    rl.set_compute_type(np.float32, code)
+    got = cp.matmul(cp.asarray(a), cp.asarray(b)).get()
+    assert sim.gemm_modes[-1] == mode
+    want = _tf32(a) @ _tf32(b) if mode == "tf32" else a @ b
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # batched (3-D) GEMMs never read the compute type
+    cp.matmul(cp.asarray(a[None]), cp.asarray(b[None]))
+    assert sim.gemm_modes[-1] == "ieee32"
+
+
+def test_compute_type_starts_tbd_like_cupy(sim, monkeypatch):
+    from cupy._core import _routines_linalg as rl
+
+    monkeypatch.setenv("CUPY_TF32", "1")
+    assert rl.get_compute_type(np.float32) == 7  # CUPY_TF32 applies on first use
+    assert rl.get_compute_type(np.float64) == 1
+    with pytest.raises(ValueError):
+        rl.set_compute_type(np.float32, 42)
+
+
+def test_round_mantissa_is_round_to_nearest_even():
+    x = np.array([1 + 2.0**-11, 1 + 3 * 2.0**-11, 1 + 2.0**-12, -1.5, np.inf], np.float32)
+    got = cudasim.round_mantissa(x, 10)
+    assert list(got) == [1.0, 1 + 4 * 2.0**-11, 1.0, -1.5, np.inf]
+
+
+def test_kernel_launch_checks_argument_widths_and_bounds(sim):
+    """A Python int or a wrong-width scalar, or an access past the buffer, is refused."""
+    import cupy as cp
+
+    from gpucoded import kernels as K
+
+    k = K.get_kernel("delay", "gc_delay")
+    flag = cp.ones(1, dtype=cp.int32)
+    with pytest.raises(TypeError, match="int64"):
+        k((1,), (1,), (flag, 5))
+    enc = K.get_kernel("encode", "gc_encode<double, 1, 4>")
+    X = cp.zeros((4, 4))
+    G = cp.zeros((2, 1))
+    Y = cp.zeros((2, 4, 4))
+    i32, i64 = np.int32, np.int64
+    args = (X, i64(40), i64(4), i64(4), i32(1), i32(1), i64(4), i64(4), G, i32(2), Y)
+    enc((1,), (256,), args)  # ld 40 reads far past X's 4 x 4 elements
+    with pytest.raises(cudasim.CUDARuntimeError, match="IllegalAddress"):
+        cp.cuda.get_current_stream().synchronize()
+    sim.faults.clear()
+
+
+def test_host_syncs_are_counted(sim):
+    import cupy as cp
+
+    x = cp.zeros(4)
+    n = sim.stats["host_sync"]
+    float(x.sum())
+    bool(cp.isfinite(x).all())
+    cp.cuda.Device().synchronize()
+    assert sim.stats["host_sync"] == n + 3
