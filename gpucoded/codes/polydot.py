@@ -26,7 +26,7 @@ from ..points import (
 )
 from .base import BlockGrid, EvaluationCode
 
-__all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "resolve_gamma"]
+__all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "check_eps_rounding", "resolve_gamma"]
 
 #: Largest recovery threshold for which an unspecified gamma means gamma="auto".
 AUTO_DEFAULT_MAX = 10
@@ -148,7 +148,9 @@ class ApproxPolyDot(EvaluationCode):
                 raise ValueError("give either points, gamma, or eps (with norm_bound), not several")
             pts = validate_points(points, P)
             self.gamma = float(1.0 / np.abs(pts).max())
+            self.gamma_choice = "points"
         else:
+            self.gamma_choice = _gamma_choice(gamma, eps, thr)
             self.gamma = resolve_gamma(
                 gamma,
                 eps,
@@ -174,6 +176,46 @@ class ApproxPolyDot(EvaluationCode):
             approximate=True,
             decode_points=decode_points,
         )
+        if eps is not None:
+            check_eps_rounding(self, fmt)
 
     def _params(self) -> str:
         return f"p={self.p}, q={self.q}, P={self.P}, gamma={self.gamma:.4g}"
+
+
+def _gamma_choice(gamma: float | str | None, eps: float | None, threshold: int) -> str:
+    """How γ was chosen: "eps", "gamma" (a number), "auto" or "default" (u^(-1/K))."""
+    if eps is not None:
+        return "eps"
+    if gamma is None:
+        return "auto" if threshold <= AUTO_DEFAULT_MAX else "default"
+    return "auto" if isinstance(gamma, str) else "gamma"
+
+
+def check_eps_rounding(code: ApproxPolyDot, fmt: str) -> None:
+    r"""Refuse an ``eps=`` code whose rounding in ``fmt`` alone exceeds ε.
+
+    Eq. (14)/(16) bound the interpolation error only. At the chosen points the decode
+    of the worst answer set amplifies one rounding per answer by
+    :math:`F_S` (``DecodeWeights.fp_factor``, relative to :math:`\eta^2`), so
+    :math:`u\,\eta^2\max_S F_S<\epsilon` is necessary for the promise to hold.
+    Raises ``ValueError`` with the achievable ε (the auto-γ model's best worst-case
+    error, times :math:`\eta^2`) otherwise.
+    """
+    from ..studies.autogamma import ErrorModel, best_gamma
+
+    eta2 = (1.0 if code.norm_bound is None else code.norm_bound) ** 2
+    fam = "matdot" if code.p == 1 else "polydot"
+    u = WORKER_ROUNDOFF[fmt]
+    _, F = ErrorModel(fam, code.p, code.q, code.P).factors(np.array([code.gamma]))
+    rounding = u * float(F.max()) * eta2
+    if rounding < code.eps:
+        return
+    best = best_gamma(fam, code.p, code.q, code.P, None, fmt).error * eta2
+    raise ValueError(
+        f"{type(code).__name__}(eps={code.eps:g}) with {fmt} workers: at the points "
+        f"Eq. (14)/(16) choose (gamma={code.gamma:.3g}) the decode amplifies rounding "
+        f"to about {rounding:.2g} > eps. The smallest eps {fmt} workers allow for this "
+        f"code is about {best:.2g} (gamma='auto' reaches it); use eps >= {best:.2g}, "
+        "float64 workers, or a smaller m."
+    )
