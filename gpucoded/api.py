@@ -18,6 +18,7 @@ from .pipeline import (
     CallInfo,
     check_call,
     check_out,
+    fit_code,
     matmul_plan,
     operand_norms,
     operands,
@@ -144,11 +145,12 @@ def coded_matmul(
     )  # fmt: skip
     check_out(out, plan.shape, dtype, pairs[0][0])
     ex = get_executor(executor, like=pairs[0][0])
+    code_obj, fmt = fit_code(code_obj, ex, dtype, call)
     Cs, infos = [], []
     for A2, B2 in pairs:
         ops = operands(code_obj, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2))
         C2, info = run_product(
-            code_obj, lambda A2=A2, B2=B2: code_obj.encode(A2, B2), ops, ex, call, t_start
+            code_obj, lambda A2=A2, B2=B2: code_obj.encode(A2, B2), ops, ex, call, fmt, t_start
         )
         Cs.append(C2)
         infos.append(info)

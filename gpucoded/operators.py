@@ -31,14 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from . import guard
 from .backend import array_module
 from .codes import Code
 from .executors import get_executor
 from .pipeline import (
     CALL_OPTIONS,
+    Call,
     check_call,
     check_out,
     col_norm,
+    fit_code,
     matmul_plan,
     operands,
     resolve_code,
@@ -88,6 +91,10 @@ class CodedMatrix:
         live there).
     nonfinite : {"raise", "propagate"}
         NaN/Inf in M.
+    allow_inaccurate : bool
+        Keep a code that no answer set can decode accurately in the executor's
+        worker format (refused with a ``ValueError`` otherwise); the code is fitted
+        to that format once, here (:func:`gpucoded.pipeline.fit_code`).
     **code_options
         Options of the code constructor.
 
@@ -115,14 +122,18 @@ class CodedMatrix:
         P: int | None = None,
         executor: Any = None,
         nonfinite: str = "raise",
+        allow_inaccurate: bool = False,
         **code_options: Any,
     ) -> None:
         M = _as_array("M", M)
         if M.ndim != 2:
             raise ValueError(f"M must be a 2-D matrix, got shape {M.shape}")
         self.M, _ = check_operands(M, M[:1].T, nonfinite=nonfinite)
-        self.code = resolve_code(code, m, P, dict(code_options), M.dtype)
         self.executor = get_executor(executor, like=M)
+        code = resolve_code(code, m, P, dict(code_options), M.dtype)
+        fit = Call(allow_inaccurate=allow_inaccurate)
+        self.code, self.fmt = fit_code(code, self.executor, M.dtype, fit)
+        self.allow_inaccurate = allow_inaccurate
         self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
         self._encoded: dict[tuple, Any] = {}
         self._rho: dict[str, float] = {}
@@ -185,6 +196,8 @@ class CodedMatrix:
             other = check_operands(A2, self.M[:, :1], nonfinite=call.nonfinite)[0]
         dtype = np.result_type(self.M.dtype, other.dtype)
         check_out(call.out, plan.shape, dtype, self.M)
+        fmt = self.executor.compute_format(dtype)
+        guard.check_feasible(self.code, fmt, allow_inaccurate=self.allow_inaccurate)
         finite = self.finite and (call.nonfinite == "raise" or inputs_finite(other, other[:1]))
         A, B = (self.M, other) if side == "A" else (other, self.M)
         dims = self.code.grid.block_dims(A.shape[0], A.shape[1], B.shape[1])
@@ -196,7 +209,7 @@ class CodedMatrix:
         ops = operands(self.code, A, B, finite, norms)
         C, info = run_product(
             self.code, _Encoder(self.code, other, side, stack, dtype, dims), ops,
-            self.executor, call, t_start,
+            self.executor, call, fmt, t_start,
         )  # fmt: skip
         C = plan.assemble([C])
         if call.out is not None:

@@ -49,6 +49,7 @@ __all__ = [
     "check_call",
     "collect",
     "decode",
+    "fit_code",
     "operand_norms",
     "resolve_code",
     "run_product",
@@ -323,6 +324,22 @@ def col_norm(code: Code, B: Any) -> float:
     return float(xp.linalg.norm(B, axis=0).max()) * code.grid.t**0.5
 
 
+def fit_code(code: Code, executor: Executor, dtype: Any, call: Call) -> tuple[Code, Format]:
+    """The code to run for ``executor``'s worker format, and that format.
+
+    :meth:`~gpucoded.executors.base.Executor.compute_format` gives the format the
+    workers compute in for result dtype ``dtype``; a code that cannot give a usable
+    product in it is refused before any work (:func:`gpucoded.guard.check_feasible`,
+    unless ``call.allow_inaccurate``), and an ε-code tuned for another format is
+    retuned or refused (:func:`gpucoded.guard.check_code_format`).
+    """
+    fmt = executor.compute_format(dtype)
+    guard.check_feasible(code, fmt, allow_inaccurate=call.allow_inaccurate)
+    if not call.allow_inaccurate:
+        code = guard.check_code_format(code, fmt)
+    return code, fmt
+
+
 # ------------------------------------------------------------ 3. execute & collect
 def erasure_reason(error: BaseException) -> str:
     """Why a worker's answer is missing, from the exception its run delivered."""
@@ -455,6 +472,7 @@ def decode(
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
         if _DECODE_TAKES_FMT:  # TEMPORARY until `decoder` is merged
             kw["fmt"] = fmt
+        guard.check_weights(code, code.decode_weights(got), fmt)  # overflow: refuse
         C, dinfo = code.decode(prods, got, return_info=True, **kw)
         used = tuple(got)
     if C.dtype != ops.dtype:
@@ -588,8 +606,7 @@ Encoder = Callable[[], tuple[Any, Any]]
 def start(
     code: Code, encode: Encoder, executor: Executor, call: Call, fmt: Format, info: CallInfo
 ) -> tuple[Run, Any, Any]:
-    """Refuse a hopeless code, encode, and start the workers that are not ``failed``."""
-    guard.check_feasible(code, fmt, allow_inaccurate=call.allow_inaccurate)
+    """Encode, and start the workers that are not ``failed``."""
     t0 = time.perf_counter()
     At, Bt = encode()
     info.encode_time = time.perf_counter() - t0
@@ -606,16 +623,17 @@ def run_product(
     ops: Operands,
     executor: Executor,
     call: Call,
+    fmt: Format,
     t_start: float | None = None,
 ) -> tuple[Any, CallInfo]:
     """One coded product through every step of the pipeline; returns (C, CallInfo).
 
-    ``encode()`` returns the encoded stacks (P, rb, cb), (P, cb, db), or an
-    executor's placed blocks for a side an operator keeps encoded.
+    ``code`` and ``fmt`` come from :func:`fit_code`. ``encode()`` returns the encoded
+    stacks (P, rb, cb), (P, cb, db), or an executor's placed blocks for a side an
+    operator keeps encoded.
     """
     t_start = time.perf_counter() if t_start is None else t_start
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
-    fmt = executor.compute_format(ops.dtype)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
     t_run = info.time_to_decode
@@ -645,6 +663,7 @@ def progressive(
     ops: Operands,
     executor: Executor,
     call: Call,
+    fmt: Format,
     until_exact: bool = True,
 ) -> Iterator[tuple[Any, DecodeInfo]]:
     """The pipeline with a decode (and guard) after the threshold and every later answer.
@@ -652,7 +671,6 @@ def progressive(
     Yields ``(C, DecodeInfo)``; stops at the first exact decode when ``until_exact``.
     """
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
-    fmt = executor.compute_format(ops.dtype)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
     got: list[int] = []
@@ -678,15 +696,3 @@ def progressive(
 import inspect as _inspect  # noqa: E402
 
 _DECODE_TAKES_FMT = "fmt" in _inspect.signature(Code.decode).parameters
-if not hasattr(guard, "choose_answers"):
-
-    def _choose(code, got, fmt, *, needed):
-        return tuple(got[:needed])
-
-    def _enough(code, S, fmt):
-        return True
-
-    def _feasible(code, fmt, *, allow_inaccurate=False):
-        return None
-
-    guard.choose_answers, guard.accurate_enough, guard.check_feasible = _choose, _enough, _feasible

@@ -30,7 +30,7 @@ import numpy as np
 
 from .codes import Code, DecodeInfo
 from .executors import get_executor
-from .pipeline import check_call, operands, progressive, resolve_code
+from .pipeline import check_call, fit_code, operands, progressive, resolve_code
 from .validate import check_operands, inputs_finite
 
 __all__ = ["progressive_matmul"]
@@ -92,6 +92,7 @@ def progressive_matmul(
         c, failed=failed, delays=delays, deadline=deadline, nonfinite=nonfinite,
         on_inaccurate=on_inaccurate, allow_inaccurate=allow_inaccurate,
     )  # fmt: skip
-    ops = operands(c, A, B, nonfinite == "raise" or inputs_finite(A, B))
     ex = get_executor(executor, like=A)
-    yield from progressive(c, lambda: c.encode(A, B), ops, ex, call, until_exact)
+    c, fmt = fit_code(c, ex, np.result_type(A.dtype, B.dtype), call)
+    ops = operands(c, A, B, nonfinite == "raise" or inputs_finite(A, B))
+    yield from progressive(c, lambda: c.encode(A, B), ops, ex, call, fmt, until_exact)

@@ -183,11 +183,11 @@ def check_eps_rounding(code: ApproxPolyDot, fmt: str) -> None:
     Raises ``ValueError`` with the achievable ε (the auto-γ model's best worst-case
     error, times :math:`\eta^2`) otherwise.
     """
-    from ..studies.autogamma import ErrorModel, best_gamma
+    from .gamma import ErrorModel, best_gamma
 
     eta2 = (1.0 if code.norm_bound is None else code.norm_bound) ** 2
     fam = "matdot" if code.p == 1 else "polydot"
-    u = WORKER_ROUNDOFF[fmt]
+    u = get_format(fmt).u
     _, F = ErrorModel(fam, code.p, code.q, code.P).factors(np.array([code.gamma]))
     rounding = u * float(F.max()) * eta2
     if rounding < code.eps:
