@@ -256,12 +256,20 @@ def resolve_code(
     from .validate import check_count  # noqa: PLC0415
 
     m, P = check_count("m", m), check_count("P", P)
+    if code is None:
+        code = DEFAULT_CODE
+    if isinstance(code, str):
+        valid = code_option_names(code)
+        unknown = sorted(k for k in options if k not in valid)
+        if valid and unknown:
+            raise TypeError(
+                f"unknown keyword(s) {unknown}; call options: {', '.join(CALL_OPTIONS)}; "
+                f"options of code {code!r}: {', '.join(valid)}"
+            )
     for key in _MAKE_CODE_OPTIONS:
         if key in options:
             options[key] = check_count(key, options[key])
     options = {k: v for k, v in options.items() if v is not None}
-    if code is None:
-        code = DEFAULT_CODE
     if isinstance(code, Code):
         if options:
             raise TypeError(
@@ -276,13 +284,6 @@ def resolve_code(
         return code
     if not isinstance(code, str):
         raise TypeError(f"code must be a code name or a gpucoded.codes.Code, got {type(code)}")
-    valid = code_option_names(code)
-    unknown = sorted(k for k in options if k not in valid)
-    if valid and unknown:
-        raise TypeError(
-            f"unknown keyword(s) {unknown}; call options: {', '.join(CALL_OPTIONS)}; "
-            f"options of code {code!r}: {', '.join(valid)}"
-        )
     if m is None and "p" not in options:
         m = DEFAULT_M
     key = code.lower().replace("-", "_")
@@ -334,9 +335,12 @@ def fit_code(code: Code, executor: Executor, dtype: Any, call: Call) -> tuple[Co
     retuned or refused (:func:`gpucoded.guard.check_code_format`).
     """
     fmt = executor.compute_format(dtype)
-    guard.check_feasible(code, fmt, allow_inaccurate=call.allow_inaccurate)
-    if not call.allow_inaccurate:
-        code = guard.check_code_format(code, fmt)
+    try:
+        code = guard.check_code_format(code, fmt)  # retunes first, then check_feasible
+    except ValueError:
+        if not call.allow_inaccurate:
+            raise
+        guard.check_feasible(code, fmt, allow_inaccurate=True)  # still refuses overflow
     return code, fmt
 
 
