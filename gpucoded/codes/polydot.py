@@ -199,23 +199,27 @@ def check_eps_rounding(code: ApproxPolyDot, fmt: str) -> None:
     of the worst answer set amplifies one rounding per answer by
     :math:`F_S` (``DecodeWeights.fp_factor``, relative to :math:`\eta^2`), so
     :math:`u\,\eta^2\max_S F_S<\epsilon` is necessary for the promise to hold.
-    Raises ``ValueError`` with the achievable ε (the auto-γ model's best worst-case
-    error, times :math:`\eta^2`) otherwise.
+    Raises ``ValueError`` with the achievable ε otherwise: the smallest ε on a
+    20-per-decade grid whose Eq. (14) points pass the same test.
     """
-    from ..studies.autogamma import ErrorModel, best_gamma
+    from ..studies.autogamma import ErrorModel
 
-    eta2 = (1.0 if code.norm_bound is None else code.norm_bound) ** 2
+    eta = 1.0 if code.norm_bound is None else code.norm_bound
     fam = "matdot" if code.p == 1 else "polydot"
     u = WORKER_ROUNDOFF[fmt]
-    _, F = ErrorModel(fam, code.p, code.q, code.P).factors(np.array([code.gamma]))
-    rounding = u * float(F.max()) * eta2
+    model = ErrorModel(fam, code.p, code.q, code.P)
+    rounding = u * float(model.factors(np.array([code.gamma]))[1].max()) * eta**2
     if rounding < code.eps:
         return
-    best = best_gamma(fam, code.p, code.q, code.P, None, fmt).error * eta2
+    grid = np.logspace(-16, 4, 401)
+    gammas = np.array([1.0 / polydot_radius(code.p, code.q, e, eta) for e in grid])
+    ok = u * model.factors(gammas)[1].max(axis=0) * eta**2 < grid
+    best = f"{grid[np.argmax(ok)]:.2g}" if ok.any() else "none"
+    wider = "" if fmt == "float64" else " float64 workers,"
     raise ValueError(
         f"{type(code).__name__}(eps={code.eps:g}) with {fmt} workers: at the points "
         f"Eq. (14)/(16) choose (gamma={code.gamma:.3g}) the decode amplifies rounding "
-        f"to about {rounding:.2g} > eps. The smallest eps {fmt} workers allow for this "
-        f"code is about {best:.2g} (gamma='auto' reaches it); use eps >= {best:.2g}, "
-        "float64 workers, or a smaller m."
+        f"to about {rounding:.2g} > eps. The smallest eps {fmt} workers allow here is "
+        f"about {best}: use eps >= {best},{wider} a smaller m, or "
+        "gamma='auto' (the most accurate points, without the eps promise)."
     )
