@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Uncoded
-from .figure1 import stacked_weights, subset_sweep
+from ..codes.gamma import auto_gamma
 from .progress import Progress
+from .sweep import stacked_weights, subset_sweep
 
 __all__ = [
     "CONFIGS",
@@ -244,8 +245,6 @@ def make_scheme(scheme: str, m: int, n_succ: int, P: int) -> tuple[Code, int, in
         total = max(P, 2 * m - 1)
         return cls(m, total, points=_padded_points(P, total)), n_succ, P
     if scheme == "approx_matdot":
-        from ..points import auto_gamma  # noqa: PLC0415
-
         g = auto_gamma("matdot", 1, m, P, answers=n_succ)
         return ApproxMatDot(m, P, gamma=g), n_succ, P
     raise ValueError(f"unknown scheme {scheme!r}; choose from {SCHEMES}")
@@ -255,7 +254,7 @@ def worst_subset(
     code: Code, answers: int, workers: int, A: np.ndarray, B: np.ndarray
 ) -> tuple[int, ...]:
     """Subset of ``answers`` of the workers ``0..workers−1`` with the largest max-norm
-    error on the probe product A·B (batched search of :mod:`.figure1`)."""
+    error on the probe product A·B (batched search of :mod:`.sweep`)."""
     C = np.asarray(A, dtype=np.longdouble) @ np.asarray(B, dtype=np.longdouble)
     subs = list(itertools.combinations(range(workers), answers))
     res = subset_sweep(code, A, B, C.astype(np.float64), subsets=subs)
