@@ -79,14 +79,27 @@ class PolyDot(EvaluationCode):
         Workers (≥ p²q+q−1).
     points : array (P,), optional
         Default Chebyshev nodes λ(1).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "polydot"
 
-    def __init__(self, p: int, q: int, P: int, points: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        P: int,
+        points: Sequence[float] | None = None,
+        *,
+        decoder: str = "auto",
+    ) -> None:
         grid, ai, bi, targets = _polydot_parts(p, q)
         pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
-        super().__init__(grid, pts, ai, bi, targets, threshold=p * p * q + q - 1)
+        super().__init__(
+            grid, pts, ai, bi, targets, threshold=p * p * q + q - 1, decoder=decoder
+        )
         self.p, self.q = p, q
 
     def _params(self) -> str:
@@ -102,6 +115,7 @@ class ApproxPolyDot(EvaluationCode):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
+    ``decoder``: see :class:`~gpucoded.codes.base.EvaluationCode`.
     """
 
     name = "approx_polydot"
@@ -118,6 +132,7 @@ class ApproxPolyDot(EvaluationCode):
         points: Sequence[float] | None = None,
         decode_points: str = "all",
         dtype: object = "float64",
+        decoder: str = "auto",
     ) -> None:
         grid, ai, bi, targets = _polydot_parts(p, q)
         self.p, self.q = p, q
@@ -156,6 +171,7 @@ class ApproxPolyDot(EvaluationCode):
             threshold=thr,
             approximate=True,
             decode_points=decode_points,
+            decoder=decoder,
         )
         if eps is not None:
             check_eps_rounding(self, fmt)
