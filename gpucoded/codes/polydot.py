@@ -79,14 +79,27 @@ class PolyDot(EvaluationCode):
         Workers (≥ p²q+q−1).
     points : array (P,), optional
         Default Chebyshev nodes λ(1).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "polydot"
 
-    def __init__(self, p: int, q: int, P: int, points: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        P: int,
+        points: Sequence[float] | None = None,
+        *,
+        decoder: str = "auto",
+    ) -> None:
         grid, ai, bi, targets = _polydot_parts(p, q)
         pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
-        super().__init__(grid, pts, ai, bi, targets, threshold=p * p * q + q - 1)
+        super().__init__(
+            grid, pts, ai, bi, targets, threshold=p * p * q + q - 1, decoder=decoder
+        )
         self.p, self.q = p, q
 
     def _params(self) -> str:
@@ -102,6 +115,7 @@ class ApproxPolyDot(EvaluationCode):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
+    ``decoder``: see :class:`~gpucoded.codes.base.EvaluationCode`.
     """
 
     name = "approx_polydot"
@@ -118,6 +132,7 @@ class ApproxPolyDot(EvaluationCode):
         points: Sequence[float] | None = None,
         decode_points: str = "all",
         dtype: object = "float64",
+        decoder: str = "auto",
     ) -> None:
         grid, ai, bi, targets = _polydot_parts(p, q)
         self.p, self.q = p, q
@@ -156,6 +171,7 @@ class ApproxPolyDot(EvaluationCode):
             threshold=thr,
             approximate=True,
             decode_points=decode_points,
+            decoder=decoder,
         )
         if eps is not None:
             check_eps_rounding(self, fmt)
@@ -180,23 +196,27 @@ def check_eps_rounding(code: ApproxPolyDot, fmt: str) -> None:
     of the worst answer set amplifies one rounding per answer by
     :math:`F_S` (``DecodeWeights.fp_factor``, relative to :math:`\eta^2`), so
     :math:`u\,\eta^2\max_S F_S<\epsilon` is necessary for the promise to hold.
-    Raises ``ValueError`` with the achievable ε (the auto-γ model's best worst-case
-    error, times :math:`\eta^2`) otherwise.
+    Raises ``ValueError`` with the achievable ε otherwise: the smallest ε on a
+    20-per-decade grid whose Eq. (14) points pass the same test.
     """
-    from .gamma import ErrorModel, best_gamma
+    from .gamma import ErrorModel
 
-    eta2 = (1.0 if code.norm_bound is None else code.norm_bound) ** 2
+    eta = 1.0 if code.norm_bound is None else code.norm_bound
     fam = "matdot" if code.p == 1 else "polydot"
     u = get_format(fmt).u
-    _, F = ErrorModel(fam, code.p, code.q, code.P).factors(np.array([code.gamma]))
-    rounding = u * float(F.max()) * eta2
+    model = ErrorModel(fam, code.p, code.q, code.P)
+    rounding = u * float(model.factors(np.array([code.gamma]))[1].max()) * eta**2
     if rounding < code.eps:
         return
-    best = best_gamma(fam, code.p, code.q, code.P, None, fmt).error * eta2
+    grid = np.logspace(-16, 4, 401)
+    gammas = np.array([1.0 / polydot_radius(code.p, code.q, e, eta) for e in grid])
+    ok = u * model.factors(gammas)[1].max(axis=0) * eta**2 < grid
+    best = f"{grid[np.argmax(ok)]:.2g}" if ok.any() else "none"
+    wider = "" if fmt == "float64" else " float64 workers,"
     raise ValueError(
         f"{type(code).__name__}(eps={code.eps:g}) with {fmt} workers: at the points "
         f"Eq. (14)/(16) choose (gamma={code.gamma:.3g}) the decode amplifies rounding "
-        f"to about {rounding:.2g} > eps. The smallest eps {fmt} workers allow for this "
-        f"code is about {best:.2g} (gamma='auto' reaches it); use eps >= {best:.2g}, "
-        "float64 workers, or a smaller m."
+        f"to about {rounding:.2g} > eps. The smallest eps {fmt} workers allow here is "
+        f"about {best}: use eps >= {best},{wider} a smaller m, or "
+        "gamma='auto' (the most accurate points, without the eps promise)."
     )
