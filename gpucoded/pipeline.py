@@ -437,7 +437,9 @@ def collect(
             run.limit(until if call.deadline is None else min(until, call.deadline))
         if now >= until:
             break
-    note = "" if until is None else f"waited {call.wait_for_accuracy} s; no accurate set arrived"
+    note = "" if until is None else (
+        f"waited up to {call.wait_for_accuracy} s: no set predicted accurate arrived"
+    )
     return got, prods, note
 
 
@@ -474,7 +476,9 @@ def select(code: Code, got: list[int], fmt: Format, call: Call, note: str) -> tu
         return list(got), "all answers in hand (verify cross-checks them)"
     need = call.answers or code.recovery_threshold
     S = list(guard.choose_answers(code, got, fmt, needed=need))
-    if sorted(S) == sorted(got[: len(S)]):
+    if len(S) == len(got) and len(got) > need:
+        how = f"all {len(S)} answers in hand"
+    elif sorted(S) == sorted(got[: len(S)]):
         how = f"first {len(S)} arrivals"
     else:
         how = f"{len(S)} of {len(got)} answers in hand (predicted most accurate)"
@@ -502,10 +506,8 @@ def decode(
     else:
         if call.verify is not None:
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
-        if _DECODE_TAKES_FMT:  # TEMPORARY until `decoder` is merged
-            kw["fmt"] = fmt
-        guard.check_weights(code, code.decode_weights(got), fmt)  # overflow: refuse
-        C, dinfo = code.decode(prods, got, return_info=True, **kw)
+        guard.check_weights(code, code.decode_weights(got, fmt=fmt), fmt)  # overflow: refuse
+        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, **kw)
         used = tuple(got)
     if C.dtype != ops.dtype:
         C = C.astype(ops.dtype)
@@ -722,9 +724,3 @@ def progressive(
         err = not_enough(code, got, info, call, [])
         err.args = (f"{err.args[0]} after {time.perf_counter() - t0:.3g} s",)
         raise err
-
-
-# TEMPORARY until the `trust` and `decoder` branches are merged: their functions
-import inspect as _inspect  # noqa: E402
-
-_DECODE_TAKES_FMT = "fmt" in _inspect.signature(Code.decode).parameters
