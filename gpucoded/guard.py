@@ -33,11 +33,15 @@ Before any worker runs (:func:`check_feasible`, :func:`check_code_format`)
     amplified by at least :math:`u\|w\|_2\ge u\|w\|_1/\sqrt{P}`, and an answer is
     about :math:`1/\sqrt{s}` of C's scale (s inner blocks), so the *rounding floor*
     :math:`\phi=u\,\|w\|_1^{\rm low}/\sqrt{Ps}` is a typical-case lower estimate of
-    the relative error of every decode. The code is refused when :math:`\phi\ge1`
-    (the result would carry no correct digit whatever answers arrive; the condition
-    number of every decode system then exceeds 1/u) or when the weights must
-    overflow the storage dtype (:math:`\|w\|_1^{\rm low}/P` above its largest
-    number), unless ``allow_inaccurate=True``.
+    the relative error of every interpolating decode. Weights smaller than the bound
+    (a regularised decoder) do not escape: for the input whose product polynomial is
+    that q, :math:`|\hat C-C|\ge|t_{cj}\,\mathrm{coef}_j(q)|-\|w\|_1`, so such a
+    decode misses C by about its own size for some inputs and its bound says so. The
+    code is refused when :math:`\phi\ge1` (the result would carry no correct digit
+    whatever answers arrive; the condition number of every decode system then exceeds
+    1/u) or when interpolation weights must overflow the storage dtype
+    (:math:`\|w\|_1^{\rm low}/P` above its largest number), unless
+    ``allow_inaccurate=True``.
 
 Which answers to decode (:func:`choose_answers`, :func:`accurate_enough`)
     A set S is predicted accurate when
@@ -347,8 +351,9 @@ def check_feasible(code: Any, fmt: Any, *, allow_inaccurate: bool = False) -> No
     if not overflow and (phi < 1.0 or allow_inaccurate):
         return
     why = (
-        f"its decode weights reach at least 1e{lb - math.log10(code.P):.0f}, beyond the "
-        f"largest {fmt.storage.name} (they would overflow to inf/NaN)"
+        f"its interpolation weights reach at least 1e{lb - math.log10(code.P):.0f}, beyond "
+        f"the largest {fmt.storage.name} (they would overflow to inf/NaN; weights small "
+        "enough to fit miss C by about its own size for some inputs)"
         if overflow
         else f"every decode system has condition number >= 1e{lb:.0f} (cond*u = "
         f"1e{lb + math.log10(fmt.u):.0f} >= 1): rounding alone makes the error about "
@@ -436,12 +441,13 @@ def _retuned(code: Any, fmt: Format) -> Any:
 def predicted_error(code: Any, S: Sequence[int], fmt: Any) -> float:
     r""":math:`\pi_S=I_S+u\,F_S` for decoding from the workers ``S`` (relative to ρ_Aρ_B).
 
-    Uses the cached weights of the set (``code.decode_weights(S)``); :math:`I_S=0` for
-    an exact decode.
+    Uses the cached weights of the set for ``fmt`` (``code.decode_weights(S, fmt=fmt)``,
+    the ones the decode will apply); :math:`I_S=0` for an exact decode.
     """
-    dw = code.decode_weights(S)
+    fmt = get_format(fmt)
+    dw = code.decode_weights(S, fmt=fmt)
     interp = 0.0 if dw.exact else float(dw.interp_factor)
-    return interp + get_format(fmt).u * float(dw.fp_factor)
+    return interp + fmt.u * float(dw.fp_factor)
 
 
 def accurate_enough(code: Any, S: Sequence[int], fmt: Any) -> bool:

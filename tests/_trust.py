@@ -60,7 +60,7 @@ def guarded_decode(code, A, B, *, arrivals=None, failed=(), needed=None, fmt=Non
     need = code.recovery_threshold if needed is None else needed
     S = guard.choose_answers(code, got, fmt, needed=need)
     try:
-        guard.check_weights(code, code.decode_weights(S), fmt)
+        guard.check_weights(code, code.decode_weights(S, fmt=fmt), fmt)
     except ValueError as exc:
         return Outcome("refused", message=str(exc), used=tuple(S))
     At, Bt = code.encode(A, B)
@@ -73,6 +73,7 @@ def guarded_decode(code, A, B, *, arrivals=None, failed=(), needed=None, fmt=Non
             shape=(A.shape[0], B.shape[1]),
             norms=operand_norms(code, A, B),
             inner=At.shape[2],
+            fmt=fmt,
             return_info=True,
         )
         scale = float(np.max(np.abs(C))) if np.all(np.isfinite(C)) else np.nan
