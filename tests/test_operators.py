@@ -131,7 +131,7 @@ def test_dask_ships_only_the_other_operand():
     b1 = ex.bytes_sent
     y2, info = cm.matmul(x, return_info=True)
     per_call = ex.bytes_sent - b1
-    assert np.array_equal(y, y2) and np.abs(y - M @ x).max() < 1e-12
+    assert max(np.abs(y - M @ x).max(), np.abs(y2 - M @ x).max()) < 1e-12
     # a later call ships each running worker's block of x only: P blocks of 50 floats
     assert per_call == cm.code.P * 50 * 8
     assert first == per_call + cm.code.P * 200 * 50 * 8
