@@ -358,6 +358,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     paths = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
@@ -380,6 +381,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
         ax.axvline(2 * m - 1, color="red", ls=":", label="2m−1")
         title = f"Fig. 1(a) m={m}, P={rs[0]['P']}, {dtype}"
         ax.set(xlabel="N_succ", ylabel="‖Ĉ−C‖_max", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1a_{dtype}.png"))
@@ -414,6 +416,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
             ax.semilogy([p for p, _ in pts], errs, "o-", label=f"γ={g:.3g}")
         ax.axvline(2 * m - 1, color="red", ls=":")
         ax.set(xlabel="N_succ", ylabel="worst-case ‖Ĉ−C‖_max", title=f"Fig. 1(c) ε-MatDot, {dtype}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # N_succ counts answers
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1c_{dtype}.png"))

@@ -599,6 +599,12 @@ def main(args: argparse.Namespace) -> int:
         X, y = mnist.load(args.mnist_dir)
     except (OSError, ValueError, ImportError) as e:
         raise SystemExit(f"gpucoded logreg: {e}") from None
+    if args.folds < 2:
+        raise SystemExit(
+            f"gpucoded logreg: --folds {args.folds} leaves no training data (each fold is "
+            "tested on a model trained on the others); use --folds 2 or more, with "
+            "--folds-run 1 to train once"
+        )
     cfg = LogregConfig(
         iterations=args.iterations, folds=args.folds, seed=args.seed, folds_run=args.folds_run
     )
