@@ -24,7 +24,8 @@ How they are solved (fast for thresholds up to 512, accurate for any):
    with the residual :math:`T-WV` formed in double-double (106 bits, basis values by
    their recurrence in double-double) brings them to about 1e-27 relative. **A
    posteriori check**: the last correction must be below :math:`2^{-80}` of the
-   weights (it estimates the remaining error); otherwise
+   weights (it estimates the remaining error), and :math:`\sum_k|W_{ck}|\le10^3` (so
+   the defect, a sum that cancels, is known to ~1e-26); otherwise
 2. **mpmath with a structured O(K²) solver** (:func:`_mp_dual_weights`): the dual
    Vandermonde system :math:`w^\top V=t^\top` of the square (truncated) system is
    solved through the Lagrange basis, :math:`w_k=t^\top\mathrm{coef}(\ell_k)`,
@@ -86,6 +87,9 @@ _MAX_DPS = 3200
 _DENSE_MAX = 80
 #: The float path accepts weights whose last refinement step is below this (relative).
 _REFINE_TOL = 2.0**-80
+#: Largest Σ_k|W_ck| accepted from the float path: its weights carry ~1e-29 relative
+#: error, so the defect (a sum that cancels to ~0) is known to ~1e-29 × this.
+_FLOAT_MAX_WSUM = 1e3
 #: Digits the float (double-double refined) weights are reported to carry.
 _FLOAT_DPS = 32
 
@@ -477,6 +481,8 @@ def interpolation_weights(
     T = np.asarray(targets[:, :ncoef], dtype=np.float64)
     pts = np.asarray(points)
     fast = _float_weights(pts, T, basis, omega)
+    if fast is not None and float(np.abs(fast[0]).sum(axis=1).max()) > _FLOAT_MAX_WSUM:
+        fast = None  # the defect would cancel below the refined weights' accuracy
     if fast is not None:
         Wh, Wl, cond = fast
         ctx = mp_context(_FLOAT_DPS + 8)
