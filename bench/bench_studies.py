@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpucoded.codes import ApproxMatDot  # noqa: E402
 from gpucoded.reference import exact_product  # noqa: E402
 from gpucoded.studies import figure1 as f1  # noqa: E402
+from gpucoded.studies import sweep as sw  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
@@ -62,7 +63,7 @@ def bench_figure1(n_gammas: int, loop_gammas: int, repeat: int = 3) -> dict:
     cfg = f1.Figure1Config(dtypes=("float64",), split=False, gammas=np.logspace(0, 8, n_gammas))
     t_batched, rows = _best(lambda: f1.figure1(cfg), repeat)
 
-    A, B = f1.unit_gaussian_pair(cfg.n, cfg.seed)
+    A, B = sw.unit_gaussian_pair(cfg.n, cfg.seed)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     codes = [(lab, g, c) for lab, g, c in f1.panel_a_codes(cfg.m, cfg.P, cfg.approx_gamma)]
     codes += [
@@ -76,7 +77,7 @@ def bench_figure1(n_gammas: int, loop_gammas: int, repeat: int = 3) -> dict:
     for _, _, code in sub:
         At, Bt = code.encode(A, B)
         prods = At @ Bt
-        for S in f1.all_subsets(code):
+        for S in sw.all_subsets(code):
             Chat = code.decode(prods[list(S)], S, shape=C.shape, partial=True)
             float(np.abs(Chat - C).max())
     t_loop_per_gamma = (time.perf_counter() - t0) / max(1, len(sub))
@@ -98,7 +99,7 @@ def bench_figure1(n_gammas: int, loop_gammas: int, repeat: int = 3) -> dict:
             key = "gamma<=1e2" if g <= 1e2 else "gamma>1e4" if g > 1e4 else None
             if key:
                 ratios[key].append(e / b)
-    n_subsets = sum(len(f1.all_subsets(c)) for _, _, c in codes)
+    n_subsets = sum(len(sw.all_subsets(c)) for _, _, c in codes)
     return {
         "n_gammas": n_gammas,
         "n_decodes": n_subsets,
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         lr = logreg.benchmark(iterations=100 if args.quick else 400)
         out["logreg"] = lr
         print(
-            f"Logistic regression ({lr['scheme']}, m={lr['m']}, P={lr['P']}): "
+            f"Logistic regression ({lr['scheme']}, m={lr['m']}, P={lr['P']}, "
+            f"data: {lr['data']}): "
             f"CodedSGD loop {lr['fast_it_s']:.0f} it/s | coded_matmul loop "
             f"{lr['naive_it_s']:.0f} it/s ({lr['speedup']:.1f}x; W max rel. diff "
             f"{lr['max_rel_diff_vs_naive']:.1e}) | CodedProduct loop "

@@ -26,7 +26,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMATS", "Format", "get_format", "unit_roundoff"]
+from .backend import array_module
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "get_format",
+    "round_mantissa",
+    "round_operands",
+    "unit_roundoff",
+]
 
 
 @dataclass(frozen=True)
@@ -104,3 +113,37 @@ def get_format(spec: Any) -> Format:
 def unit_roundoff(spec: Any) -> float:
     """Unit roundoff :math:`u` of a format, format name or dtype."""
     return get_format(spec).u
+
+
+def round_mantissa(X: Any, bits: int) -> Any:
+    r"""Round float32 values to ``bits`` explicit mantissa bits (round to nearest even).
+
+    The result :math:`y` satisfies :math:`|y-x|\le 2^{-(\text{bits}+1)}|x|` (half an
+    ulp of the short format); the exponent range stays float32's, as in TF32 and BF16.
+    Works on NumPy and CuPy arrays.
+    """
+    xp = array_module(X)
+    if X.dtype != np.float32:
+        raise TypeError(f"round_mantissa expects float32, got {X.dtype}")
+    if not 0 <= bits <= 23:
+        raise ValueError(f"bits must be in [0, 23], got {bits}")
+    drop = 23 - bits
+    if drop == 0:
+        return X
+    u = X.view(xp.uint32)
+    lsb = (u >> drop) & xp.uint32(1)
+    bias = lsb + xp.uint32((1 << (drop - 1)) - 1)
+    mask = xp.uint32((0xFFFFFFFF >> drop) << drop)
+    return ((u + bias) & mask).view(xp.float32)
+
+
+def round_operands(X: Any, fmt: Any) -> Any:
+    """``X`` as a worker GEMM in format ``fmt`` reads it (CPU emulation of TF32/BF16).
+
+    Identity for float32/float64 (and complex) formats; for an emulated format the
+    float32 storage is rounded to its :attr:`Format.mantissa_bits`
+    (:func:`round_mantissa`). A product of rounded operands accumulated in float32 is
+    what a tensor core computes (exact products, float32 sums).
+    """
+    f = get_format(fmt)
+    return round_mantissa(X, f.mantissa_bits) if f.emulated else X

@@ -41,6 +41,7 @@ import numpy as np
 
 from .backend import array_module
 from .codes.base import DecodeWeights
+from .formats import FORMATS
 
 __all__ = [
     "mixed_bounds",
@@ -51,8 +52,9 @@ __all__ = [
     "truncation_factor",
 ]
 
-#: significand bits (including the implicit one) of the worker formats supported
-_MANTISSA = {"float32": 24, "float64": 53}
+#: significand bits (including the implicit one) of the IEEE worker formats (an
+#: emulated format's products are not float32-exact sums of its slices)
+_MANTISSA = {n: f.mantissa_bits + 1 for n, f in FORMATS.items() if not f.emulated}
 
 
 def slice_bits(inner: int, dtype: str = "float32") -> int:

@@ -18,7 +18,6 @@ import math
 import numpy as np
 
 __all__ = [
-    "auto_gamma",
     "chebyshev",
     "default_gamma",
     "matdot_radius",
@@ -72,7 +71,11 @@ def matdot_radius(m: int, eps: float, norm_bound: float) -> float:
 
 
 def default_gamma(threshold: int, unit_roundoff: float = np.finfo(np.float64).eps) -> float:
-    r"""Documented default :math:`\gamma` for the ε-approximate codes.
+    r"""Closed-form :math:`\gamma=u^{-1/K}` for the ε-approximate codes.
+
+    This is the codes' default only when their recovery threshold exceeds
+    ``AUTO_DEFAULT_MAX`` (10, :mod:`gpucoded.codes.polydot`); below that the default
+    is ``gamma="auto"`` (:func:`gpucoded.codes.gamma.auto_gamma`).
 
     The interpolation error falls like :math:`1/\gamma` while the rounding error of
     the decode grows like :math:`u\,\gamma^{K-1}` (the condition number of the
@@ -82,70 +85,6 @@ def default_gamma(threshold: int, unit_roundoff: float = np.finfo(np.float64).ep
     on unit-norm inputs.
     """
     return float(unit_roundoff ** (-1.0 / max(threshold, 1)))
-
-
-def auto_gamma(
-    family: str,
-    p: int,
-    q: int,
-    P: int,
-    answers: int | None = None,
-    dtype: str = "float64",
-) -> float:
-    r"""γ minimising the predicted worst-case error of ε-MatDot/ε-PolyDot (``gamma="auto"``).
-
-    The prediction is :math:`\max_S[I_S(\gamma)+u\,F_S(\gamma)]` over the subsets S of
-    ``answers`` workers: the interpolation factor and the rounding factor of the decode
-    (``DecodeWeights.interp_factor`` / ``fp_factor``) obtained for all γ at once from the
-    γ = 1 problem, and the unit roundoff u of the worker format ``dtype`` ("float64",
-    "float32", "tf32", "bf16"). See :mod:`gpucoded.studies.autogamma`.
-
-    Parameters
-    ----------
-    family : {"matdot", "polydot"}
-    p, q : int
-        Block split (MatDot: p = 1, q = m).
-    P : int
-        Workers.
-    answers : int, optional
-        Answers expected at decode time (default: the recovery threshold p²q).
-    dtype : str
-        Worker arithmetic.
-    """
-    from .studies.autogamma import best_gamma  # noqa: PLC0415
-
-    return best_gamma(family, int(p), int(q), int(P), answers, str(dtype)).gamma
-
-
-#: Unit roundoff of the worker arithmetic formats the evaluation points can be tuned for.
-WORKER_ROUNDOFF: dict[str, float] = {
-    "float64": 2.0**-53,
-    "float32": 2.0**-24,
-    "tf32": 2.0**-11,
-    "bf16": 2.0**-8,
-}
-
-
-def worker_format(dtype: object) -> str:
-    """Name of the worker arithmetic for a dtype or format name.
-
-    ``"float64"``, ``"float32"``, ``"tf32"``, ``"bf16"``, or a NumPy dtype (complex
-    types map to their real part's format).
-    """
-    if isinstance(dtype, str) and dtype in WORKER_ROUNDOFF:
-        return dtype
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is not None and dt.kind in "fc":
-        name = np.empty(0, dt).real.dtype.name
-        if name in WORKER_ROUNDOFF:
-            return name
-    raise ValueError(
-        f"unknown worker dtype {dtype!r}; use one of {', '.join(WORKER_ROUNDOFF)} "
-        "(or a float32/float64/complex NumPy dtype)"
-    )
 
 
 def validate_points(points: np.ndarray, P: int) -> np.ndarray:

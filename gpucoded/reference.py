@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import to_numpy
-from .codes import Code
 from .weights import mp_context
+
+if TYPE_CHECKING:  # annotations only: the reference sits below the codes it checks
+    from .codes import Code
 
 __all__ = ["ErrorSplit", "error_split", "exact_decode", "exact_product"]
 

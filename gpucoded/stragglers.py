@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,8 +38,10 @@ from .codes import Code
 from .errors import WorkerError
 from .executors import get_executor
 from .executors.base import Answer, Executor, Run
+from .formats import Format
 
 __all__ = [
+    "ERASURE_FAULTS",
     "Bimodal",
     "FaultyExecutor",
     "Injection",
@@ -51,7 +52,7 @@ __all__ = [
     "decodable_time",
     "fixed_failures",
     "random_failures",
-    "straggler_comparison",
+    "tamper",
     "worst_case_failures",
 ]
 
@@ -232,15 +233,66 @@ def decodable_time(
 
 
 # ---------------------------------------------------------------- injection
+#: Fault kinds of :class:`FaultyExecutor` that make a worker an erasure (the answer
+#: checks of ``coded_matmul`` see them on arrival); ``("perturb", e)`` and
+#: ``("scale", f)`` are silent corruptions only a ``verify=`` check can see.
+ERASURE_FAULTS = ("raise", "shape", "dtype", "nan", "inf", "never")
+
+
+def tamper(ans: Answer, fault: Any) -> Answer | None:
+    """The answer as a faulty worker delivers it (None: it never arrives).
+
+    ``fault``: an exception instance (the worker raises it after its work), one of
+    :data:`ERASURE_FAULTS`, ``("perturb", e)`` (adds e to the first entry) or
+    ``("scale", f)`` (multiplies the answer by f). Answers that already failed pass
+    through unchanged, except that an exception fault replaces their error.
+    """
+    if isinstance(fault, BaseException):
+        return Answer(ans.worker, None, fault, ans.start, ans.end)
+    if not ans.ok:
+        return ans
+    P = ans.product
+    if fault == "never":
+        return None
+    if fault == "raise":
+        err = WorkerError(f"injected fault of worker {ans.worker}")
+        return replace(ans, product=None, error=err)
+    if fault == "shape":
+        return replace(ans, product=P[None])
+    if fault == "dtype":
+        if P.dtype.kind == "c":
+            other = np.complex64 if P.dtype != np.complex64 else np.complex128
+        else:
+            other = np.float32 if P.dtype != np.float32 else np.float64
+        return replace(ans, product=P.astype(other))
+    if fault in ("nan", "inf"):
+        Q = P.copy()
+        Q.flat[0] = np.nan if fault == "nan" else np.inf
+        return replace(ans, product=Q)
+    kind, value = fault
+    if kind == "perturb":
+        Q = P.copy()
+        Q.flat[0] += value
+        return replace(ans, product=Q)
+    if kind == "scale":
+        return replace(ans, product=P * value)
+    raise ValueError(f"unknown fault {fault!r}")
+
+
 class _FaultyRun(Run):
-    def __init__(self, inner: Run, raises: Mapping[int, BaseException]) -> None:
+    def __init__(self, inner: Run, faults: Mapping[int, Any], interrupt_after: int | None) -> None:
         self._inner = inner
-        self._raises = raises
+        self._faults = faults
+        self._interrupt_after = interrupt_after
 
     def __iter__(self) -> Iterator[Answer]:
-        for a in self._inner:
-            if a.worker in self._raises:
-                a = Answer(a.worker, None, self._raises[a.worker], a.start, a.end)
+        for k, a in enumerate(self._inner):
+            if self._interrupt_after is not None and k >= self._interrupt_after:
+                raise KeyboardInterrupt  # Ctrl-C while the caller consumes answers
+            if a.worker in self._faults:
+                a = tamper(a, self._faults[a.worker])
+                if a is None:
+                    continue
             yield a
 
     def cancel(self) -> None:
@@ -248,23 +300,41 @@ class _FaultyRun(Run):
 
 
 class FaultyExecutor(Executor):
-    """Wraps any executor: the workers in ``raises`` fail with an exception.
+    """Wraps any executor and injects faults into chosen workers' answers.
 
-    The failing worker's answer is replaced by its error at the time it would have
-    answered (a worker that crashes after doing its work), so ``coded_matmul``
-    treats it as an erasure.
+    Parameters
+    ----------
+    inner : Executor
+        Runs the workers (its :meth:`compute_format` is reported unchanged).
+    faults : iterable of int, or mapping worker -> fault
+        Workers listed without a fault raise :class:`~gpucoded.errors.WorkerError`
+        after their work (an erasure); a mapping gives each worker its fault, see
+        :func:`tamper` (an exception instance, a kind of :data:`ERASURE_FAULTS`, or a
+        silent ``("perturb", e)`` / ``("scale", f)``).
+    interrupt_after : int, optional
+        Raise ``KeyboardInterrupt`` in the consumer's loop after this many answers
+        (what Ctrl-C does while ``coded_matmul`` waits).
     """
 
     name = "faulty"
 
     def __init__(
-        self, inner: Executor, raises: Iterable[int] | Mapping[int, BaseException]
+        self,
+        inner: Executor,
+        faults: Iterable[int] | Mapping[int, Any] = (),
+        *,
+        interrupt_after: int | None = None,
     ) -> None:
         self.inner = inner
-        if isinstance(raises, Mapping):
-            self.raises = {int(w): e for w, e in raises.items()}
+        if isinstance(faults, Mapping):
+            self.faults = {int(w): f for w, f in faults.items()}
         else:
-            self.raises = {int(w): WorkerError(f"injected failure of worker {w}") for w in raises}
+            self.faults = {int(w): WorkerError(f"injected failure of worker {w}") for w in faults}
+        self.interrupt_after = interrupt_after
+
+    def compute_format(self, dtype: Any) -> Format:
+        """The inner executor's compute format (faults do not change the arithmetic)."""
+        return self.inner.compute_format(dtype)
 
     def start(
         self,
@@ -276,7 +346,7 @@ class FaultyExecutor(Executor):
         timeout: float | None = None,
     ) -> Run:
         run = self.inner.start(At, Bt, workers=workers, delays=delays, timeout=timeout)
-        return _FaultyRun(run, self.raises)
+        return _FaultyRun(run, self.faults, self.interrupt_after)
 
 
 @dataclass
@@ -342,43 +412,3 @@ class Scenario:
         for w in fixed_failures(self.never, P):
             d[w] = math.inf
         return Injection(d, failed, fixed_failures(self.raises, P))
-
-
-# ---------------------------------------------------------------- demo
-def straggler_comparison(
-    n: int = 600,
-    m: int = 3,
-    delay: float = 1.0,
-    executor: Any = "threads",
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Time saved by coding when one worker straggles (the ``gpucoded demo`` scenario).
-
-    Worker 0 of every scheme is delayed by ``delay`` seconds; every scheme stores
-    1/m of A and B per worker. Uncoded must wait for it; MatDot (P = 2m) and
-    ε-MatDot (P = m + 1) decode without it.
-
-    Returns
-    -------
-    rows : list of dict
-        ``code``, ``P``, ``seconds`` (wall clock of the call), ``max_error``
-        (against the exact product) and ``used`` workers.
-    """
-    from .api import coded_matmul  # noqa: PLC0415
-    from .reference import exact_product  # noqa: PLC0415
-
-    rng = np.random.default_rng(seed)
-    A = rng.standard_normal((n, n)) / n
-    B = rng.standard_normal((n, n)) / n
-    C = exact_product(A, B)
-    rows = []
-    for name, P in (("uncoded", m), ("matdot", 2 * m), ("approx_matdot", m + 1)):
-        delays = [delay] + [0.0] * (P - 1)
-        t0 = time.perf_counter()
-        Ch, info = coded_matmul(
-            A, B, name, m=m, P=P, delays=delays, executor=executor, return_info=True
-        )
-        dt = time.perf_counter() - t0
-        err = float(np.abs(Ch - C).max())
-        rows.append({"code": name, "P": P, "seconds": dt, "max_error": err, "used": info.used})
-    return rows

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_module, is_cupy_array
+from .formats import FORMATS
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -35,8 +36,14 @@ __all__ = [
     "inputs_finite",
 ]
 
-#: dtypes the codes compute in (inputs of other float kinds are refused, not cast).
-SUPPORTED_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+_REAL = sorted({f.storage for f in FORMATS.values()}, key=lambda d: d.itemsize)
+#: dtypes the codes compute in: the storage dtypes of :data:`gpucoded.formats.FORMATS`
+#: and their complex types (float32, float64, complex64, complex128); inputs of other
+#: kinds (float16, integers, ...) are refused, not cast.
+SUPPORTED_DTYPES: tuple[type, ...] = tuple(
+    d.type for d in [*_REAL, *(np.result_type(d, np.complex64) for d in _REAL)]
+)
+_SUPPORTED_NAMES = ", ".join(np.dtype(t).name for t in SUPPORTED_DTYPES)
 
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int | None:
@@ -125,8 +132,8 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
             )
         if X.dtype.type not in SUPPORTED_DTYPES:
             raise TypeError(
-                f"{name} has dtype {X.dtype}; supported: float32, float64, complex64, "
-                f"complex128 (convert with {name}.astype(numpy.float64))"
+                f"{name} has dtype {X.dtype}; supported: {_SUPPORTED_NAMES} "
+                f"(convert with {name}.astype(numpy.float64))"
             )
     if A.shape[1] != B.shape[0]:
         raise ValueError(

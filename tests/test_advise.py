@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from gpucoded.codes import ApproxMatDot, ApproxPolyDot
-from gpucoded.points import auto_gamma
+from gpucoded.codes.gamma import ErrorModel, auto_gamma, best_gamma, typical_scale
+from gpucoded.formats import unit_roundoff
 from gpucoded.reference import exact_product
 from gpucoded.studies import advise as adv
-from gpucoded.studies import figure1 as f1
-from gpucoded.studies.autogamma import ErrorModel, best_gamma, typical_scale
-from gpucoded.studies.precision import unit_roundoff
+from gpucoded.studies import sweep as sw
 
 U64 = 2.0**-53
 
@@ -56,7 +55,7 @@ def test_model_factors_equal_decode_weights(family, p, q, P, r):
 
 
 def test_auto_gamma_hook_and_dtype_order():
-    """``gamma="auto"`` goes through points.auto_gamma; coarser arithmetic → smaller γ
+    """``gamma="auto"`` goes through codes.gamma.auto_gamma; coarser arithmetic → smaller γ
     (ε₂ ∝ u γ^{m−1} balances ε₁ ∝ γ^{-1} earlier)."""
     code = ApproxMatDot(3, 6, gamma="auto")
     assert code.gamma == auto_gamma("matdot", 1, 3, 6)
@@ -84,11 +83,11 @@ def test_auto_gamma_validated_against_measurement(m, dtype):
     """
     P = m + 2
     gs = np.logspace(0, 8, 33)
-    A, B = f1.unit_gaussian_pair(60, 5)
+    A, B = sw.unit_gaussian_pair(60, 5)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     meas = np.array(
         [
-            f1.subset_sweep(ApproxMatDot(m, P, gamma=g), A, B, C, dtype, n_succ=[m]).errors.max()
+            sw.subset_sweep(ApproxMatDot(m, P, gamma=g), A, B, C, dtype, n_succ=[m]).errors.max()
             for g in gs
         ]
     )
@@ -104,7 +103,7 @@ def test_auto_gamma_validated_against_measurement(m, dtype):
 def test_typical_scale_matches_gaussian_products():
     """typical_scale ≈ max|A_aB_b| for unit-Frobenius Gaussians: within the spread of a
     Gaussian maximum (factor 2 either way)."""
-    A, B = f1.unit_gaussian_pair(100, 0)
+    A, B = sw.unit_gaussian_pair(100, 0)
     blocks = [A[:, j * 34 : (j + 1) * 34] @ B[j * 34 : (j + 1) * 34, :] for j in range(3)]
     actual = max(np.abs(b).max() for b in blocks)
     est = typical_scale(100, 100, 100, 3)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _faults import ERASURE_FAULTS, FaultyExecutor, patterns
+from _faults import patterns
 from _util import unit_gaussian
 
 import gpucoded
 from gpucoded.errors import NotEnoughAnswersError
 from gpucoded.executors import SerialExecutor, ThreadExecutor
 from gpucoded.reference import exact_product
+from gpucoded.stragglers import ERASURE_FAULTS, FaultyExecutor
 
 #: Small instances of every code: name -> constructor options.
 CODE_CONFIGS = {

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from gpucoded.codes import ApproxMatDot, ApproxPolyDot, ChebyshevMatDot, MatDot
+from gpucoded.formats import round_mantissa, unit_roundoff
 from gpucoded.reference import error_split, exact_product
 from gpucoded.studies import figure1 as f1
+from gpucoded.studies import sweep as sw
 from gpucoded.studies.fastweights import fast_weights
-from gpucoded.studies.precision import round_mantissa, unit_roundoff, worker_matmul
+from gpucoded.studies.precision import worker_matmul
 
 U64 = 2.0**-53
 
@@ -61,10 +63,10 @@ def test_batched_sweep_matches_per_subset_decode():
     error ≤ γ_r Σ_k |w_k||C̃_k| (γ_r = r u/(1 − r u)), so the errors differ by at most
     2 γ_r max Σ_k |w_k||C̃_k|.
     """
-    A, B = f1.unit_gaussian_pair(40, 3)
+    A, B = sw.unit_gaussian_pair(40, 3)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     code = ApproxMatDot(3, 6, gamma=1e3)
-    res = f1.subset_sweep(code, A, B, C)
+    res = sw.subset_sweep(code, A, B, C)
     At, Bt = code.encode(A, B)
     prods = At @ Bt
     for S, e in zip(res.subsets, res.errors, strict=True):
@@ -82,10 +84,10 @@ def test_split_matches_reference():
     Both evaluate the same longdouble expressions in a different order: the difference
     is a few longdouble roundings of the terms, ≤ 64 ε_ld max|C| (generous count).
     """
-    A, B = f1.unit_gaussian_pair(30, 1)
+    A, B = sw.unit_gaussian_pair(30, 1)
     C = np.asarray(exact_product(A, B))
     for code in (ApproxMatDot(3, 6, gamma=100.0), ChebyshevMatDot(3, 6)):
-        res = f1.subset_sweep(code, A, B, C.astype(np.float64))
+        res = sw.subset_sweep(code, A, B, C.astype(np.float64))
         sp = f1._Splitter(code, A, B, C)
         eld = float(np.finfo(np.longdouble).eps)
         for r, (j, Chat) in res.worst.items():
@@ -215,14 +217,14 @@ def test_gpu_sweep_matches_cpu(dtype):
     """
     import cupy as cp
 
-    A, B = f1.unit_gaussian_pair(60, 2)
+    A, B = sw.unit_gaussian_pair(60, 2)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     code = ApproxMatDot(3, 6, gamma=300.0)
-    cpu = f1.subset_sweep(code, A, B, C, dtype)
-    gpu = f1.subset_sweep(code, A, B, C, dtype, xp=cp)
+    cpu = sw.subset_sweep(code, A, B, C, dtype)
+    gpu = sw.subset_sweep(code, A, B, C, dtype, xp=cp)
     At, Bt = code.encode(A, B)
     pmax = np.abs(At @ Bt).max()
-    W = f1.stacked_weights(code, cpu.subsets)
+    W = sw.stacked_weights(code, cpu.subsets)
     wsum = np.abs(W).sum(axis=(1, 2))
     u = unit_roundoff(dtype)
     g = code.grid
@@ -241,20 +243,20 @@ def test_chunked_decode_matches_one_gemm(code, monkeypatch):
     so the two maxima differ by at most 2 γ_P max_S Σ_k |w_k||C̃_k| + 4u max|C|. The worst
     subset's decoded blocks (``worst``) reproduce its error within the same bound.
     """
-    A, B = f1.unit_gaussian_pair(37, 5)  # 37² and 19² columns: the last chunk is shorter
+    A, B = sw.unit_gaussian_pair(37, 5)  # 37² and 19² columns: the last chunk is shorter
     C = np.asarray(exact_product(A, B)).astype(np.float64)
-    monkeypatch.setattr(f1, "_CHUNK_BYTES", 2**60)
-    one = f1.subset_sweep(code, A, B, C)
-    monkeypatch.setattr(f1, "_CHUNK_BYTES", 1)  # chunks of ≤ 256 columns (the floor)
-    chunked = f1.subset_sweep(code, A, B, C)
-    W = f1.stacked_weights(code, one.subsets)
+    monkeypatch.setattr(sw, "_CHUNK_BYTES", 2**60)
+    one = sw.subset_sweep(code, A, B, C)
+    monkeypatch.setattr(sw, "_CHUNK_BYTES", 1)  # chunks of ≤ 256 columns (the floor)
+    chunked = sw.subset_sweep(code, A, B, C)
+    W = sw.stacked_weights(code, one.subsets)
     At, Bt = code.encode(A, B)
     prods = np.abs((At @ Bt).reshape(code.P, -1))
     g = code.P * U64 / (1 - code.P * U64)
     tol = 2 * g * (np.abs(W).reshape(-1, code.P) @ prods).max() + 4 * U64 * np.abs(C).max()
     assert np.all(np.abs(chunked.errors - one.errors) <= tol)
     rb, db = At.shape[1], Bt.shape[2]
-    Cb = f1._c_blocks(code, C, rb, db)
+    Cb = sw._c_blocks(code, C, rb, db)
     for _, (j, Chat) in chunked.worst.items():
         assert abs(np.abs(Chat - Cb).max() - chunked.errors[j]) <= tol
 

@@ -23,7 +23,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from _faults import FaultyExecutor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +30,7 @@ import gpucoded
 from gpucoded.errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
 from gpucoded.executors import SerialExecutor, ThreadExecutor
 from gpucoded.reference import exact_product
+from gpucoded.stragglers import FaultyExecutor
 
 settings.register_profile(
     "gpucoded-ci",

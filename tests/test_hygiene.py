@@ -20,12 +20,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _faults import FaultyExecutor
 from _util import unit_gaussian
 
 import gpucoded
 from gpucoded.codes import base as code_base
 from gpucoded.executors import SerialExecutor, ThreadExecutor
+from gpucoded.stragglers import FaultyExecutor
 
 N_CALLS = 1000
 MIN_OBJECT_BYTES = 16

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _faults import FaultyExecutor, patterns
+from _faults import patterns
 from _util import unit_gaussian
 
 import gpucoded
@@ -27,6 +27,7 @@ from gpucoded.errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnsw
 from gpucoded.executors import SerialExecutor, ThreadExecutor
 from gpucoded.integrity import can_check, can_locate
 from gpucoded.reference import exact_product
+from gpucoded.stragglers import FaultyExecutor
 
 EXACT = {
     "matdot": {"m": 2},

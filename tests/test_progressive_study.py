@@ -10,8 +10,8 @@ import pytest
 
 from gpucoded.codes import ApproxMatDot
 from gpucoded.reference import exact_product, interpolation_error
-from gpucoded.studies.figure1 import unit_gaussian_pair
 from gpucoded.studies.progressive_gain import ladder, markdown, plot, worst_errors
+from gpucoded.studies.sweep import unit_gaussian_pair
 
 U64 = 2.0**-53
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import BlockGrid
-from .polydot import ApproxPolyDot, PolyDot, _polydot_parts
+from .polydot import ApproxPolyDot, PolyDot
+from .polyparts import polydot_parts
 
 __all__ = ["ApproxMatDot", "MatDot"]
 
@@ -26,7 +27,7 @@ def _matdot_parts(m: int) -> tuple[BlockGrid, list[int], list[int], np.ndarray]:
     """MatDot's grid, basis indices of the A and B blocks, and target: PolyDot's at p=1."""
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    return _polydot_parts(1, m)
+    return polydot_parts(1, m)
 
 
 class MatDot(PolyDot):
@@ -65,7 +66,7 @@ class ApproxMatDot(ApproxPolyDot):
         Storage fraction 1/m, number of workers (≥ m).
     gamma : float or "auto", optional
         Points λ(γ) = cos((2i−1)π/(2P))/γ. ``"auto"``
-        (:func:`gpucoded.points.auto_gamma`): the γ minimising the predicted worst-case
+        (:func:`gpucoded.codes.gamma.auto_gamma`): the γ minimising the predicted worst-case
         error for ``dtype`` workers and m answers (float64: 9.2e4 at m=3, P=5, error
         ≈1e-7 on unit-norm inputs). Default: ``"auto"`` for m ≤ 10, else
         :func:`gpucoded.points.default_gamma` (``u**(-1/m)``).

@@ -16,15 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..points import (
-    WORKER_ROUNDOFF,
-    chebyshev,
-    default_gamma,
-    polydot_radius,
-    validate_points,
-    worker_format,
-)
-from .base import BlockGrid, EvaluationCode
+from ..formats import get_format
+from ..points import chebyshev, default_gamma, polydot_radius, validate_points
+from .base import EvaluationCode
+from .gamma import auto_gamma
+from .polyparts import polydot_parts as _polydot_parts
 
 __all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "resolve_gamma"]
 
@@ -65,26 +61,11 @@ def resolve_gamma(
     if isinstance(gamma, str):
         if gamma != "auto":
             raise ValueError(f"gamma must be a number > 0 or 'auto', got {gamma!r}")
-        from ..points import auto_gamma  # noqa: PLC0415
-
         return float(auto_gamma(**auto_args))
     gamma = float(gamma)
     if not (gamma > 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
     return gamma
-
-
-def _polydot_parts(p: int, q: int) -> tuple[BlockGrid, list[int], list[int], np.ndarray]:
-    if p < 1 or q < 1:
-        raise ValueError(f"p and q must be >= 1, got p={p}, q={q}")
-    a_index = [q * i + j for i in range(p) for j in range(q)]  # block a = i*q + j
-    b_index = [q - 1 - k + p * q * l for k in range(q) for l in range(p)]  # b = k*p + l
-    K = p * p * q + q - 1
-    targets = np.zeros((p * p, K))
-    for i in range(p):
-        for l in range(p):
-            targets[i * p + l, i * q + q - 1 + p * q * l] = 1.0
-    return BlockGrid(p, q, p), a_index, b_index, targets
 
 
 class PolyDot(EvaluationCode):
@@ -156,7 +137,7 @@ class ApproxPolyDot(EvaluationCode):
         grid, ai, bi, targets = _polydot_parts(p, q)
         self.p, self.q = p, q
         self.eps, self.norm_bound = eps, norm_bound
-        self.worker_dtype = fmt = worker_format(dtype)
+        self.worker_dtype = fmt = get_format(dtype).name
         thr = p * p * q
         if points is not None:
             if gamma is not None or eps is not None:
@@ -169,7 +150,7 @@ class ApproxPolyDot(EvaluationCode):
                 eps,
                 norm_bound,
                 radius=lambda e, eta: polydot_radius(p, q, e, eta),
-                default=lambda: default_gamma(thr, 2 * WORKER_ROUNDOFF[fmt]),
+                default=lambda: default_gamma(thr, 2 * get_format(fmt).u),
                 auto_args={
                     "family": "matdot" if p == 1 else "polydot",
                     "p": p,

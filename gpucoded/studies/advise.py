@@ -3,18 +3,18 @@ r"""``gpucoded advise``: which code for m, P, stragglers and worker precision.
 For P workers of which S may straggle (r = P − S answers), every candidate is
 **measured**: the true worst case of :math:`\|\hat C-C\|_{\max}` over all
 :math:`\binom{P}{r}` answer patterns (a random sample of 2,000 beyond that) on
-unit-Frobenius Gaussian inputs, with the batched search of :mod:`.figure1`, in the
+unit-Frobenius Gaussian inputs, with the batched search of :mod:`.sweep`, in the
 worker arithmetic asked for. Candidates:
 
-* ε-MatDot with storage 1/m and ``gamma="auto"`` (:mod:`.autogamma`);
+* ε-MatDot with storage 1/m and ``gamma="auto"`` (:mod:`gpucoded.codes.gamma`);
 * MatDot λ(1) and Chebyshev MatDot with storage 1/m (exact only if r ≥ 2m − 1,
   otherwise truncated interpolation without guarantee);
 * replication of m blocks (exact only if S < ⌊P/m⌋ copies);
 * the exact alternatives at the same P and S: MatDot/Chebyshev with the largest m′
   with 2m′ − 1 ≤ r, and replication with m″ = ⌊P/(S+1)⌋ blocks — each worker then
   stores and computes 1/m′ or 1/m″ instead of 1/m;
-* for float32 workers, ε-MatDot on **mixed-precision** workers (issue 8,
-  :mod:`gpucoded.mixed`: float64 master encode, each operand split into 5 float32
+* for float32 workers, ε-MatDot on **mixed-precision** workers
+  (:mod:`gpucoded.mixed`: float64 master encode, each operand split into 5 float32
   slices, 15 exact float32 slice GEMMs summed in float64): storage 5/m float32 numbers.
 
 **Progressive decoding** (:mod:`.progressive_gain`): ε-MatDot decodes from any r ≥ m
@@ -24,9 +24,10 @@ measures the worst error when more than the guaranteed P − S answers arrive, a
 tuned for P − S, and (``--typical-stragglers s``) compares it with γ tuned for the
 P − s answers that usually arrive, including what that γ costs if only P − S arrive.
 
-Issue 8's circle code (complex points, exact from m answers) stores 2/m per worker:
-at equal storage the real exact code is "Chebyshev m′" above (m′ = ⌈r/2⌉), which the
-beyond study found about as accurate with half the flops, so it is not listed apart.
+The circle code (:class:`~gpucoded.codes.CircleMatDot`, complex points, exact from m
+answers) stores 2/m per worker: at equal storage the real exact code is "Chebyshev m′"
+above (m′ = ⌈r/2⌉), which the beyond study found about as accurate with half the
+flops, so it is not listed apart.
 
 Accuracy is reported in bits, :math:`b=\log_2(\|C\|_{\max}/\text{error})`, and per
 unit of worker load, :math:`b\cdot m` (bits per 1/m of the product each worker
@@ -46,15 +47,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Replication
+from ..codes.gamma import ErrorModel, auto_gamma
+from ..formats import FORMATS, unit_roundoff
 from ..reference import exact_product
-from .figure1 import subset_sweep, unit_gaussian_pair
-from .precision import WORKER_DTYPES, unit_roundoff
+from .sweep import subset_sweep, unit_gaussian_pair
 
 __all__ = ["Option", "Progressive", "advise", "main", "progressive", "progressive_lines", "verdict"]
 
 MAX_PATTERNS = 2000
 #: answer patterns of the mixed-precision candidate (a decode per pattern)
 MIXED_PATTERNS = 200
+#: worker formats the tool compares (the keys of :data:`gpucoded.formats.FORMATS`)
+WORKER_DTYPES = tuple(FORMATS)
 
 
 @dataclass
@@ -141,8 +145,6 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
             Option(name, mm, workers, need, exact, err, _bits(err, scale, dtype), npat, note)
         )
 
-    from ..points import auto_gamma  # noqa: PLC0415
-
     g = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
     add(f"ε-MatDot γ={g:.3g}", ApproxMatDot(m, P, gamma=g), m, P, m, False, "approximate")
     below = r < 2 * m - 1
@@ -174,15 +176,14 @@ def _mixed_option(
     r"""ε-MatDot on mixed-precision float32 workers.
 
     γ minimises the predicted worst error :math:`I_S(\gamma)+u_{\rm eff}F_S(\gamma)`
-    (:class:`~.autogamma.ErrorModel`) at the effective unit roundoff of the sliced
+    (:class:`~gpucoded.codes.gamma.ErrorModel`) at the effective unit roundoff of the sliced
     products, :math:`u_{\rm eff}=\max(2^{-53}, 2^{-s\beta})` (s slices of β bits).
     """
     from ..mixed import slice_bits  # noqa: PLC0415
-    from .autogamma import ErrorModel  # noqa: PLC0415
     from .beyond import MIXED_SLICES, SCHEMES, subset_sample  # noqa: PLC0415
 
     inner = ApproxMatDot(m, P, gamma=1.0).grid.block_dims(*A.shape, B.shape[1])[1]
-    u_eff = max(2.0**-53, 2.0 ** (-MIXED_SLICES * slice_bits(inner)))
+    u_eff = max(unit_roundoff("float64"), 2.0 ** (-MIXED_SLICES * slice_bits(inner)))
     gs = np.logspace(0, 12, 97)
     I, F = ErrorModel("matdot", 1, m, P, r).factors(gs)
     g = float(gs[int(np.argmin((I + u_eff * F).max(axis=0)))])
@@ -242,7 +243,6 @@ def progressive(
     m: int, P: int, stragglers: int, usual_stragglers: int, dtype: str = "float64", n: int = 100
 ) -> Progressive:
     """Measure ε-MatDot's progressive decoding (see :class:`Progressive`)."""
-    from ..points import auto_gamma  # noqa: PLC0415
     from .progressive_gain import worst_errors  # noqa: PLC0415
 
     r, ru = P - stragglers, P - usual_stragglers
@@ -295,7 +295,7 @@ def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
         gain = eps.error / mx.error if mx.error > 0 else math.inf
         rival = [o for o in opts if o.exact and o.error <= mx.error and o.m >= m / 2]
         lines.append(
-            f"Mixed precision (issue 8): {mx.error:.2e} from m={m} answers, {gain:.0f}x below "
+            f"Mixed precision: {mx.error:.2e} from m={m} answers, {gain:.0f}x below "
             f"float32 ε-MatDot, at {mx.note.split(';')[0]}: worth it only where float64 "
             "GEMMs are > 15x slower than float32 (else use float64 workers)"
             + (f"; {rival[0].name} is exact and as accurate." if rival else ".")

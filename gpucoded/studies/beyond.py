@@ -1,4 +1,4 @@
-r"""Beyond the paper (issue 8): which scheme reaches threshold m with the smallest error.
+r"""Beyond the paper: which scheme reaches threshold m with the smallest error.
 
 For each storage fraction m, number of workers P (m+2 and 2m) and worker format
 (float64, float32; tf32/bf16 on a GPU), every scheme decodes from the answers of
@@ -51,10 +51,11 @@ from typing import Any
 import numpy as np
 
 from ..codes import ApproxMatDot, ChebyshevMatDot, CircleMatDot, Code, MatDot, Replication
+from ..formats import get_format, unit_roundoff
 from ..mixed import mixed_bounds, slice_bits, sliced_matmul
 from ..points import default_gamma
 from ..reference import error_split, exact_product
-from .precision import storage_dtype, unit_roundoff, worker_matmul
+from .precision import worker_matmul
 
 __all__ = [
     "COLUMNS",
@@ -92,7 +93,7 @@ COLUMNS = [
 
 def default_run(code: Code, A: np.ndarray, B: np.ndarray, dtype: str) -> np.ndarray:
     """Worker answers of every worker: encode in the worker storage format, GEMM in it."""
-    sd = storage_dtype(dtype)
+    sd = get_format(dtype).storage
     At, Bt = code.encode(A.astype(sd), B.astype(sd))
     if np.iscomplexobj(At) and dtype not in ("float64", "float32"):
         raise ValueError(f"complex workers are only emulated for float64/float32, not {dtype}")
@@ -257,7 +258,7 @@ SCHEMES["mixed"] = Scheme(
     run=_mixed_run,
     dtypes=("float32",),
     bound=_mixed_bound,
-    unit=lambda dt: max(2.0**-53, 2.0 ** (-MIXED_SLICES * slice_bits(16))),
+    unit=lambda dt: max(unit_roundoff("float64"), 2.0 ** (-MIXED_SLICES * slice_bits(16))),
 )
 
 
@@ -316,9 +317,9 @@ def _errors(
 def _bound(code: Code, S: tuple[int, ...], dtype: str, inner: int) -> float:
     """A-priori bound for unit-norm inputs at the worker format's unit roundoff."""
     dw = code.decode_weights(S, partial=True)
-    base = storage_dtype(dtype)
+    base = get_format(dtype).storage
     interp, fp = dw.bounds(1.0, 1.0, base, inner)
-    return interp + fp * unit_roundoff(dtype) / (np.finfo(base).eps / 2)
+    return interp + fp * unit_roundoff(dtype) / unit_roundoff(base)
 
 
 def _tune(

@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("advise", help="achievable error of each code; when to use which")
     advise.add_arguments(p)
     p.set_defaults(func=_wrap(advise.main))
-    p = sub.add_parser("beyond", help="issue 8: error at threshold m of every scheme (CSV, PNG)")
+    p = sub.add_parser(
+        "beyond", help="beyond the paper: error at threshold m of every scheme (CSV, PNG)"
+    )
     beyond.add_arguments(p)
     p.set_defaults(func=_wrap(beyond.run))
     p = sub.add_parser("progressive", help="what each answer beyond m buys (ε-MatDot, γ choice)")

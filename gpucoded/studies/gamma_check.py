@@ -1,10 +1,10 @@
 r"""Validation of ``gamma="auto"``: predicted vs measured worst case on a (m, dtype) grid.
 
 For each m and worker format, ε-MatDot with P = m + 3 workers and N_succ = m answers
-is measured (true worst case over all subsets, :func:`.figure1.subset_sweep`, 100×100
+is measured (true worst case over all subsets, :func:`.sweep.subset_sweep`, 100×100
 unit-Frobenius Gaussians) on a γ grid, next to the prediction of
-:mod:`.autogamma` scaled by :func:`.autogamma.typical_scale` (the bound's common
-input factor). The table compares the measured error at the automatic γ with the best
+:mod:`gpucoded.codes.gamma` scaled by :func:`~gpucoded.codes.gamma.typical_scale` (the
+bound's common input factor). The table compares the measured error at the automatic γ with the best
 γ of the grid, the library's previous default :func:`gpucoded.points.default_gamma`
 and the paper's γ = 70000.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import ApproxMatDot
+from ..codes.gamma import ErrorModel, best_gamma, typical_scale
+from ..formats import unit_roundoff
 from ..points import default_gamma
 from ..reference import exact_product
-from .autogamma import ErrorModel, best_gamma, typical_scale
-from .figure1 import stacked_weights_many, subset_sweep, unit_gaussian_pair
-from .precision import unit_roundoff
+from .sweep import stacked_weights_many, subset_sweep, unit_gaussian_pair
 
 __all__ = ["gamma_check", "plot_gamma_check"]
 

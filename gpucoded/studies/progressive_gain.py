@@ -12,7 +12,7 @@ one power of :math:`1/\gamma` per extra answer (zero at r = 2m−1), while the r
 error of the decode, :math:`\epsilon_2\approx u\,\gamma^{m-1}F`, does not fall with r
 (the weights of coefficient m−1 scale like :math:`\gamma^{m-1}` whatever r is). Hence:
 
-* **γ tuned for m answers** (:func:`~gpucoded.points.auto_gamma` with ``answers=m``)
+* **γ tuned for m answers** (:func:`~gpucoded.codes.gamma.auto_gamma` with ``answers=m``)
   balances ε₁ and ε₂ at r = m; extra answers remove ε₁ but ε₂ keeps its
   :math:`\gamma^{m-1}` (only the node constant F improves with more, better spread
   points) — measured: 1.3–29× for all m−1 extra answers together (m = 2..8);
@@ -22,7 +22,7 @@ error of the decode, :math:`\epsilon_2\approx u\,\gamma^{m-1}F`, does not fall w
   worse than tuning for m.
 
 :func:`ladder` measures the worst case over answer subsets of both (the batched
-:func:`~gpucoded.studies.figure1.subset_sweep`, worker arithmetic ``dtype``), for
+:func:`~gpucoded.studies.sweep.subset_sweep`, worker arithmetic ``dtype``), for
 r = m, …, 2m−1 and P = 2m workers.
 
 Run: ``gpucoded progressive --out DIR`` (or ``python -m gpucoded.studies.progressive_gain``;
@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import ApproxMatDot
-from ..points import auto_gamma
+from ..codes.gamma import auto_gamma
 from ..reference import exact_product
 from .beyond import subset_sample
-from .figure1 import subset_sweep, unit_gaussian_pair
+from .sweep import subset_sweep, unit_gaussian_pair
 
 __all__ = [
     "COLUMNS",

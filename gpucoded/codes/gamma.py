@@ -1,4 +1,4 @@
-r"""Predicted error of the ε-approximate codes as a function of γ, and the best γ.
+r"""γ selection for the ε-approximate codes: the error model, the best γ, ``gamma="auto"``.
 
 For points :math:`\lambda(\gamma)=c/\gamma` (c: Chebyshev nodes on (−1, 1)) and a set
 S of r answers, the decode of a monomial code is a column scaling of the γ = 1
@@ -35,9 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .precision import unit_roundoff
+from ..formats import unit_roundoff
+from ..points import chebyshev
+from .base import EvaluationCode
+from .polyparts import polydot_parts
 
-__all__ = ["ErrorModel", "Prediction", "best_gamma", "typical_scale"]
+__all__ = ["MAX_SUBSETS", "ErrorModel", "Prediction", "auto_gamma", "best_gamma", "typical_scale"]
 
 #: Subsets evaluated at most (a deterministic sample beyond that).
 MAX_SUBSETS = 400
@@ -78,6 +81,32 @@ class Prediction:
     error: float
 
 
+def _template(family: str, p: int, q: int, P: int) -> EvaluationCode:
+    """The ε-MatDot/ε-PolyDot code at γ = 1 (Chebyshev nodes on (−1, 1)).
+
+    Built from :func:`.polyparts.polydot_parts` exactly as
+    ``ApproxPolyDot(p, q, P, gamma=1.0)`` (``ApproxMatDot(q, P, gamma=1.0)`` for
+    ``family="matdot"``) builds itself, without importing those classes (they call
+    :func:`auto_gamma`).
+    """
+    if family == "matdot":
+        if p != 1:
+            raise ValueError(f"family 'matdot' needs p=1, got p={p}")
+        if q < 1:
+            raise ValueError(f"m must be >= 1, got {q}")
+    elif family != "polydot":
+        raise ValueError(f"family must be 'matdot' or 'polydot', got {family!r}")
+    grid, ai, bi, targets = polydot_parts(p, q)
+    if P < p * p * q:
+        raise ValueError(
+            f"P={P} workers is below the recovery threshold {p * p * q} of ε-{family} "
+            f"(p={p}, q={q}): use P >= {p * p * q}"
+        )
+    return EvaluationCode(
+        grid, chebyshev(P, 1.0), ai, bi, targets, threshold=p * p * q, approximate=True
+    )
+
+
 class ErrorModel:
     """The γ-scaling model of one ε-approximate code family for ``answers`` answers.
 
@@ -93,20 +122,14 @@ class ErrorModel:
     """
 
     def __init__(self, family: str, p: int, q: int, P: int, answers: int | None = None) -> None:
-        from ..codes import ApproxMatDot, ApproxPolyDot  # noqa: PLC0415
-
-        if family == "matdot":
-            if p != 1:
-                raise ValueError(f"family 'matdot' needs p=1, got p={p}")
-            code = ApproxMatDot(q, P, gamma=1.0)
-        elif family == "polydot":
-            code = ApproxPolyDot(p, q, P, gamma=1.0)
-        else:
-            raise ValueError(f"family must be 'matdot' or 'polydot', got {family!r}")
+        code = _template(family, p, q, P)
         r = code.recovery_threshold if answers is None else int(answers)
         need = int(code._block_need().max())
         if not need <= r <= P:
-            raise ValueError(f"answers must be in [{need}, P={P}] for {code!r}; got {r}")
+            raise ValueError(
+                f"answers must be in [{need}, P={P}] for ε-{family} (p={p}, q={q}, P={P}); "
+                f"got {r}"
+            )
         self.code, self.r = code, r
         subs = list(itertools.combinations(range(P), r))
         if len(subs) > MAX_SUBSETS:
@@ -201,3 +224,34 @@ def best_gamma(
     fine = np.geomspace(lo, hi, 41)
     pf = model.predict(fine, dtype)
     return pf if pf.error <= pc.error else pc
+
+
+def auto_gamma(
+    family: str,
+    p: int,
+    q: int,
+    P: int,
+    answers: int | None = None,
+    dtype: str = "float64",
+) -> float:
+    r"""γ minimising the predicted worst-case error of ε-MatDot/ε-PolyDot (``gamma="auto"``).
+
+    The prediction is :math:`\max_S[I_S(\gamma)+u\,F_S(\gamma)]` over the subsets S of
+    ``answers`` workers: the interpolation factor and the rounding factor of the decode
+    (``DecodeWeights.interp_factor`` / ``fp_factor``) obtained for all γ at once from the
+    γ = 1 problem (:class:`ErrorModel`), and the unit roundoff u of the worker format
+    ``dtype`` (a key of :data:`gpucoded.formats.FORMATS`).
+
+    Parameters
+    ----------
+    family : {"matdot", "polydot"}
+    p, q : int
+        Block split (MatDot: p = 1, q = m).
+    P : int
+        Workers.
+    answers : int, optional
+        Answers expected at decode time (default: the recovery threshold p²q).
+    dtype : str
+        Worker arithmetic.
+    """
+    return best_gamma(family, int(p), int(q), int(P), answers, str(dtype)).gamma
