@@ -183,7 +183,7 @@ def _mixed_option(
     from .beyond import MIXED_SLICES, SCHEMES, subset_sample  # noqa: PLC0415
 
     inner = ApproxMatDot(m, P, gamma=1.0).grid.block_dims(*A.shape, B.shape[1])[1]
-    u_eff = max(2.0**-53, 2.0 ** (-MIXED_SLICES * slice_bits(inner)))
+    u_eff = max(unit_roundoff("float64"), 2.0 ** (-MIXED_SLICES * slice_bits(inner)))
     gs = np.logspace(0, 12, 97)
     I, F = ErrorModel("matdot", 1, m, P, r).factors(gs)
     g = float(gs[int(np.argmin((I + u_eff * F).max(axis=0)))])

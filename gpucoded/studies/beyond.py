@@ -259,7 +259,7 @@ SCHEMES["mixed"] = Scheme(
     run=_mixed_run,
     dtypes=("float32",),
     bound=_mixed_bound,
-    unit=lambda dt: max(2.0**-53, 2.0 ** (-MIXED_SLICES * slice_bits(16))),
+    unit=lambda dt: max(unit_roundoff("float64"), 2.0 ** (-MIXED_SLICES * slice_bits(16))),
 )
 
 
@@ -320,7 +320,7 @@ def _bound(code: Code, S: tuple[int, ...], dtype: str, inner: int) -> float:
     dw = code.decode_weights(S, partial=True)
     base = get_format(dtype).storage
     interp, fp = dw.bounds(1.0, 1.0, base, inner)
-    return interp + fp * unit_roundoff(dtype) / (np.finfo(base).eps / 2)
+    return interp + fp * unit_roundoff(dtype) / unit_roundoff(base)
 
 
 def _tune(
