@@ -52,9 +52,15 @@ def test_progressive_bounds_use_the_tight_rho_norms():
     )
     assert info1.workers == info2.used
     assert info1.error_bound == pytest.approx(info2.error_bound, rel=1e-12)
-    fro = np.linalg.norm(A) * np.linalg.norm(B)
-    rho = np.prod(pipeline.operand_norms(info2.code, A, B))
-    assert rho < 0.5 * fro  # the check above can tell the two apart
+    code, S = info2.code, list(info1.workers)
+    At, Bt = code.encode(A, B)
+    prods = [At[w] @ Bt[w] for w in S]
+    kw = dict(shape=(40, 20), inner=At.shape[2], return_info=True, fmt="float64")
+    ra, rb = np.linalg.norm(A, axis=1).max(), np.linalg.norm(B, axis=0).max()  # p = t = 1
+    _, rho = code.decode(prods, S, norms=(ra, rb), **kw)
+    _, fro = code.decode(prods, S, norms=(np.linalg.norm(A), np.linalg.norm(B)), **kw)
+    assert info1.error_bound == pytest.approx(rho.error_bound, rel=1e-12)
+    assert rho.error_bound < 0.5 * fro.error_bound  # the check can tell the two apart
 
 
 def test_worker_format_reaches_the_report_and_the_guard():
