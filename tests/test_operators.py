@@ -135,3 +135,28 @@ def test_dask_ships_only_the_other_operand():
     # a later call ships each running worker's block of x only: P blocks of 50 floats
     assert per_call == cm.code.P * 50 * 8
     assert first == per_call + cm.code.P * 200 * 50 * 8
+
+
+def test_dask_runs_each_worker_where_its_block_was_placed(monkeypatch):
+    """With a failed worker the round-robin over running workers shifts; the tasks must
+    still go to the Dask worker that holds their placed block."""
+    pytest.importorskip("distributed")
+    from gpucoded.executors.base import Placed
+    from gpucoded.executors.dask import local_executor
+
+    ex = local_executor()
+    cm = gpucoded.CodedMatrix(unit_gaussian((40, 30), 19), "chebyshev", m=2, executor=ex)
+    x = unit_gaussian((30,), 20)
+    cm @ x  # places M's blocks
+    (placed,) = cm._encoded.values()
+    assert isinstance(placed, Placed) and len(set(placed.where.values())) > 1
+    sent = []
+    real = ex.client.submit
+    monkeypatch.setattr(
+        ex.client, "submit", lambda *a, **k: sent.append((k["key"], k["workers"])) or real(*a, **k)
+    )
+    y = cm.matmul(x, failed=[0])
+    assert np.abs(y - cm.M @ x).max() < 1e-12
+    for key, workers in sent:
+        w = int(key.rsplit("-w", 1)[1])
+        assert workers == [placed.where[w]], (w, workers)
