@@ -194,8 +194,9 @@ def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
     """A concrete way out for an inaccurate decode of ``code`` in format ``fmt``.
 
     Names, as applicable: more answers (approximate codes, with the number of workers
-    left), ``gamma='auto'`` tuned for ``fmt``, a Chebyshev code with the same m, the
-    largest m the format allows for the code's family, float64 workers.
+    left), ``gamma='auto'`` tuned for ``fmt`` (unless the points already are), a
+    Chebyshev code with the same m, the largest m the format allows for the code's
+    family, float64 workers.
     """
     fmt = get_format(fmt)
     fixes = []
@@ -203,7 +204,9 @@ def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
     if getattr(code, "approximate", False):
         if used < code.P:
             fixes.append(f"more answers (answers={min(used + 1, code.P)}..{code.P})")
-        fixes.append(f"gamma='auto' (points tuned for {fmt.name} workers)")
+        tuned = getattr(code, "gamma_choice", None) == "auto"
+        if not (tuned and getattr(code, "worker_dtype", None) == fmt.name):
+            fixes.append(f"gamma='auto' (points tuned for {fmt.name} workers)")
     if getattr(code, "basis", None) == "monomial" and not code.is_complex:
         fixes.append(f"a Chebyshev code (code='chebyshev', m={code.m}: well conditioned)")
         mmax = _largest_feasible_m(code, fmt)
