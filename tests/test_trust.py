@@ -354,6 +354,8 @@ def test_answers_is_the_number_decoded(answers):
     )
     assert len(info.used) == answers
     assert info.used == tuple(range(answers))
+    # and the call stopped collecting at that answer (no extra wait for one more)
+    assert info.answered == list(range(answers))
 
 
 def test_operand_norms_are_row_and_column_norms():
