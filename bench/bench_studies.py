@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         lr = logreg.benchmark(iterations=100 if args.quick else 400)
         out["logreg"] = lr
         print(
-            f"Logistic regression ({lr['scheme']}, m={lr['m']}, P={lr['P']}): "
+            f"Logistic regression ({lr['scheme']}, m={lr['m']}, P={lr['P']}, "
+            f"data: {lr['data']}): "
             f"CodedSGD loop {lr['fast_it_s']:.0f} it/s | coded_matmul loop "
             f"{lr['naive_it_s']:.0f} it/s ({lr['speedup']:.1f}x; W max rel. diff "
             f"{lr['max_rel_diff_vs_naive']:.1e}) | CodedProduct loop "

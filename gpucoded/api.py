@@ -49,6 +49,8 @@ def coded_matmul(
     on_inaccurate: str = "warn",
     allow_inaccurate: bool = False,
     wait_for_accuracy: float | None = None,
+    stragglers: int | None = None,
+    rtol: float | None = None,
     **code_options: Any,
 ) -> Any:
     r"""Straggler-tolerant :math:`C = AB` with a coded computation.
@@ -67,6 +69,10 @@ def coded_matmul(
         (None): the exact Chebyshev code ``"chebyshev"`` with m=2, P=4 (any one
         worker may fail), which returns A·B to working precision in float32 and
         float64; approximate codes (``"approx_matdot"``, ...) are opt-in.
+        ``"auto"``: the code and m with the smallest load per worker whose predicted
+        worst-case error meets ``rtol`` with ``stragglers`` of ``P`` workers missing
+        (:mod:`gpucoded.autocode`); ``CallInfo.code`` is the choice and
+        ``CallInfo.code.auto_choice.explain()`` lists the candidates.
     m, P : int
         Storage fraction 1/m and number of workers, when ``code`` is a name. ``m``
         defaults to 2.
@@ -114,6 +120,13 @@ def coded_matmul(
         to this long for answers that give an accurate set
         (:func:`gpucoded.guard.choose_answers`); ``CallInfo.selection`` says what
         was decoded.
+    stragglers : int, optional
+        ``code="auto"``: workers that may not answer (default 1).
+    rtol : float, optional
+        ``code="auto"``: required :math:`\max|\hat C-AB|/\max|AB|`, predicted from
+        the error model and a typical scale of max|AB| (see
+        :mod:`gpucoded.autocode` for how, and how tight); default: working precision
+        (1000 unit roundoffs of the worker format).
     **code_options
         Options of the code constructor (``gamma``, ``eps``, ``norm_bound``, ...).
 
@@ -136,7 +149,13 @@ def coded_matmul(
     plan = matmul_plan(A, B)
     pairs = [check_operands(A2, B2, nonfinite=nonfinite) for A2, B2 in plan.pairs]
     dtype = np.result_type(*(x.dtype for x in pairs[0]))
-    code_obj = resolve_code(code, m, P, code_options, dtype)
+    ex = get_executor(executor, like=pairs[0][0])
+    (n, k), l = pairs[0][0].shape, pairs[0][1].shape[1]
+    code_options.update(stragglers=stragglers, rtol=rtol)
+    fmt = ex.compute_format(dtype)
+    code_obj = resolve_code(code, m, P, code_options, dtype, fmt=fmt, shape=(n, k, l))
+    if code == "auto" and answers is None:
+        answers = code_obj.auto_choice.answers  # what its prediction assumes
     call = check_call(
         code_obj, failed=failed, delays=delays, deadline=deadline, answers=answers,
         nonfinite=nonfinite, verify=verify, on_inaccurate=on_inaccurate,
@@ -144,7 +163,6 @@ def coded_matmul(
         return_info=return_info, out=out,
     )  # fmt: skip
     check_out(out, plan.shape, dtype, pairs[0][0])
-    ex = get_executor(executor, like=pairs[0][0])
     code_obj, fmt = fit_code(code_obj, ex, dtype, call)
     Cs, infos = [], []
     for A2, B2 in pairs:

@@ -12,6 +12,7 @@ from .api import coded_matmul
 from .backend import array_module, gpu_available
 from .codes import Code, make_code
 from .reference import exact_product
+from .studies.progress import Progress
 
 __all__ = ["demo_codes", "run_demo", "straggler_comparison", "straggler_scenario"]
 
@@ -88,7 +89,9 @@ def run_demo(
     print(head, file=out)
     print("-" * len(head), file=out)
     rows = []
-    for code, failed in demo_codes(m, dtype):
+    codes = demo_codes(m, dtype)
+    bar = Progress(len(codes), "demo")
+    for code, failed in codes:
         coded_matmul(A, B, code, failed=failed)  # warm-up: decode weights get cached
         t0 = time.perf_counter()
         Ch, info = coded_matmul(A, B, code, failed=failed, return_info=True)
@@ -100,12 +103,14 @@ def run_demo(
             "bound": info.error_bound, "cond": info.cond, "time_s": dt,
         }
         rows.append(row)
-        print(
+        bar.write(
             f"{code.name:<16}{code.P:>4}{code.recovery_threshold:>5}{len(failed):>8}"
             f"{len(info.used):>6}{err:>12.2e}{info.error_bound:>11.1e}{info.cond:>10.1e}"
             f"{dt * 1e3:>9.1f}",
             file=out,
         )
+        bar.update(1, code.name)
+    bar.close()
     print(
         "\nthr = answers the code needs; failed = workers that never answer (the lowest "
         "indices);\nmax error = max|C_hat - A@B| (float64 reference); bound = a-priori "

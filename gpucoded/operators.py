@@ -83,7 +83,8 @@ class CodedMatrix:
         NumPy or CuPy matrix (float32, float64, complex).
     code : str, Code or None
         As in :func:`gpucoded.coded_matmul` (default: the exact Chebyshev code,
-        m=2, P=4).
+        m=2, P=4; ``"auto"`` with ``P=``, ``stragglers=``, ``rtol=`` among the
+        ``code_options``, predicted for M times a vector: the most conservative scale).
     m, P : int
         Storage fraction and workers, for a code name.
     executor : Executor, str or None
@@ -130,7 +131,9 @@ class CodedMatrix:
             raise ValueError(f"M must be a 2-D matrix, got shape {M.shape}")
         self.M, _ = check_operands(M, M[:1].T, nonfinite=nonfinite)
         self.executor = get_executor(executor, like=M)
-        code = resolve_code(code, m, P, dict(code_options), M.dtype)
+        n, k = M.shape
+        fmt = self.executor.compute_format(M.dtype)
+        code = resolve_code(code, m, P, dict(code_options), M.dtype, fmt=fmt, shape=(n, k, 1))
         fit = Call(allow_inaccurate=allow_inaccurate)
         self.code, self.fmt = fit_code(code, self.executor, M.dtype, fit)
         self.allow_inaccurate = allow_inaccurate
@@ -188,6 +191,8 @@ class CodedMatrix:
             )
         call = check_call(self.code, **opts)
         call.stacklevel = 7
+        if call.answers is None and hasattr(self.code, "auto_choice"):
+            call.answers = self.code.auto_choice.answers  # what code="auto" predicted for
         plan = matmul_plan(self.M, X) if side == "A" else matmul_plan(X, self.M)
         ((A2, B2),) = plan.pairs  # M is 2-D: a stack on the other side folds into one
         if side == "A":  # M[:1] / M[:, :1]: the other operand is checked against M's shape

@@ -39,7 +39,7 @@ from .backend import array_module
 from .codes import CODES, Code, DecodeInfo, make_code
 from .errors import NotEnoughAnswersError
 from .executors.base import Executor, Run, check_delays
-from .formats import Format
+from .formats import Format, get_format
 from .integrity import IntegrityReport, answer_problem, verify_decode, verify_ready
 
 __all__ = [
@@ -247,15 +247,26 @@ def resolve_code(
     P: int | None,
     options: dict[str, Any],
     dtype: Any = None,
+    *,
+    fmt: Format | None = None,
+    shape: tuple[int, int, int] | None = None,
 ) -> Code:
     """The code of a call: an instance (checked against m, P) or built from its name.
 
-    ``None`` is the exact default, :data:`DEFAULT_CODE`. Unknown code options raise a
+    ``None`` is the exact default, :data:`DEFAULT_CODE`; ``"auto"`` the lightest code
+    meeting ``options["rtol"]`` with ``options["stragglers"]`` (default 1) of P
+    workers missing, for workers in ``fmt`` and a product of ``shape`` (n, k, l)
+    (:func:`gpucoded.autocode.choose_code`). Unknown code options raise a
     ``TypeError`` naming them and listing the valid call and code options.
     """
     from .validate import check_count  # noqa: PLC0415
 
     m, P = check_count("m", m), check_count("P", P)
+    auto = {k: options.pop(k) for k in ("stragglers", "rtol") if k in options}
+    if code == "auto":
+        return auto_code(m, P, auto, options, fmt or get_format(dtype or "float64"), shape)
+    if any(v is not None for v in auto.values()):
+        raise TypeError(f"{sorted(auto)} only apply with code='auto'")
     if code is None:
         code = DEFAULT_CODE
     if isinstance(code, str):
@@ -291,6 +302,23 @@ def resolve_code(
         # tune the default/auto evaluation points for the arithmetic the workers do
         options.setdefault("dtype", dtype)
     return make_code(code, m=m, P=P, **options)
+
+
+def auto_code(
+    m: int | None, P: int | None, auto: dict, options: dict, fmt: Format, shape: Any
+) -> Code:
+    """``code="auto"``: checks its options, then :func:`gpucoded.autocode.choose_code`."""
+    from .autocode import choose_code  # noqa: PLC0415
+    from .validate import check_count  # noqa: PLC0415
+
+    if options or m is not None:
+        extra = sorted(options) + (["m"] if m is not None else [])
+        raise TypeError(f"code='auto' chooses the code and m itself; drop {extra}")
+    if P is None:
+        raise TypeError("code='auto' needs P= (workers) and optionally stragglers=, rtol=")
+    s = auto.get("stragglers")
+    s = 1 if s is None else check_count("stragglers", s, minimum=0)
+    return choose_code(P, s, fmt, rtol=auto.get("rtol"), shape=shape or (100, 100, 100)).code
 
 
 #: The code of a call without one: exact, Chebyshev points (well conditioned).
@@ -409,7 +437,9 @@ def collect(
             run.limit(until if call.deadline is None else min(until, call.deadline))
         if now >= until:
             break
-    note = "" if until is None else f"waited {call.wait_for_accuracy} s; no accurate set arrived"
+    note = "" if until is None else (
+        f"waited up to {call.wait_for_accuracy} s: no set predicted accurate arrived"
+    )
     return got, prods, note
 
 
@@ -446,7 +476,9 @@ def select(code: Code, got: list[int], fmt: Format, call: Call, note: str) -> tu
         return list(got), "all answers in hand (verify cross-checks them)"
     need = call.answers or code.recovery_threshold
     S = list(guard.choose_answers(code, got, fmt, needed=need))
-    if sorted(S) == sorted(got[: len(S)]):
+    if len(S) == len(got) and len(got) > need:
+        how = f"all {len(S)} answers in hand"
+    elif sorted(S) == sorted(got[: len(S)]):
         how = f"first {len(S)} arrivals"
     else:
         how = f"{len(S)} of {len(got)} answers in hand (predicted most accurate)"
@@ -474,10 +506,8 @@ def decode(
     else:
         if call.verify is not None:
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
-        if _DECODE_TAKES_FMT:  # TEMPORARY until `decoder` is merged
-            kw["fmt"] = fmt
-        guard.check_weights(code, code.decode_weights(got), fmt)  # overflow: refuse
-        C, dinfo = code.decode(prods, got, return_info=True, **kw)
+        guard.check_weights(code, code.decode_weights(got, fmt=fmt), fmt)  # overflow: refuse
+        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, **kw)
         used = tuple(got)
     if C.dtype != ops.dtype:
         C = C.astype(ops.dtype)
@@ -694,9 +724,3 @@ def progressive(
         err = not_enough(code, got, info, call, [])
         err.args = (f"{err.args[0]} after {time.perf_counter() - t0:.3g} s",)
         raise err
-
-
-# TEMPORARY until the `trust` and `decoder` branches are merged: their functions
-import inspect as _inspect  # noqa: E402
-
-_DECODE_TAKES_FMT = "fmt" in _inspect.signature(Code.decode).parameters

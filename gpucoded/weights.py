@@ -24,7 +24,8 @@ How they are solved (fast for thresholds up to 512, accurate for any):
    with the residual :math:`T-WV` formed in double-double (106 bits, basis values by
    their recurrence in double-double) brings them to about 1e-27 relative. **A
    posteriori check**: the last correction must be below :math:`2^{-80}` of the
-   weights (it estimates the remaining error); otherwise
+   weights (it estimates the remaining error), and :math:`\sum_k|W_{ck}|\le10^3` (so
+   the defect, a sum that cancels, is known to ~1e-26); otherwise
 2. **mpmath with a structured O(K²) solver** (:func:`_mp_dual_weights`): the dual
    Vandermonde system :math:`w^\top V=t^\top` of the square (truncated) system is
    solved through the Lagrange basis, :math:`w_k=t^\top\mathrm{coef}(\ell_k)`,
@@ -63,6 +64,7 @@ from collections.abc import Callable, Sequence
 
 import mpmath
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "MpContext",
@@ -86,6 +88,9 @@ _MAX_DPS = 3200
 _DENSE_MAX = 80
 #: The float path accepts weights whose last refinement step is below this (relative).
 _REFINE_TOL = 2.0**-80
+#: Largest Σ_k|W_ck| accepted from the float path: its weights carry ~1e-29 relative
+#: error, so the defect (a sum that cancels to ~0) is known to ~1e-29 × this.
+_FLOAT_MAX_WSUM = 1e3
 #: Digits the float (double-double refined) weights are reported to carry.
 _FLOAT_DPS = 32
 
@@ -329,8 +334,121 @@ def _rows_diff(W: list, prev: list):
     )
 
 
+_FLINT_LOCK = threading.Lock()  # FLINT's working precision is process-global
+_MAX_BITS = 1 << 14
+
+
+def _flint_dual_weights(points: Sequence, T: np.ndarray, basis: str) -> tuple | None:
+    r"""The structured solve of :func:`_mp_dual_once` in Arb ball arithmetic (python-flint).
+
+    Certified: the precision is doubled from 128 bits until every weight's ball radius
+    is below :math:`2^{-110}` of the largest weight (a rigorous enclosure of the exact
+    weights of the binary points), so no second agreeing solve is needed. Returns
+    (W_mp, ‖V⁻¹‖_∞, digits) with the balls' midpoints as mpmath numbers, or None when
+    python-flint is not installed (mpmath then does the same computation).
+    """
+    try:
+        from flint import acb, arb
+        from flint import ctx as fctx
+    except ImportError:  # pragma: no cover - python-flint is a dependency
+        return None
+    cplx = bool(np.iscomplexobj(np.asarray(points)))
+    with _FLINT_LOCK:
+        old = fctx.prec
+        try:
+            bits = 128
+            while True:
+                fctx.prec = bits
+                xs = [acb(complex(x)) if cplx else arb(float(x)) for x in points]
+                tps = _flint_functional(arb, T, basis)
+                W, inv = _flint_dual_once(arb(0), xs, tps)
+                big = max(float(abs(w.mid())) for row in W for w in row)
+                rad = max(float(w.rad()) for row in W for w in row)
+                if all(w.is_finite() for row in W for w in row) and rad <= 2.0**-110 * big:
+                    break
+                if bits >= _MAX_BITS:
+                    raise ArithmeticError(
+                        f"decode weights not certified at {_MAX_BITS} bits; "
+                        "the evaluation points are too close together"
+                    )
+                bits *= 2
+        finally:
+            fctx.prec = old
+    ctx = mp_context(int(bits * 0.30103) + 1)
+    W_mp = [[_flint_to_mp(ctx, w, cplx) for w in row] for row in W]
+    return W_mp, inv, int(bits * 0.30103)
+
+
+def _flint_to_mp(ctx: MpContext, w, cplx: bool):
+    """The midpoint of an Arb/Acb ball as an exact mpmath number."""
+    from mpmath.libmp import from_man_exp
+
+    def one(x):
+        man, exp = x.mid().man_exp()
+        return ctx.make_mpf(from_man_exp(int(man), int(exp)))
+
+    return ctx.mpc(one(w.real), one(w.imag)) if cplx else one(w)
+
+
+def _flint_functional(arb, T: np.ndarray, basis: str) -> list:
+    """Targets as a monomial functional (Chebyshev: t' = Bᵀt, exact integers × 2^k)."""
+    n = T.shape[1]
+    out = []
+    for row in T:
+        if basis != "chebyshev":
+            out.append([arb(float(v)) for v in row])
+            continue
+        tp = []
+        for j in range(n):
+            acc = arb(0)
+            for i in range(j % 2, j + 1, 2):
+                if row[i] != 0:
+                    b = arb(math.comb(j, (j - i) // 2)) * arb(2) ** (1 - j)
+                    acc += (b / 2 if i == 0 else b) * arb(float(row[i]))
+            tp.append(acc)
+        out.append(tp)
+    return out
+
+
+def _flint_dual_once(zero, xs: list, tps: list) -> tuple[list, float]:
+    """:func:`_mp_dual_once` with Arb/Acb balls."""
+    n = len(xs)
+    L = [zero + 1]
+    for xj in xs:
+        L = [(L[i - 1] if i else zero) - xj * (L[i] if i < len(L) else zero)
+             for i in range(len(L) + 1)]
+    W = [[zero] * n for _ in tps]
+    inv_rows = [0.0] * n
+    for k, xk in enumerate(xs):
+        q = [zero] * n
+        acc = L[n]
+        for j in range(n - 1, -1, -1):
+            q[j] = acc
+            acc = L[j] + xk * acc
+        den = zero + 1
+        for j, xj in enumerate(xs):
+            if j != k:
+                den *= xk - xj
+        for c, tp in enumerate(tps):
+            s = zero
+            for tj, qj in zip(tp, q, strict=True):
+                if tj != 0:
+                    s += tj * qj
+            W[c][k] = s / den
+        aden = float(abs(den).mid())
+        inv_rows = [a + float(abs(qj).mid()) / aden for a, qj in zip(inv_rows, q, strict=True)]
+    return W, max(inv_rows, default=0.0)
+
+
 def _mp_dual_weights(points: Sequence, T: np.ndarray, basis: str, dps: int) -> tuple:
-    """Square system by :func:`_mp_dual_once` at doubling precision; (W_mp, cond, dps)."""
+    """Square system: Arb (certified) if available, else mpmath at doubling precision.
+
+    Returns (W_mp, cond, dps)."""
+    n = len(points)
+    fl = _flint_dual_weights(points, T, basis)
+    if fl is not None:
+        W, inv_norm, d = fl
+        return W, _dual_cond(points, n, basis, inv_norm), d
     prev = None
     d = dps
     while True:
@@ -356,13 +474,15 @@ def _mp_dual_weights(points: Sequence, T: np.ndarray, basis: str, dps: int) -> t
                 "the evaluation points are too close together"
             )
         prev, d = W, d * 2
-    n = len(xs)
+    return W, _dual_cond(points, n, basis, inv_norm), d
+
+
+def _dual_cond(points: Sequence, n: int, basis: str, inv_norm: float) -> float:
+    """κ_∞(V) from ‖V⁻¹‖_∞ of the structured solve (monomials), else a float estimate."""
     if basis == "monomial":
-        vnorm = max(float(sum(abs(x) ** j for j in range(n))) for x in xs)
-        cond = vnorm * inv_norm
-    else:
-        cond = float(np.linalg.cond(basis_float(np.asarray(points, float), n, basis), np.inf))
-    return W, cond, d
+        vnorm = max(float(sum(abs(complex(x)) ** j for j in range(n))) for x in points)
+        return vnorm * inv_norm
+    return float(np.linalg.cond(basis_float(np.asarray(points, float), n, basis), np.inf))
 
 
 def basis_float(points: np.ndarray, ncols: int, basis: str) -> np.ndarray:
@@ -476,7 +596,10 @@ def interpolation_weights(
         )
     T = np.asarray(targets[:, :ncoef], dtype=np.float64)
     pts = np.asarray(points)
-    fast = _float_weights(pts, T, basis, omega)
+    with threadpool_limits(1, user_api="blas"):  # small solves: threads only contend
+        fast = _float_weights(pts, T, basis, omega)
+    if fast is not None and float(np.abs(fast[0]).sum(axis=1).max()) > _FLOAT_MAX_WSUM:
+        fast = None  # the defect would cancel below the refined weights' accuracy
     if fast is not None:
         Wh, Wl, cond = fast
         ctx = mp_context(_FLOAT_DPS + 8)

@@ -40,7 +40,11 @@ def test_model_factors_equal_decode_weights(family, p, q, P, r):
     kappa = np.linalg.cond(V).max()
     tol = 100 * kappa * model.code.K * U64
     for gi, g in enumerate(gs):
-        code = ApproxMatDot(q, P, gamma=g) if family == "matdot" else ApproxPolyDot(p, q, P, g)
+        code = (  # the model is that of the interpolation weights
+            ApproxMatDot(q, P, gamma=g, decoder="interpolation")
+            if family == "matdot"
+            else ApproxPolyDot(p, q, P, g, decoder="interpolation")
+        )
         for si, S in enumerate(model.subsets[:6]):
             dw = code.decode_weights(tuple(S), partial=True)
             assert abs(F[si, gi] - dw.fp_factor) <= tol * dw.fp_factor

@@ -233,6 +233,7 @@ def test_make_code_names_and_errors():
     for name in codes.CODES:
         c = codes.make_code(name, m=4)
         assert c.P >= c.recovery_threshold
+        assert c.m == 4, name  # the code's m is the m it was built from (coded_matmul checks)
     with pytest.raises(ValueError, match="valid names"):
         codes.make_code("matdoot", m=3)
     with pytest.raises(ValueError, match="recovery threshold"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gpucoded.codes import ApproxMatDot, ApproxPolyDot, ChebyshevMatDot, MatDot
-from gpucoded.formats import round_mantissa, unit_roundoff
+from gpucoded.formats import round_mantissa, round_operands, unit_roundoff
 from gpucoded.reference import error_split, exact_product
 from gpucoded.studies import figure1 as f1
 from gpucoded.studies import sweep as sw
@@ -22,11 +22,11 @@ U64 = 2.0**-53
 @pytest.mark.parametrize(
     "code",
     [
-        MatDot(3, 6),
-        ApproxMatDot(3, 6, gamma=7e4),
-        ApproxMatDot(3, 6, gamma=1e8),
-        ChebyshevMatDot(3, 6),
-        ApproxPolyDot(2, 2, 9, gamma=30.0),
+        MatDot(3, 6, decoder="interpolation"),
+        ApproxMatDot(3, 6, gamma=7e4, decoder="interpolation"),
+        ApproxMatDot(3, 6, gamma=1e8, decoder="interpolation"),
+        ChebyshevMatDot(3, 6, decoder="interpolation"),
+        ApproxPolyDot(2, 2, 9, gamma=30.0, decoder="interpolation"),
     ],
     ids=repr,
 )
@@ -110,6 +110,10 @@ def test_round_mantissa_error():
         round_mantissa(x.astype(np.float64), 7)
     with pytest.raises(ValueError):
         unit_roundoff("float16")
+    # round_operands: a format's GEMM operands (identity unless emulated)
+    assert np.array_equal(round_operands(x, "tf32"), round_mantissa(x, 10))
+    assert np.array_equal(round_operands(x, "bf16"), round_mantissa(x, 7))
+    assert round_operands(x, "float32") is x
     At = np.ones((2, 3, 4), np.float32)
     assert worker_matmul(At, np.ones((2, 4, 5), np.float32), "bf16").shape == (2, 3, 5)
 
@@ -265,7 +269,8 @@ def test_fast_weights_sizes_equal_per_size_calls():
     """The checks-once variant computes the same weights as one call per size (same ops)."""
     from gpucoded.studies.fastweights import fast_weights_many, fast_weights_sizes
 
-    codes = [ApproxMatDot(3, 6, gamma=g) for g in (1.0, 70.0, 7e4)] + [MatDot(3, 6)]
+    codes = [ApproxMatDot(3, 6, gamma=g, decoder="interpolation") for g in (1.0, 70.0, 7e4)]
+    codes += [MatDot(3, 6, decoder="interpolation")]
     subs = [np.array(list(itertools.combinations(range(6), r))) for r in range(3, 7)]
     for S, W in zip(subs, fast_weights_sizes(codes, subs), strict=True):
         assert np.array_equal(W, fast_weights_many(codes, S))

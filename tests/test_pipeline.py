@@ -52,9 +52,15 @@ def test_progressive_bounds_use_the_tight_rho_norms():
     )
     assert info1.workers == info2.used
     assert info1.error_bound == pytest.approx(info2.error_bound, rel=1e-12)
-    fro = np.linalg.norm(A) * np.linalg.norm(B)
-    rho = np.prod(pipeline.operand_norms(info2.code, A, B))
-    assert rho < 0.5 * fro  # the check above can tell the two apart
+    code, S = info2.code, list(info1.workers)
+    At, Bt = code.encode(A, B)
+    prods = [At[w] @ Bt[w] for w in S]
+    kw = dict(shape=(40, 20), inner=At.shape[2], return_info=True, fmt="float64")
+    ra, rb = np.linalg.norm(A, axis=1).max(), np.linalg.norm(B, axis=0).max()  # p = t = 1
+    _, rho = code.decode(prods, S, norms=(ra, rb), **kw)
+    _, fro = code.decode(prods, S, norms=(np.linalg.norm(A), np.linalg.norm(B)), **kw)
+    assert info1.error_bound == pytest.approx(rho.error_bound, rel=1e-12)
+    assert rho.error_bound < 0.5 * fro.error_bound  # the check can tell the two apart
 
 
 def test_worker_format_reaches_the_report_and_the_guard():
@@ -134,22 +140,31 @@ def test_hopeless_code_refused_before_any_worker():
 
 
 def test_wait_for_accuracy_uses_more_answers():
-    """Chebyshev m=32 on 70 float32 workers, 4 failed: the first 63 arrivals in serial
-    order are ill-conditioned; with wait_for_accuracy the call decodes a better set."""
+    """MatDot m=6 on 30 float32 workers (serial order: clustered points first): the
+    first 11 arrivals are ill-conditioned (error ~0.8, warned); with wait_for_accuracy
+    the call collects more answers until guard.choose_answers finds a set that
+    guard.accurate_enough accepts, and decodes that set."""
+    from gpucoded import guard
+
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((64, 256)).astype(np.float32)
-    B = rng.standard_normal((256, 64)).astype(np.float32)
-    kw = dict(m=32, P=70, failed=[0, 1, 2, 3], executor="serial", return_info=True)
+    A = rng.standard_normal((40, 160)).astype(np.float32)
+    B = rng.standard_normal((160, 40)).astype(np.float32)
+    kw = dict(m=6, P=30, executor="serial", return_info=True)
+    with pytest.warns(InaccurateResultWarning):
+        C0, i0 = gpucoded.coded_matmul(A, B, "matdot", **kw)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InaccurateResultWarning)
-        C0, i0 = gpucoded.coded_matmul(A, B, "chebyshev", **kw)
-        C1, i1 = gpucoded.coded_matmul(A, B, "chebyshev", wait_for_accuracy=1.0, **kw)
+        warnings.simplefilter("error", InaccurateResultWarning)  # no warning now
+        C1, i1 = gpucoded.coded_matmul(A, B, "matdot", wait_for_accuracy=60.0, **kw)
     E = exact_product(A, B)
     e0 = np.abs(C0 - E).max() / np.abs(E).max()
     e1 = np.abs(C1 - E).max() / np.abs(E).max()
-    assert i1.selection and i1.selection != "first 63 arrivals"
-    assert e1 <= e0
-    assert i1.accuracy <= i0.accuracy
+    assert i0.selection == "first 11 arrivals" and len(i1.answered) > 11
+    fmt = get_format("float32")
+    S = guard.choose_answers(i1.code, i1.answered, fmt, needed=11)
+    assert guard.accurate_enough(i1.code, S, fmt) and sorted(i1.used) == sorted(S)
+    assert "waited for an accurate set" in i1.selection
+    assert e1 <= 1e-2 < e0
+    assert i1.accuracy <= 1e-2 < i0.accuracy
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,19 @@ def _check_decoder(decoder: str) -> str:
     return decoder
 
 
+_DTYPE_FORMATS: dict[np.dtype, Format] = {}
+
+
+def _format_of(spec: Any) -> Format:
+    """:func:`get_format`, memoised for dtypes (it allocates on every dtype lookup)."""
+    if isinstance(spec, np.dtype):
+        f = _DTYPE_FORMATS.get(spec)
+        if f is None:
+            f = _DTYPE_FORMATS[spec] = get_format(spec)
+        return f
+    return get_format(spec)
+
+
 def _complex_spec(spec: Any) -> bool:
     """Whether a format spec is a complex dtype (complex data doubles the rounding)."""
     if isinstance(spec, Format) or (isinstance(spec, str) and spec in FORMATS):
@@ -94,7 +107,7 @@ m inner}/2+n_A+n_B+|S|+c_u)+4u_f^2`, with
     encoding coefficients' rounding in ulps: root-sum-square of independent roundings
     (a recursive sum of n random terms errs by about :math:`u\sqrt{n/2}` of its size).
     """
-    u_s = get_format(fmt.storage).u
+    u_s = _format_of(fmt.storage).u
     g = code.grid
     terms = inner / 2 + g.n_a + g.n_b + answers + code.coef_ulps
     val = math.sqrt(u_s**2 * terms + 4 * fmt.u**2)
@@ -325,8 +338,8 @@ class DecodeWeights:
         format's (its GEMM operands, rounded to 10 bits for TF32, 7 for BF16; Higham's
         :math:`\gamma_n` argument, entrywise). Complex arithmetic doubles it.
         """
-        f = get_format(fmt)
-        u_s = get_format(f.storage).u
+        f = _format_of(fmt)
+        u_s = _format_of(f.storage).u
         g = self.code.grid
         terms = u_s * (inner + g.n_a + g.n_b + len(self.workers) + self.code.coef_ulps)
         terms += 2 * f.u
@@ -360,7 +373,7 @@ class DecodeWeights:
         inner dimension and worst-case rounding sums). Structured inputs (aligned rows
         and columns) can exceed it by up to :math:`\sqrt{c_b}`; the bound holds always.
         """
-        f = get_format(fmt)
+        f = _format_of(fmt)
         n, l = shape
         g = self.code.grid
         cb = max(int(inner), 1)
@@ -513,7 +526,7 @@ class Code:
         """The worker format for the weights: ``fmt``, else the code's tuning, else float64."""
         if fmt is None:
             fmt = getattr(self, "worker_dtype", None) or "float64"
-        return get_format(fmt)
+        return _format_of(fmt)
 
     def _solve(self, S: tuple[int, ...], partial: bool, fmt: Format) -> tuple:
         """(W, cond, dps, exact, W_mp[, rule]) for sorted answering workers S.
@@ -612,7 +625,7 @@ class Code:
         t0 = time.perf_counter()
         if fmt is None:
             fmt = np.result_type(*[x.dtype for x in products]) if len(returned) else "float64"
-        fmt = get_format(fmt)
+        fmt = _format_of(fmt)
         was_cached = (tuple(sorted(returned)), partial, fmt.name) in self._cache
         dw = self.decode_weights(returned, partial=partial, fmt=fmt)
         t1 = time.perf_counter()

@@ -65,8 +65,13 @@ class PolynomialCode(EvaluationCode):
 
     @property
     def m(self) -> int:
-        """Storage: 1/p of A and 1/q of B; reported as max(p, q)."""
-        return max(self.p, self.q)
+        """m = p·q, as in ``make_code("polynomial", m=...)``, which splits m into p·q.
+
+        C has pq blocks and each worker computes one block-sized product (1/(pq) of
+        the work of C). A worker stores 1/p of A and 1/q of B, so unlike MatDot and
+        PolyDot, 1/m is not the storage of each operand.
+        """
+        return self.p * self.q
 
     def _params(self) -> str:
         return f"p={self.p}, q={self.q}, P={self.P}"

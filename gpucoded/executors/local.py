@@ -8,10 +8,15 @@ the run wakes every delayed worker at once and it exits without computing. When
 ``coded_matmul`` returns, no worker sleeps on and no task is queued; a GEMM already
 in flight (it cannot be interrupted) finishes and its thread exits.
 
-:class:`SerialExecutor` computes the workers one after another in the caller's
-thread and *simulates* their completion order from the injected delays (a virtual
-clock: worker w finishes at its compute time plus ``delays[w]``); nothing sleeps.
-It is deterministic, which is what tests and precision studies want.
+:class:`SerialExecutor` computes every worker, one after another in the caller's
+thread, when the run starts, and *simulates* the completion order with a virtual clock
+(nothing sleeps): worker w starts when the workers before it in ``workers`` have
+finished computing, and answers at that start plus its measured compute time plus
+``delays[w]``. Workers with an infinite delay are not computed; answers later than
+``timeout`` (virtual seconds) are dropped; cancelling stops the delivery, not the
+computation (it is done). With no delays the order is that of ``workers``; delays
+farther apart than the compute times fix the order too, which is what tests and
+precision studies want.
 """
 
 from __future__ import annotations
@@ -72,7 +77,11 @@ class _SerialRun(Run):
 
 
 class SerialExecutor(Executor):
-    """All workers in the caller's thread; completion order from a virtual clock."""
+    """All workers in the caller's thread at ``start``; answers ordered by a virtual clock.
+
+    Worker w's answer has ``start`` = the summed compute time of the workers before it
+    and ``end`` = ``start`` + its compute time + ``delays[w]`` (see the module notes).
+    """
 
     name = "serial"
 

