@@ -83,6 +83,8 @@ __all__ = [
 #: Relative error above which a result is flagged (about two correct digits).
 RTOL_GUARD = 1e-2
 ON_INACCURATE = ("warn", "raise", "ignore")
+#: choose_answers leaves the arrival order only for a predicted error this much smaller
+SWITCH_GAIN = 0.5
 _LN10 = math.log(10.0)
 
 
@@ -192,8 +194,9 @@ def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
     """A concrete way out for an inaccurate decode of ``code`` in format ``fmt``.
 
     Names, as applicable: more answers (approximate codes, with the number of workers
-    left), ``gamma='auto'`` tuned for ``fmt``, a Chebyshev code with the same m, the
-    largest m the format allows for the code's family, float64 workers.
+    left), ``gamma='auto'`` tuned for ``fmt`` (unless the points already are), a
+    Chebyshev code with the same m, the largest m the format allows for the code's
+    family, float64 workers.
     """
     fmt = get_format(fmt)
     fixes = []
@@ -201,7 +204,9 @@ def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
     if getattr(code, "approximate", False):
         if used < code.P:
             fixes.append(f"more answers (answers={min(used + 1, code.P)}..{code.P})")
-        fixes.append(f"gamma='auto' (points tuned for {fmt.name} workers)")
+        tuned = getattr(code, "gamma_choice", None) == "auto"
+        if not (tuned and getattr(code, "worker_dtype", None) == fmt.name):
+            fixes.append(f"gamma='auto' (points tuned for {fmt.name} workers)")
     if getattr(code, "basis", None) == "monomial" and not code.is_complex:
         fixes.append(f"a Chebyshev code (code='chebyshev', m={code.m}: well conditioned)")
         mmax = _largest_feasible_m(code, fmt)
@@ -503,9 +508,10 @@ def choose_answers(code: Any, got: Sequence[int], fmt: Any, *, needed: int) -> l
     r"""The workers to decode from, given the usable answers ``got`` (arrival order).
 
     The first ``needed`` answers if :func:`accurate_enough`; otherwise the candidate
-    with the smallest :func:`predicted_error` among: the first ``needed``, all
-    answers in hand (least squares / more coefficients), and the best-conditioned
-    ``needed`` of them (:func:`best_conditioned`). Weights are cached per set, so the
+    with the smallest :func:`predicted_error` among: all answers in hand (least
+    squares / more coefficients) and the best-conditioned ``needed`` of them
+    (:func:`best_conditioned`), if it predicts less than :data:`SWITCH_GAIN` times
+    the first ``needed``'s error; else the first ``needed``. Weights are cached per set, so the
     chosen set's weights are not computed twice.
 
     Parameters
@@ -537,4 +543,7 @@ def choose_answers(code: Any, got: Sequence[int], fmt: Any, *, needed: int) -> l
             scores.append(predicted_error(code, S, fmt))
         except (ValueError, ArithmeticError):
             scores.append(math.inf)
-    return cands[int(np.argmin(scores))]
+    best = int(np.argmin(scores))
+    # the prediction is a model (1-50x above the measured error): leave the arrival
+    # order only for a clear gain
+    return cands[best] if scores[best] < SWITCH_GAIN * scores[0] else first

@@ -354,6 +354,8 @@ def test_answers_is_the_number_decoded(answers):
     )
     assert len(info.used) == answers
     assert info.used == tuple(range(answers))
+    # and the call stopped collecting at that answer (no extra wait for one more)
+    assert info.answered == list(range(answers))
 
 
 def test_operand_norms_are_row_and_column_norms():
@@ -398,3 +400,45 @@ def test_interp_factor_uses_abs_defect():
     plain = max(np.linalg.norm(Dc, 2) for Dc in dw.defect)
     assert dw.interp_factor == pytest.approx(abs_norm, rel=1e-12)
     assert abs_norm > plain * (1 + 1e-6)
+
+
+# ------------------------------------------------------------- end to end (pipeline)
+def test_end_to_end_no_false_alarm_at_large_inner_dimension():
+    """Through ``coded_matmul`` at k = 8192, float64, where the a-priori bound alone
+    reaches ~1 relative for ε-MatDot m = 3: the typical-case estimate keeps it quiet."""
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((24, 8192)), rng.standard_normal((8192, 24))
+    E = A @ B
+    calls = [
+        ("approx_matdot", {"m": 2}),
+        ("approx_matdot", {"m": 3}),
+        ("approx_matdot", {"m": 3, "P": 7}),
+        ("matdot", {"m": 4}),
+        ("chebyshev", {"m": 10}),
+        ("polydot", {"p": 2, "q": 2}),
+        ("polynomial", {"p": 2, "q": 3}),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InaccurateResultWarning)
+        for name, kw in calls:
+            for failed in ([], [1]):
+                C, info = gpucoded.coded_matmul(A, B, name, failed=failed, return_info=True, **kw)
+                assert np.abs(C - E).max() <= info.error_bound
+
+
+def test_end_to_end_wait_for_accuracy_decodes_a_better_set():
+    """Chebyshev m=8, P=24, float32, the 4 nodes nearest −1 failed, serial order: the
+    first 15 arrivals are warned about (error > 1e-2); waiting decodes more answers
+    and is accurate and quiet."""
+    A, B = operands(16, 16, 16, np.float32, 5)
+    E = exact_product(A, B).astype(np.float64)
+    kw = dict(m=8, P=24, failed=[20, 21, 22, 23], executor="serial", return_info=True)
+    with pytest.warns(InaccurateResultWarning, match="Chebyshev"):
+        C0, i0 = gpucoded.coded_matmul(A, B, "chebyshev", **kw)
+    assert np.abs(C0 - E).max() > guard.RTOL_GUARD * np.abs(E).max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InaccurateResultWarning)
+        C1, i1 = gpucoded.coded_matmul(A, B, "chebyshev", wait_for_accuracy=30.0, **kw)
+    assert len(i1.used) > len(i0.used) == 15
+    assert np.abs(C1 - E).max() <= guard.RTOL_GUARD * np.abs(E).max()
+    assert "waited" in i1.selection
