@@ -201,3 +201,21 @@ def test_lost_dask_worker_is_named():
 
     assert pipeline.erasure_reason(FutureCancelledError("x")).startswith("worker lost")
     assert pipeline.erasure_reason(RuntimeError("boom")) == "raised RuntimeError('boom')"
+
+
+def test_wait_for_accuracy_is_bounded_by_its_budget():
+    """Threads, the accurate answers never come (infinite delays): the call returns once
+    the waiting budget is spent (Run.limit), decodes what it has and says so."""
+    import math
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 160)).astype(np.float32)
+    B = rng.standard_normal((160, 40)).astype(np.float32)
+    delays = [0.0] * 11 + [math.inf] * 19
+    with pytest.warns(InaccurateResultWarning):
+        _, info = gpucoded.coded_matmul(
+            A, B, "matdot", m=6, P=30, delays=delays, wait_for_accuracy=0.2,
+            executor="threads", return_info=True,
+        )  # fmt: skip
+    assert "waited up to 0.2 s" in info.selection and len(info.used) == 11
+    assert sorted(info.abandoned) == list(range(11, 30))
