@@ -218,3 +218,10 @@ def test_wait_for_accuracy_is_bounded_by_its_budget():
     assert "waited up to 0.2 s" in info.selection and len(info.used) == 11
     assert sorted(info.answered) == list(range(11))  # nobody waited for the late ones
     assert sorted(info.abandoned) == list(range(11, 30))
+
+
+def test_absmax_is_the_guard_scale():
+    assert pipeline.absmax(np.array([[1.0, -3.0], [2.0, 0.5]])) == 3.0
+    assert np.isnan(pipeline.absmax(np.array([1.0, np.nan, -5.0])))
+    assert pipeline.absmax(np.array([1.0, -np.inf])) == np.inf
+    assert pipeline.absmax(np.array([3 + 4j, -1.0])) == 5.0
