@@ -238,7 +238,7 @@ def code_option_names(name: str) -> list[str]:
         return []
     params = inspect.signature(cls.__init__).parameters
     own = [k for k, p in params.items() if k not in ("self", "m", "P") and p.kind != p.VAR_KEYWORD]
-    return sorted(set(own) | set(_MAKE_CODE_OPTIONS) | {"dtype"})
+    return sorted(set(own) | set(_MAKE_CODE_OPTIONS))
 
 
 def resolve_code(
