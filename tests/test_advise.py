@@ -83,11 +83,15 @@ def test_auto_gamma_validated_against_measurement(m, dtype):
     """
     P = m + 2
     gs = np.logspace(0, 8, 33)
+
+    def code(g):  # the model is that of the interpolation decoder
+        return ApproxMatDot(m, P, gamma=g, decoder="interpolation")
+
     A, B = sw.unit_gaussian_pair(60, 5)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     meas = np.array(
         [
-            sw.subset_sweep(ApproxMatDot(m, P, gamma=g), A, B, C, dtype, n_succ=[m]).errors.max()
+            sw.subset_sweep(code(g), A, B, C, dtype, n_succ=[m]).errors.max()
             for g in gs
         ]
     )
