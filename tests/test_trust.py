@@ -33,7 +33,7 @@ from gpucoded.codes.optimized import OptimizedMatDot
 from gpucoded.errors import InaccurateResultError, InaccurateResultWarning
 from gpucoded.executors import SerialExecutor
 from gpucoded.formats import get_format
-from gpucoded.points import polydot_radius
+from gpucoded.points import matdot_radius, polydot_radius
 from gpucoded.reference import exact_product
 from gpucoded.weights import spectral_abs_norms
 
@@ -173,6 +173,9 @@ def test_eps_codes_check_their_rounding():
         E = A @ B
         assert raw_decode(code, A, B, list(S)) * np.abs(E).max() <= 1.2 * best
     ApproxMatDot(3, 5, eps=1e-3, norm_bound=1)
+    # what the refused code would have done: its Eq. (16) points, unguarded
+    g = 1.0 / matdot_radius(6, 1e-3, 1.0)
+    assert raw_decode(ApproxMatDot(6, 8, gamma=g), A, B, list(range(6))) > 1.0
     with pytest.raises(ValueError, match="smallest eps float32"):
         ApproxMatDot(3, 5, eps=1e-6, norm_bound=1, dtype="float32")
 
@@ -264,15 +267,32 @@ def _case_outcome(factory, dtype, seed):
     return o.kind, o.rel_error, o.message
 
 
+def _unguarded_error(factory, dtype, seed):
+    """The error the unguarded decode of the first threshold answers gives (main's)."""
+    try:
+        code = factory()
+    except ValueError:  # eps= codes refused by their constructor (see the eps test)
+        return math.inf
+    A, B = operands(16, 16, 16, dtype, seed)
+    try:
+        return raw_decode(code, A, B, list(range(code.recovery_threshold)))
+    except ArithmeticError:  # the weight solve itself fails (points ~1e-30): no teeth
+        return 0.0
+
+
 @pytest.mark.parametrize("cls", list(CLASSES))
 def test_no_silent_inaccurate_result(cls):
-    """Each class: refused, warned, or within 1e-2 — never silently worse."""
+    """Each class: refused, warned, or within 1e-2 — never silently worse; and each
+    class has a case whose unguarded decode is worse than 1e-2 (the test has teeth)."""
+    worst = 0.0
     for factory, dtype in CLASSES[cls]:
         for seed in (0, 1):
             kind, rel, msg = _case_outcome(factory, dtype, seed)
             assert kind != "silent" or rel <= guard.RTOL_GUARD, (cls, kind, rel)
             if kind != "silent":
                 assert "Fix" in msg or "use" in msg, msg
+        worst = max(worst, _unguarded_error(factory, dtype, 0))
+    assert not worst <= guard.RTOL_GUARD, (cls, worst)  # NaN (overflow) counts as worse
 
 
 def test_chebyshev_arrival_order_class():
