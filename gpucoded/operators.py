@@ -226,7 +226,9 @@ class CodedMatrix:
 class _Encoder:
     """Encodes the streamed operand; pairs it with M's placed stack (side ``side``)."""
 
-    def __init__(self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple):
+    def __init__(
+        self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple
+    ) -> None:
         self.code, self.X, self.side, self.stack, self.dtype, self.dims = (
             code, X, side, stack, dtype, dims
         )  # fmt: skip

@@ -381,7 +381,9 @@ def erasure_reason(error: BaseException) -> str:
     return f"raised {error!r}"
 
 
-def answers_in(run: Run, info: CallInfo, shape: tuple[int, int], dtype: Any, finite: bool):
+def answers_in(
+    run: Run, info: CallInfo, shape: tuple[int, int], dtype: Any, finite: bool
+) -> Iterator[tuple[int, Any]]:
     """Yield ``(worker, product)`` for every usable answer of ``run``, in arrival order.
 
     Each answer is recorded in ``info``; one that raised, has the wrong shape or dtype,
@@ -443,7 +445,9 @@ def collect(
     return got, prods, note
 
 
-def not_enough(code: Code, got: list[int], info: CallInfo, call: Call, pending: list[int]):
+def not_enough(
+    code: Code, got: list[int], info: CallInfo, call: Call, pending: list[int]
+) -> NotEnoughAnswersError:
     """The error for a run that ended below the code's recovery threshold."""
     for w in pending:
         info.erased.setdefault(w, "no answer")
@@ -517,7 +521,9 @@ def decode(
     return C
 
 
-def apply_guard(C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool):
+def apply_guard(
+    C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool
+) -> float | None:
     """:func:`gpucoded.guard.check_accuracy` with the scale :math:`\\max|\\hat C|`.
 
     The scale is one reduction over C (on the GPU one scalar comes back to the host).
