@@ -20,9 +20,11 @@ from .errors import (
     InaccurateResultWarning,
     NotEnoughAnswersError,
 )
+from .operators import CodedMatrix
 
 __all__ = [
     "CallInfo",
+    "CodedMatrix",
     "CorruptAnswerError",
     "CorruptionWarning",
     "InaccurateResultError",

@@ -23,17 +23,15 @@ remaining workers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .api import _resolve_code, np_result_dtype
-from .backend import array_module
+import numpy as np
+
 from .codes import Code, DecodeInfo
-from .errors import NotEnoughAnswersError
 from .executors import get_executor
-from .executors.base import check_delays
-from .validate import check_operands
+from .pipeline import check_call, fit_code, operands, progressive, resolve_code
+from .validate import check_operands, inputs_finite
 
 __all__ = ["progressive_matmul"]
 
@@ -51,14 +49,23 @@ def progressive_matmul(
     deadline: float | None = None,
     until_exact: bool = True,
     nonfinite: str = "raise",
+    on_inaccurate: str = "warn",
+    allow_inaccurate: bool = False,
     **code_options: Any,
 ) -> Iterator[tuple[Any, DecodeInfo]]:
     r"""Yield ``(C_estimate, DecodeInfo)`` after the threshold and after every later answer.
 
+    The call runs through the one pipeline of :mod:`gpucoded.pipeline`: the same
+    validation, answer checks (a NaN, wrong-shape or raising answer is an erasure),
+    ρ-norm bounds in the executor's worker format and accuracy guard as
+    :func:`gpucoded.coded_matmul`; every estimate is guarded.
+
     Parameters
     ----------
     A, B, code, m, P, failed, delays, executor, nonfinite, **code_options
-        As in :func:`gpucoded.coded_matmul`.
+        As in :func:`gpucoded.coded_matmul` (2-D operands).
+    on_inaccurate, allow_inaccurate
+        As in :func:`gpucoded.coded_matmul`, applied to every estimate.
     deadline : float, optional
         Seconds after the start of the run after which no more answers are waited for.
     until_exact : bool
@@ -80,48 +87,12 @@ def progressive_matmul(
         When the answers run out (failures, deadline) before the threshold.
     """
     A, B = check_operands(A, B, nonfinite=nonfinite)
-    if isinstance(code, str) and m is None and "p" not in code_options:
-        m = 2
-    c = _resolve_code(code, m, P, code_options, np_result_dtype(A, B))
-    failed_set = {int(w) for w in failed or ()}
-    if any(not 0 <= w < c.P for w in failed_set):
-        raise ValueError(f"failed worker indices must be in [0, {c.P}); got {sorted(failed_set)}")
-    d = check_delays(delays, c.P)
+    c = resolve_code(code, m, P, code_options, np.result_type(A.dtype, B.dtype))
+    call = check_call(
+        c, failed=failed, delays=delays, deadline=deadline, nonfinite=nonfinite,
+        on_inaccurate=on_inaccurate, allow_inaccurate=allow_inaccurate,
+    )  # fmt: skip
     ex = get_executor(executor, like=A)
-    workers = [w for w in range(c.P) if w not in failed_set]
-    At, Bt = c.encode(A, B)
-    xp = array_module(At)
-    n, l = A.shape[0], B.shape[1]
-    norms = (float(xp.linalg.norm(A)), float(xp.linalg.norm(B)))
-    real = A.dtype.kind != "c" and B.dtype.kind != "c"
-    out_dtype = np_result_dtype(A, B)
-    got: list[int] = []
-    prods: list[Any] = []
-    t0 = time.perf_counter()
-    with ex.start(At, Bt, workers=workers, delays=d, timeout=deadline) as run:
-        for ans in run:
-            if not ans.ok:
-                continue
-            got.append(ans.worker)
-            prods.append(ans.product)
-            if not c.can_decode(got):
-                continue
-            C, info = c.decode(
-                xp.stack(prods),
-                got,
-                shape=(n, l),
-                norms=norms,
-                inner=At.shape[2],
-                real=real,
-                return_info=True,
-            )
-            yield C.astype(out_dtype, copy=False), info
-            if until_exact and info.interp_bound == 0:
-                return
-    if not c.can_decode(got):
-        raise NotEnoughAnswersError(
-            f"{c!r} needs {c.recovery_threshold} answers; only {len(got)} usable arrived "
-            f"in {time.perf_counter() - t0:.3g} s (workers {sorted(got)})",
-            needed=c.recovery_threshold,
-            answered=got,
-        )
+    c, fmt = fit_code(c, ex, np.result_type(A.dtype, B.dtype), call)
+    ops = operands(c, A, B, nonfinite == "raise" or inputs_finite(A, B))
+    yield from progressive(c, lambda: c.encode(A, B), ops, ex, call, fmt, until_exact)

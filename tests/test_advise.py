@@ -40,7 +40,11 @@ def test_model_factors_equal_decode_weights(family, p, q, P, r):
     kappa = np.linalg.cond(V).max()
     tol = 100 * kappa * model.code.K * U64
     for gi, g in enumerate(gs):
-        code = ApproxMatDot(q, P, gamma=g) if family == "matdot" else ApproxPolyDot(p, q, P, g)
+        code = (  # the model is that of the interpolation weights
+            ApproxMatDot(q, P, gamma=g, decoder="interpolation")
+            if family == "matdot"
+            else ApproxPolyDot(p, q, P, g, decoder="interpolation")
+        )
         for si, S in enumerate(model.subsets[:6]):
             dw = code.decode_weights(tuple(S), partial=True)
             assert abs(F[si, gi] - dw.fp_factor) <= tol * dw.fp_factor
@@ -79,11 +83,15 @@ def test_auto_gamma_validated_against_measurement(m, dtype):
     """
     P = m + 2
     gs = np.logspace(0, 8, 33)
+
+    def code(g):  # the model is that of the interpolation decoder
+        return ApproxMatDot(m, P, gamma=g, decoder="interpolation")
+
     A, B = sw.unit_gaussian_pair(60, 5)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
     meas = np.array(
         [
-            sw.subset_sweep(ApproxMatDot(m, P, gamma=g), A, B, C, dtype, n_succ=[m]).errors.max()
+            sw.subset_sweep(code(g), A, B, C, dtype, n_succ=[m]).errors.max()
             for g in gs
         ]
     )

@@ -90,7 +90,7 @@ def test_answers_option_uses_more_workers():
     "A,B,exc,msg",
     [
         (np.ones((3, 4)), np.ones((3, 4)), ValueError, "inner dimensions"),
-        (np.ones(3), np.ones((3, 4)), ValueError, "2-D"),
+        (np.ones(()), np.ones((3, 4)), ValueError, "at least 1 dimension"),
         (np.ones((0, 4)), np.ones((4, 4)), ValueError, "empty"),
         (np.ones((3, 3), dtype=int), np.ones((3, 3)), TypeError, "supported"),
         (np.full((3, 3), np.nan), np.ones((3, 3)), ValueError, "NaN"),
@@ -115,3 +115,33 @@ def test_default_gamma_follows_the_input_dtype():
     assert np.abs(C - exact_product(A, B)).max() <= info.error_bound < 0.1
     c64 = gpucoded.make_code("approx_matdot", m=3, P=5)
     assert c64.worker_dtype == "float64" and c64.gamma > 1e4
+
+
+@pytest.mark.parametrize(
+    "sa,sb",
+    [((7,), (7, 5)), ((6, 7), (7,)), ((7,), (7,)), ((3, 6, 7), (7, 5)), ((6, 7), (2, 7, 5)),
+     ((2, 1, 6, 7), (3, 7, 5)), ((4, 6, 7), (4, 7,  5))],
+)  # fmt: skip
+def test_np_matmul_semantics(sa, sb):
+    """Vectors, stacks and broadcasting give np.matmul's shape and values (each product
+    within the bound of its decode)."""
+    rng = np.random.default_rng(40)
+    A, B = rng.standard_normal(sa), rng.standard_normal(sb)
+    C, info = gpucoded.coded_matmul(A, B, failed=1, return_info=True)
+    ref = np.matmul(A, B)
+    assert C.shape == ref.shape
+    assert np.abs(C - ref).max() <= 1e-12 * max(1.0, np.abs(ref).max())
+    assert 1 not in info.used
+
+
+def test_out_is_filled_and_checked():
+    A, B = unit_gaussian((5, 4), 41), unit_gaussian((4, 3), 42)
+    out = np.empty((5, 3))
+    r = gpucoded.coded_matmul(A, B, out=out)
+    assert r is out and np.abs(out - A @ B).max() < 1e-14
+    with pytest.raises(ValueError, match=r"out has shape \(3, 5\)"):
+        gpucoded.coded_matmul(A, B, out=np.empty((3, 5)))
+    with pytest.raises(ValueError, match="dtype float32"):
+        gpucoded.coded_matmul(A, B, out=np.empty((5, 3), np.float32))
+    with pytest.raises(TypeError, match="out must be a NumPy array"):
+        gpucoded.coded_matmul(A, B, out=[[0.0] * 3] * 5)

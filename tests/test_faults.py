@@ -62,7 +62,7 @@ def test_every_failure_pattern(name, executor, operands, code_instances):
     A, B, E = operands
     code = code_instances[name]
     P, K = code.P, code.recovery_threshold
-    tolerated = 0
+    tolerated = refused = 0
     for F in patterns(P):
         rest = [w for w in range(P) if w not in F]
         if len(F) <= P - K and not isinstance(code, gpucoded.codes.Replication):
@@ -80,8 +80,15 @@ def test_every_failure_pattern(name, executor, operands, code_instances):
             assert sorted(exc.value.answered) == rest
             assert exc.value.needed == K
             assert all(exc.value.erased[w] == "failed" for w in F)
-    assert tolerated >= sum(1 for F in patterns(P, P - K))
-    PATTERN_COUNT[f"{name}/{executor}"] = 2**P
+            refused += 1
+    # every pattern ran and ended one way or the other
+    assert tolerated + refused == 2**P
+    if isinstance(code, gpucoded.codes.Replication):
+        # survivable iff each of the m blocks keeps one of its P/m copies
+        assert tolerated == (2 ** (P // code.m) - 1) ** code.m
+    else:  # MDS-like codes: exactly the patterns with at most P - K failures
+        assert tolerated == sum(1 for F in patterns(P, P - K))
+    PATTERN_COUNT[f"{name}/{executor}"] = tolerated + refused
 
 
 def test_pattern_count_reported():

@@ -22,11 +22,11 @@ U64 = 2.0**-53
 @pytest.mark.parametrize(
     "code",
     [
-        MatDot(3, 6),
-        ApproxMatDot(3, 6, gamma=7e4),
-        ApproxMatDot(3, 6, gamma=1e8),
-        ChebyshevMatDot(3, 6),
-        ApproxPolyDot(2, 2, 9, gamma=30.0),
+        MatDot(3, 6, decoder="interpolation"),
+        ApproxMatDot(3, 6, gamma=7e4, decoder="interpolation"),
+        ApproxMatDot(3, 6, gamma=1e8, decoder="interpolation"),
+        ChebyshevMatDot(3, 6, decoder="interpolation"),
+        ApproxPolyDot(2, 2, 9, gamma=30.0, decoder="interpolation"),
     ],
     ids=repr,
 )
@@ -269,7 +269,8 @@ def test_fast_weights_sizes_equal_per_size_calls():
     """The checks-once variant computes the same weights as one call per size (same ops)."""
     from gpucoded.studies.fastweights import fast_weights_many, fast_weights_sizes
 
-    codes = [ApproxMatDot(3, 6, gamma=g) for g in (1.0, 70.0, 7e4)] + [MatDot(3, 6)]
+    codes = [ApproxMatDot(3, 6, gamma=g, decoder="interpolation") for g in (1.0, 70.0, 7e4)]
+    codes += [MatDot(3, 6, decoder="interpolation")]
     subs = [np.array(list(itertools.combinations(range(6), r))) for r in range(3, 7)]
     for S, W in zip(subs, fast_weights_sizes(codes, subs), strict=True):
         assert np.array_equal(W, fast_weights_many(codes, S))

@@ -65,6 +65,8 @@ _CODES: dict[int, gpucoded.codes.Code] = {}
 SILENT = ("perturb", "scale")
 ERASURE = ("raise", "shape", "dtype", "nan", "inf", "never")
 COUNTS: Counter = Counter()
+#: how each case ended: exactly one outcome per case
+OUTCOME: Counter = Counter()
 
 
 def _code(i: int) -> gpucoded.codes.Code:
@@ -126,6 +128,7 @@ def test_fuzz_result_within_bound_or_documented_error(case):
         with pytest.raises(ValueError, match="contains NaN or Inf"):
             gpucoded.coded_matmul(A, B, code)
         COUNTS["nan inputs refused"] += 1
+        OUTCOME["nan input refused"] += 1
         return
     spec = {}
     for w, f in faults.items():
@@ -140,6 +143,7 @@ def test_fuzz_result_within_bound_or_documented_error(case):
         with pytest.raises(ValueError, match="decodes real inputs only"):
             gpucoded.coded_matmul(A, B, code, executor=ex)
         COUNTS["complex inputs refused by a real-only code"] += 1
+        OUTCOME["complex input refused"] += 1
         return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -149,25 +153,30 @@ def test_fuzz_result_within_bound_or_documented_error(case):
             )
         except NotEnoughAnswersError as e:
             COUNTS["not enough answers"] += 1
+            OUTCOME["not enough answers"] += 1
             assert set(e.answered).isdisjoint(failed)
             return
         except CorruptAnswerError:
             assert silent, "false alarm: no corruption was injected"
             COUNTS["corruptions detected"] += 1
+            OUTCOME["corruption raised"] += 1
             return
     flagged = any(issubclass(w.category, CorruptionWarning) for w in caught)
     erased_faults = [w for w in spec if w in info.erased and info.erased[w] != "failed"]
     COUNTS["erasure faults detected"] += len([w for w in erased_faults if w not in silent])
-    if info.integrity is not None and info.integrity.excluded:
+    excluded = info.integrity is not None and bool(info.integrity.excluded)
+    if excluded:
         assert set(info.integrity.excluded) <= silent, "an honest worker was excluded"
         COUNTS["corruptions detected"] += len(info.integrity.excluded)
     elif flagged and info.integrity is not None and info.integrity.consistent is False:
         assert silent, "false alarm: no corruption was injected"
         COUNTS["corruptions detected"] += 1
+        OUTCOME["corruption warned"] += 1
         return  # warned: the result is known to be wrong, its bound is inf
     elif flagged and silent & set(info.used):
         assert not info.integrity.checked
         COUNTS["unverifiable results flagged"] += 1
+        OUTCOME["unverifiable result flagged"] += 1
         return  # warned "unverified": too few answers to cross-check a corrupt one
     assert not set(info.used) & set(failed)
     err = float(np.abs(C - exact_product(A, B)).max())
@@ -175,11 +184,31 @@ def test_fuzz_result_within_bound_or_documented_error(case):
     if silent & set(info.used):  # harmless at the bound: missed, yet within it
         COUNTS["silent corruptions used, undetected, within bound"] += 1
     COUNTS["results within bound"] += 1
+    OUTCOME["corrupt worker excluded, within bound" if excluded else "within bound"] += 1
 
 
 def test_fuzz_counts():
     """Prints what the fuzz run covered (run with -s); the property test asserted it."""
     if not COUNTS["cases"]:
         pytest.skip("fuzz test deselected")
-    print(f"fuzz counts: {dict(COUNTS)}")
-    assert COUNTS["results within bound"] + COUNTS["not enough answers"] > 0
+    print(f"fuzz counts: {dict(COUNTS)}; outcomes: {dict(OUTCOME)}")
+    # the accounting closes: every case that ran ended in exactly one outcome
+    assert sum(OUTCOME.values()) == COUNTS["cases"]
+    assert COUNTS["results within bound"] == (
+        OUTCOME["within bound"] + OUTCOME["corrupt worker excluded, within bound"]
+    )
+    if COUNTS["cases"] >= PROFILE.max_examples:  # a full run: every path was exercised
+        for key in (
+            "nan input refused",
+            "not enough answers",
+            "within bound",
+            "corrupt worker excluded, within bound",
+            "corruption raised",
+            "corruption warned",
+            "complex input refused",
+            "unverifiable result flagged",
+        ):
+            assert OUTCOME[key] > 0, (key, dict(OUTCOME))
+        assert COUNTS["erasure faults detected"] > 0
+        # silent corruptions that reached the decode were each detected or harmless
+        assert COUNTS["corruptions detected"] > 0

@@ -105,8 +105,8 @@ def test_decode_weight_cache_bounded(monkeypatch):
     for S in subsets:
         code.decode_weights(S)
         assert len(code._cache) <= 4
-    assert (subsets[-1], False) in code._cache
-    assert (subsets[0], False) not in code._cache
+    assert (subsets[-1], False, "float64") in code._cache  # key: set, partial, format
+    assert (subsets[0], False, "float64") not in code._cache
     assert code_base.WEIGHT_CACHE_SIZE < len(subsets)
 
 

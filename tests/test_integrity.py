@@ -43,7 +43,17 @@ COUNTS = {
     "located": 0,
     "invisible to the decode (harmless)": 0,
     "not reached (answered after the decode)": 0,
+    "undetected, within the tolerance (harmless)": 0,
+    "must detect": 0,
+    "must detect: detected": 0,
 }
+#: every injected corruption ends in exactly one of these outcomes
+OUTCOMES = (
+    "detected",
+    "invisible to the decode (harmless)",
+    "not reached (answered after the decode)",
+    "undetected, within the tolerance (harmless)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +105,18 @@ def test_detect_with_threshold_plus_one(name, operands):
         e = 1.0
         COUNTS["injected"] += 1
         must = _must_detect(code, S, c, e, A, B)
+        COUNTS["must detect"] += must
         ex = FaultyExecutor(SerialExecutor(), {c: ("perturb", e)})
         try:
             gpucoded.coded_matmul(A, B, code, executor=ex, verify="raise")
         except CorruptAnswerError as err:
             COUNTS["detected"] += 1
+            COUNTS["must detect: detected"] += must
             assert set(err.suspects) == set(S)
             assert err.report.max_ratio > 1.0
         else:
             assert not must, f"corruption of worker {c} moved C but was not detected"
+            COUNTS["undetected, within the tolerance (harmless)"] += 1
 
 
 @pytest.mark.parametrize("executor", [SerialExecutor, ThreadExecutor])
@@ -208,6 +221,7 @@ def test_approx_small_perturbation_within_verified_bound(name, operands):
             assert info.integrity.excluded == (0,)
         else:
             assert e < eS  # the large one must be found
+            COUNTS["undetected, within the tolerance (harmless)"] += 1
 
 
 def test_detected_but_not_locatable_raises(operands):
@@ -281,4 +295,10 @@ def test_counts_reported():
     if COUNTS["injected"] == 0:
         pytest.skip("corruption tests were deselected")
     print(f"corruptions injected/detected/located: {COUNTS}")
-    assert COUNTS["detected"] <= COUNTS["injected"]
+    # the accounting closes: every injection has exactly one outcome
+    assert sum(COUNTS[k] for k in OUTCOMES) == COUNTS["injected"]
+    # every corruption the contrapositive of the bound says must be seen was seen
+    assert COUNTS["must detect: detected"] == COUNTS["must detect"]
+    assert COUNTS["located"] <= COUNTS["detected"]
+    if COUNTS["injected"] >= 100:  # the whole module ran: these outcomes all occur
+        assert COUNTS["located"] >= 50 and COUNTS["must detect"] >= 5

@@ -11,10 +11,6 @@ import pytest
 from gpucoded import kernels as K
 
 
-@pytest.mark.skipif(
-    shutil.which("cmake") is None or shutil.which("nvcc") is None,
-    reason="cmake or nvcc not on PATH",
-)
 def _up_to_date_build(src) -> object:
     """The repository's build/ if its fatbin is newer than every kernel source."""
     b = src / "build"
@@ -26,6 +22,10 @@ def _up_to_date_build(src) -> object:
     return b if min(fb.stat().st_mtime, nm.stat().st_mtime) >= newest else None
 
 
+@pytest.mark.skipif(
+    shutil.which("cmake") is None or shutil.which("nvcc") is None,
+    reason="cmake or nvcc not on PATH",
+)
 def test_cmake_build(tmp_path):
     src = K.kernel_dir().parent
     if not (src / "CMakeLists.txt").is_file():

@@ -171,7 +171,7 @@ def test_every_code_matches_core_cpu_path(emu, dtype):
         S = list(range(code.P))[-max(code.recovery_threshold, 1) :]
         prods = np.stack([At_ref[w] @ Bt_ref[w] for w in S])
         C_ref = code.decode(prods, S, shape=(n, l))
-        dw = code.decode_weights(S)
+        dw = code.decode_weights(S, fmt=dtype)  # the weights C_ref was decoded with
         order = {w: i for i, w in enumerate(dw.workers)}
         W = np.real(dw.W[:, [order[w] for w in S]]).astype(dtype)
         C = np.empty((n, l), dtype=dtype)

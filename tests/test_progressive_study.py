@@ -25,10 +25,14 @@ def test_each_answer_buys_one_power_of_gamma(m, P):
     identifies it. Subsets: the first r workers (not symmetric about 0, so no
     parity cancellation of Y_r)."""
     A, B = unit_gaussian_pair(12, 0)
+
+    def code(g):  # the truncated interpolation this test is about
+        return ApproxMatDot(m, P, gamma=g, decoder="interpolation")
+
     for r in range(m, 2 * m - 1):
         S = tuple(range(r))
         e = [
-            float(np.abs(interpolation_error(ApproxMatDot(m, P, gamma=g), A, B, S)).max())
+            float(np.abs(interpolation_error(code(g), A, B, S)).max())
             for g in (1e3, 1e4)
         ]
         assert abs(math.log10(e[0] / e[1]) - (r - m + 1)) < 0.5, (m, r, e)

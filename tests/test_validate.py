@@ -46,8 +46,9 @@ GOOD_A, GOOD_B = np.ones((4, 3)), np.ones((3, 2))
     ("A", "B", "exc", "match"),
     [
         (np.ones((4, 3)), np.ones((4, 2)), ValueError, r"inner dimensions differ.*A.shape\[1\]"),
-        (np.ones(4), np.ones((4, 2)), ValueError, r"A must be a 2-D matrix.*reshape"),
-        (np.ones((4, 3)), np.ones((3, 2, 1)), ValueError, r"B must be a 2-D matrix; got 3-D"),
+        (np.ones(()), np.ones((4, 2)), ValueError, r"at least 1 dimension.*scalar"),
+        (np.ones((4, 3)), np.ones((2, 2, 1)), ValueError, r"inner dimensions differ.*shape\[-2\]"),
+        (np.ones((2, 4, 3)), np.ones((3, 3, 2)), ValueError, r"stack shapes \(2,\) and \(3,\)"),
         (np.ones((0, 3)), np.ones((3, 2)), ValueError, r"A is empty"),
         (np.ones((4, 3)), np.ones((3, 0)), ValueError, r"B is empty"),
         (np.ones((4, 3), int), GOOD_B, TypeError, r"A has dtype int64; supported: float32"),

@@ -21,6 +21,7 @@ array namespace of the inputs (NumPy or CuPy).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -32,12 +33,88 @@ import numpy as np
 
 from .. import weights as wt
 from ..backend import array_module
+from ..formats import FORMATS, Format, get_format
 from ..points import validate_points
 
-__all__ = ["BlockGrid", "Code", "DecodeInfo", "DecodeWeights", "EvaluationCode"]
+__all__ = [
+    "DECODERS",
+    "BlockGrid",
+    "Code",
+    "DecodeInfo",
+    "DecodeWeights",
+    "EvaluationCode",
+    "rounding_level",
+]
 
 #: Decode weights kept per code instance (least recently used are dropped).
 WEIGHT_CACHE_SIZE = 4096
+
+#: Decoders of the evaluation codes (``decoder=`` option): see :class:`EvaluationCode`.
+DECODERS = ("auto", "interpolation", "minnorm")
+
+#: Inner dimension the ``"auto"`` weights are tuned for (they are cached per answer set
+#: and format, not per inner dimension; the optimum depends on it only weakly).
+NOMINAL_INNER = 64
+
+#: Scale of the ``"auto"`` decoder's rounding term relative to :func:`rounding_level`.
+RIDGE_RHO_FACTOR = 0.3
+
+#: Most answers for which ``"auto"`` solves the regularised weights (r×r mpmath system);
+#: larger sets use the interpolation weights.
+RIDGE_MAX_ANSWERS = 64
+
+#: ``"auto"`` keeps exact interpolation weights unless the regularised ones predict
+#: an error smaller by more than this factor.
+AUTO_MARGIN = 2.0
+
+
+def _check_decoder(decoder: str) -> str:
+    if decoder not in DECODERS:
+        names = ", ".join(map(repr, DECODERS))
+        raise ValueError(f"decoder must be one of {names}; got {decoder!r}")
+    return decoder
+
+
+_DTYPE_FORMATS: dict[np.dtype, Format] = {}
+
+
+def _format_of(spec: Any) -> Format:
+    """:func:`get_format`, memoised for dtypes (it allocates on every dtype lookup)."""
+    if isinstance(spec, np.dtype):
+        f = _DTYPE_FORMATS.get(spec)
+        if f is None:
+            f = _DTYPE_FORMATS[spec] = get_format(spec)
+        return f
+    return get_format(spec)
+
+
+def _complex_spec(spec: Any) -> bool:
+    """Whether a format spec is a complex dtype (complex data doubles the rounding)."""
+    if isinstance(spec, Format) or (isinstance(spec, str) and spec in FORMATS):
+        return False
+    try:
+        return np.dtype(spec).kind == "c"
+    except TypeError:
+        return False
+
+
+def rounding_level(fmt: Format, code: Code, answers: int, inner: int) -> float:
+    r"""Typical relative rounding of one decoded answer, :math:`u_{
+m eff}`.
+
+    :math:`u_{
+m eff}^2=u_s^2\,(n_{
+m inner}/2+n_A+n_B+|S|+c_u)+4u_f^2`, with
+    :math:`u_s` the unit roundoff of the storage (accumulation, encode and decode sums),
+    :math:`u_f` that of the GEMM operands (TF32/BF16 round them) and :math:`c_u` the
+    encoding coefficients' rounding in ulps: root-sum-square of independent roundings
+    (a recursive sum of n random terms errs by about :math:`u\sqrt{n/2}` of its size).
+    """
+    u_s = _format_of(fmt.storage).u
+    g = code.grid
+    terms = inner / 2 + g.n_a + g.n_b + answers + code.coef_ulps
+    val = math.sqrt(u_s**2 * terms + 4 * fmt.u**2)
+    return 2 * val if code.is_complex else val
 
 
 @dataclass(frozen=True)
@@ -199,7 +276,12 @@ class DecodeInfo:
 
 @dataclass
 class DecodeWeights:
-    """High-precision decode weights for one set of answering workers (sorted)."""
+    """High-precision decode weights for one set of answering workers (sorted).
+
+    ``fmt``: the worker format the weights were chosen for (the ``"auto"`` decoder's
+    regularisation depends on it); ``rule``: ``"interpolation"``, ``"regularised"`` or
+    ``"minnorm"`` (which weights the decoder chose for this set).
+    """
 
     code: Code = field(repr=False)
     workers: tuple[int, ...]
@@ -209,16 +291,13 @@ class DecodeWeights:
     exact: bool
     W_mp: list = field(repr=False, default_factory=list)
     compute_time: float = 0.0
+    fmt: str = "float64"
+    rule: str = "interpolation"
 
     @cached_property
     def defect(self) -> np.ndarray:
         """Defect tensor D[c, a, b] (see :mod:`gpucoded.weights`)."""
-        return wt.defect_tensor(
-            self.W_mp,
-            lambda ctx: self.code._encoding_rows(ctx, self.workers),
-            self.code.grid.target_tensor(),
-            self.dps,
-        )
+        return self.code._defect(self)
 
     @cached_property
     def interp_factor(self) -> float:
@@ -226,33 +305,86 @@ class DecodeWeights:
         return float(wt.spectral_abs_norms(self.defect).max(initial=0.0))
 
     @cached_property
+    def _enc_norms(self) -> np.ndarray:
+        S = list(self.workers)
+        return np.linalg.norm(self.code.GA[S], axis=1) * np.linalg.norm(self.code.GB[S], axis=1)
+
+    @cached_property
     def fp_factor(self) -> float:
         r""":math:`\max_c\sum_k |W_{ck}|\,\|G_A[s_k]\|_2\|G_B[s_k]\|_2`."""
-        S = list(self.workers)
-        ga = np.linalg.norm(self.code.GA[S], axis=1)
-        gb = np.linalg.norm(self.code.GB[S], axis=1)
-        return float((np.abs(self.W) @ (ga * gb)).max(initial=0.0))
+        return float((np.abs(self.W) @ self._enc_norms).max(initial=0.0))
 
-    def bounds(self, norm_a: float, norm_b: float, dtype: Any, inner: int) -> tuple[float, float]:
+    @cached_property
+    def rss_factors(self) -> np.ndarray:
+        r"""Per block :math:`F_{2,c}=(\sum_k|W_{ck}|^2\|G_A[s_k]\|^2\|G_B[s_k]\|^2)^{1/2}`."""
+        return np.sqrt((np.abs(self.W) ** 2) @ self._enc_norms**2)
+
+    @cached_property
+    def defect_fro(self) -> np.ndarray:
+        """Per block ‖D_c‖_F (zeros for exact decodes, whose defect is not formed)."""
+        if self.exact:
+            return np.zeros(self.code.grid.n_c)
+        return np.sqrt((np.abs(self.defect) ** 2).sum(axis=(1, 2)))
+
+    def bounds(self, norm_a: float, norm_b: float, fmt: Any, inner: int) -> tuple[float, float]:
         r"""(interp_bound, fp_bound) for inputs with norm measures ``norm_a``, ``norm_b``.
 
         ``norm_a``, ``norm_b``: ‖A‖_F and ‖B‖_F, or the tighter ρ_A, ρ_B of
-        :meth:`Code.decode`.
+        :meth:`Code.decode`. ``fmt``: the worker format (a
+        :class:`~gpucoded.formats.Format`, its name or a dtype).
 
-        The floating-point bound is first order in the unit roundoff u of ``dtype``:
-        :math:`u\,(n_{\rm inner}+n_A+n_B+|S|+3)\,F\,\|A\|_F\|B\|_F`, with F =
-        :attr:`fp_factor`, counting the encode sums, the rounding of the encoding
-        coefficients, each worker's inner products of length ``inner`` and the decode
-        sum (Higham's :math:`\gamma_n` argument, entrywise).
+        The floating-point bound is first order in the unit roundoffs:
+        :math:`[u_s(n_{\rm inner}+n_A+n_B+|S|+c_u)+2u_f]\,F\,\|A\|_F\|B\|_F`,
+        with F = :attr:`fp_factor`, :math:`u_s` the storage's unit roundoff (encode
+        sums, accumulation of each worker's inner products of length ``inner``, decode
+        sum, rounding of the c_u-ulp encoding coefficients) and :math:`u_f` the
+        format's (its GEMM operands, rounded to 10 bits for TF32, 7 for BF16; Higham's
+        :math:`\gamma_n` argument, entrywise). Complex arithmetic doubles it.
         """
-        u = float(np.finfo(np.dtype(dtype)).eps) / 2
+        f = _format_of(fmt)
+        u_s = _format_of(f.storage).u
         g = self.code.grid
-        nterms = inner + g.n_a + g.n_b + len(self.workers) + 2 + self.code.coef_ulps
-        if self.code.is_complex or np.dtype(dtype).kind == "c":
-            nterms *= 2  # a complex product/sum costs up to twice the real rounding
-        fp = u * nterms * self.fp_factor * norm_a * norm_b
+        terms = u_s * (inner + g.n_a + g.n_b + len(self.workers) + self.code.coef_ulps)
+        terms += 2 * f.u
+        if self.code.is_complex or _complex_spec(fmt):
+            terms *= 2  # a complex product/sum costs up to twice the real rounding
+        fp = terms * self.fp_factor * norm_a * norm_b
         interp = 0.0 if self.exact else self.interp_factor * norm_a * norm_b
         return interp, fp
+
+    def estimate(
+        self, norm_a: float, norm_b: float, fmt: Any, inner: int, shape: tuple[int, int]
+    ) -> float:
+        r"""Typical-case max-norm error for Gaussian-like inputs (≤ the bound's sum).
+
+        An entry of block c errs by :math:`\sum_{a,b}D_{cab}\,a_v^a\cdot b_w^b`
+        (interpolation) plus :math:`\sum_kW_{ck}e_k` (rounding :math:`e_k` of answer
+        k). For inputs whose block rows/columns are unstructured (random orientation),
+        :math:`a\cdot b\approx\|a\|\|b\|/\sqrt{c_b}` instead of Cauchy–Schwarz's
+        :math:`\|a\|\|b\|`, the terms add in root-sum-square, and a recursive GEMM sum
+        of random terms errs by :math:`u\sqrt{n/2}` of its size instead of :math:`nu`
+        (:func:`rounding_level`). With :math:`\|a_v^a\|\approx\rho_A/\sqrt{n_A}`:
+
+        .. math:: e_c=\kappa\,\frac{\rho_A\rho_B}{\sqrt{n_An_Bc_b}}
+                  \sqrt{\|D_c\|_F^2+u_{\rm eff}^2F_{2,c}^2},\qquad
+                  \kappa=\sqrt{2\ln(2nl)}+1,
+
+        κ: the largest of nl roughly Gaussian entries (plus one standard deviation of
+        margin). Returned: :math:`\min(\max_c e_c,` the a-priori bound). How tight:
+        on Gaussian inputs it is 1–10× the measured worst error (see
+        ``tests/test_decoder.py``), where the bound is 10³–10⁵× (Cauchy–Schwarz over the
+        inner dimension and worst-case rounding sums). Structured inputs (aligned rows
+        and columns) can exceed it by up to :math:`\sqrt{c_b}`; the bound holds always.
+        """
+        f = _format_of(fmt)
+        n, l = shape
+        g = self.code.grid
+        cb = max(int(inner), 1)
+        kappa = math.sqrt(2 * math.log(2 * max(n * l, 1))) + 1
+        ue = rounding_level(f, self.code, len(self.workers), cb)
+        per = np.sqrt(self.defect_fro**2 + (ue * self.rss_factors) ** 2)
+        est = kappa * norm_a * norm_b * float(per.max(initial=0.0)) / math.sqrt(g.n_a * g.n_b * cb)
+        return min(est, sum(self.bounds(norm_a, norm_b, f, inner)))
 
 
 class Code:
@@ -347,13 +479,20 @@ class Code:
         """Whether these answers meet the code's recovery guarantee."""
         return len(set(returned)) >= self.recovery_threshold
 
-    def decode_weights(self, returned: Iterable[int], *, partial: bool = False) -> DecodeWeights:
+    def decode_weights(
+        self, returned: Iterable[int], *, partial: bool = False, fmt: Any = None
+    ) -> DecodeWeights:
         """Cached high-precision weights for the answering workers ``returned``.
 
         ``partial=True`` allows fewer answers than the recovery threshold where the
         code can still produce an estimate (truncated interpolation for the
         polynomial codes, missing blocks dropped for uncoded/replication); it is
         what the precision studies use below threshold.
+
+        ``fmt``: the worker format the answers are computed in (a
+        :class:`~gpucoded.formats.Format`, its name or a dtype; default the format the
+        code was tuned for, else float64). The ``"auto"`` decoder's weights depend on
+        it, so the cache key is (sorted workers, partial, format).
         """
         S = tuple(sorted(int(w) for w in returned))
         if len(set(S)) != len(S):
@@ -365,24 +504,48 @@ class Code:
                 f"{self!r} needs {self.recovery_threshold} answers to decode; got {len(S)} "
                 f"(workers {list(S)})"
             )
-        key = (S, partial)
+        f = self._weights_format(fmt)
+        key = (S, partial, f.name)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
         t0 = time.perf_counter()
-        W, cond, dps, exact, W_mp = self._solve(S, partial)
-        dw = DecodeWeights(self, S, W, cond, dps, exact, W_mp, time.perf_counter() - t0)
+        out = self._solve(S, partial, f)
+        W, cond, dps, exact, W_mp = out[:5]
+        rule = out[5] if len(out) > 5 else "interpolation"
+        dw = self._weights_class(
+            self, S, W, cond, dps, exact, W_mp, time.perf_counter() - t0, f.name, rule
+        )
         self._cache[key] = dw
         if len(self._cache) > WEIGHT_CACHE_SIZE:
             self._cache.popitem(last=False)
         return dw
 
-    def _solve(self, S: tuple[int, ...], partial: bool) -> tuple:
-        """(W, cond, dps, exact, W_mp) for sorted answering workers S.
+    #: Class of the weights objects (a subclass may change how the defect acts).
+    _weights_class: type = DecodeWeights
 
-        ``W_mp``: the weights as exact/mpmath numbers (list of rows)."""
+    def _weights_format(self, fmt: Any) -> Format:
+        """The worker format for the weights: ``fmt``, else the code's tuning, else float64."""
+        if fmt is None:
+            fmt = getattr(self, "worker_dtype", None) or "float64"
+        return _format_of(fmt)
+
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt: Format) -> tuple:
+        """(W, cond, dps, exact, W_mp[, rule]) for sorted answering workers S.
+
+        ``W_mp``: the weights as exact/mpmath numbers (list of rows); ``fmt``: the
+        worker format (for decoders whose weights depend on it)."""
         raise NotImplementedError
+
+    def _defect(self, dw: DecodeWeights) -> np.ndarray:
+        """Defect tensor of the weights ``dw`` (generic high-precision evaluation)."""
+        return wt.defect_tensor(
+            dw.W_mp,
+            lambda ctx: self._encoding_rows(ctx, dw.workers),
+            self.grid.target_tensor(),
+            dw.dps,
+        )
 
     def _encoding_rows(self, ctx: wt.MpContext, S: Sequence[int]) -> tuple[Any, Any]:
         """Exact encoding coefficients of workers S as mpmath matrices."""
@@ -399,6 +562,7 @@ class Code:
         inner: int | None = None,
         real: bool | None = None,
         return_info: bool = False,
+        fmt: Any = None,
     ) -> Any:
         r"""Recover C from the answers of the workers ``returned``.
 
@@ -414,20 +578,35 @@ class Code:
             Decode below the recovery threshold when possible (see
             :meth:`decode_weights`).
         norms : (ρ_A, ρ_B), optional
-            Enables the a-priori error bound in the info. Any ρ_A with
+            Enables the a-priori error bound and the typical-case estimate in the info
+            (then ``inner`` is required). Any ρ_A with
             :math:`\sum_a\|A_a[v,:]\|_2^2\le\rho_A^2` for every row v of the blocks
             (and likewise ρ_B for the columns of B) is valid: ‖A‖_F, ‖B‖_F always
             are; ``coded_matmul`` passes the tighter √p·max row norm (√t·max column
             norm).
         inner : int, optional
-            Inner dimension of each worker product (cb), for the rounding bound
-            (default ``products.shape[1]``-independent estimate: taken as 0).
+            Inner dimension of each worker product (cb), for the rounding bound;
+            required with ``norms`` (the answers do not show it).
         real : bool, optional
             Return the real part (real inputs through a complex code).
             Default: True when ``products`` is real.
         return_info : bool
             Also return a :class:`DecodeInfo`.
+        fmt : Format, str or dtype, optional
+            Worker number format the answers were computed in (default: the
+            products' dtype). The weights (decoder ``"auto"``) and the bounds use it;
+            reported as ``DecodeInfo.format``.
+
+        Raises
+        ------
+        ValueError
+            Malformed products, too few answers, or ``norms`` without ``inner``.
         """
+        if norms is not None and inner is None:
+            raise ValueError(
+                "norms=... needs inner= (the inner dimension of the worker products, cb): "
+                "without it the bound would drop the GEMM rounding term"
+            )
         returned = [int(w) for w in returned]
         if isinstance(products, list | tuple):
             shapes = {tuple(x.shape) for x in products}
@@ -445,8 +624,11 @@ class Code:
                 f"got {products.shape}"
             )
         t0 = time.perf_counter()
-        was_cached = (tuple(sorted(returned)), partial) in self._cache
-        dw = self.decode_weights(returned, partial=partial)
+        if fmt is None:
+            fmt = np.result_type(*[x.dtype for x in products]) if len(returned) else "float64"
+        fmt = _format_of(fmt)
+        was_cached = (tuple(sorted(returned)), partial, fmt.name) in self._cache
+        dw = self.decode_weights(returned, partial=partial, fmt=fmt)
         t1 = time.perf_counter()
         order = {w: i for i, w in enumerate(dw.workers)}
         W = dw.W[:, [order[w] for w in returned]]
@@ -497,9 +679,12 @@ class Code:
             decode_time=t2 - t1,
             cached=was_cached,
         )
+        info.format = dw.fmt
         if norms is not None:
-            ib, fb = dw.bounds(norms[0], norms[1], dtype, inner or 0)
+            spec = dtype if np.dtype(dtype).kind == "c" else dw.fmt  # complex data: 2x
+            ib, fb = dw.bounds(norms[0], norms[1], spec, inner)
             info.interp_bound, info.fp_bound, info.error_bound = ib, fb, ib + fb
+            info.estimate = dw.estimate(norms[0], norms[1], spec, inner, C.shape)
         return C, info
 
 
@@ -530,7 +715,33 @@ class EvaluationCode(Code):
     decode_points : {"all", "paper"}
         ``"all"``: use every answer (truncating at min(|S|, K) coefficients).
         ``"paper"``: block c uses only the first (index of its top coefficient + 1)
-        answers, as in the proof of Theorem 2 (Appendix A).
+        answers, as in the proof of Theorem 2 (Appendix A) (interpolation weights).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights for an answer set S are chosen:
+
+        ``"interpolation"``
+            The interpolation weights (:func:`gpucoded.weights.interpolation_weights`):
+            truncated below K answers, least squares (minimum norm) above.
+        ``"minnorm"``
+            The paper's reference implementation: minimum-norm least squares with a
+            float64 pseudo-inverse (NumPy's default cut-off 1e-15): for monomial codes
+            :math:`W=T\,V_S^+` (:math:`V_S`: all K columns, unscaled); else
+            :math:`W_c=\mathrm{vec}(T_c)^\top E_S^+`, the rows of :math:`E_S` the
+            block products' coefficients :math:`\mathrm{kron}(G_A[s],G_B[s])` (for
+            Chebyshev codes :math:`T_\alpha T_\beta` is not one basis function, so the
+            m² products are not all distinguishable below threshold).
+        ``"auto"`` (default)
+            The weights minimising the decode's own error model (see
+            :meth:`DecodeWeights.estimate`): per block,
+            :math:`\|D_c(w)\|_F^2+u_{\rm eff}^2\sum_k|w_k|^2c_k^2` (interpolation defect
+            + rounding the weights amplify in the worker format, :math:`u_{\rm eff}`
+            from :func:`rounding_level` at an inner dimension of
+            :data:`NOMINAL_INNER`), solved in mpmath
+            (:func:`gpucoded.weights.ridge_weights`); this is the ℓ2 form of the a-priori
+            bound and, below threshold, the least-squares fit of the m² block products
+            (the kron formulation). The exact interpolation weights are kept when they
+            predict an error within :data:`AUTO_MARGIN` of it (so exact decodes stay
+            exact) and for sets of more than :data:`RIDGE_MAX_ANSWERS` answers.
     """
 
     def __init__(
@@ -547,8 +758,10 @@ class EvaluationCode(Code):
         a_scale: Sequence[float] | None = None,
         b_scale: Sequence[float] | None = None,
         decode_points: str = "all",
+        decoder: str = "auto",
     ) -> None:
         super().__init__()
+        self.decoder = _check_decoder(decoder)
         if decode_points not in ("all", "paper"):
             raise ValueError(f"decode_points must be 'all' or 'paper', got {decode_points!r}")
         self.grid = grid
@@ -611,8 +824,7 @@ class EvaluationCode(Code):
         """For each C block, 1 + the index of its highest nonzero target coefficient."""
         return np.array([np.nonzero(row)[0].max() + 1 for row in self.targets])
 
-    def _solve(self, S: tuple[int, ...], partial: bool) -> tuple:
-        pts = [self.points[w] for w in S]
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt: Format) -> tuple:
         r = len(S)
         need = int(self._block_need().max())
         if r < need:
@@ -621,22 +833,93 @@ class EvaluationCode(Code):
                 f"{need} are needed even approximately (recovery threshold "
                 f"{self.recovery_threshold})"
             )
+        rule = self.decoder if self.decoder in DECODERS else "interpolation"
+        if rule == "minnorm":
+            return self._solve_minnorm(S)
         if self.decode_points == "paper" and r < self.K:
-            rows, conds, dpss, mp_rows = [], [], [], []
-            for c, d in enumerate(self._block_need()):
-                Wc, cond, dps, Wc_mp = wt.interpolation_weights(
-                    pts[:d], self.targets[c : c + 1, :], self.basis
-                )
-                row = np.zeros((1, r), dtype=Wc.dtype)
-                row[0, :d] = Wc[0]
-                rows.append(row)
-                mp_rows.append(list(Wc_mp[0]) + [0] * (r - d))
-                conds.append(cond)
-                dpss.append(dps)
-            W = np.concatenate(rows, axis=0)
-            return W, max(conds), max(dpss), False, mp_rows
+            return self._solve_paper(S)
+        if rule == "interpolation":
+            pts = [self.points[w] for w in S]
+            W, cond, dps, W_mp = wt.interpolation_weights(pts, self.targets, self.basis)
+            return W, cond, dps, r >= self.K, W_mp, "interpolation"
+        return self._solve_auto(S, fmt)
+
+    def _solve_paper(self, S: tuple[int, ...]) -> tuple:
+        """Block c from the first (top coefficient + 1) answers (Theorem 2's proof)."""
+        pts = [self.points[w] for w in S]
+        r = len(S)
+        rows, conds, dpss, mp_rows = [], [], [], []
+        for c, d in enumerate(self._block_need()):
+            Wc, cond, dps, Wc_mp = wt.interpolation_weights(
+                pts[:d], self.targets[c : c + 1, :], self.basis
+            )
+            row = np.zeros((1, r), dtype=Wc.dtype)
+            row[0, :d] = Wc[0]
+            rows.append(row)
+            mp_rows.append(list(Wc_mp[0]) + [0] * (r - d))
+            conds.append(cond)
+            dpss.append(dps)
+        W = np.concatenate(rows, axis=0)
+        return W, max(conds), max(dpss), False, mp_rows, "interpolation"
+
+    def _solve_minnorm(self, S: tuple[int, ...]) -> tuple:
+        """The reference implementation's float64 pseudo-inverse weights."""
+        Sl = list(S)
+        if self.basis == "monomial":
+            V = wt.basis_float(self.points[Sl], self.K, "monomial")
+            Vp = np.linalg.pinv(V)
+            W = self.targets.astype(V.dtype) @ Vp
+        else:
+            r = len(S)
+            V = (self.GA[Sl][:, :, None] * self.GB[Sl][:, None, :]).reshape(r, -1)
+            Vp = np.linalg.pinv(V)
+            W = self.grid.target_tensor().reshape(self.grid.n_c, -1).astype(V.dtype) @ Vp
+        with np.errstate(over="ignore", invalid="ignore"):
+            cond = float(np.linalg.norm(V, np.inf) * np.linalg.norm(Vp, np.inf))
+        W_mp = [[complex(x) if np.iscomplexobj(W) else float(x) for x in row] for row in W]
+        return W, cond, 50, False, W_mp, "minnorm"
+
+    def _solve_auto(self, S: tuple[int, ...], fmt: Format) -> tuple:
+        """Exact/interpolation weights, or the regularised ones when they predict better."""
+        r, Sl = len(S), list(S)
+        pts = [self.points[w] for w in S]
+        c = np.linalg.norm(self.GA[Sl], axis=1) * np.linalg.norm(self.GB[Sl], axis=1)
         W, cond, dps, W_mp = wt.interpolation_weights(pts, self.targets, self.basis)
-        return W, cond, dps, r >= self.K, W_mp
+        exact = r >= self.K
+        if r > RIDGE_MAX_ANSWERS:
+            return W, cond, dps, exact, W_mp, "interpolation"
+        rho = RIDGE_RHO_FACTOR * rounding_level(fmt, self, r, NOMINAL_INNER)
+        if exact and rho * float(np.abs(W).max()) * float(c.max()) < 1e-8:
+            return W, cond, dps, True, W_mp, "interpolation"  # nothing to trade
+        Wr, J2, dps_r = wt.ridge_weights(
+            lambda ctx: self._encoding_rows(ctx, S), self.grid.target_tensor(), rho, c
+        )
+        dw = DecodeWeights(self, S, W, cond, dps, exact, W_mp)
+        d_fro = dw.defect_fro
+        fp_int = (rho * dw.rss_factors) ** 2
+        J_int = float(np.sqrt(d_fro**2 + fp_int).max())
+        J_reg = math.sqrt(max(float(max(J2)), 0.0))
+        # a gain that rests on the rounding model (within a few × of the truth) must be
+        # clear; one on the defect alone (exact arithmetic) is taken as it is
+        rounding_driven = float(fp_int.max()) > 0.01 * J_int**2
+        margin = AUTO_MARGIN if (exact or rounding_driven) else 1.0
+        if J_int <= margin * J_reg:
+            return W, cond, dps, exact, W_mp, "interpolation"
+        return wt._round_rows(Wr), cond, dps_r, False, Wr, "regularised"
+
+    def _defect(self, dw: DecodeWeights) -> np.ndarray:
+        """Defect from the weights' K moments (:func:`gpucoded.weights.moment_defect`)."""
+        return wt.moment_defect(
+            dw.W_mp,
+            [self.points[w] for w in dw.workers],
+            self.basis,
+            self.a_index,
+            self.b_index,
+            self.a_scale,
+            self.b_scale,
+            self.grid.target_tensor(),
+            dw.dps,
+        )
 
     def theorem_bound(self, r: int | None = None, norm_bound: float = 1.0) -> float:
         r"""The paper's a-priori bound (Theorem 4 with Lemma 2) at radius δ.

@@ -28,11 +28,16 @@ class ChebyshevMatDot(EvaluationCode):
     m, P : int
     points : array (P,), optional
         Points in [−1, 1]; default the Chebyshev nodes λ(1).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "chebyshev"
 
-    def __init__(self, m: int, P: int, points: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, m: int, P: int, points: Sequence[float] | None = None, *, decoder: str = "auto"
+    ) -> None:
         if m < 1:
             raise ValueError(f"m must be >= 1, got {m}")
         pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
@@ -49,6 +54,7 @@ class ChebyshevMatDot(EvaluationCode):
             basis="chebyshev",
             threshold=2 * m - 1,
             a_scale=a_scale,
+            decoder=decoder,
         )
 
     def _params(self) -> str:

@@ -102,14 +102,21 @@ class CircleMatDot(EvaluationCode):
         :func:`gpucoded.points.default_gamma` (``u**(-1/m)``) for ``"complex"``.
     decoder : {"real", "complex"}
         Real-part decoding (real inputs, exact from m answers) or truncated complex
-        interpolation (any inputs, O(1/γ) error from m answers).
+        interpolation (any inputs, O(1/γ) error from m answers). The generic names
+        ``"auto"`` and ``"interpolation"`` (what ``coded_matmul(..., decoder=...)``
+        passes) select ``"real"``; ``"minnorm"`` is not defined for this code.
     """
 
     name = "circle"
 
     def __init__(self, m: int, P: int, gamma: float | None = None, decoder: str = "real") -> None:
+        if decoder in ("auto", "interpolation"):
+            decoder = "real"
         if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+            raise ValueError(
+                f"CircleMatDot's decoder must be one of {DECODERS} (or 'auto'), got "
+                f"{decoder!r}; the reference 'minnorm' decoder is defined for the real-point codes"
+            )
         grid, ai, bi, targets = _matdot_parts(m)
         if gamma is None:
             gamma = 1.0 if decoder == "real" else default_gamma(m)
@@ -117,9 +124,12 @@ class CircleMatDot(EvaluationCode):
         if not (gamma > 0 and np.isfinite(gamma)):
             raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
         self.gamma = gamma
-        self.decoder = decoder
         pts = circle_points(P, 1.0 / gamma, half=decoder == "real")
-        super().__init__(grid, pts, ai, bi, targets, threshold=m, approximate=decoder == "complex")
+        super().__init__(
+            grid, pts, ai, bi, targets, threshold=m, approximate=decoder == "complex",
+            decoder="interpolation",
+        )
+        self.decoder = decoder
 
     def _params(self) -> str:
         return f"m={self.m}, P={self.P}, gamma={self.gamma:.4g}, decoder={self.decoder!r}"
@@ -129,15 +139,15 @@ class CircleMatDot(EvaluationCode):
         """Real numbers stored per worker relative to a real MatDot worker (2)."""
         return 2
 
-    def decode_weights(self, returned, *, partial: bool = False) -> DecodeWeights:
-        dw = super().decode_weights(returned, partial=partial)
+    def decode_weights(self, returned, *, partial: bool = False, fmt=None) -> DecodeWeights:
+        dw = super().decode_weights(returned, partial=partial, fmt=fmt)
         if self.decoder == "real" and type(dw) is DecodeWeights:
             dw.__class__ = RealPartWeights  # same data, real-part defect
         return dw
 
-    def _solve(self, S: tuple[int, ...], partial: bool) -> tuple:
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt=None) -> tuple:
         if self.decoder == "complex":
-            return super()._solve(S, partial)
+            return super()._solve(S, partial, fmt)
         r = len(S)
         if 2 * r < self.m:
             raise ValueError(

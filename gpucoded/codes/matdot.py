@@ -41,12 +41,17 @@ class MatDot(PolyDot):
         Number of workers (≥ 2m−1).
     points : array (P,), optional
         Distinct evaluation points; default the Chebyshev nodes λ(1) on (−1, 1).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "matdot"
 
-    def __init__(self, m: int, P: int, points: Sequence[float] | None = None) -> None:
-        super().__init__(1, m, P, points=points)
+    def __init__(
+        self, m: int, P: int, points: Sequence[float] | None = None, *, decoder: str = "auto"
+    ) -> None:
+        super().__init__(1, m, P, points=points, decoder=decoder)
 
     def _params(self) -> str:
         return f"m={self.m}, P={self.P}"
@@ -79,6 +84,9 @@ class ApproxMatDot(ApproxPolyDot):
         Worker arithmetic the default/``"auto"`` γ is tuned for (the best γ depends
         on it strongly: about 9e4 for float64 and 110 for float32 at m = 3).
         ``coded_matmul`` passes the inputs' dtype when it builds the code from its name.
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "approx_matdot"
@@ -94,10 +102,11 @@ class ApproxMatDot(ApproxPolyDot):
         points: Sequence[float] | None = None,
         decode_points: str = "all",
         dtype: object = "float64",
+        decoder: str = "auto",
     ) -> None:
         super().__init__(
             1, m, P, gamma, eps, norm_bound, points=points, decode_points=decode_points,
-            dtype=dtype,
+            dtype=dtype, decoder=decoder,
         )
 
     def _params(self) -> str:

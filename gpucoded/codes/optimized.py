@@ -219,7 +219,7 @@ class OptimizedMatDot(Code):
         G, H, _ = optimize_matdot(m, P, rho, **kw)
         return cls(G, H, rho)
 
-    def _solve(self, S: tuple[int, ...], partial: bool) -> tuple:
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt: object = None) -> tuple:
         if len(S) == 0:
             raise ValueError("no answers to decode")
         w = ridge_weights(self.GA[list(S)], self.GB[list(S)], self.rho)

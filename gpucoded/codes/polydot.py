@@ -22,7 +22,7 @@ from .base import EvaluationCode
 from .gamma import auto_gamma
 from .polyparts import polydot_parts
 
-__all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "resolve_gamma"]
+__all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "check_eps_rounding", "resolve_gamma"]
 
 #: Largest recovery threshold for which an unspecified gamma means gamma="auto".
 AUTO_DEFAULT_MAX = 10
@@ -79,14 +79,27 @@ class PolyDot(EvaluationCode):
         Workers (≥ p²q+q−1).
     points : array (P,), optional
         Default Chebyshev nodes λ(1).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "polydot"
 
-    def __init__(self, p: int, q: int, P: int, points: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        P: int,
+        points: Sequence[float] | None = None,
+        *,
+        decoder: str = "auto",
+    ) -> None:
         grid, ai, bi, targets = polydot_parts(p, q)
         pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
-        super().__init__(grid, pts, ai, bi, targets, threshold=p * p * q + q - 1)
+        super().__init__(
+            grid, pts, ai, bi, targets, threshold=p * p * q + q - 1, decoder=decoder
+        )
         self.p, self.q = p, q
 
     def _params(self) -> str:
@@ -102,6 +115,7 @@ class ApproxPolyDot(EvaluationCode):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
+    ``decoder``: see :class:`~gpucoded.codes.base.EvaluationCode`.
     """
 
     name = "approx_polydot"
@@ -118,6 +132,7 @@ class ApproxPolyDot(EvaluationCode):
         points: Sequence[float] | None = None,
         decode_points: str = "all",
         dtype: object = "float64",
+        decoder: str = "auto",
     ) -> None:
         grid, ai, bi, targets = polydot_parts(p, q)
         self.p, self.q = p, q
@@ -129,7 +144,9 @@ class ApproxPolyDot(EvaluationCode):
                 raise ValueError("give either points, gamma, or eps (with norm_bound), not several")
             pts = validate_points(points, P)
             self.gamma = float(1.0 / np.abs(pts).max())
+            self.gamma_choice = "points"
         else:
+            self.gamma_choice = _gamma_choice(gamma, eps, thr)
             self.gamma = resolve_gamma(
                 gamma,
                 eps,
@@ -154,7 +171,52 @@ class ApproxPolyDot(EvaluationCode):
             threshold=thr,
             approximate=True,
             decode_points=decode_points,
+            decoder=decoder,
         )
+        if eps is not None:
+            check_eps_rounding(self, fmt)
 
     def _params(self) -> str:
         return f"p={self.p}, q={self.q}, P={self.P}, gamma={self.gamma:.4g}"
+
+
+def _gamma_choice(gamma: float | str | None, eps: float | None, threshold: int) -> str:
+    """How γ was chosen: "eps", "gamma" (a number), "auto" or "default" (u^(-1/K))."""
+    if eps is not None:
+        return "eps"
+    if gamma is None:
+        return "auto" if threshold <= AUTO_DEFAULT_MAX else "default"
+    return "auto" if isinstance(gamma, str) else "gamma"
+
+
+def check_eps_rounding(code: ApproxPolyDot, fmt: str) -> None:
+    r"""Refuse an ``eps=`` code whose rounding in ``fmt`` alone exceeds ε.
+
+    Eq. (14)/(16) bound the interpolation error only. At the chosen points the decode
+    of the worst answer set amplifies one rounding per answer by
+    :math:`F_S` (``DecodeWeights.fp_factor``, relative to :math:`\eta^2`), so
+    :math:`u\,\eta^2\max_S F_S<\epsilon` is necessary for the promise to hold.
+    Raises ``ValueError`` with the achievable ε otherwise: the smallest ε on a
+    20-per-decade grid whose Eq. (14) points pass the same test.
+    """
+    from .gamma import ErrorModel
+
+    eta = 1.0 if code.norm_bound is None else code.norm_bound
+    fam = "matdot" if code.p == 1 else "polydot"
+    u = get_format(fmt).u
+    model = ErrorModel(fam, code.p, code.q, code.P)
+    rounding = u * float(model.factors(np.array([code.gamma]))[1].max()) * eta**2
+    if rounding < code.eps:
+        return
+    grid = np.logspace(-16, 4, 401)
+    gammas = np.array([1.0 / polydot_radius(code.p, code.q, e, eta) for e in grid])
+    ok = u * model.factors(gammas)[1].max(axis=0) * eta**2 < grid
+    best = f"{grid[np.argmax(ok)]:.2g}" if ok.any() else "none"
+    wider = "" if fmt == "float64" else " float64 workers,"
+    raise ValueError(
+        f"{type(code).__name__}(eps={code.eps:g}) with {fmt} workers: at the points "
+        f"Eq. (14)/(16) choose (gamma={code.gamma:.3g}) the decode amplifies rounding "
+        f"to about {rounding:.2g} > eps. The smallest eps {fmt} workers allow here is "
+        f"about {best}: use eps >= {best},{wider} a smaller m, or "
+        "gamma='auto' (the most accurate points, without the eps promise)."
+    )

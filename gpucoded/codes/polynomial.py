@@ -29,11 +29,22 @@ class PolynomialCode(EvaluationCode):
         Workers (≥ pq).
     points : array (P,), optional
         Default Chebyshev nodes λ(1).
+    decoder : {"auto", "interpolation", "minnorm"}
+        How the weights of an answer set are chosen
+        (:class:`~gpucoded.codes.base.EvaluationCode`).
     """
 
     name = "polynomial"
 
-    def __init__(self, p: int, q: int, P: int, points: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        P: int,
+        points: Sequence[float] | None = None,
+        *,
+        decoder: str = "auto",
+    ) -> None:
         if p < 1 or q < 1:
             raise ValueError(f"p and q must be >= 1, got p={p}, q={q}")
         pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
@@ -48,6 +59,7 @@ class PolynomialCode(EvaluationCode):
             [j * p for j in range(q)],
             targets,
             threshold=p * q,
+            decoder=decoder,
         )
         self.p, self.q = p, q
 

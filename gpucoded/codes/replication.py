@@ -48,7 +48,7 @@ class Replication(Code):
     def can_decode(self, returned) -> bool:
         return not self.missing_blocks(returned)
 
-    def _solve(self, S, partial):
+    def _solve(self, S, partial, fmt=None):
         missing = self.missing_blocks(S)
         if missing and not partial:
             raise ValueError(

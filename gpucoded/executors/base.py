@@ -39,6 +39,7 @@ Other engines fit the same two methods:
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -47,7 +48,7 @@ from typing import Any
 
 from ..formats import Format, get_format
 
-__all__ = ["Answer", "Executor", "Run", "check_delays"]
+__all__ = ["Answer", "Executor", "Placed", "Run", "check_delays"]
 
 
 @dataclass
@@ -85,6 +86,15 @@ class Run(ABC):
     def cancel(self) -> None:
         """Stop waiting; still-running workers are abandoned cooperatively."""
 
+    def limit(self, timeout: float) -> None:
+        """Tighten the run's time limit to ``timeout`` seconds from its start.
+
+        Used to wait a bounded time for further answers (``wait_for_accuracy``).
+        Implementations read ``self._timeout`` before every wait for an answer.
+        """
+        old = getattr(self, "_timeout", None)
+        self._timeout = timeout if old is None else min(old, timeout)
+
     def __enter__(self) -> Run:
         return self
 
@@ -92,10 +102,52 @@ class Run(ABC):
         self.cancel()
 
 
+class Placed:
+    """One operand side's encoded blocks, kept where the workers that use them run.
+
+    Made by :meth:`Executor.place` for an operator (:class:`gpucoded.CodedMatrix`)
+    that encodes a matrix once and multiplies it many times; passed to
+    :meth:`Executor.start` in place of the stack. ``X[w]`` is worker w's block (an
+    array, or a handle such as a Dask future); ``where[w]`` where it lives (None:
+    wherever the stack is).
+
+    Attributes
+    ----------
+    blocks : dict
+        Worker -> block or handle.
+    shape : tuple
+        Shape of the stack the blocks came from, (P, rows, cols).
+    dtype : numpy.dtype
+    where : dict
+        Worker -> location (e.g. a Dask worker's address).
+    """
+
+    def __init__(self, blocks: dict[int, Any], shape: tuple, dtype: Any, where: dict) -> None:
+        self.blocks = blocks
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.where = where
+
+    def __getitem__(self, w: int) -> Any:
+        return self.blocks[w]
+
+
 class Executor(ABC):
     """Runs the P worker multiplies of one coded product."""
 
     name: str = "executor"
+
+    def place(self, Xt: Any) -> Any:
+        """Keep the encoded stack ``Xt`` (P, rows, cols) where the workers will use it.
+
+        Called once per encoded side by an operator; what it returns is passed to
+        :meth:`start` as ``At`` or ``Bt`` on every later call, so that only the other
+        operand travels. The default keeps the stack as it is: host memory for
+        threads and serial workers, the device for a CuPy stack. A distributed
+        executor sends each worker its block once and returns a :class:`Placed`
+        (``start`` then runs worker w where ``Placed.where[w]`` is).
+        """
+        return Xt
 
     def compute_format(self, dtype: Any) -> Format:
         """The number format the workers compute in for operands of ``dtype``.
@@ -103,7 +155,7 @@ class Executor(ABC):
         The bounds and the accuracy guard use it; executors whose GEMMs round more
         than the storage dtype (TF32, BF16 tensor cores) override it.
         """
-        return get_format(dtype)
+        return _format_of(dtype)
 
     @abstractmethod
     def start(
@@ -121,6 +173,13 @@ class Executor(ABC):
         answer of worker w is delivered. ``timeout`` bounds the wait for answers
         (seconds from the start); workers not done by then are erasures.
         """
+
+
+@functools.lru_cache(maxsize=64)
+def _format_of(dtype: Any) -> Format:
+    """:func:`~gpucoded.formats.get_format` memoised per dtype (called on every product;
+    the dtype lookup allocates)."""
+    return get_format(dtype)
 
 
 def check_delays(delays: Sequence[float] | None, P: int) -> list[float] | None:

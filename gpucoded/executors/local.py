@@ -64,10 +64,11 @@ class _SerialRun(Run):
     def __init__(self, answers: list[Answer]) -> None:
         self._answers = answers
         self._cancelled = False
+        self._timeout: float | None = None  # virtual clock (Run.limit)
 
     def __iter__(self) -> Iterator[Answer]:
         for a in self._answers:
-            if self._cancelled:
+            if self._cancelled or (self._timeout is not None and a.end > self._timeout):
                 return
             yield a
 

@@ -357,11 +357,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=100, help="size of the Gaussian test matrices")
     p.add_argument("--tol", type=float, default=None, help="required max-norm error")
     p.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="explain what code='auto' picks for this relative error (P, stragglers, dtype)",
+    )
+    p.add_argument(
         "--usual-stragglers",
         type=int,
         default=None,
         help="stragglers in a typical run (<= --stragglers): compare γ tuned for it",
     )
+
+
+def auto_lines(P: int, stragglers: int, dtype: str, rtol: float, n: int) -> list[str]:
+    """What ``coded_matmul(..., code="auto", P=P, stragglers=..., rtol=rtol)`` picks, and why."""
+    from ..autocode import choose_code  # noqa: PLC0415
+
+    head = f"code='auto', P={P}, stragglers={stragglers}, rtol={rtol:g}, {dtype} workers:"
+    try:
+        choice = choose_code(P, stragglers, dtype, rtol=rtol, shape=(n, n, n))
+    except ValueError as e:
+        return [head, str(e)]
+    return [head, *choice.explain(), f"-> {choice.code!r} (1/{choice.code.m} per worker)"]
 
 
 def _load(o: Option) -> str:
@@ -393,6 +411,10 @@ def main(args: argparse.Namespace) -> int:
     print()
     for line in verdict(opts, args.m, args.tol):
         print(line)
+    if getattr(args, "rtol", None) is not None:
+        print()
+        for line in auto_lines(args.P, S, args.dtype, args.rtol, args.n):
+            print(line)
     usual = S if args.usual_stragglers is None else args.usual_stragglers
     if args.P - S < min(args.P, 2 * args.m - 1) or usual < S:
         try:

@@ -56,6 +56,7 @@ from ..mixed import mixed_bounds, slice_bits, sliced_matmul
 from ..points import default_gamma
 from ..reference import error_split, exact_product
 from .precision import worker_matmul
+from .progress import Progress
 
 __all__ = [
     "COLUMNS",
@@ -441,10 +442,13 @@ def run_study(
     """Every row: schemes × m × P ∈ {m+2, 2m} × worker formats."""
     schemes = list(SCHEMES) if schemes is None else list(schemes)
     rows, cache = [], {}
+    total = sum(len({m + 2, 2 * m}) for m in ms) * len(dtypes) * len(schemes)
+    bar = Progress(total, "beyond")
     for m in ms:
         for P in sorted({m + 2, 2 * m}):
             for dtype in dtypes:
                 for name in schemes:
+                    bar.update(1, f"m={m} P={P} {dtype} {name}")
                     if SCHEMES[name].dtypes and dtype not in SCHEMES[name].dtypes:
                         continue
                     t0 = time.perf_counter()
@@ -468,6 +472,7 @@ def run_study(
                             flush=True,
                         )
             cache.clear()
+    bar.close()
     return rows
 
 
@@ -485,6 +490,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     cases = sorted({r["P_case"] for r in rows}, reverse=True)
     dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
@@ -505,6 +511,7 @@ def plot(rows: list[dict], path: Path) -> Path:
                 ax.semilogy(ms, err, marker="o", ms=3, label=SCHEMES[name].label)
             ax.set_title(f"P = {case}, worker {dt}")
             ax.set_xlabel("m (storage 1/m; answers: see legend)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # m is an integer
             ax.set_ylabel("worst max-norm error")
             ax.grid(True, which="both", alpha=0.3)
     handles: dict[str, Any] = {}

@@ -91,8 +91,8 @@ def _applies(code: Any) -> bool:
 
     if not isinstance(code, EvaluationCode) or np.iscomplexobj(code.points):
         return False
-    if code.decode_points != "all":
-        return False
+    if code.decode_points != "all" or code.decoder != "interpolation":
+        return False  # these are the interpolation decoder's weights
     return code.basis == "monomial" or (
         code.basis == "chebyshev" and float(np.abs(code.points).max()) <= 1.0
     )

@@ -94,6 +94,7 @@ class Figure1Config:
     approx_gamma: float = 70000.0
     split: bool = True
     device: str = "cpu"
+    decoder: str = "interpolation"  # the codes' decoder ("auto", "minnorm" too)
 
     @classmethod
     def quick(cls) -> Figure1Config:
@@ -186,12 +187,14 @@ def _rows(
     return rows
 
 
-def panel_a_codes(m: int, P: int, approx_gamma: float) -> list[tuple[str, float, Code]]:
+def panel_a_codes(
+    m: int, P: int, approx_gamma: float, decoder: str = "interpolation"
+) -> list[tuple[str, float, Code]]:
     """(label, γ, code) of Figure 1(a): MatDot λ(1), Chebyshev, ε-MatDot λ(γ)."""
     return [
-        ("matdot", 1.0, MatDot(m, P)),
-        ("chebyshev", 1.0, ChebyshevMatDot(m, P)),
-        ("approx_matdot", approx_gamma, ApproxMatDot(m, P, gamma=approx_gamma)),
+        ("matdot", 1.0, MatDot(m, P, decoder=decoder)),
+        ("chebyshev", 1.0, ChebyshevMatDot(m, P, decoder=decoder)),
+        ("approx_matdot", approx_gamma, ApproxMatDot(m, P, gamma=approx_gamma, decoder=decoder)),
     ]
 
 
@@ -231,17 +234,25 @@ def figure1(
     A, B = unit_gaussian_pair(cfg.n, cfg.seed)
     C = np.asarray(exact_product(A, B))
     C64 = C.astype(np.float64)
-    codes_a = panel_a_codes(cfg.m, cfg.P, cfg.approx_gamma)
-    codes_b = [(float(g), ApproxMatDot(cfg.m, cfg.P, gamma=float(g))) for g in cfg.gammas]
+    codes_a = panel_a_codes(cfg.m, cfg.P, cfg.approx_gamma, cfg.decoder)
+    codes_b = [
+        (float(g), ApproxMatDot(cfg.m, cfg.P, gamma=float(g), decoder=cfg.decoder))
+        for g in cfg.gammas
+    ]
     inner = -(-cfg.n // cfg.m)
     splitters: dict[int, _Splitter] = {}
     rows: list[dict] = []
     jobs = [("a", lab, g, c) for lab, g, c in codes_a]
     jobs += [("b", "approx_matdot", g, c) for g, c in codes_b]
-    subs, weights = _weights_for([c for *_, c in jobs])
+    subs: list = []
+    weights: list = []
+    if cfg.decoder == "interpolation":  # the others depend on the format: per dtype below
+        subs, weights = _weights_for([c for *_, c in jobs])
     total = len(cfg.dtypes) * len(jobs)
     with Progress(total, "figure1", enabled=progress) as bar:
         for dtype in cfg.dtypes:
+            if cfg.decoder != "interpolation":
+                subs, weights = _weights_for([c for *_, c in jobs], fmt=dtype)
             results = []
             for (_, label, g, code), S, w in zip(jobs, subs, weights, strict=True):
                 results.append(subset_sweep(code, A, B, C64, dtype, weights=w, subsets=S, xp=xp))
@@ -260,7 +271,7 @@ def figure1(
     return rows
 
 
-def _weights_for(codes: Sequence[Code]) -> tuple[list[list], list[np.ndarray]]:
+def _weights_for(codes: Sequence[Code], fmt: Any = None) -> tuple[list[list], list[np.ndarray]]:
     """All subsets and their stacked weights for each code; codes that share P, grid,
     basis, K, targets and subsets get theirs in one vectorised call (a γ sweep)."""
     groups: dict[tuple, list[int]] = {}
@@ -274,7 +285,8 @@ def _weights_for(codes: Sequence[Code]) -> tuple[list[list], list[np.ndarray]]:
     weights: list[np.ndarray] = [np.empty(0)] * len(codes)
     for idx in groups.values():
         shared = subs[idx[0]]
-        for i, w in zip(idx, stacked_weights_many([codes[i] for i in idx], shared), strict=True):
+        ws = stacked_weights_many([codes[i] for i in idx], shared, fmt=fmt)
+        for i, w in zip(idx, ws, strict=True):
             weights[i], subs[i] = w, shared
     return subs, weights
 
@@ -358,6 +370,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     paths = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
@@ -380,6 +393,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
         ax.axvline(2 * m - 1, color="red", ls=":", label="2m−1")
         title = f"Fig. 1(a) m={m}, P={rs[0]['P']}, {dtype}"
         ax.set(xlabel="N_succ", ylabel="‖Ĉ−C‖_max", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1a_{dtype}.png"))
@@ -414,6 +428,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
             ax.semilogy([p for p, _ in pts], errs, "o-", label=f"γ={g:.3g}")
         ax.axvline(2 * m - 1, color="red", ls=":")
         ax.set(xlabel="N_succ", ylabel="worst-case ‖Ĉ−C‖_max", title=f"Fig. 1(c) ε-MatDot, {dtype}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # N_succ counts answers
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1c_{dtype}.png"))
@@ -447,6 +462,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--no-split", action="store_true", help="skip the ε₁/ε₂ split")
+    p.add_argument(
+        "--decoder",
+        choices=("interpolation", "auto", "minnorm"),
+        default="interpolation",
+        help="decoder of the codes (default: interpolation, as the published figure)",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.add_argument(
         "--auto-gamma-check",
@@ -461,6 +482,7 @@ def main(args: argparse.Namespace) -> int:
     cfg.m, cfg.P, cfg.n, cfg.seed, cfg.device = args.m, args.P, args.n, args.seed, args.device
     cfg.approx_gamma = args.approx_gamma
     cfg.split = not args.no_split
+    cfg.decoder = getattr(args, "decoder", "interpolation")
     if args.gammas is not None:
         cfg.gammas = np.logspace(0, 8, args.gammas)
     if args.dtypes:

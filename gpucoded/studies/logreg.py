@@ -227,11 +227,15 @@ def _padded_points(P: int, total: int) -> np.ndarray:
     return np.concatenate([nodes, spare]) if total > P else nodes
 
 
-def make_scheme(scheme: str, m: int, n_succ: int, P: int) -> tuple[Code, int, int] | None:
+def make_scheme(
+    scheme: str, m: int, n_succ: int, P: int, decoder: str = "interpolation"
+) -> tuple[Code, int, int] | None:
     """(code, answers, workers that may answer) of a scheme; None for ``uncoded``.
 
     Workers ``0 .. workers−1`` are the real ones. MatDot and Chebyshev with
     P < 2m − 1 (the paper's (5,5,7), ...) get spare workers that never answer.
+    ``decoder``: the codes' decoder (default ``"interpolation"``, the one the published
+    tables used; ``"auto"``, ``"minnorm"``: :class:`~gpucoded.codes.EvaluationCode`).
     """
     if scheme == "uncoded":
         return None
@@ -243,10 +247,10 @@ def make_scheme(scheme: str, m: int, n_succ: int, P: int) -> tuple[Code, int, in
     if scheme in ("chebyshev", "matdot"):
         cls = ChebyshevMatDot if scheme == "chebyshev" else MatDot
         total = max(P, 2 * m - 1)
-        return cls(m, total, points=_padded_points(P, total)), n_succ, P
+        return cls(m, total, points=_padded_points(P, total), decoder=decoder), n_succ, P
     if scheme == "approx_matdot":
         g = auto_gamma("matdot", 1, m, P, answers=n_succ)
-        return ApproxMatDot(m, P, gamma=g), n_succ, P
+        return ApproxMatDot(m, P, gamma=g, decoder=decoder), n_succ, P
     raise ValueError(f"unknown scheme {scheme!r}; choose from {SCHEMES}")
 
 
@@ -271,6 +275,7 @@ class LogregConfig:
     batch: int = 128
     seed: int = 0
     folds_run: int | None = None  # run only the first k folds (of ``folds``)
+    decoder: str = "interpolation"  # the codes' decoder (make_scheme)
 
 
 def _softmax(Z: np.ndarray) -> np.ndarray:
@@ -352,7 +357,9 @@ def run(
         for mode, (m, ns, P), scheme in jobs:
             key = (scheme, m, ns, P)
             if key not in setups:
-                setups[key] = None if scheme == "uncoded" else make_scheme(scheme, m, ns, P)
+                setups[key] = (
+                    None if scheme == "uncoded" else make_scheme(scheme, m, ns, P, cfg.decoder)
+                )
             setup = setups[key]
             muls = sgd = None
             for f in range(nf):
@@ -587,6 +594,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", default="worst,random")
     p.add_argument("--quick", action="store_true", help="200 iterations, 2 folds, m=5 configs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--decoder",
+        choices=("interpolation", "auto", "minnorm"),
+        default="interpolation",
+        help="decoder of the codes (default: interpolation, as the published tables)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -597,8 +610,18 @@ def main(args: argparse.Namespace) -> int:
         X, y = mnist.load(args.mnist_dir)
     except (OSError, ValueError, ImportError) as e:
         raise SystemExit(f"gpucoded logreg: {e}") from None
+    if args.folds < 2:
+        raise SystemExit(
+            f"gpucoded logreg: --folds {args.folds} leaves no training data (each fold is "
+            "tested on a model trained on the others); use --folds 2 or more, with "
+            "--folds-run 1 to train once"
+        )
     cfg = LogregConfig(
-        iterations=args.iterations, folds=args.folds, seed=args.seed, folds_run=args.folds_run
+        iterations=args.iterations,
+        folds=args.folds,
+        seed=args.seed,
+        folds_run=args.folds_run,
+        decoder=getattr(args, "decoder", "interpolation"),
     )
     configs = CONFIGS
     if args.configs:

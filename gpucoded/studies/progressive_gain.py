@@ -43,6 +43,7 @@ from ..codes import ApproxMatDot
 from ..codes.gamma import auto_gamma
 from ..reference import exact_product
 from .beyond import subset_sample
+from .progress import Progress
 from .sweep import subset_sweep, unit_gaussian_pair
 
 __all__ = [
@@ -166,12 +167,14 @@ def run_study(
 ) -> list[dict]:
     """:func:`ladder` for every m and worker format."""
     rows = []
-    for m in ms:
-        for dt in dtypes:
-            t0 = time.perf_counter()
-            rows += ladder(m, dt, max_subsets=max_subsets)
-            if verbose:
-                print(f"m={m} {dt}: {time.perf_counter() - t0:.1f} s", flush=True)
+    with Progress(len(ms) * len(dtypes), "progressive") as bar:
+        for m in ms:
+            for dt in dtypes:
+                t0 = time.perf_counter()
+                rows += ladder(m, dt, max_subsets=max_subsets)
+                bar.update(1, f"m={m} {dt}")
+                if verbose:
+                    print(f"m={m} {dt}: {time.perf_counter() - t0:.1f} s", flush=True)
     return rows
 
 
@@ -264,7 +267,7 @@ def run(a: argparse.Namespace) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = run_study(
-        range(lo, hi + 1),
+        list(range(lo, hi + 1)),
         [d.strip() for d in a.dtypes.split(",")],
         max_subsets=a.max_subsets,
         verbose=True,

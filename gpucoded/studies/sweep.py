@@ -83,7 +83,7 @@ def min_answers(code: Code) -> int:
 
 
 def stacked_weights(
-    code: Code, subsets: Sequence[tuple[int, ...]], *, fast: bool = True
+    code: Code, subsets: Sequence[tuple[int, ...]], *, fast: bool = True, fmt: Any = None
 ) -> np.ndarray:
     r"""Decode weights of all ``subsets`` scattered into one (len, n_c, P) array.
 
@@ -93,11 +93,15 @@ def stacked_weights(
     :func:`~gpucoded.studies.fastweights.fast_weights` where that applies
     (real monomial codes; it falls back to the mpmath path otherwise).
     """
-    return stacked_weights_many([code], subsets, fast=fast)[0]
+    return stacked_weights_many([code], subsets, fast=fast, fmt=fmt)[0]
 
 
 def stacked_weights_many(
-    codes: Sequence[Code], subsets: Sequence[tuple[int, ...]], *, fast: bool = True
+    codes: Sequence[Code],
+    subsets: Sequence[tuple[int, ...]],
+    *,
+    fast: bool = True,
+    fmt: Any = None,
 ) -> list[np.ndarray]:
     """:func:`stacked_weights` for several codes with the same P and grid, vectorised
     over the codes (one double-double call per subset size for a whole γ sweep)."""
@@ -121,7 +125,7 @@ def stacked_weights_many(
             outs.transpose(1, 2, 3, 0)[rows, cols, S_arr[:, None, :]] = W
             continue
         for ci, code in enumerate(codes):
-            W = np.stack([code.decode_weights(subsets[i], partial=True).W for i in idx])
+            W = np.stack([code.decode_weights(subsets[i], partial=True, fmt=fmt).W for i in idx])
             if np.iscomplexobj(W):
                 raise ValueError(f"{code!r} has complex weights; the Figure 1 study is real-only")
             outs[ci][rows, cols, S_arr[:, None, :]] = W

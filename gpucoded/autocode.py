@@ -1,0 +1,168 @@
+r"""``code="auto"``: the lightest code whose predicted worst-case error meets ``rtol``.
+
+Given P workers of which ``stragglers`` may not answer (r = P − stragglers answers
+decoded), the candidates are, for every storage fraction 1/m:
+
+* the exact Chebyshev code (threshold 2m − 1 ≤ r): interpolation error 0, rounding
+  :math:`u\,F_S` (``DecodeWeights.fp_factor`` of its weights);
+* ε-MatDot at the automatic γ for r answers (threshold m ≤ r): the auto-γ error
+  model :math:`\max_S[I_S+u\,F_S]` (:func:`gpucoded.codes.gamma.best_gamma`).
+
+Both predictions are worst cases over the answer sets S (all of them, or a
+deterministic sample of 400) *relative to* :math:`\rho_A\rho_B` (the ρ norms of
+:func:`gpucoded.pipeline.operand_norms`), in the unit roundoff u of the worker
+format. ``rtol`` is relative to the result's scale, :math:`\max|\hat C-AB|\le
+\mathrm{rtol}\cdot\max|AB|` — the scale the accuracy guard uses — and the product
+does not exist yet, so :math:`\max|AB|` is replaced by its typical value for inputs
+in general position: an entry :math:`a_i\cdot b_j` of vectors of length k has size
+about :math:`\|a_i\|\|b_j\|/\sqrt k`, and the largest of the n·l entries is about
+:math:`\sqrt{2\ln(nl)}` times that, so
+
+.. math:: \frac{\rho_A\rho_B}{\max|AB|}\approx\sqrt{pt}\,\sqrt{k/(2\ln nl)} .
+
+**Tightness.** The error factors are worst cases over S and over inputs (typically
+10–100× above the measured errors, so the choice is on the safe side); the scale is
+typical, not guaranteed: for inputs whose product is much smaller than their norms
+suggest (near-orthogonal rows and columns) the realised relative error is larger,
+and the accuracy guard (:mod:`gpucoded.guard`) flags it. The chosen code is the one
+with the largest m (smallest load per worker) that meets ``rtol``; between codes of
+equal m the exact one. ``rtol=None`` asks for working precision,
+:math:`10^3u` (float64: 1.1e-13, float32: 6e-5).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codes import ApproxMatDot, ChebyshevMatDot, Code
+from .codes.gamma import MAX_SUBSETS, best_gamma
+from .formats import Format, get_format
+
+__all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
+
+#: Working precision of ``rtol=None``, in unit roundoffs.
+WORKING_PRECISION_ULPS = 1e3
+
+
+def default_rtol(fmt: Format) -> float:
+    """``rtol`` of working precision in ``fmt``: :data:`WORKING_PRECISION_ULPS` · u."""
+    return WORKING_PRECISION_ULPS * get_format(fmt).u
+
+
+def scale_ratio(n: int, k: int, l: int, p: int = 1, t: int = 1) -> float:
+    r"""Typical :math:`\rho_A\rho_B/\max|AB|`: :math:`\sqrt{pt\,k/(2\ln nl)}`."""
+    return math.sqrt(p * t * k / (2 * math.log(max(n * l, 2))))
+
+
+@dataclass
+class AutoChoice:
+    """What ``code="auto"`` chose and why.
+
+    Attributes
+    ----------
+    code : Code
+    predicted : float
+        Predicted worst-case relative error of the chosen code.
+    rtol : float
+    candidates : list of (name, m, predicted relative error)
+        Every candidate considered, lightest load first.
+    answers : int
+        Answers the prediction assumes (P − stragglers): the call waits for them.
+    """
+
+    code: Code
+    predicted: float
+    rtol: float
+    candidates: list[tuple[str, int, float]]
+    answers: int = 0
+
+    def explain(self) -> list[str]:
+        """Plain-language lines: the candidates and the choice."""
+        lines = [f"{'code':14s} {'m':>3s} {'predicted rel. error':>21s}"]
+        for name, m, e in self.candidates:
+            mark = "  <- chosen" if (name, m) == (self.code.name, self.code.m) else ""
+            ok = "meets" if e <= self.rtol else "misses"
+            lines.append(f"{name:14s} {m:3d} {e:21.2e}  {ok} rtol={self.rtol:.1e}{mark}")
+        return lines
+
+
+def _subsets(P: int, r: int) -> list[tuple[int, ...]]:
+    subs = list(itertools.combinations(range(P), r))
+    if len(subs) > MAX_SUBSETS:
+        idx = np.random.default_rng(0).choice(len(subs), MAX_SUBSETS, replace=False)
+        subs = [subs[i] for i in sorted(idx)]
+    return subs
+
+
+def chebyshev_error(m: int, P: int, r: int, u: float) -> float:
+    r"""Worst :math:`u\,F_S` of the exact Chebyshev code over the sets of r answers."""
+    code = ChebyshevMatDot(m, P)
+    subs = _subsets(P, r)
+    subs = [subs[i] for i in np.linspace(0, len(subs) - 1, min(len(subs), 64)).astype(int)]
+    return u * max(float(code.decode_weights(S).fp_factor) for S in subs)
+
+
+def choose_code(
+    P: int,
+    stragglers: int,
+    fmt: Format | str,
+    *,
+    rtol: float | None = None,
+    shape: tuple[int, int, int] = (100, 100, 100),
+) -> AutoChoice:
+    """The lightest code for P workers, ``stragglers`` missing, meeting ``rtol``.
+
+    Parameters
+    ----------
+    P : int
+        Workers.
+    stragglers : int
+        Workers that may not answer (0 ≤ stragglers < P).
+    fmt : Format or name
+        Worker number format.
+    rtol : float, optional
+        Required max-norm error relative to max|AB| (default: :func:`default_rtol`).
+    shape : (n, k, l)
+        Product shape, for the typical scale (:func:`scale_ratio`).
+
+    Raises
+    ------
+    ValueError
+        Bad counts, or no candidate meets ``rtol`` (names the best reachable).
+    """
+    fmt = get_format(fmt)
+    if P < 1 or not 0 <= stragglers < P:
+        raise ValueError(f"need P >= 1 and 0 <= stragglers < P; got P={P}, stragglers={stragglers}")
+    tol = default_rtol(fmt) if rtol is None else float(rtol)
+    if not tol > 0:
+        raise ValueError(f"rtol must be > 0, got {rtol}")
+    r = P - stragglers
+    n, k, l = shape
+    ratio = scale_ratio(n, k, l)
+    cands: list[tuple[str, int, float]] = []
+    for m in range(r, 0, -1):
+        if 2 * m - 1 <= r:
+            cands.append(("chebyshev", m, chebyshev_error(m, P, r, fmt.u) * ratio))
+        if m >= 2:
+            pred = best_gamma("matdot", 1, m, P, r, fmt.name)
+            cands.append(("approx_matdot", m, pred.error * ratio))
+    ok = [c for c in cands if c[2] <= tol]
+    if not ok:
+        best = min(cands, key=lambda c: c[2])
+        raise ValueError(
+            f"no code on P={P} workers with {stragglers} stragglers meets rtol={tol:.2g} in "
+            f"{fmt.name}: the most accurate, {best[0]} m={best[1]}, predicts {best[2]:.2g}; "
+            "use fewer stragglers, more workers, float64 workers or a larger rtol"
+        )
+    name, m, e = max(ok, key=lambda c: (c[1], c[0] == "chebyshev"))
+    if name == "chebyshev":
+        code: Code = ChebyshevMatDot(m, P)
+    else:
+        g = best_gamma("matdot", 1, m, P, r, fmt.name).gamma
+        code = ApproxMatDot(m, P, gamma=g, dtype=fmt.name)
+    code.auto_choice = AutoChoice(code, e, tol, cands, r)
+    return code.auto_choice

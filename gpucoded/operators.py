@@ -1,0 +1,239 @@
+r"""Coded operators: encode a matrix once, multiply it many times.
+
+A coded deployment stores an encoded matrix on its workers once and streams the
+other operand through it (gradient descent on a fixed data matrix, inference with
+fixed weights, power iterations). :class:`CodedMatrix` does that: for ``A @ cm``
+(:math:`AM`, M the B operand) worker w keeps
+:math:`\tilde M_w=\sum_b G_B[w,b]M_b`, for ``cm @ X`` (:math:`MX`, M the A operand)
+:math:`\tilde M_w=\sum_a G_A[w,a]M_a`; each side is encoded when first used and
+placed where the worker runs (:meth:`gpucoded.executors.base.Executor.place`: host
+memory for threads and serial workers, the device for CuPy stacks, scattered once to
+the Dask worker that computes with it). A call encodes and ships only the other
+operand, then runs the one pipeline of :mod:`gpucoded.pipeline`, so it has the call
+options, answer checks, accuracy guard and :class:`~gpucoded.pipeline.CallInfo` of
+:func:`gpucoded.coded_matmul`.
+
+>>> import numpy as np, gpucoded
+>>> M = np.random.default_rng(0).standard_normal((60, 40))
+>>> cm = gpucoded.CodedMatrix(M)                  # exact Chebyshev code, m=2, P=4
+>>> x = np.ones(40)
+>>> bool(np.allclose(cm @ x, M @ x))              # M·x, the encoded M is reused
+True
+>>> y = np.ones(60)
+>>> bool(np.allclose(cm.rmatmul(y, failed=2), y @ M))
+True
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from . import guard
+from .backend import array_module
+from .codes import Code
+from .executors import get_executor
+from .pipeline import (
+    CALL_OPTIONS,
+    Call,
+    check_call,
+    check_out,
+    col_norm,
+    fit_code,
+    matmul_plan,
+    operands,
+    resolve_code,
+    row_norm,
+    run_product,
+)
+from .validate import _as_array, check_operands, inputs_finite
+
+__all__ = ["CodedMatrix", "encode_side"]
+
+
+def encode_side(code: Code, X: Any, side: str, dims: tuple[int, int, int]) -> Any:
+    r"""One operand's encoded stack: side ``"A"`` (P, rb, cb) or ``"B"`` (P, cb, db).
+
+    :math:`\tilde X_w=\sum_j G[w,j]X_j` over the blocks of X in the code's grid (A:
+    p×s blocks with ``GA``; B: s×t blocks with ``GB``), ``dims = (rb, cb, db)``;
+    computed in ``code.work_dtype(X.dtype)``, in X's array namespace.
+    """
+    xp = array_module(X)
+    g = code.grid
+    rb, cb, db = dims
+    dt = code.work_dtype(X.dtype)
+    X = X.astype(dt, copy=False)
+    if side == "A":
+        G, blocks = code.GA, g.split(X, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
+        shape = (code.P, rb, cb)
+    else:
+        G, blocks = code.GB, g.split(X, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
+        shape = (code.P, cb, db)
+    return (xp.asarray(G.astype(dt, copy=False)) @ blocks).reshape(shape)
+
+
+class CodedMatrix:
+    r"""A matrix M encoded once for coded products :math:`AM` and :math:`MX`.
+
+    Parameters
+    ----------
+    M : array (n, k)
+        NumPy or CuPy matrix (float32, float64, complex).
+    code : str, Code or None
+        As in :func:`gpucoded.coded_matmul` (default: the exact Chebyshev code,
+        m=2, P=4; ``"auto"`` with ``P=``, ``stragglers=``, ``rtol=`` among the
+        ``code_options``, predicted for M times a vector: the most conservative scale).
+    m, P : int
+        Storage fraction and workers, for a code name.
+    executor : Executor, str or None
+        Where the workers run; fixed for the operator's lifetime (its encoded blocks
+        live there).
+    nonfinite : {"raise", "propagate"}
+        NaN/Inf in M.
+    allow_inaccurate : bool
+        Keep a code that no answer set can decode accurately in the executor's
+        worker format (refused with a ``ValueError`` otherwise); the code is fitted
+        to that format once, here (:func:`gpucoded.pipeline.fit_code`).
+    **code_options
+        Options of the code constructor.
+
+    Notes
+    -----
+    ``A @ cm`` and ``cm.rmatmul(A, **call)`` give A·M; ``cm @ X`` and
+    ``cm.matmul(X, **call)`` give M·X, with ``np.matmul`` semantics for the other
+    operand (a vector, or a stack: one coded product for the whole stack). The call
+    options are those of :func:`gpucoded.coded_matmul` except ``executor``:
+    ``failed``, ``delays``, ``deadline``, ``answers``, ``verify``, ``nonfinite``,
+    ``on_inaccurate``, ``allow_inaccurate``, ``wait_for_accuracy``,
+    ``return_info``, ``out``. The encoded side is cached per result dtype; the
+    bound's :math:`\rho_M` is computed once.
+    """
+
+    #: NumPy defers ``ndarray @ CodedMatrix`` to :meth:`__rmatmul__`.
+    __array_ufunc__ = None
+
+    def __init__(
+        self,
+        M: Any,
+        code: str | Code | None = None,
+        *,
+        m: int | None = None,
+        P: int | None = None,
+        executor: Any = None,
+        nonfinite: str = "raise",
+        allow_inaccurate: bool = False,
+        **code_options: Any,
+    ) -> None:
+        M = _as_array("M", M)
+        if M.ndim != 2:
+            raise ValueError(f"M must be a 2-D matrix, got shape {M.shape}")
+        self.M, _ = check_operands(M, M[:1].T, nonfinite=nonfinite)
+        self.executor = get_executor(executor, like=M)
+        n, k = M.shape
+        fmt = self.executor.compute_format(M.dtype)
+        code = resolve_code(code, m, P, dict(code_options), M.dtype, fmt=fmt, shape=(n, k, 1))
+        fit = Call(allow_inaccurate=allow_inaccurate)
+        self.code, self.fmt = fit_code(code, self.executor, M.dtype, fit)
+        self.allow_inaccurate = allow_inaccurate
+        self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
+        self._encoded: dict[tuple, Any] = {}
+        self._rho: dict[str, float] = {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.M.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.M.dtype
+
+    def __repr__(self) -> str:
+        return f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, code={self.code!r})"
+
+    def __matmul__(self, X: Any) -> Any:
+        return self._product(X, "A", {})
+
+    def __rmatmul__(self, A: Any) -> Any:
+        return self._product(A, "B", {})
+
+    def matmul(self, X: Any, **call: Any) -> Any:
+        """M·X through the code; ``call``: the call options of ``coded_matmul``."""
+        return self._product(X, "A", call)
+
+    def rmatmul(self, A: Any, **call: Any) -> Any:
+        """A·M through the code; ``call``: the call options of ``coded_matmul``."""
+        return self._product(A, "B", call)
+
+    def encoded(self, side: str, dtype: Any, dims: tuple[int, int, int]) -> Any:
+        """M's encoded stack as side ``side`` in ``dtype``, placed on the workers (cached)."""
+        key = (side, np.dtype(dtype))
+        if key not in self._encoded:
+            M = self.M.astype(dtype, copy=False)
+            self._encoded[key] = self.executor.place(encode_side(self.code, M, side, dims))
+        return self._encoded[key]
+
+    def rho(self, side: str) -> float:
+        r""":math:`\rho_M` of the bound: √p·max row norm (side A), √t·max column norm (B)."""
+        if side not in self._rho:
+            f = row_norm if side == "A" else col_norm
+            self._rho[side] = f(self.code, self.M)
+        return self._rho[side]
+
+    def _product(self, X: Any, side: str, opts: dict[str, Any]) -> Any:
+        """The product with M as operand ``side`` ("A": M·X, "B": X·M) and X the other."""
+        t_start = time.perf_counter()
+        if "executor" in opts:
+            raise TypeError(
+                "a CodedMatrix's executor is fixed at construction (its encoded blocks live "
+                f"there); call options: {', '.join(o for o in CALL_OPTIONS if o != 'executor')}"
+            )
+        call = check_call(self.code, **opts)
+        call.stacklevel = 7
+        if call.answers is None and hasattr(self.code, "auto_choice"):
+            call.answers = self.code.auto_choice.answers  # what code="auto" predicted for
+        plan = matmul_plan(self.M, X) if side == "A" else matmul_plan(X, self.M)
+        ((A2, B2),) = plan.pairs  # M is 2-D: a stack on the other side folds into one
+        if side == "A":  # M[:1] / M[:, :1]: the other operand is checked against M's shape
+            other = check_operands(self.M[:1], B2, nonfinite=call.nonfinite)[1]
+        else:
+            other = check_operands(A2, self.M[:, :1], nonfinite=call.nonfinite)[0]
+        dtype = np.result_type(self.M.dtype, other.dtype)
+        check_out(call.out, plan.shape, dtype, self.M)
+        fmt = self.executor.compute_format(dtype)
+        guard.check_feasible(self.code, fmt, allow_inaccurate=self.allow_inaccurate)
+        finite = self.finite and (call.nonfinite == "raise" or inputs_finite(other, other[:1]))
+        A, B = (self.M, other) if side == "A" else (other, self.M)
+        dims = self.code.grid.block_dims(A.shape[0], A.shape[1], B.shape[1])
+        stack = self.encoded(side, dtype, dims)
+        if side == "A":
+            norms = (self.rho("A"), col_norm(self.code, other))
+        else:
+            norms = (row_norm(self.code, other), self.rho("B"))
+        ops = operands(self.code, A, B, finite, norms)
+        C, info = run_product(
+            self.code, _Encoder(self.code, other, side, stack, dtype, dims), ops,
+            self.executor, call, fmt, t_start,
+        )  # fmt: skip
+        C = plan.assemble([C])
+        if call.out is not None:
+            call.out[...] = C
+            C = call.out
+        return (C, info) if call.return_info else C
+
+
+class _Encoder:
+    """Encodes the streamed operand; pairs it with M's placed stack (side ``side``)."""
+
+    def __init__(
+        self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple
+    ) -> None:
+        self.code, self.X, self.side, self.stack, self.dtype, self.dims = (
+            code, X, side, stack, dtype, dims
+        )  # fmt: skip
+
+    def __call__(self) -> tuple[Any, Any]:
+        other = "B" if self.side == "A" else "A"
+        Xt = encode_side(self.code, self.X.astype(self.dtype, copy=False), other, self.dims)
+        return (self.stack, Xt) if self.side == "A" else (Xt, self.stack)

@@ -1,0 +1,79 @@
+"""code="auto": the lightest code meeting rtol; the exact default; the accuracy table."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import gpucoded
+from gpucoded.autocode import choose_code
+from gpucoded.reference import exact_product
+
+
+def _gauss(shape, seed, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("rtol", [1e-2, 1e-12])
+def test_auto_meets_rtol_on_every_straggler_pattern(rtol):
+    """P=8, 3 stragglers, float64: the chosen code meets rtol on all 56 patterns."""
+    A, B = _gauss((60, 80), 1), _gauss((80, 50), 2)
+    E = exact_product(A, B)
+    worst = 0.0
+    for f in itertools.combinations(range(8), 3):
+        C, info = gpucoded.coded_matmul(
+            A, B, "auto", P=8, stragglers=3, rtol=rtol, failed=list(f), return_info=True
+        )
+        worst = max(worst, float(np.abs(C - E).max() / np.abs(E).max()))
+    assert worst <= rtol
+    assert info.code.auto_choice.predicted <= rtol
+
+
+def test_looser_rtol_buys_a_finer_split():
+    """rtol=1e-2 picks a larger m (an ε-code) than rtol=1e-12 (an exact code)."""
+    loose = choose_code(8, 3, "float64", rtol=1e-2).code
+    tight = choose_code(8, 3, "float64", rtol=1e-12).code
+    assert loose.m > tight.m
+    assert loose.approximate and not tight.approximate
+
+
+def test_auto_reports_and_refuses():
+    A, B = _gauss((20, 20), 3, np.float32), _gauss((20, 20), 4, np.float32)
+    _, info = gpucoded.coded_matmul(A, B, "auto", P=8, stragglers=3, return_info=True)
+    assert info.code is info.code.auto_choice.code and "chosen" in "\n".join(
+        info.code.auto_choice.explain()
+    )
+    with pytest.raises(ValueError, match="no code on P=8.*rtol=1e-12.*float32"):
+        gpucoded.coded_matmul(A, B, "auto", P=8, stragglers=3, rtol=1e-12)
+    with pytest.raises(TypeError, match="needs P="):
+        gpucoded.coded_matmul(A, B, "auto")
+    with pytest.raises(TypeError, match="drop"):
+        gpucoded.coded_matmul(A, B, "auto", P=8, m=2)
+    with pytest.raises(TypeError, match="only apply with code='auto'"):
+        gpucoded.coded_matmul(A, B, "chebyshev", m=2, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_is_exact_to_working_precision(dtype):
+    """No code given: A·B as accurate as A @ B (within 4x of its error, + 4 ulps), with
+    any one worker failed."""
+    A, B = _gauss((70, 90), 5, dtype), _gauss((90, 40), 6, dtype)
+    E = exact_product(A, B)
+    s = np.abs(E).max()
+    plain = np.abs(A @ B - E).max() / s
+    u = np.finfo(dtype).eps / 2
+    for f in range(4):
+        C, info = gpucoded.coded_matmul(A, B, failed=f, return_info=True)
+        assert C.dtype == dtype and not info.code.approximate
+        assert np.abs(C - E).max() / s <= 4 * plain + 4 * u
+
+
+def test_code_auto_operator():
+    M = _gauss((50, 40), 7)
+    cm = gpucoded.CodedMatrix(M, "auto", P=8, stragglers=3, rtol=1e-2)
+    x = _gauss((40,), 8)
+    y, info = cm.matmul(x, failed=[0, 1, 2], return_info=True)
+    assert len(info.used) == 5  # waits for the P - stragglers answers it predicted for
+    assert np.abs(y - M @ x).max() <= 1e-2 * np.abs(M @ x).max()

@@ -1,0 +1,162 @@
+"""CodedMatrix: encode once, multiply many; np.matmul semantics; the call options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _util import unit_gaussian
+
+import gpucoded
+from gpucoded import operators
+from gpucoded.errors import InaccurateResultWarning
+from gpucoded.executors.local import SerialExecutor
+from gpucoded.reference import exact_product
+
+
+def _err_ok(C, E, info):
+    return np.abs(C - E).max() <= info.error_bound
+
+
+@pytest.mark.parametrize("name,opts", [("chebyshev", {"m": 3}), ("polydot", {"p": 2, "q": 2})])
+def test_both_sides_match_the_exact_product_within_the_bound(name, opts):
+    M = unit_gaussian((37, 29), 1)
+    cm = gpucoded.CodedMatrix(M, name, **opts)
+    A, X = unit_gaussian((11, 37), 2), unit_gaussian((29, 13), 3)
+    C, info = cm.rmatmul(A, failed=[0], return_info=True)
+    assert C.shape == (11, 29) and _err_ok(C, exact_product(A, M), info)
+    assert 0 not in info.used
+    C, info = cm.matmul(X, failed=[1], return_info=True)
+    assert C.shape == (37, 13) and _err_ok(C, exact_product(M, X), info)
+
+
+def test_operators_and_numpy_arrays():
+    M = unit_gaussian((20, 15), 4)
+    cm = gpucoded.CodedMatrix(M)
+    x, y = unit_gaussian((15,), 5), unit_gaussian((20,), 6)
+    np.testing.assert_allclose(cm @ x, M @ x, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(y @ cm, y @ M, rtol=0, atol=1e-14)  # ndarray defers to cm
+    S = unit_gaussian((3, 2, 20), 7)
+    np.testing.assert_allclose(S @ cm, S @ M, rtol=0, atol=1e-14)
+    T = unit_gaussian((4, 15, 3), 8)
+    np.testing.assert_allclose(cm @ T, M @ T, rtol=0, atol=1e-14)
+
+
+def test_each_side_is_encoded_once(monkeypatch):
+    """M is encoded once per side (and dtype); each call encodes only the other operand."""
+    sides = []
+    real = operators.encode_side
+    monkeypatch.setattr(
+        operators, "encode_side", lambda code, X, side, dims: sides.append(X.shape) or real(
+            code, X, side, dims
+        )
+    )
+    M = unit_gaussian((24, 16), 9)
+    cm = gpucoded.CodedMatrix(M, "chebyshev", m=2)
+    for seed in range(3):
+        cm @ unit_gaussian((16,), seed)
+        unit_gaussian((5, 24), seed) @ cm
+    assert sides.count((24, 16)) == 2  # M: once as A, once as B
+    assert len(sides) == 2 + 6
+
+
+def test_call_options_and_front_door():
+    M = unit_gaussian((12, 10), 10)
+    cm = gpucoded.CodedMatrix(M, "matdot", m=2, P=4, executor="serial")
+    x = unit_gaussian((10,), 11)
+    out = np.empty(12)
+    r = cm.matmul(x, out=out, failed=3, delays=[0, 0.1, 0, 0])
+    assert r is out and np.abs(out - M @ x).max() < 1e-13
+    with pytest.raises(ValueError, match="out has shape"):
+        cm.matmul(x, out=np.empty(11))
+    with pytest.raises(ValueError, match="dtype"):
+        cm.matmul(x, out=np.empty(12, np.float32))
+    with pytest.raises(TypeError, match=r"unknown option.*\['gamma'\]"):
+        cm.matmul(x, gamma=3.0)
+    with pytest.raises(TypeError, match="fixed at construction"):
+        cm.matmul(x, executor="threads")
+    with pytest.raises(ValueError, match="inner dimensions"):
+        cm @ np.ones(11)
+    with pytest.raises(ValueError, match="2-D"):
+        gpucoded.CodedMatrix(np.ones(3))
+
+
+def test_guard_on_operator_points_at_the_caller():
+    M = unit_gaussian((40, 40), 12)
+    cm = gpucoded.CodedMatrix(M, "approx_matdot", m=3, P=5, gamma=20.0, executor="serial")
+    with pytest.warns(InaccurateResultWarning) as rec:
+        cm.matmul(unit_gaussian((40, 40), 13))
+    assert rec[0].filename == __file__
+
+
+def test_float32_operator_stays_float32():
+    M = unit_gaussian((30, 20), 14, np.float32)
+    cm = gpucoded.CodedMatrix(M)
+    x = unit_gaussian((20,), 15, np.float32)
+    y = cm @ x
+    E = exact_product(M, x[:, None])[:, 0]
+    assert y.dtype == np.float32
+    assert np.abs(y - E).max() <= 8 * np.finfo(np.float32).eps * np.abs(E).max()
+
+
+def test_placed_blocks_go_to_start(monkeypatch):
+    """Executor.place is called once per side; its handle is what start receives."""
+    placed, started = [], []
+
+    class Spy(SerialExecutor):
+        def place(self, Xt):
+            placed.append(Xt.shape)
+            return Xt
+
+        def start(self, At, Bt, **kw):
+            started.append((id(At), id(Bt)))
+            return super().start(At, Bt, **kw)
+
+    cm = gpucoded.CodedMatrix(unit_gaussian((8, 6), 16), executor=Spy())
+    for _ in range(3):
+        cm @ np.ones(6)
+    assert len(placed) == 1 and len({a for a, _ in started}) == 1
+
+
+def test_dask_ships_only_the_other_operand():
+    pytest.importorskip("distributed")
+    from gpucoded.executors.dask import local_executor
+
+    ex = local_executor()
+    M = unit_gaussian((200, 100), 17)
+    cm = gpucoded.CodedMatrix(M, "chebyshev", m=2, executor=ex)
+    x = unit_gaussian((100,), 18)
+    b0 = ex.bytes_sent
+    y = cm @ x
+    first = ex.bytes_sent - b0
+    b1 = ex.bytes_sent
+    y2, info = cm.matmul(x, return_info=True)
+    per_call = ex.bytes_sent - b1
+    assert max(np.abs(y - M @ x).max(), np.abs(y2 - M @ x).max()) < 1e-12
+    # a later call ships each running worker's block of x only: P blocks of 50 floats
+    assert per_call == cm.code.P * 50 * 8
+    assert first == per_call + cm.code.P * 200 * 50 * 8
+
+
+def test_dask_runs_each_worker_where_its_block_was_placed(monkeypatch):
+    """With a failed worker the round-robin over running workers shifts; the tasks must
+    still go to the Dask worker that holds their placed block."""
+    pytest.importorskip("distributed")
+    from gpucoded.executors.base import Placed
+    from gpucoded.executors.dask import local_executor
+
+    ex = local_executor()
+    cm = gpucoded.CodedMatrix(unit_gaussian((40, 30), 19), "chebyshev", m=2, executor=ex)
+    x = unit_gaussian((30,), 20)
+    cm @ x  # places M's blocks
+    (placed,) = cm._encoded.values()
+    assert isinstance(placed, Placed) and len(set(placed.where.values())) > 1
+    sent = []
+    real = ex.client.submit
+    monkeypatch.setattr(
+        ex.client, "submit", lambda *a, **k: sent.append((k["key"], k["workers"])) or real(*a, **k)
+    )
+    y = cm.matmul(x, failed=[0])
+    assert np.abs(y - cm.M @ x).max() < 1e-12
+    for key, workers in sent:
+        w = int(key.rsplit("-w", 1)[1])
+        assert workers == [placed.where[w]], (w, workers)
