@@ -68,6 +68,7 @@ __all__ = [
     "RTOL_GUARD",
     "accurate_enough",
     "bound_exceeds_result",
+    "flag",
     "check_accuracy",
     "check_code_format",
     "check_feasible",
@@ -170,10 +171,16 @@ def check_accuracy(
         f"({kinds}); the result may have fewer than two correct digits. "
         f"{suggest_fix(code, fmt, info)}"
     )
-    if on_inaccurate == "raise":
-        raise InaccurateResultError(msg, estimate=rel)
-    warnings.warn(msg, InaccurateResultWarning, stacklevel=stacklevel)
+    flag(msg, on_inaccurate, estimate=rel, stacklevel=stacklevel)
     return rel
+
+
+def flag(message: str, on_inaccurate: str, *, estimate: float, stacklevel: int = 3) -> None:
+    """Report an inaccurate result as ``on_inaccurate`` says (warn, raise or ignore)."""
+    if on_inaccurate == "raise":
+        raise InaccurateResultError(message, estimate=estimate)
+    if on_inaccurate == "warn":
+        warnings.warn(message, InaccurateResultWarning, stacklevel=stacklevel + 1)
 
 
 def bound_exceeds_result(error_bound: float | None, scale: float) -> bool:

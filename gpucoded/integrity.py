@@ -103,6 +103,9 @@ class IntegrityReport:
         ``inf`` when the result is known to be inconsistent, None when unchecked.
     reason : str
         Why the check was skipped or failed, for messages.
+    bound_exceeds_result : bool
+        The verified bound is at least :math:`\\max|\\hat C|` (set by the call's
+        accuracy guard, which then warns or raises as ``on_inaccurate`` says).
     """
 
     mode: str
@@ -115,6 +118,7 @@ class IntegrityReport:
     comparisons: int = 0
     error_bound: float | None = None
     reason: str = ""
+    bound_exceeds_result: bool = False
 
 
 def answer_problem(

@@ -544,24 +544,40 @@ def decode(
         C = C.astype(ops.dtype)
     info.decode_time = time.perf_counter() - t1
     info.used, info.decode, info.format = tuple(used), dinfo, fmt.name
-    info.accuracy = apply_guard(C, dinfo, code, fmt, call, ops.finite)
+    info.accuracy = apply_guard(C, dinfo, code, fmt, call, ops.finite, info.integrity)
     return C
 
 
 def apply_guard(
-    C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool
-) -> float | None:
+    C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool,
+    integrity: IntegrityReport | None = None,
+) -> float | None:  # fmt: skip
     """:func:`gpucoded.guard.check_accuracy` with the scale :math:`\\max|\\hat C|`.
 
     The scale is one reduction over C (on the GPU one scalar comes back to the host).
     With non-finite inputs (``nonfinite="propagate"``) there is nothing to guard.
+    With ``verify``, a verified bound at least as large as :math:`\\max|\\hat C|`
+    (:func:`gpucoded.guard.bound_exceeds_result`: the check vouches for no digit) is
+    flagged too, through the same ``on_inaccurate`` channel, and recorded in the
+    integrity report (``bound_exceeds_result``).
     """
     if not finite:
         return None
-    return guard.check_accuracy(
-        dinfo, absmax(C), code=code, fmt=fmt, on_inaccurate=call.on_inaccurate,
+    scale = absmax(C)
+    rel = guard.check_accuracy(
+        dinfo, scale, code=code, fmt=fmt, on_inaccurate=call.on_inaccurate,
         stacklevel=call.stacklevel,
     )  # fmt: skip
+    if integrity is not None and guard.bound_exceeds_result(integrity.error_bound, scale):
+        integrity.bound_exceeds_result = True
+        guard.flag(
+            f"verify={integrity.mode!r}: the verified error bound {integrity.error_bound:.3g} "
+            f"is not below max|C| = {scale:.3g}, so the check vouches for no digit of the "
+            f"result ({code!r}, answers {list(dinfo.workers)}). "
+            + guard.suggest_fix(code, fmt, dinfo),
+            call.on_inaccurate, estimate=rel, stacklevel=call.stacklevel,
+        )  # fmt: skip
+    return rel
 
 
 # --------------------------------------------------------- np.matmul semantics

@@ -225,3 +225,24 @@ def test_absmax_is_the_guard_scale():
     assert np.isnan(pipeline.absmax(np.array([1.0, np.nan, -5.0])))
     assert pipeline.absmax(np.array([1.0, -np.inf])) == np.inf
     assert pipeline.absmax(np.array([3 + 4j, -1.0])) == 5.0
+
+
+def test_verify_flags_a_verified_bound_that_exceeds_the_result():
+    """verify=: a verified bound ≥ max|C| vouches for no digit, so it is flagged."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 30)).astype(np.float32)
+    B = rng.standard_normal((30, 20)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        C, info = gpucoded.coded_matmul(
+            A, B, "approx_matdot", m=5, P=8, verify="warn", return_info=True,
+            allow_inaccurate=True,
+        )  # fmt: skip
+    assert info.integrity.error_bound >= np.abs(C).max()
+    assert info.integrity.bound_exceeds_result
+    assert any("verified error bound" in str(w.message) for w in rec)
+    assert all(issubclass(w.category, gpucoded.InaccurateResultWarning) for w in rec)
+    # a well-conditioned exact code: the verified bound is far below the result
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=3, P=7, verify="warn", return_info=True)
+    assert info.integrity.error_bound < 1e-2 * np.abs(C).max()
+    assert not info.integrity.bound_exceeds_result
