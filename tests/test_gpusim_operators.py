@@ -83,6 +83,24 @@ def test_coded_matrix_blocks_stay_on_their_devices(sim, devices, side):
     ex.close()
 
 
+def test_coded_matrix_with_stragglers_on_two_devices(sim):
+    """Delayed and never-answering workers with placed blocks: bound met, streams drain."""
+    import math
+
+    import cupy as cp
+
+    rng = np.random.default_rng(25)
+    M = rng.standard_normal((40, 32))
+    ex = CudaStreamExecutor(devices=[0, 1], never_cap=20.0)
+    cm = gpucoded.CodedMatrix(cp.asarray(M), "matdot", m=2, P=5, executor=ex)
+    for delays in ([0, 0, 0.03, 0, math.inf], [math.inf, 0.02, 0, 0, 0]):
+        X = rng.standard_normal((32, 3))
+        C, info = cm.matmul(cp.asarray(X), delays=delays, return_info=True)
+        _within_bound(C, M @ X, info)
+        assert delays.index(math.inf) not in info.used
+    ex.close()  # returns: every spin was released by the run's cancel
+
+
 def test_start_waits_for_the_placed_copies(sim):
     """A run started right after ``place`` reads the placed blocks only once they landed.
 
@@ -121,6 +139,9 @@ def test_placed_blocks_of_another_executor_are_refused(sim):
     foreign = Placed({0: None, 1: None}, (2, 5, 3), np.float64, {0: "tcp://x", 1: "tcp://y"})
     with pytest.raises(TypeError, match="place them with this CudaStreamExecutor"):
         ex.start(foreign, Bt, workers=[0, 1])
+    placed = ex.place(cp.asarray(np.ones((2, 5, 3))))
+    with pytest.raises(ValueError, match=r"workers \[2\] have no placed block"):
+        ex.start(placed, Bt, workers=[0, 2])
 
 
 def test_numpy_matrix_uploaded_once(sim):

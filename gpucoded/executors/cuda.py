@@ -28,6 +28,15 @@ cross-device copy is ordered by events on both sides: it runs on the stream of t
 memory it reads (so that memory is not reused before the copy) after the
 destination's allocation, and the destination's stream waits for it.
 
+Encoded once, used many times (:class:`gpucoded.CodedMatrix`):
+:meth:`CudaStreamExecutor.place` copies each worker's block of one side to that
+worker's device once and returns a :class:`DevicePlaced`; a run given it as ``At`` or
+``Bt`` runs worker w on ``where[w]``, reads the resident block in place, and copies
+only the other operand. Each device's placed copies end with an event that the run's
+worker streams wait for, so a run may start while they are still in flight (on any
+stream of any thread). On one device that already holds the CuPy stack, ``place``
+keeps the stack as it is (nothing to copy).
+
 Ordering without host synchronisation: each device's inputs and the worker outputs
 are allocated on that device's current stream, one event marks them ready, and each
 worker stream waits for it; the run never synchronises the device while stragglers
@@ -302,6 +311,11 @@ class CudaStreamExecutor(Executor):
         workers = [int(w) for w in workers]
         to_numpy, home, pinned = _home_of(At, Bt)
         if pinned is not None:  # run each worker where its placed block is
+            missing = [w for w in workers if w not in pinned.where]
+            if missing:
+                raise ValueError(
+                    f"workers {missing} have no placed block (placed: {sorted(pinned.where)})"
+                )
             place = {w: pinned.where[w] for w in workers}
         else:
             place = gpu.place_workers(workers, self.devices or [home], self.placement)
@@ -408,15 +422,16 @@ def _home_of(At: Any, Bt: Any) -> tuple[bool, int, DevicePlaced | None]:
     """
     import cupy as cp
 
-    pinned = None
-    for X in (At, Bt):
-        if isinstance(X, Placed):
-            if not isinstance(X, DevicePlaced):
-                raise TypeError(
-                    f"these blocks were placed by another executor ({type(X).__name__}); "
-                    "place them with this CudaStreamExecutor's place()"
-                )
-            pinned = X
+    placed = [X for X in (At, Bt) if isinstance(X, Placed)]
+    for X in placed:
+        if not isinstance(X, DevicePlaced):
+            raise TypeError(
+                f"these blocks were placed by another executor ({type(X).__name__}); "
+                "place them with this CudaStreamExecutor's place()"
+            )
+    if len(placed) == 2 and placed[0].where != placed[1].where:
+        raise ValueError("At and Bt were placed on different devices for some workers")
+    pinned = placed[0] if placed else None
     free = [X for X in (At, Bt) if not isinstance(X, Placed)]
     if free:
         to_numpy = not isinstance(free[0], cp.ndarray)
