@@ -142,6 +142,28 @@ def test_placed_blocks_of_another_executor_are_refused(sim):
     placed = ex.place(cp.asarray(np.ones((2, 5, 3))))
     with pytest.raises(ValueError, match=r"workers \[2\] have no placed block"):
         ex.start(placed, Bt, workers=[0, 2])
+    other = CudaStreamExecutor(devices=[0, 1], placement=[1, 0]).place(Bt)
+    with pytest.raises(ValueError, match="placed on different devices"):
+        ex.start(placed, other, workers=[0, 1])
+
+
+def test_both_sides_placed(sim):
+    """Both operands resident: each worker multiplies its two resident blocks."""
+    import cupy as cp
+
+    rng = np.random.default_rng(26)
+    At, Bt = rng.standard_normal((4, 6, 5)), rng.standard_normal((4, 5, 3))
+    ex = CudaStreamExecutor(devices=[0, 1])
+    pa, pb = ex.place(cp.asarray(At)), ex.place(cp.asarray(Bt))
+    n0 = len(sim.copies)
+    with ex.start(pa, pb, workers=[0, 1, 3]) as run:
+        got = {a.worker: a.product for a in run}
+    assert sorted(got) == [0, 1, 3]
+    for w, p in got.items():
+        assert p.device.id == 0  # the answers come to the stacks' home device
+        np.testing.assert_allclose(p.get(), At[w] @ Bt[w], rtol=1e-12)
+    assert all(n == 6 * 3 * 8 for _, n in sim.copies[n0:])  # only answers moved
+    ex.close()
 
 
 def test_numpy_matrix_uploaded_once(sim):
