@@ -28,6 +28,15 @@ cross-device copy is ordered by events on both sides: it runs on the stream of t
 memory it reads (so that memory is not reused before the copy) after the
 destination's allocation, and the destination's stream waits for it.
 
+Encoded once, used many times (:class:`gpucoded.CodedMatrix`):
+:meth:`CudaStreamExecutor.place` copies each worker's block of one side to that
+worker's device once and returns a :class:`DevicePlaced`; a run given it as ``At`` or
+``Bt`` runs worker w on ``where[w]``, reads the resident block in place, and copies
+only the other operand. Each device's placed copies end with an event that the run's
+worker streams wait for, so a run may start while they are still in flight (on any
+stream of any thread). On one device that already holds the CuPy stack, ``place``
+keeps the stack as it is (nothing to copy).
+
 Ordering without host synchronisation: each device's inputs and the worker outputs
 are allocated on that device's current stream, one event marks them ready, and each
 worker stream waits for it; the run never synchronises the device while stragglers
@@ -51,9 +60,9 @@ from typing import Any
 
 from .. import gpu
 from ..formats import Format
-from .base import Answer, Executor, Run
+from .base import Answer, Executor, Placed, Run
 
-__all__ = ["CudaStreamExecutor"]
+__all__ = ["CudaStreamExecutor", "DevicePlaced"]
 
 
 @dataclass
@@ -71,11 +80,28 @@ class _Worker:
     done: bool = False
 
 
+class DevicePlaced(Placed):
+    """One side's encoded blocks, each resident on the device of the worker that uses it.
+
+    Made by :meth:`CudaStreamExecutor.place`. ``blocks[w]`` is worker w's block (a view
+    of one contiguous per-device stack) on device ``where[w]``; ``ready[d]`` an event
+    recorded on device d after its copies, which every run's worker streams on d wait
+    for (no device-wide synchronisation); ``home`` the device the stack came from.
+    """
+
+    def __init__(
+        self, blocks: dict[int, Any], shape: tuple, dtype: Any, where: dict[int, int],
+        ready: dict[int, Any], home: int,
+    ) -> None:  # fmt: skip
+        super().__init__(blocks, shape, dtype, where)
+        self.ready = ready
+        self.home = home
+
+
 @dataclass
 class _DeviceState:
-    At: Any
-    Bt: Any
-    index: dict[int, int]  # worker -> row in the per-device stacks
+    a: dict[int, Any]  # worker -> its A block on this device
+    b: dict[int, Any]  # worker -> its B block on this device
     ref: Any  # inputs and outputs ready; also the time origin on this device
     out: Any = None  # (workers on this device, rb, db) outputs, allocated before ref
     out_index: dict[int, int] = field(default_factory=dict)  # worker -> row of out
@@ -234,6 +260,40 @@ class CudaStreamExecutor(Executor):
                 self._streams[key] = cp.cuda.Stream(non_blocking=True)
         return self._streams[key]
 
+    def place(self, Xt: Any) -> Any:
+        r"""Copy each worker's block of ``Xt`` (P, rows, cols) to that worker's device, once.
+
+        Workers map to devices as in :meth:`start` (``placement`` over all P workers).
+        On one device holding the CuPy stack already, the stack is kept as it is.
+        Otherwise each device d receives one contiguous stack of the rows its workers
+        use (:math:`\{\tilde X_w : \mathrm{where}[w]=d\}`), copied peer-to-peer (or
+        uploaded, for a NumPy stack) in stream order, and an event marks it ready;
+        :meth:`start` then reads those copies and copies nothing of this side again.
+
+        Returns
+        -------
+        DevicePlaced or array
+            The placed blocks, to pass to :meth:`start` as ``At`` or ``Bt``.
+        """
+        import cupy as cp
+
+        _require_device()
+        on_device = isinstance(Xt, cp.ndarray)
+        home = Xt.device.id if on_device else cp.cuda.Device().id
+        devices = self.devices or [home]
+        if on_device and set(devices) == {home}:
+            return Xt
+        where = gpu.place_workers(range(Xt.shape[0]), devices, self.placement)
+        blocks: dict[int, Any] = {}
+        ready: dict[int, Any] = {}
+        for dev in sorted(set(where.values())):
+            mine = [w for w in where if where[w] == dev]
+            X_d = _rows_to(Xt, mine, dev, home)
+            blocks.update({w: X_d[i] for i, w in enumerate(mine)})
+            with cp.cuda.Device(dev):
+                ready[dev] = cp.cuda.get_current_stream().record()
+        return DevicePlaced(blocks, Xt.shape, Xt.dtype, where, ready, home)
+
     def start(
         self,
         At: Any,
@@ -243,16 +303,22 @@ class CudaStreamExecutor(Executor):
         delays: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Run:
-        import cupy as cp
-
         _require_device()
         msg = gpu.tf32_env_warning()
         if msg and self.precision == "ieee":
             warnings.warn(msg, stacklevel=2)
         self._inflight = [x for x in self._inflight if not x[0].done]
-        to_numpy = not isinstance(At, cp.ndarray)
-        home = At.device.id if not to_numpy else cp.cuda.Device().id
-        place = gpu.place_workers(workers, self.devices or [home], self.placement)
+        workers = [int(w) for w in workers]
+        to_numpy, home, pinned = _home_of(At, Bt)
+        if pinned is not None:  # run each worker where its placed block is
+            missing = [w for w in workers if w not in pinned.where]
+            if missing:
+                raise ValueError(
+                    f"workers {missing} have no placed block (placed: {sorted(pinned.where)})"
+                )
+            place = {w: pinned.where[w] for w in workers}
+        else:
+            place = gpu.place_workers(workers, self.devices or [home], self.placement)
         t0 = time.perf_counter()
         need_flag = (
             self.delay_mode == "gpu"
@@ -277,22 +343,22 @@ class CudaStreamExecutor(Executor):
         """Inputs (only the rows ``mine`` need) and outputs on ``dev``, one ready event."""
         import cupy as cp
 
-        if dev == home and not to_numpy:
-            A_d, B_d, index = At, Bt, {w: w for w in mine}
-        else:
-            A_d = _rows_to(At, mine, dev, home)
-            B_d = _rows_to(Bt, mine, dev, home)
-            index = {w: i for i, w in enumerate(mine)}
+        a = _blocks_on(At, mine, dev, home, to_numpy)
+        b = _blocks_on(Bt, mine, dev, home, to_numpy)
         with cp.cuda.Device(dev):
-            shape = (len(mine), A_d.shape[1], B_d.shape[2])
-            st = _DeviceState(A_d, B_d, index, cp.cuda.Event())
-            st.out = cp.empty(shape, dtype=cp.result_type(A_d.dtype, B_d.dtype))
+            shape = (len(mine), At.shape[1], Bt.shape[2])
+            st = _DeviceState(a, b, cp.cuda.Event())
+            st.out = cp.empty(shape, dtype=cp.result_type(At.dtype, Bt.dtype))
             st.out_index = {w: i for i, w in enumerate(mine)}
             if flag:
                 st.flag = cp.zeros(1, dtype=cp.int32)
                 st.ctl = cp.cuda.Stream(non_blocking=True)
                 self._keep.append(st.flag)  # a spinning kernel may still read it
-            st.ref.record(cp.cuda.get_current_stream())  # inputs and outputs ready
+            s = cp.cuda.get_current_stream()
+            for X in (At, Bt):
+                if isinstance(X, DevicePlaced):
+                    s.wait_event(X.ready[dev])  # the placed copies, however long ago
+            st.ref.record(s)  # inputs and outputs ready
         return st
 
     def _launch(self, w: int, dev: int, st: _DeviceState, d: float) -> _Worker:
@@ -315,9 +381,8 @@ class CudaStreamExecutor(Executor):
                 else:
                     wk.host_delay = d
                 wk.ev_gemm.record(wk.stream)
-                i = st.index[w]
                 out = st.out[st.out_index[w]]
-                wk.product = gpu.gemm(st.At[i], st.Bt[i], self.precision, out=out)
+                wk.product = gpu.gemm(st.a[w], st.b[w], self.precision, out=out)
                 wk.ev_end.record(wk.stream)
             except Exception as e:  # a worker that fails to launch is an erasure
                 wk.error = e
@@ -347,6 +412,43 @@ def _require_device() -> None:
             "(cupy missing, or cupy.cuda.is_available() is False); use executor='threads', "
             "or install the GPU extra (pip install 'gpucoded[gpu]') on a machine with a GPU"
         )
+
+
+def _home_of(At: Any, Bt: Any) -> tuple[bool, int, DevicePlaced | None]:
+    """(answers to NumPy?, the caller's device, a placed side or None) of a run's inputs.
+
+    A placed side was made by :meth:`CudaStreamExecutor.place`; the other operand (the
+    one streamed through it) decides where answers go: its device, or the host.
+    """
+    import cupy as cp
+
+    placed = [X for X in (At, Bt) if isinstance(X, Placed)]
+    for X in placed:
+        if not isinstance(X, DevicePlaced):
+            raise TypeError(
+                f"these blocks were placed by another executor ({type(X).__name__}); "
+                "place them with this CudaStreamExecutor's place()"
+            )
+    if len(placed) == 2 and placed[0].where != placed[1].where:
+        raise ValueError("At and Bt were placed on different devices for some workers")
+    pinned = placed[0] if placed else None
+    free = [X for X in (At, Bt) if not isinstance(X, Placed)]
+    if free:
+        to_numpy = not isinstance(free[0], cp.ndarray)
+        home = cp.cuda.Device().id if to_numpy else free[0].device.id
+        return to_numpy, home, pinned
+    return False, pinned.home, pinned
+
+
+def _blocks_on(X: Any, mine: list[int], dev: int, home: int, to_numpy: bool) -> dict[int, Any]:
+    """Worker -> its block of X on ``dev``: placed blocks as they are (already there), the
+    caller's stack in place on its own device, else one contiguous copy of its rows."""
+    if isinstance(X, DevicePlaced):
+        return {w: X.blocks[w] for w in mine}
+    if dev == home and not to_numpy:
+        return {w: X[w] for w in mine}
+    X_d = _rows_to(X, mine, dev, home)
+    return {w: X_d[i] for i, w in enumerate(mine)}
 
 
 def _copy_to(src: Any, src_dev: int, dst_dev: int) -> Any:

@@ -30,7 +30,9 @@ What it models, and why each piece is there:
   operands to bfloat16, ``..._FAST_TF32`` to TF32; products exact, FP32 sums).
 
 Counters in :attr:`Sim.stats` (host syncs, uploads, downloads, launches, kernel
-builds) let tests assert what the library asks of the device.
+builds) let tests assert what the library asks of the device; :attr:`Sim.uploads`
+and :attr:`Sim.copies` give the bytes of every host-to-device and device-to-device
+(peer or local) copy.
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class Sim:
         self._ptrs = itertools.count(0x1000, 0x10)
         self.lib = ctypes.CDLL(str(_emu.build()))
         self.uploads: list[int] = []  # bytes of each host-to-device copy
+        self.copies: list[tuple[str, int]] = []  # ("peer_copy" | "d2d_copy", bytes) each
 
     def rng_delay(self) -> float:
         if self.max_delay <= 0:
@@ -530,7 +533,9 @@ class MemoryPointer:
         _check_range(self.ptr, size, "copy dst")
         _check_range(src.ptr, size, "copy src")
         dst_ptr, src_ptr = self.ptr, src.ptr
-        s.stats["peer_copy" if src.device_id != self.device_id else "d2d_copy"] += 1
+        kind = "peer_copy" if src.device_id != self.device_id else "d2d_copy"
+        s.stats[kind] += 1
+        s.copies.append((kind, int(size)))
         stream._submit(lambda: ctypes.memmove(dst_ptr, src_ptr, size), (dst_ptr, src_ptr))
 
     def memset_async(self, value, size, stream=None):
@@ -830,6 +835,7 @@ def _device_copy(a: ndarray, dtype=None) -> ndarray:
     src = a._view
     ov = out._view
     s.stats["peer_copy"] += 1
+    s.copies.append(("peer_copy", int(out.nbytes)))
     s.current_stream()._submit(lambda: ov.__setitem__(..., src))
     return out if dtype is None else out.astype(dtype, copy=False)
 
