@@ -127,7 +127,7 @@ void encode(const T* X, i64 ldx, i64 nrows, i64 ncols, int gr, int gcols, i64 rb
     {
         const T* src[64];
         i64 valid[64];
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 16)
         for (i64 r = 0; r < rb; ++r) {
             bool full = true;
             for (int a = 0; a < m; ++a) {
@@ -156,7 +156,7 @@ void decode(const T* const* Z, const i64* ldz, int R, i64 rb, i64 db, const T* W
 #pragma omp parallel num_threads(nthreads)
     {
         const T* src[64];
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 16)
         for (i64 r = 0; r < rb; ++r) {
             for (int k = 0; k < R; ++k) src[k] = Z[k] + r * ldz[k];
             for (int i = 0; i < gp; ++i) {
