@@ -10,16 +10,17 @@
 // floating-point contraction (-ffp-contract=off), like the shim's build.
 //
 // Why not the .cu kernels themselves: compiled for the CPU (emulation shim, one
-// emulated thread per OpenMP thread) they spend their time in the per-position
-// index arithmetic (64-bit divisions) and reach 0.26-0.69 of a copy's bandwidth
-// on one core (BENCHMARKS.md); these loops walk rows and column tiles directly.
+// emulated thread per OpenMP thread, tried first) they spend their time in the
+// per-position index arithmetic (64-bit divisions per vector) and stayed well
+// below a copy's bandwidth on one core; these loops walk rows and column tiles.
 //
-// Loop structure: OpenMP threads take contiguous ranges of block rows r. For one
-// r the gr input rows X[i*rb + r, :] (encode) or the R answer rows Z_k[r, :]
-// (decode) are read from memory once and stay in L1/L2 while every output row
-// is written once, in column tiles of TILE elements whose accumulators live in
-// registers. Padding (rows or columns past the matrix) contributes nothing and
-// is never written.
+// Loop structure: OpenMP threads take chunks of block rows r (dynamic schedule:
+// a thread descheduled on a loaded machine does not hold the others up). For one
+// r and one column tile of TILE elements, the m source tiles (encode) or the R
+// answer tiles (decode) are read from memory once and stay in L1 while every
+// output tile is summed in registers and written once with non-temporal stores
+// (no read of the destination). Padding (rows or columns past the matrix)
+// contributes nothing and is never written.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -82,24 +83,26 @@ inline void stream_fence() {
 #endif
 }
 
-// y[0:len] = sum_q coef[q] * src[q][0:len] for the nsrc rows src (nullptr: zero row).
+// y[0:len] = sum_q coef[q] * src[q][0:len] for one tile (len <= TILE) of nsrc rows
+// (src[q] == nullptr: a zero row). Full tiles keep their accumulators in registers
+// and are stored with stream_store; a short tail is summed element by element.
 template <typename T>
-inline void combine_row(T* __restrict y, i64 len, const T* const* src, const T* coef,
-                        int nsrc) {
+inline void combine_tile(T* __restrict y, i64 len, const T* const* src, const T* coef,
+                         int nsrc) {
     constexpr int TILE = Tile<T>::n;
-    i64 x0 = 0;
-    for (; x0 + TILE <= len; x0 += TILE) {
+    if (len == TILE) {
         T acc[TILE];
         for (int e = 0; e < TILE; ++e) acc[e] = T(0);
         for (int q = 0; q < nsrc; ++q) {
             const T* __restrict s = src[q];
             if (!s) continue;
             const T g = coef[q];
-            for (int e = 0; e < TILE; ++e) acc[e] += g * s[x0 + e];
+            for (int e = 0; e < TILE; ++e) acc[e] += g * s[e];
         }
-        stream_store<T>(y + x0, acc, TILE);
+        stream_store<T>(y, acc, TILE);
+        return;
     }
-    for (i64 x = x0; x < len; ++x) {
+    for (i64 x = 0; x < len; ++x) {
         T acc = T(0);
         for (int q = 0; q < nsrc; ++q)
             if (src[q]) acc += coef[q] * src[q][x];
@@ -107,66 +110,98 @@ inline void combine_row(T* __restrict y, i64 len, const T* const* src, const T* 
     }
 }
 
-// Like combine_row but source q only has valid[q] elements (the rest is padding).
+// Source pointers of the tile at column x0 of rows `rows` with `valid` elements each
+// (nullptr where the tile lies in the padding); returns whether every non-null
+// source covers the tile fully (else the ragged sum below runs).
 template <typename T>
-inline void combine_row_ragged(T* __restrict y, i64 len, const T* const* src, const i64* valid,
-                               const T* coef, int nsrc) {
+inline bool tile_sources(const T* const* rows, const i64* valid, int nsrc, i64 x0, i64 len,
+                         const T** out) {
+    bool full = true;
+    for (int q = 0; q < nsrc; ++q) {
+        if (!rows[q] || valid[q] <= x0) {
+            out[q] = nullptr;
+        } else {
+            out[q] = rows[q] + x0;
+            full = full && valid[q] >= x0 + len;
+        }
+    }
+    return full;
+}
+
+template <typename T>
+inline void combine_tile_ragged(T* __restrict y, i64 len, const T* const* src, const i64* valid,
+                                i64 x0, const T* coef, int nsrc) {
     for (i64 x = 0; x < len; ++x) {
         T acc = T(0);
         for (int q = 0; q < nsrc; ++q)
-            if (src[q] && x < valid[q]) acc += coef[q] * src[q][x];
+            if (src[q] && x0 + x < valid[q]) acc += coef[q] * src[q][x];
         y[x] = acc;
     }
 }
 
+// Encode: for each block row r (OpenMP), each column tile, each worker w:
+// Y[w, r, tile] = sum_a G[w, a] X_a[r, tile]. The m source tiles stay in L1 while
+// the P output tiles are written.
 template <typename T>
 void encode(const T* X, i64 ldx, i64 nrows, i64 ncols, int gr, int gcols, i64 rb, i64 cb,
             const T* G, int P, T* Y, int nthreads) {
+    constexpr int TILE = Tile<T>::n;
     const int m = gr * gcols;
 #pragma omp parallel num_threads(nthreads)
     {
+        const T* rows[64];
         const T* src[64];
         i64 valid[64];
 #pragma omp for schedule(dynamic, 16)
         for (i64 r = 0; r < rb; ++r) {
-            bool full = true;
             for (int a = 0; a < m; ++a) {
-                const int i = a / gcols, j = a - (a / gcols) * gcols;
+                const int i = a / gcols, j = a % gcols;
                 const i64 row = (i64)i * rb + r, col0 = (i64)j * cb;
                 const i64 v = row < nrows && col0 < ncols ? (ncols - col0 < cb ? ncols - col0 : cb) : 0;
-                src[a] = v > 0 ? X + row * ldx + col0 : nullptr;
+                rows[a] = v > 0 ? X + row * ldx + col0 : nullptr;
                 valid[a] = v;
-                full = full && (v == cb || v == 0);
             }
-            for (int w = 0; w < P; ++w) {
-                T* y = Y + (i64)w * rb * cb + r * cb;
-                if (full)
-                    combine_row<T>(y, cb, src, G + (i64)w * m, m);
-                else
-                    combine_row_ragged<T>(y, cb, src, valid, G + (i64)w * m, m);
+            for (i64 x0 = 0; x0 < cb; x0 += TILE) {
+                const i64 len = cb - x0 < TILE ? cb - x0 : TILE;
+                const bool full = tile_sources<T>(rows, valid, m, x0, len, src);
+                for (int w = 0; w < P; ++w) {
+                    T* y = Y + (i64)w * rb * cb + r * cb + x0;
+                    if (full)
+                        combine_tile<T>(y, len, src, G + (i64)w * m, m);
+                    else
+                        combine_tile_ragged<T>(y, len, src, valid, x0, G + (i64)w * m, m);
+                }
             }
         }
         stream_fence();
     }
 }
 
+// Decode: for each block row r (OpenMP), each column tile, each C block (i, u):
+// C[i rb + r, u db + tile] = sum_k W[i gt + u, k] Z_k[r, tile]; the R answer tiles
+// stay in L1 while the p*t output tiles are written. Padding is never written.
 template <typename T>
 void decode(const T* const* Z, const i64* ldz, int R, i64 rb, i64 db, const T* W, int gp,
             int gt, T* C, i64 ldc, i64 nrows, i64 ncols, int nthreads) {
+    constexpr int TILE = Tile<T>::n;
 #pragma omp parallel num_threads(nthreads)
     {
         const T* src[64];
 #pragma omp for schedule(dynamic, 16)
         for (i64 r = 0; r < rb; ++r) {
-            for (int k = 0; k < R; ++k) src[k] = Z[k] + r * ldz[k];
-            for (int i = 0; i < gp; ++i) {
-                const i64 top = (i64)i * rb + r;
-                if (top >= nrows) break;
-                for (int u = 0; u < gt; ++u) {
-                    const i64 left = (i64)u * db;
-                    if (left >= ncols) break;
-                    const i64 len = ncols - left < db ? ncols - left : db;
-                    combine_row<T>(C + top * ldc + left, len, src, W + (i64)(i * gt + u) * R, R);
+            for (i64 x0 = 0; x0 < db; x0 += TILE) {
+                for (int k = 0; k < R; ++k) src[k] = Z[k] + r * ldz[k] + x0;
+                for (int i = 0; i < gp; ++i) {
+                    const i64 top = (i64)i * rb + r;
+                    if (top >= nrows) break;
+                    for (int u = 0; u < gt; ++u) {
+                        const i64 left = (i64)u * db + x0;
+                        if (left >= ncols) break;
+                        i64 len = db - x0 < TILE ? db - x0 : TILE;
+                        len = ncols - left < len ? ncols - left : len;
+                        combine_tile<T>(C + top * ldc + left, len, src,
+                                        W + (i64)(i * gt + u) * R, R);
+                    }
                 }
             }
         }
