@@ -58,18 +58,33 @@ def _require_distributed() -> Any:
 def _worker_task(a: Any, b: Any, delay: float, event_name: str | None, t0_wall: float) -> Any:
     """One coded worker on a Dask worker: wait ``delay`` cooperatively, then ``a @ b``.
 
-    Returns ``(product, start, end)`` (seconds since the run started, wall clock), or
-    None when the run was cancelled during the delay.
+    The wait is a local timer (precise to the OS's timer, no scheduler hop at the
+    deadline) that a watcher thread cuts short when the run's
+    :class:`distributed.Event` is set (the run was cancelled). Returns
+    ``(product, start, end)`` (seconds since the run started, wall clock), or None
+    when the run was cancelled during the delay.
     """
     start = time.time() - t0_wall
     if delay > 0:
-        from distributed import Event, rejoin, secede  # noqa: PLC0415
+        from distributed import Event, get_client, rejoin, secede  # noqa: PLC0415
 
-        ev = Event(event_name)
+        ev = Event(event_name, client=get_client())
         secede()  # a straggler must not hold one of the worker's threads
+        if math.isinf(delay):  # never answers: wait for the cancellation only
+            ev.wait()
+            return None
+        cancelled = threading.Event()
+
+        def watch() -> None:  # returns when the run is cancelled (coded_matmul always does)
+            try:
+                if ev.wait():
+                    cancelled.set()
+            except Exception:  # no cancel signal: the task still answers at its deadline
+                pass
+
+        threading.Thread(target=watch, name=f"{event_name}-watch", daemon=True).start()
         # until t0 + delay (the master's clock), not from this task's own start
-        cancelled = ev.wait(None if math.isinf(delay) else max(0.0, delay - start))
-        if cancelled or math.isinf(delay):
+        if cancelled.wait(max(0.0, delay - (time.time() - t0_wall))):
             return None
         rejoin()
     return a @ b, start, time.time() - t0_wall
