@@ -231,6 +231,7 @@ class WorkspacePool:
         self.max_bytes = int(max_bytes)
         self.max_idle = int(max_idle)
         self._bufs: list[np.ndarray] = []
+        self._offset: dict[int, int] = {}  # id(buffer) -> bytes to its aligned start
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -240,7 +241,7 @@ class WorkspacePool:
         return sys.getrefcount(self._bufs[i]) <= 2
 
     def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
-        """An uninitialised, C-contiguous, 256-byte aligned array (pooled memory)."""
+        """An uninitialised, C-contiguous, 64-byte aligned array (pooled memory)."""
         dt = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         with self._lock:
@@ -253,11 +254,12 @@ class WorkspacePool:
             if pick is None:
                 self.misses += 1
                 pick = np.empty(nbytes + ALIGN, np.uint8)
+                self._offset[id(pick)] = (-_addr(pick)) % ALIGN
             else:
                 self.hits += 1
             self._bufs.append(pick)  # most recently used last
             self._trim()
-        off = (-pick.ctypes.data) % ALIGN
+            off = self._offset[id(pick)]
         return pick[off : off + nbytes].view(dt).reshape(tuple(shape))
 
     def _trim(self) -> None:
@@ -270,12 +272,15 @@ class WorkspacePool:
                 break
             drop.add(i)
             total -= self._bufs[i].nbytes
+        for i in drop:
+            self._offset.pop(id(self._bufs[i]), None)
         self._bufs = [b for i, b in enumerate(self._bufs) if i not in drop]
 
     def clear(self) -> None:
         """Drop every idle buffer (live ones stay alive through their views)."""
         with self._lock:
             self._bufs.clear()
+            self._offset.clear()
 
     @property
     def nbytes(self) -> int:
@@ -297,11 +302,22 @@ def aligned_empty(shape: Sequence[int], dtype: Any) -> np.ndarray:
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     raw = np.empty(nbytes + ALIGN, np.uint8)
-    off = (-raw.ctypes.data) % ALIGN
+    off = (-_addr(raw)) % ALIGN
     return raw[off : off + nbytes].view(dt).reshape(tuple(shape))
 
 
 # ------------------------------------------------------------------ kernels
+
+
+def _addr(a: np.ndarray) -> int:
+    """Address of an array's first element.
+
+    Through the buffer protocol where it can (``ndarray.ctypes`` leaves objects
+    behind on every call; the hygiene test counts them), else the array interface.
+    """
+    if a.flags.writeable and a.flags.c_contiguous and a.size:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    return int(a.__array_interface__["data"][0])
 
 
 def _rows(X: np.ndarray) -> int | None:
@@ -351,9 +367,9 @@ def encode_into(
     if ldx is None or not Y.flags.c_contiguous or gr * gcols > MAX_TERMS:
         return False
     G = np.ascontiguousarray(G)
-    fn = getattr(lib, f"gc_host_encode_{_SUFFIX[dt]}")
-    rc = fn(X.ctypes.data, ldx, X.shape[0], X.shape[1], gr, gcols, rb, cb, G.ctypes.data, P,
-            Y.ctypes.data, threads())  # fmt: skip
+    fn = lib.gc_host_encode_f32 if dt == np.float32 else lib.gc_host_encode_f64
+    rc = fn(_addr(X), ldx, X.shape[0], X.shape[1], gr, gcols, rb, cb, _addr(G), P,
+            _addr(Y), threads())  # fmt: skip
     return rc == 0
 
 
@@ -394,10 +410,10 @@ def combine_into(
     if any(s is None for s in lds):
         return False
     W = np.ascontiguousarray(W)
-    ptrs = (ctypes.c_void_p * R)(*[a.ctypes.data for a in answers])
+    ptrs = (ctypes.c_void_p * R)(*[_addr(a) for a in answers])
     ldz = (_i64 * R)(*lds)
-    fn = getattr(lib, f"gc_host_decode_{_SUFFIX[dt]}")
-    rc = fn(ptrs, ldz, R, rb, db, W.ctypes.data, gp, gt, C.ctypes.data, l, n, l, threads())
+    fn = lib.gc_host_decode_f32 if dt == np.float32 else lib.gc_host_decode_f64
+    rc = fn(ptrs, ldz, R, rb, db, _addr(W), gp, gt, _addr(C), l, n, l, threads())
     return rc == 0
 
 
