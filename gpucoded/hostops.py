@@ -227,7 +227,7 @@ class WorkspacePool:
     and ``max_bytes`` of idle memory are kept (oldest dropped first).
     """
 
-    def __init__(self, max_bytes: int = 1 << 30, max_idle: int = 4) -> None:
+    def __init__(self, max_bytes: int = 1 << 30, max_idle: int = 6) -> None:
         self.max_bytes = int(max_bytes)
         self.max_idle = int(max_idle)
         self._bufs: list[np.ndarray] = []

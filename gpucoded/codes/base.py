@@ -119,7 +119,8 @@ class BlockGrid:
         dt = np.result_type(W.dtype, *[a.dtype for a in answers])
         out_dt = np.empty(0, dt).real.dtype if (real and dt.kind == "c") else dt
         if out_dt == dt and W.dtype == dt and all(a.dtype == dt for a in answers):
-            C = hostops.aligned_empty((n, l), dt)
+            # pooled: reused only once the caller has dropped an earlier result
+            C = hostops.pool().empty((n, l), dt)
             if hostops.combine_into(W, answers, (self.p, self.t), C):
                 return C
         C = np.empty((n, l), dtype=out_dt)
