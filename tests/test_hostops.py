@@ -280,3 +280,20 @@ def test_numpy_path_without_library(numpy_only, rng):
     A, B = rng.standard_normal((40, 30)), rng.standard_normal((30, 50))
     C, info = coded_matmul(A, B, code, return_info=True)
     assert np.abs(C - A @ B).max() <= info.error_bound
+
+
+def test_pool_never_overwrites_a_held_result(host, rng):
+    """Decode results come from the pool: a result the caller holds is never reused."""
+    code = make_code("matdot", m=4, P=8)
+    S = list(range(code.recovery_threshold))
+    Z1 = [rng.standard_normal((16, 24)) for _ in S]
+    C1 = code.decode(Z1, S)
+    keep = C1.copy()
+    C2 = code.decode([2 * z for z in Z1], S)
+    assert not np.shares_memory(C1, C2)
+    np.testing.assert_array_equal(C1, keep)
+    addr = C2.ctypes.data
+    del C2
+    C3 = code.decode(Z1, S)  # the dropped result's memory is reused
+    assert C3.ctypes.data == addr
+    np.testing.assert_array_equal(C3, keep)
