@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpucoded import coded_matmul, make_code  # noqa: E402
 from gpucoded.codes import Code  # noqa: E402
-from gpucoded.executors import get_executor  # noqa: E402
+from gpucoded.executors import Executor, get_executor  # noqa: E402
 from gpucoded.reference import exact_product  # noqa: E402
 from gpucoded.stragglers import (  # noqa: E402
     Bimodal,
@@ -130,7 +130,7 @@ def make_scheme(name: str, m: int, P: int) -> Code | None:
 
 
 def run(args: argparse.Namespace) -> str:
-    ex = get_executor(args.executor)
+    ex = make_executor(args.executor)
     n = args.n
     rng = np.random.default_rng(0)
     A = rng.standard_normal((n, n))
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> str:
 def latency(args: argparse.Namespace, P: int = 9, reps: int = 20) -> str:
     """Per-answer latency of the executor alone: worker w is due at 100 + 10·w ms; the
     lateness of each answer's arrival at the caller (median, 90th percentile)."""
-    ex = get_executor(args.executor)
+    ex = make_executor(args.executor)
     rng = np.random.default_rng(1)
     c = args.n // 3
     At, Bt = rng.standard_normal((P, args.n, c)), rng.standard_normal((P, c, args.n))
@@ -233,9 +233,125 @@ def latency(args: argparse.Namespace, P: int = 9, reps: int = 20) -> str:
     )
 
 
+def make_executor(name: str) -> Executor:
+    """``threads``, ``serial``, ``dask`` (in-process LocalCluster), or ``dask-processes``:
+    a LocalCluster of separate worker processes (2 workers x 1 thread, one BLAS thread
+    each), made once."""
+    if name != "dask-processes":
+        return get_executor(name)
+    if "procs" not in _CLUSTERS:
+        import distributed
+
+        from gpucoded.executors.dask import DaskExecutor
+
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+        _CLUSTERS["procs"] = (cluster, DaskExecutor(distributed.Client(cluster)))
+    return _CLUSTERS["procs"][1]
+
+
+_CLUSTERS: dict[str, tuple] = {}
+
+
+def breakdown(args: argparse.Namespace, P: int = 9, m: int = 3) -> str:
+    """Where the time of one call goes, per phase (medians over calls, ms).
+
+    MatDot (m, P) at n, worker w due at ``T_w`` (shifted exponential, scale ``--scale``):
+    ``start`` (scatter + submit, the executor's ``start()``), ``sched`` (task start on
+    its worker after the run started), ``late`` (K-th answer's arrival at the caller
+    minus T_(K) minus its GEMM time: wake-up + notification + result transfer),
+    ``fetch`` (arrival − the worker's end time, both on the run's clock), ``cancel``
+    (the caller's cost of ``Run.cancel``), ``wait`` vs ``T_(K)`` and the bare floor.
+    """
+    ex = make_executor(args.executor)
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((args.n, args.n)), rng.standard_normal((args.n, args.n))
+    code = make_code("matdot", m=m, P=P)
+    At, Bt = code.encode(A, B)
+    K = code.recovery_threshold
+    gemm = min(timed(lambda: At[0] @ Bt[0]) for _ in range(5))
+    model = models(args.scale)[next(iter(models(args.scale)))]
+    rows: dict[str, list[float]] = {k: [] for k in ("start", "sched", "late", "fetch",
+                                                      "cancel", "wait", "tk", "floor")}  # fmt: skip
+    pre = getattr(ex, "scatter_stacks", None) if args.prescatter else None
+    handles = pre(At, Bt) if pre is not None else None
+    for rep in range(args.reps + 1):
+        d = [float(x) for x in model.sample(P, seed=500 + rep)]
+        floor = bare_floor(d, K, At, Bt)
+        t0 = time.perf_counter()
+        if handles is not None:  # blocks kept on the workers (CodedMatrix-like reuse)
+            run = ex.start(handles, None, workers=range(P), delays=d)
+        else:
+            run = ex.start(At, Bt, workers=range(P), delays=d)
+        t_start = time.perf_counter() - t0
+        got = []
+        for a in run:
+            got.append((time.perf_counter() - t0, a))
+            if len(got) == K:
+                break
+        wait = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        run.cancel()
+        t_cancel = time.perf_counter() - t1
+        if rep == 0:
+            continue  # warm-up
+        tk = sorted(d)[K - 1]
+        rows["start"].append(t_start)
+        rows["sched"].append(statistics.median(a.start for _, a in got))
+        rows["late"].append(wait - tk - gemm)
+        rows["fetch"].append(statistics.median(t - a.end for t, a in got))
+        rows["cancel"].append(t_cancel)
+        rows["wait"].append(wait)
+        rows["tk"].append(tk)
+        rows["floor"].append(floor)
+    med = {k: 1e3 * statistics.median(v) for k, v in rows.items()}
+    over = statistics.median(w / f - 1 for w, f in zip(rows["wait"], rows["floor"], strict=True))
+    rt = dask_round_trips(ex, (At.shape[1], Bt.shape[2]))
+    name = "dask (processes)" if args.executor == "dask-processes" else ex.name
+    name += ", pre-scattered" if handles is not None else ""
+    return (
+        f"| {name} | "
+        f"{args.scale * 0.1:g} | {med['start']:.2f} | {med['sched']:.2f} | "
+        f"{1e3 * gemm:.2f} | {med['fetch']:.2f} | {med['late']:.2f} | {med['cancel']:.2f} | "
+        f"{med['tk']:.1f} | {med['floor']:.1f} | {med['wait']:.1f} | {100 * over:+.1f}% | "
+        f"{rt} |"
+    )
+
+
+def dask_round_trips(ex: Executor, shape: tuple[int, int], reps: int = 15) -> str:
+    """Dask's own per-answer floor: median ms of a no-op task's submit → result, and
+    of a task returning one answer-sized array (the transfer included)."""
+    client = getattr(ex, "client", None)
+    if client is None:
+        return "–"
+    out = []
+    for fn, arg in ((int, 0), (np.ones, shape)):
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            client.submit(fn, arg, pure=False).result()
+            ts.append(time.perf_counter() - t0)
+        out.append(1e3 * statistics.median(ts))
+    return f"{out[0]:.2f} / {out[1]:.2f}"
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+BREAKDOWN_HEAD = (
+    "| executor | scale (s) | start | sched | GEMM | fetch | late | cancel | T_(K) | floor "
+    "| wait | wait / floor − 1 | Dask round trip: no-op / answer |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--executor", default="threads", help="threads | dask | serial")
+    p.add_argument("--executor", default="threads", help="threads | dask | dask-processes | serial")
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--scale", type=float, default=1.0, help="time scale of the latency models")
@@ -247,9 +363,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", type=Path, help="also write the table to this file")
     p.add_argument("--latency", action="store_true", help="only the per-answer latency")
+    p.add_argument("--breakdown", action="store_true", help="only the per-phase times of one call")
+    p.add_argument(
+        "--prescatter",
+        action="store_true",
+        help="breakdown with the blocks scattered once (DaskExecutor.scatter_stacks)",
+    )
     args = p.parse_args(argv)
     if args.latency:
         print(latency(args))
+        return
+    if args.breakdown:
+        print(BREAKDOWN_HEAD)
+        print(breakdown(args))
         return
     table = run(args)
     print(table)

@@ -44,7 +44,10 @@ __all__ = [
     "GPU_E2E_TARGET",
     "Results",
     "core_groups",
+    "bandwidth_rows",
+    "bandwidth_targets",
     "cpu_targets",
+    "keep_added_sections",
     "gpu_targets",
     "load",
     "main",
@@ -57,6 +60,8 @@ CPU_TARGET = {"code": "matdot", "m": 4, "P": 8, "n": 2048, "max_ratio": 0.10}
 #: GPU targets: encode/decode bandwidth ratio to copy, end-to-end / sum of GEMMs.
 GPU_BW_TARGET = {"min_n": 4096, "min_ratio": 0.80}
 GPU_E2E_TARGET = {"n": 8192, "max_ratio": 1.10}
+#: CPU bandwidth target: encode and decode at >= 0.80 of a same-run copy.
+BW_TARGET = {"code": "matdot", "m": 4, "P": 8, "n": 2048, "min_fraction": 0.80}
 
 #: Column order of the core stages.
 STAGES = ("plain", "uncoded", "encode", "workers", "decode", "coded_matmul")
@@ -67,6 +72,7 @@ class Results:
     """Everything read from the input files."""
 
     core: list[dict[str, Any]] = field(default_factory=list)
+    bandwidth: list[dict[str, Any]] = field(default_factory=list)
     other: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     gpu_rows: list[dict[str, Any]] = field(default_factory=list)
     gpu_meta: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +134,8 @@ def _load_pytest_benchmark(data: dict, res: Results, stat: str, source: str) -> 
         }
         if extra.get("suite") == "core":
             res.core.append(row)
+        elif extra.get("suite") == "bandwidth":
+            res.bandwidth.append(row)
         else:
             res.other.setdefault(row["group"], []).append(row)
 
@@ -220,6 +228,110 @@ def cpu_targets(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# ------------------------------------------------------------------ bandwidth
+
+
+def bandwidth_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (code, n, dtype): encode/decode fraction of the same-run copy.
+
+    The fraction is the copy's minimum time over the benchmark's rounds divided by
+    the operation's minimum (equal bytes), as stored by ``bench/bench_bandwidth.py``.
+    """
+    by: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (r.get("label"), r.get("m"), r.get("P"), r.get("n"), r.get("dtype"))
+        d = by.setdefault(
+            key,
+            {k: r.get(k) for k in ("code", "label", "m", "P", "K", "n", "dtype", "grid")},
+        )
+        op = r.get("op")
+        d[f"{op}_fraction"] = r.get("fraction")
+        d[f"{op}_GBps"] = r.get("GBps")
+        d[f"{op}_copy_GBps"] = r.get("copy_GBps")
+        d[f"{op}_ms"] = r["time"] * 1e3
+        d["compiled"] = r.get("compiled")
+        d["threads"] = r.get("host_threads")
+        d["load"] = max(d.get("load") or 0.0, r.get("loadavg_1min") or 0.0)
+    return sorted(by.values(), key=lambda d: (str(d["code"]), str(d["dtype"]), d["n"] or 0))
+
+
+def bandwidth_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Encode and decode at >= 0.80 of the copy, MatDot m=4 P=8 n=2048, per dtype."""
+    t = BW_TARGET
+    out = []
+    for d in bandwidth_rows(rows):
+        if (d["code"], d["m"], d["P"], d["n"]) != (t["code"], t["m"], t["P"], t["n"]):
+            continue
+        for op in ("encode", "decode"):
+            f = d.get(f"{op}_fraction")
+            if f is None:
+                continue
+            out.append(
+                {
+                    "target": f"CPU {op} bandwidth >= {t['min_fraction']:.2f} x copy (same run), "
+                    f"{d['label']} m={t['m']} P={t['P']} n={t['n']} {d['dtype']}",
+                    "measured": f,
+                    "met": f >= t["min_fraction"],
+                }
+            )
+    return out
+
+
+def _bandwidth_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| code | grid (p,s,t) | P | K | n | dtype | encode ms | encode / copy | "
+        "decode ms | decode / copy | encode GB/s | decode GB/s | copy GB/s | load |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in bandwidth_rows(rows):
+        copy = d.get("encode_copy_GBps") or d.get("decode_copy_GBps")
+        lines.append(
+            f"| {d['label']} | {tuple(d['grid'] or ())} | {d['P']} | {d['K']} | {d['n']} | "
+            f"{d['dtype']} | {_f(d.get('encode_ms'), '.2f')} | "
+            f"{_f(d.get('encode_fraction'), '.2f')} | {_f(d.get('decode_ms'), '.2f')} | "
+            f"{_f(d.get('decode_fraction'), '.2f')} | {_f(d.get('encode_GBps'), '.1f')} | "
+            f"{_f(d.get('decode_GBps'), '.1f')} | {_f(copy, '.1f')} | "
+            f"{_f(d.get('load'), '.1f')} |"
+        )
+    return lines
+
+
+def _bandwidth_plots(plt: Any, rows: Sequence[dict[str, Any]], img: Path) -> list[Path]:
+    """Fraction of the copy vs n, one figure per dtype (encode and decode panels)."""
+    written = []
+    table = bandwidth_rows(rows)
+    for dtype in sorted({d["dtype"] for d in table}):
+        ds = [d for d in table if d["dtype"] == dtype]
+        if len({d["n"] for d in ds}) < 2:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+        for ax, op in zip(axes, ("encode", "decode"), strict=True):
+            for label in sorted({d["label"] for d in ds}):
+                pts = sorted(
+                    (d["n"], d[f"{op}_fraction"])
+                    for d in ds
+                    if d["label"] == label and d.get(f"{op}_fraction") is not None
+                )
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), "o-", label=label)
+            ax.axhline(BW_TARGET["min_fraction"], color="k", ls="--", lw=1, label="target 0.80")
+            ax.set_xscale("log", base=2)
+            ns = sorted({d["n"] for d in ds})
+            ax.set_xticks(ns)
+            ax.set_xticklabels([str(n) for n in ns])
+            ax.set_xlabel("n (A, B are n x n)")
+            ax.set_title(f"{op} ({dtype})")
+            ax.grid(True, alpha=0.3)
+        axes[0].set_ylabel("bandwidth / copy bandwidth (same run)")
+        axes[1].legend(fontsize=7)
+        p = img / f"cpu_bandwidth_{dtype}.png"
+        fig.tight_layout()
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
 # ------------------------------------------------------------------ GPU summary
 
 
@@ -287,7 +399,7 @@ def write_plots(res: Results, img: Path) -> list[Path]:
     if plt is None:
         return []
     img.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
     groups = core_groups(res.core)
     c = CPU_TARGET
     # time vs n per stage, one plot per dtype, for the target's code parameters
@@ -345,6 +457,7 @@ def write_plots(res: Results, img: Path) -> list[Path]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         written.append(p)
+    written += _bandwidth_plots(plt, res.bandwidth, img)
     # GPU: GB/s vs copy bandwidth
     bw = [r for r in res.gpu_rows if r.get("op") in ("encode", "decode") and "GBps" in r]
     if bw:
@@ -560,7 +673,7 @@ def render(
 ) -> str:
     """The Markdown report."""
     groups = core_groups(res.core)
-    targets = cpu_targets(groups) + gpu_targets(res.gpu_rows)
+    targets = cpu_targets(groups) + bandwidth_targets(res.bandwidth) + gpu_targets(res.gpu_rows)
     out = [
         "# Benchmarks",
         "",
@@ -600,6 +713,26 @@ def render(
         analysis = _analysis(groups)
         if analysis:
             out += ["Reading the CPU target:", ""] + analysis + [""]
+    if res.bandwidth:
+        out += [
+            "## CPU encode/decode bandwidth vs copy",
+            "",
+            "`bench/bench_bandwidth.py`: `code.encode(A, B)` and `code.decode(answers, S)` "
+            "(K separate answers, as `coded_matmul` passes them), each against an "
+            "`np.copyto` of the same read + write bytes timed before every round of the "
+            "same benchmark; *op / copy* = copy time / op time (minima over rounds), "
+            "i.e. the op's bytes/s as a fraction of the copy's. Encode bytes: A, B read "
+            "+ P blocks of each written; decode bytes: K answers read + C written.",
+            "",
+        ]
+        out += _bandwidth_lines(res.bandwidth) + [""]
+        comp = {d.get("compiled") for d in bandwidth_rows(res.bandwidth)}
+        thr = {d.get("threads") for d in bandwidth_rows(res.bandwidth)}
+        out += [
+            f"Compiled host loops (`gpucoded.hostops`): {sorted(comp, key=str)}; "
+            f"OpenMP threads: {sorted(thr, key=str)}.",
+            "",
+        ]
     wr = weight_rows(res.core)
     if wr:
         out += ["## Decode weights (mpmath): first call vs cached", ""]
@@ -629,6 +762,61 @@ def render(
     return "\n".join(out).rstrip() + "\n"
 
 
+#: Level-2 headings this report writes (sections with other headings in an existing
+#: report, e.g. "## Decode weights: fast solve" or "## CodedMatrix ..." added by hand or by
+#: other tools, are carried over on regeneration).
+OWN_HEADINGS = (
+    "## Machine",
+    "## Targets",
+    "## CPU: stage times as ratios to plain `A @ B`",
+    "## CPU encode/decode bandwidth vs copy",
+    "## Decode weights (mpmath): first call vs cached",
+    "## Plots",
+    "## GPU (CUDA events, `bench/bench_gpu.py`)",
+    "## Other benchmark groups",
+    "## How to run",
+)
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """(heading, body) of each level-2 section, in order ('' for the preamble)."""
+    out: list[tuple[str, str]] = []
+    head, body = "", []
+    fence = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            fence = not fence
+        if line.startswith("## ") and not fence:
+            out.append((head, "".join(body)))
+            head, body = line.rstrip("\n"), [line]
+        else:
+            body.append(line)
+    out.append((head, "".join(body)))
+    return out
+
+
+def keep_added_sections(old: str, new: str) -> str:
+    """``new`` plus the sections of ``old`` that this report does not write.
+
+    A section is carried over when its heading is neither one of
+    :data:`OWN_HEADINGS` nor a heading of ``new`` (e.g. from the notes file); it
+    goes before "## How to run", in its old order.
+    """
+    produced = {h for h, _ in _sections(new)}
+    keep = [body for h, body in _sections(old) if h and h not in OWN_HEADINGS and h not in produced]
+    if not keep:
+        return new
+    parts = _sections(new)
+    out = []
+    for h, body in parts:
+        if h == "## How to run":
+            out += [b if b.endswith("\n\n") else b.rstrip("\n") + "\n\n" for b in keep]
+        out.append(body)
+    if "## How to run" not in produced:
+        out += ["\n"] + keep
+    return "".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="benchmark JSON -> BENCHMARKS.md + PNG plots")
     ap.add_argument("json", nargs="+", help="pytest-benchmark JSON or bench_gpu.json files")
@@ -647,9 +835,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.notes:
         notes = Path(args.notes).read_text() if Path(args.notes).is_file() else args.notes
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(render(res, plots, md.parent, notes, stat=args.stat))
+    text = render(res, plots, md.parent, notes, stat=args.stat)
+    if md.is_file():
+        text = keep_added_sections(md.read_text(), text)
+    md.write_text(text)
     print(f"wrote {md} and {len(plots)} plot(s) in {args.img}")
-    for t in cpu_targets(core_groups(res.core)) + gpu_targets(res.gpu_rows):
+    targets = cpu_targets(core_groups(res.core)) + bandwidth_targets(res.bandwidth)
+    for t in targets + gpu_targets(res.gpu_rows):
         print(f"{'MET   ' if t['met'] else 'MISSED'} {t['measured']:.3f}  {t['target']}")
     return 0
 

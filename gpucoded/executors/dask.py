@@ -36,11 +36,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .base import Answer, Executor, Placed, Run
 
-__all__ = ["DaskExecutor", "local_executor"]
+__all__ = ["DaskExecutor", "ScatteredStacks", "local_executor"]
 
 
 def _require_distributed() -> Any:
@@ -54,31 +55,77 @@ def _require_distributed() -> Any:
     return distributed
 
 
-def _worker_task(a: Any, b: Any, delay: float, event_name: str, t0_wall: float) -> Any:
+def _worker_task(a: Any, b: Any, delay: float, event_name: str | None, t0_wall: float) -> Any:
     """One coded worker on a Dask worker: wait ``delay`` cooperatively, then ``a @ b``.
 
-    Returns ``(product, start, end)`` (seconds since the run started, wall clock), or
-    None when the run was cancelled during the delay.
+    The wait is a local timer (precise to the OS's timer, no scheduler hop at the
+    deadline) that a watcher thread cuts short when the run's
+    :class:`distributed.Event` is set (the run was cancelled). Returns
+    ``(product, start, end)`` (seconds since the run started, wall clock), or None
+    when the run was cancelled during the delay.
     """
     start = time.time() - t0_wall
     if delay > 0:
-        from distributed import Event, rejoin, secede  # noqa: PLC0415
+        from distributed import Event, get_client, rejoin, secede  # noqa: PLC0415
 
-        ev = Event(event_name)
+        ev = Event(event_name, client=get_client())
         secede()  # a straggler must not hold one of the worker's threads
+        if math.isinf(delay):  # never answers: wait for the cancellation only
+            ev.wait()
+            return None
+        cancelled = threading.Event()
+
+        def watch() -> None:  # returns when the run is cancelled (coded_matmul always does)
+            try:
+                if ev.wait():
+                    cancelled.set()
+            except Exception:  # no cancel signal: the task still answers at its deadline
+                pass
+
+        threading.Thread(target=watch, name=f"{event_name}-watch", daemon=True).start()
         # until t0 + delay (the master's clock), not from this task's own start
-        cancelled = ev.wait(None if math.isinf(delay) else max(0.0, delay - start))
-        if cancelled or math.isinf(delay):
+        if cancelled.wait(max(0.0, delay - (time.time() - t0_wall))):
             return None
         rejoin()
     return a @ b, start, time.time() - t0_wall
+
+
+@dataclass
+class ScatteredStacks:
+    """Encoded blocks kept on the Dask workers: scatter once, start many runs.
+
+    Made by :meth:`DaskExecutor.scatter_stacks`; pass it to :meth:`DaskExecutor.start`
+    in place of ``At`` (``Bt=None``). Coded worker ``w``'s blocks live on the Dask
+    worker ``placement[w]`` only (``a[w]``, ``b[w]`` are their futures) and every run
+    pins w's task there, so nothing travels at call time but the answers.
+    :meth:`release` drops them from the cluster (also done when this object is
+    garbage collected, through the futures).
+    """
+
+    placement: dict[int, str]
+    a: dict[int, Any]
+    b: dict[int, Any]
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    dtype: Any
+
+    @property
+    def workers(self) -> list[int]:
+        """Coded workers whose blocks are on the cluster."""
+        return sorted(self.placement)
+
+    def release(self) -> None:
+        """Forget the blocks (the scheduler frees them once no task needs them)."""
+        self.a.clear()
+        self.b.clear()
+        self.placement.clear()
 
 
 class _DaskRun(Run):
     def __init__(
         self,
         client: Any,
-        event: Any,
+        event_name: str | None,
         waited: dict[Any, int],
         never: list[Any],
         data: list[Any],
@@ -86,10 +133,10 @@ class _DaskRun(Run):
         timeout: float | None,
     ) -> None:
         self._client = client
-        self._event = event
+        self._event_name = event_name
         self._waited = waited  # future -> coded worker, for workers that can answer
         self._never = never
-        self._data = data
+        self._data = data  # blocks scattered for this run only (released with it)
         self._t0 = t0
         self._timeout = timeout
         self._cancelled = False
@@ -103,22 +150,28 @@ class _DaskRun(Run):
             remaining = self._timeout - (time.perf_counter() - self._t0)
             if remaining <= 0:
                 return
-        # the futures' own client loop: the default client may be another one
-        ac = distributed.as_completed(list(self._waited), loop=self._client.loop, timeout=remaining)
+        # results are fetched by the client's loop as each task ends (with_results),
+        # not by one round trip per answer here; the futures' own client loop
+        ac = distributed.as_completed(
+            list(self._waited),
+            loop=self._client.loop,
+            with_results=True,
+            raise_errors=False,
+            timeout=remaining,
+        )
+        waited = self._waited
         while not self._cancelled:
             try:
-                fut = next(ac)
+                fut, res = next(ac)
             except (StopIteration, TimeoutError):
                 return
-            w = self._waited[fut]
+            w = waited[fut]
             now = time.perf_counter() - self._t0
-            if fut.status == "error":
-                yield Answer(w, None, fut.exception(), 0.0, now)
-                continue
-            try:
-                res = fut.result()
-            except Exception as e:  # lost worker, cancelled, deserialisation error
-                yield Answer(w, None, e, 0.0, now)
+            if fut.status != "finished":  # raised, lost worker, cancelled
+                err = res[1] if isinstance(res, tuple) and len(res) == 3 else res
+                if not isinstance(err, BaseException):
+                    err = RuntimeError(f"Dask task of worker {w} ended as {fut.status!r}")
+                yield Answer(w, None, err, 0.0, now)
                 continue
             if res is None:
                 continue
@@ -126,16 +179,23 @@ class _DaskRun(Run):
             yield Answer(w, prod, None, start, end)
 
     def cancel(self) -> None:
-        """Release delayed tasks (event), cancel the rest, drop the scattered blocks."""
+        """Release delayed tasks and cancel the rest without waiting (fire and forget).
+
+        The event set and the cancel message are sent by the client's event loop;
+        this returns at once. Running GEMMs finish on their workers and their
+        results are dropped; queued tasks never start.
+        """
         if self._cancelled:
             return
         self._cancelled = True
-        futs = list(self._waited) + self._never
+        client = self._client
+        pending = [f for f in [*self._waited, *self._never] if not f.done()]
         try:
-            self._event.set()
-            pending = [f for f in futs if not f.done()]
-            if pending:
-                self._client.cancel(pending)
+            if client.status == "running":
+                if self._event_name is not None:
+                    client.loop.add_callback(client.scheduler.event_set, name=self._event_name)
+                if pending:
+                    client.loop.add_callback(lambda: client.cancel(pending, asynchronous=True))
         finally:
             self._waited = {}
             self._never = []
@@ -166,24 +226,98 @@ class DaskExecutor(Executor):
                 f"DaskExecutor needs a distributed.Client or an address, got {client!r}"
             )
         self.client = client
-        #: bytes of encoded blocks sent to the cluster (scatter), for benchmarks
+        self._addrs: list[str] = []
+        #: bytes of encoded blocks sent to the cluster (scatters), for benchmarks
         self.bytes_sent = 0
+
+    def addresses(self, refresh: bool = False) -> list[str]:
+        """The cluster's worker addresses (cached: one scheduler round trip at first)."""
+        if refresh or not self._addrs:
+            self._addrs = sorted(self.client.scheduler_info()["workers"])
+        if not self._addrs:
+            raise RuntimeError("the Dask cluster has no workers")
+        return self._addrs
+
+    def scatter_stacks(
+        self, At: Any, Bt: Any, workers: Sequence[int] | None = None
+    ) -> ScatteredStacks:
+        """Put each coded worker's own blocks ``At[w]``, ``Bt[w]`` on one Dask worker.
+
+        Coded workers are placed round robin over the cluster's workers; each Dask
+        worker receives only the blocks of the coded workers placed on it, in one
+        ``client.scatter`` per Dask worker. Keep the result to run many products
+        on the same encoded operands (:meth:`start` with ``At=handles, Bt=None``).
+        """
+        ws = list(range(len(At))) if workers is None else [int(w) for w in workers]
+        try:
+            return self._scatter(At, Bt, ws, self.addresses())
+        except (OSError, KeyError, ValueError):  # a worker left: refresh once
+            return self._scatter(At, Bt, ws, self.addresses(refresh=True))
+
+    def _scatter(self, At: Any, Bt: Any, ws: list[int], addrs: list[str]) -> ScatteredStacks:
+        place = {w: addrs[i % len(addrs)] for i, w in enumerate(ws)}
+        a, b = self._scatter_sides([At, Bt], place)
+        return ScatteredStacks(
+            place, a, b, tuple(At.shape), tuple(Bt.shape), getattr(At, "dtype", None)
+        )
+
+    def _scatter_sides(self, stacks: list[Any], place: dict[int, str]) -> list[dict[int, Any]]:
+        """Scatter ``X[w]`` of every stack X to ``place[w]``: one scatter per Dask worker."""
+        out: list[dict[int, Any]] = [{} for _ in stacks]
+        for addr in sorted(set(place.values())):
+            mine = [w for w in place if place[w] == addr]
+            blocks = self.client.scatter(
+                [X[w] for X in stacks for w in mine], workers=[addr], hash=False
+            )
+            self.bytes_sent += sum(X[w].nbytes for X in stacks for w in mine)
+            for j in range(len(stacks)):
+                for i, w in enumerate(mine):
+                    out[j][w] = blocks[j * len(mine) + i]
+        return out
 
     def place(self, Xt: Any) -> Placed:
         """Scatter each coded worker's block of ``Xt`` once to the Dask worker that will
-        run it (round robin by worker index); :meth:`start` runs it there."""
-        client = self.client
-        addrs = sorted(client.scheduler_info()["workers"])
-        if not addrs:
-            raise RuntimeError("the Dask cluster has no workers")
+        run it (round robin by worker index); :meth:`start` runs it there and ships only
+        the other operand."""
+        addrs = self.addresses()
         where = {w: addrs[w % len(addrs)] for w in range(Xt.shape[0])}
-        blocks: dict[int, Any] = {}
-        for addr in addrs:
-            mine = [w for w in where if where[w] == addr]
-            futs = client.scatter([Xt[w] for w in mine], workers=[addr], hash=False)
-            blocks.update(zip(mine, futs, strict=True))
-            self.bytes_sent += sum(Xt[w].nbytes for w in mine)
+        (blocks,) = self._scatter_sides([Xt], where)
         return Placed(blocks, Xt.shape, Xt.dtype, where)
+
+    def _handles(self, At: Any, Bt: Any, workers: list[int]) -> tuple[ScatteredStacks, list]:
+        """The blocks of one run on the cluster, and those to release with it.
+
+        ``At`` a :class:`ScatteredStacks`: all there. A :class:`Placed` side (an
+        operator's resident blocks): its workers run where its blocks are and only the
+        other side is scattered. Otherwise both sides are scattered for this run.
+        """
+        if isinstance(At, ScatteredStacks):
+            missing = [w for w in workers if w not in At.placement]
+            if missing:
+                raise ValueError(
+                    f"workers {missing} have no scattered blocks (scattered: "
+                    f"{At.workers}); call scatter_stacks with them"
+                )
+            return At, []
+        placed = [X for X in (At, Bt) if isinstance(X, Placed)]
+        if not placed:
+            h = self.scatter_stacks(At, Bt, workers)
+            return h, [*h.a.values(), *h.b.values()]
+        missing = [w for w in workers if any(w not in X.where for X in placed)]
+        if missing:
+            raise ValueError(f"workers {missing} have no placed block; place the stack again")
+        place = {w: placed[0].where[w] for w in workers}
+        if any(X.where[w] != place[w] for X in placed for w in workers):
+            raise ValueError("the two placed sides live on different Dask workers")
+        ship = [X for X in (At, Bt) if not isinstance(X, Placed)]
+        sent = self._scatter_sides(ship, place)
+        data = [f for side in sent for f in side.values()]
+        sent_iter = iter(sent)
+        a, b = (
+            {w: X[w] for w in workers} if isinstance(X, Placed) else next(sent_iter)
+            for X in (At, Bt)
+        )
+        return ScatteredStacks(place, a, b, tuple(At.shape), tuple(Bt.shape), At.dtype), data
 
     def start(
         self,
@@ -194,53 +328,45 @@ class DaskExecutor(Executor):
         delays: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Run:
-        distributed = _require_distributed()
+        """Start one task per coded worker, pinned next to its blocks.
+
+        ``At`` may be a :class:`ScatteredStacks` (then ``Bt`` is ignored): nothing is
+        scattered. Either side may be a :class:`~gpucoded.executors.base.Placed` from
+        :meth:`place` (an operator's resident blocks): only the other side is
+        scattered. Blocks scattered for this run are released with it. A
+        :class:`distributed.Event` is made only when some delay is positive (straggler
+        injection); an undelayed run costs no event round trips.
+        """
         client = self.client
-        workers = list(workers)
-        addrs = sorted(client.scheduler_info()["workers"])
-        if not addrs:
-            raise RuntimeError("the Dask cluster has no workers")
-        place = {w: addrs[i % len(addrs)] for i, w in enumerate(workers)}
-        pinned = At if isinstance(At, Placed) else Bt if isinstance(Bt, Placed) else None
-        if pinned is not None:  # run each worker where its placed block is
-            place = {w: pinned.where[w] for w in workers}
-        ship = [X for X in (At, Bt) if not isinstance(X, Placed)]
-        tag = uuid.uuid4().hex[:12]
-        event = distributed.Event(f"gpucoded-cancel-{tag}", client=client)
+        workers = [int(w) for w in workers]
         t0 = time.perf_counter()
         t0_wall = time.time()
+        handles, data = self._handles(At, Bt, workers)
+        d = {w: 0.0 if delays is None else float(delays[w]) for w in workers}
+        event_name = None
+        if any(x > 0 for x in d.values()):
+            event_name = f"gpucoded-cancel-{uuid.uuid4().hex[:12]}"
+        tag = uuid.uuid4().hex[:12]
         waited: dict[Any, int] = {}
         never: list[Any] = []
-        data: list[Any] = []
-        for addr in sorted(set(place.values())):
-            mine = [w for w in workers if place[w] == addr]
-            if not mine:
-                continue
-            # only this worker's own encoded blocks travel to it, once
-            blocks = client.scatter([X[w] for X in ship for w in mine], workers=[addr], hash=False)
-            self.bytes_sent += sum(X[w].nbytes for X in ship for w in mine)
-            data.extend(blocks)
-            for i, w in enumerate(mine):
-                d = 0.0 if delays is None else float(delays[w])
-                a = At[w] if isinstance(At, Placed) else blocks[i]
-                b = Bt[w] if isinstance(Bt, Placed) else blocks[(len(ship) - 1) * len(mine) + i]
-                fut = client.submit(
-                    _worker_task,
-                    a,
-                    b,
-                    d,
-                    event.name,
-                    t0_wall,
-                    key=f"gpucoded-{tag}-w{w}",
-                    workers=[addr],
-                    allow_other_workers=False,
-                    pure=False,
-                )
-                if math.isinf(d):
-                    never.append(fut)
-                else:
-                    waited[fut] = w
-        return _DaskRun(client, event, waited, never, data, t0, timeout)
+        for w in workers:
+            fut = client.submit(
+                _worker_task,
+                handles.a[w],
+                handles.b[w],
+                d[w],
+                event_name,
+                t0_wall,
+                key=f"gpucoded-{tag}-w{w}",
+                workers=[handles.placement[w]],
+                allow_other_workers=False,
+                pure=False,
+            )
+            if math.isinf(d[w]):
+                never.append(fut)
+            else:
+                waited[fut] = w
+        return _DaskRun(client, event_name, waited, never, data, t0, timeout)
 
 
 _LOCAL: dict[str, Any] = {}

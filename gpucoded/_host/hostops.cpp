@@ -1,0 +1,235 @@
+// CPU encode/decode for gpucoded's host path (OpenMP over rows).
+//
+// Same layout contract and the same arithmetic as kernels/encode.cu and
+// kernels/decode.cu (see their headers): every output entry is one sum, in the
+// data type, started at 0 and accumulated term by term in block order
+//     encode  Y[w, r, c]           = sum_a G[w, a] * X_a[r, c]      (a = i*gc + j)
+//     decode  C[i rb + r, u db + x] = sum_k W[i gt + u, k] * Z_k[r, x]
+// so the results are bit-identical to those kernels run through the CPU shim
+// (tests/test_hostops.py checks it against kernels/emu). Built without
+// floating-point contraction (-ffp-contract=off), like the shim's build.
+//
+// Why not the .cu kernels themselves: compiled for the CPU (emulation shim, one
+// emulated thread per OpenMP thread, tried first) they spend their time in the
+// per-position index arithmetic (64-bit divisions per vector) and stayed well
+// below a copy's bandwidth on one core; these loops walk rows and column tiles.
+//
+// Loop structure: OpenMP threads take chunks of block rows r (dynamic schedule:
+// a thread descheduled on a loaded machine does not hold the others up). For one
+// r and one column tile of TILE elements, the m source tiles (encode) or the R
+// answer tiles (decode) are read from memory once and stay in L1 while every
+// output tile is summed in registers and written once with non-temporal stores
+// (no read of the destination). Padding (rows or columns past the matrix)
+// contributes nothing and is never written.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#define GC_STREAM_BYTES 32
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+#define GC_STREAM_BYTES 16
+#else
+#define GC_STREAM_BYTES 0
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+typedef long long i64;
+
+template <typename T>
+struct Tile {
+    static constexpr int n = 512 / (int)sizeof(T);  // 512 bytes of accumulators
+};
+
+// Store n elements (n * sizeof(T) a multiple of 64) from acc to y, bypassing the
+// cache where the target allows (non-temporal stores: no read-for-ownership of the
+// destination line; each output is written once and not read again here).
+template <typename T>
+inline void stream_store(T* __restrict y, const T* __restrict acc, int n) {
+#if GC_STREAM_BYTES == 32
+    if ((reinterpret_cast<std::uintptr_t>(y) & 31) == 0) {
+        for (int e = 0; e < n * (int)sizeof(T); e += 32) {
+            const char* src = reinterpret_cast<const char*>(acc) + e;
+            char* dst = reinterpret_cast<char*>(y) + e;
+            _mm256_stream_si256(reinterpret_cast<__m256i*>(dst),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+        }
+        return;
+    }
+#elif GC_STREAM_BYTES == 16
+    if ((reinterpret_cast<std::uintptr_t>(y) & 15) == 0) {
+        for (int e = 0; e < n * (int)sizeof(T); e += 16) {
+            const char* src = reinterpret_cast<const char*>(acc) + e;
+            char* dst = reinterpret_cast<char*>(y) + e;
+            _mm_stream_si128(reinterpret_cast<__m128i*>(dst),
+                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+        }
+        return;
+    }
+#endif
+    std::memcpy(y, acc, sizeof(T) * n);
+}
+
+inline void stream_fence() {
+#if GC_STREAM_BYTES > 0
+    _mm_sfence();  // non-temporal stores are weakly ordered: publish them
+#endif
+}
+
+// y[0:len] = sum_q coef[q] * src[q][0:len] for one tile (len <= TILE) of nsrc rows
+// (src[q] == nullptr: a zero row). Full tiles keep their accumulators in registers
+// and are stored with stream_store; a short tail is summed element by element.
+template <typename T>
+inline void combine_tile(T* __restrict y, i64 len, const T* const* src, const T* coef,
+                         int nsrc) {
+    constexpr int TILE = Tile<T>::n;
+    if (len == TILE) {
+        T acc[TILE];
+        for (int e = 0; e < TILE; ++e) acc[e] = T(0);
+        for (int q = 0; q < nsrc; ++q) {
+            const T* __restrict s = src[q];
+            if (!s) continue;
+            const T g = coef[q];
+            for (int e = 0; e < TILE; ++e) acc[e] += g * s[e];
+        }
+        stream_store<T>(y, acc, TILE);
+        return;
+    }
+    for (i64 x = 0; x < len; ++x) {
+        T acc = T(0);
+        for (int q = 0; q < nsrc; ++q)
+            if (src[q]) acc += coef[q] * src[q][x];
+        y[x] = acc;
+    }
+}
+
+// Source pointers of the tile at column x0 of rows `rows` with `valid` elements each
+// (nullptr where the tile lies in the padding); returns whether every non-null
+// source covers the tile fully (else the ragged sum below runs).
+template <typename T>
+inline bool tile_sources(const T* const* rows, const i64* valid, int nsrc, i64 x0, i64 len,
+                         const T** out) {
+    bool full = true;
+    for (int q = 0; q < nsrc; ++q) {
+        if (!rows[q] || valid[q] <= x0) {
+            out[q] = nullptr;
+        } else {
+            out[q] = rows[q] + x0;
+            full = full && valid[q] >= x0 + len;
+        }
+    }
+    return full;
+}
+
+template <typename T>
+inline void combine_tile_ragged(T* __restrict y, i64 len, const T* const* src, const i64* valid,
+                                i64 x0, const T* coef, int nsrc) {
+    for (i64 x = 0; x < len; ++x) {
+        T acc = T(0);
+        for (int q = 0; q < nsrc; ++q)
+            if (src[q] && x0 + x < valid[q]) acc += coef[q] * src[q][x];
+        y[x] = acc;
+    }
+}
+
+// Encode: for each block row r (OpenMP), each column tile, each worker w:
+// Y[w, r, tile] = sum_a G[w, a] X_a[r, tile]. The m source tiles stay in L1 while
+// the P output tiles are written.
+template <typename T>
+void encode(const T* X, i64 ldx, i64 nrows, i64 ncols, int gr, int gcols, i64 rb, i64 cb,
+            const T* G, int P, T* Y, int nthreads) {
+    constexpr int TILE = Tile<T>::n;
+    const int m = gr * gcols;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const T* rows[64];
+        const T* src[64];
+        i64 valid[64];
+#pragma omp for schedule(dynamic, 16)
+        for (i64 r = 0; r < rb; ++r) {
+            for (int a = 0; a < m; ++a) {
+                const int i = a / gcols, j = a % gcols;
+                const i64 row = (i64)i * rb + r, col0 = (i64)j * cb;
+                const i64 v = row < nrows && col0 < ncols ? (ncols - col0 < cb ? ncols - col0 : cb) : 0;
+                rows[a] = v > 0 ? X + row * ldx + col0 : nullptr;
+                valid[a] = v;
+            }
+            for (i64 x0 = 0; x0 < cb; x0 += TILE) {
+                const i64 len = cb - x0 < TILE ? cb - x0 : TILE;
+                const bool full = tile_sources<T>(rows, valid, m, x0, len, src);
+                for (int w = 0; w < P; ++w) {
+                    T* y = Y + (i64)w * rb * cb + r * cb + x0;
+                    if (full)
+                        combine_tile<T>(y, len, src, G + (i64)w * m, m);
+                    else
+                        combine_tile_ragged<T>(y, len, src, valid, x0, G + (i64)w * m, m);
+                }
+            }
+        }
+        stream_fence();
+    }
+}
+
+// Decode: for each block row r (OpenMP), each column tile, each C block (i, u):
+// C[i rb + r, u db + tile] = sum_k W[i gt + u, k] Z_k[r, tile]; the R answer tiles
+// stay in L1 while the p*t output tiles are written. Padding is never written.
+template <typename T>
+void decode(const T* const* Z, const i64* ldz, int R, i64 rb, i64 db, const T* W, int gp,
+            int gt, T* C, i64 ldc, i64 nrows, i64 ncols, int nthreads) {
+    constexpr int TILE = Tile<T>::n;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const T* src[64];
+#pragma omp for schedule(dynamic, 16)
+        for (i64 r = 0; r < rb; ++r) {
+            for (i64 x0 = 0; x0 < db; x0 += TILE) {
+                for (int k = 0; k < R; ++k) src[k] = Z[k] + r * ldz[k] + x0;
+                for (int i = 0; i < gp; ++i) {
+                    const i64 top = (i64)i * rb + r;
+                    if (top >= nrows) break;
+                    for (int u = 0; u < gt; ++u) {
+                        const i64 left = (i64)u * db + x0;
+                        if (left >= ncols) break;
+                        i64 len = db - x0 < TILE ? db - x0 : TILE;
+                        len = ncols - left < len ? ncols - left : len;
+                        combine_tile<T>(C + top * ldc + left, len, src,
+                                        W + (i64)(i * gt + u) * R, R);
+                    }
+                }
+            }
+        }
+        stream_fence();
+    }
+}
+
+}  // namespace
+
+// Return codes: 0 ok, 3 too many terms (the Python side checks m, R <= 64 first).
+#define GC_HOST_ENTRY(SFX, T)                                                                \
+    extern "C" int gc_host_encode_##SFX(const T* X, i64 ldx, i64 nrows, i64 ncols, int gr,   \
+                                         int gcols, i64 rb, i64 cb, const T* G, int P, T* Y,   \
+                                         int nthreads) {                                       \
+        if (gr * gcols > 64) return 3;                                                       \
+        encode<T>(X, ldx, nrows, ncols, gr, gcols, rb, cb, G, P, Y, nthreads);               \
+        return 0;                                                                            \
+    }                                                                                        \
+    extern "C" int gc_host_decode_##SFX(const T* const* Z, const i64* ldz, int R, i64 rb,    \
+                                         i64 db, const T* W, int gp, int gt, T* C, i64 ldc,    \
+                                         i64 nrows, i64 ncols, int nthreads) {                 \
+        if (R > 64) return 3;                                                                \
+        decode<T>(Z, ldz, R, rb, db, W, gp, gt, C, ldc, nrows, ncols, nthreads);             \
+        return 0;                                                                            \
+    }
+
+GC_HOST_ENTRY(f32, float)
+GC_HOST_ENTRY(f64, double)
+
+// ABI version of these entry points (checked by gpucoded.hostops).
+extern "C" int gc_host_abi(void) { return 2; }

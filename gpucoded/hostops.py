@@ -1,0 +1,425 @@
+r"""CPU encode/decode kernels and reusable workspaces (the NumPy path's hot loop).
+
+Encode and decode are memory-bound: their limit is the machine's streaming
+bandwidth. Two things decide how close the host path gets to it:
+
+* **Workspaces.** A fresh 100 MB stack costs its page faults (the kernel zeroes
+  every page on first touch: a write into fresh memory ran at about half the speed
+  of a write into reused memory here). :class:`WorkspacePool` hands out reusable,
+  256-byte aligned buffers. A buffer is reused only when *nothing else refers to
+  it*: the pool checks the reference count of the buffer that every returned view
+  keeps alive (NumPy views hold their base). An abandoned straggler still reading
+  the previous call's ``At[w]`` holds such a view, and so does a caller (or a
+  ``CodedMatrix``) that kept the stacks: the pool then allocates a new buffer and
+  never writes under a live reader.
+* **One pass.** The compiled loops (:func:`library`; ``gpucoded/_host/hostops.cpp``,
+  CMake target ``gpucoded_host`` or :func:`build`) have the layout contract and the
+  arithmetic of ``kernels/encode.cu`` and ``kernels/decode.cu`` — every output entry
+  one sum in block order, so the results are bit-identical to those kernels run
+  through the emulation harness (tested) — but walk rows and cache-sized column tiles
+  with OpenMP instead of one emulated CUDA thread per position (the ``.cu`` sources
+  built for the CPU spent their time in per-position index arithmetic and stayed well
+  below copy bandwidth): encode reads each input once and writes each stack once,
+  decode reads each answer once and writes C once. Without the library (not built,
+  a non-float dtype, ``GPUCODED_HOST=0``) the callers use NumPy.
+
+Rounding is the same as NumPy's: every output entry is one sequential sum of m
+(encode) or R (decode) products in the working precision, so
+:math:`|\hat y-y|\le\gamma_m\sum_a|g_a||x_a|`, :math:`\gamma_m=mu/(1-mu)`, the
+term the a-priori bound (:meth:`gpucoded.codes.base.DecodeWeights.bounds`) counts.
+
+Environment: ``GPUCODED_HOST=0`` disables the library; ``GPUCODED_HOSTLIB=path``
+loads that file; ``GPUCODED_HOST_THREADS`` sets the OpenMP threads (default: the
+CPU count, at most 8); ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle OpenMP
+threads sleep instead of spinning on the cores the workers need).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "WorkspacePool",
+    "available",
+    "build",
+    "combine_into",
+    "encode_into",
+    "library",
+    "pool",
+    "source_path",
+]
+
+#: Bumped with the entry points of ``_host/hostops.cpp`` (``gc_host_abi``).
+ABI = 2
+#: Compiler flags of :func:`build` (the CMake target uses the same).
+CXX_FLAGS = (
+    "-std=c++17",
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-fPIC",
+    "-shared",
+    "-ffp-contract=off",
+    "-Wall",
+)
+LIB_NAME = "libgpucoded_host.so"
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+#: Alignment of pooled and fresh buffers (a cache line).
+ALIGN = 64
+#: Most terms (blocks of A or B, answers) the compiled loops take.
+MAX_TERMS = 64
+_i64 = ctypes.c_longlong
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------ library
+
+
+def source_path() -> Path:
+    """The C++ file of the CPU build (it includes the kernel sources)."""
+    return Path(__file__).resolve().parent / "_host" / "hostops.cpp"
+
+
+def _sources() -> list[Path]:
+    return [source_path()]
+
+
+def _digest(cxx: str) -> str:
+    h = hashlib.sha256(" ".join((cxx, *CXX_FLAGS)).encode())
+    for p in _sources():
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    return Path(
+        os.environ.get("GPUCODED_HOST_CACHE", Path(tempfile.gettempdir()) / "gpucoded-host")
+    )
+
+
+def build(out: str | os.PathLike | None = None) -> Path:
+    """Compile the CPU kernels with g++ and OpenMP; return the shared library's path.
+
+    Without ``out`` the library goes to a cache (``$GPUCODED_HOST_CACHE`` or the temp
+    dir) named by the hash of the sources and flags, where :func:`library` finds it.
+
+    Raises
+    ------
+    OSError
+        No C++ compiler (``$CXX``, g++ or c++) on the PATH.
+    RuntimeError
+        The compiler failed (its output is in the message).
+    """
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        raise OSError("no C++ compiler: install g++ or set $CXX to build the CPU kernels")
+    so = Path(out) if out is not None else _cache_dir() / f"gpucoded-host-{_digest(cxx)}.so"
+    if out is None and so.is_file():
+        return so
+    so.parent.mkdir(parents=True, exist_ok=True)
+    tmp = so.with_name(f"{so.name}.{os.getpid()}.tmp")
+    cmd = [cxx, *CXX_FLAGS, "-o", str(tmp), str(source_path())]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"CPU kernel build failed ({' '.join(cmd)}):\n{res.stderr}")
+    os.replace(tmp, so)
+    return so
+
+
+def _candidates() -> list[Path]:
+    """Where a built library may be: $GPUCODED_HOSTLIB, CMake's build/, the cache."""
+    env = os.environ.get("GPUCODED_HOSTLIB")
+    if env:
+        return [Path(env)]
+    out = []
+    repo_build = Path(__file__).resolve().parent.parent / "build" / LIB_NAME
+    if repo_build.is_file():
+        newest = max(p.stat().st_mtime for p in _sources())
+        if repo_build.stat().st_mtime >= newest:  # stale builds are ignored
+            out.append(repo_build)
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if cxx is not None:
+        out.append(_cache_dir() / f"gpucoded-host-{_digest(cxx)}.so")
+    return out
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    # OpenMP threads that spin between calls steal the cores of the worker GEMMs (and
+    # on an oversubscribed machine a spinning barrier made encode 4x slower, measured):
+    # sleep instead, unless the user chose otherwise (read when libgomp starts)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    lib = ctypes.CDLL(str(path))
+    if lib.gc_host_abi() != ABI:
+        raise OSError(f"{path}: ABI {lib.gc_host_abi()}, expected {ABI}; rebuild it")
+    p = ctypes.c_void_p
+    for sfx in ("f32", "f64"):
+        enc = getattr(lib, f"gc_host_encode_{sfx}")
+        enc.argtypes = [p, _i64, _i64, _i64, ctypes.c_int, ctypes.c_int, _i64, _i64, p,
+                        ctypes.c_int, p, ctypes.c_int]  # fmt: skip
+        enc.restype = ctypes.c_int
+        dec = getattr(lib, f"gc_host_decode_{sfx}")
+        dec.argtypes = [p, p, ctypes.c_int, _i64, _i64, p, ctypes.c_int, ctypes.c_int, p,
+                        _i64, _i64, _i64, ctypes.c_int]  # fmt: skip
+        dec.restype = ctypes.c_int
+    return lib
+
+
+def library(reload: bool = False) -> ctypes.CDLL | None:
+    """The compiled CPU kernels, or None (not built, or ``GPUCODED_HOST=0``).
+
+    Looks at ``$GPUCODED_HOSTLIB``, then ``build/libgpucoded_host.so`` of a source
+    checkout (CMake; ignored when older than the sources), then :func:`build`'s
+    cache. Never compiles on its own.
+    """
+    with _LOCK:
+        if reload:
+            _STATE.clear()
+        if "lib" in _STATE:
+            return _STATE["lib"]
+        lib = None
+        if os.environ.get("GPUCODED_HOST", "1") not in ("0", "", "off", "no"):
+            for path in _candidates():
+                if path.is_file():
+                    try:
+                        lib = _load(path)
+                        _STATE["path"] = path
+                        break
+                    except (OSError, AttributeError) as e:
+                        print(f"gpucoded: ignoring CPU kernels {path}: {e}", file=sys.stderr)
+        _STATE["lib"] = lib
+        return lib
+
+
+def available() -> bool:
+    """Whether the compiled CPU kernels are loaded."""
+    return library() is not None
+
+
+def threads() -> int:
+    """OpenMP threads of the kernels (``$GPUCODED_HOST_THREADS``, else CPUs, at most 8)."""
+    env = os.environ.get("GPUCODED_HOST_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# ------------------------------------------------------------------ workspaces
+
+
+class WorkspacePool:
+    """Reusable 256-byte aligned buffers, reused only when no view of them is alive.
+
+    :meth:`empty` returns an array viewing a pooled byte buffer. NumPy views keep
+    their base alive, so while the caller, an executor's worker thread or an
+    abandoned straggler holds any view of it, the buffer's reference count is above
+    the pool's own and it is not handed out again. At most ``max_idle`` idle buffers
+    and ``max_bytes`` of idle memory are kept (oldest dropped first).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30, max_idle: int = 6) -> None:
+        self.max_bytes = int(max_bytes)
+        self.max_idle = int(max_idle)
+        self._bufs: list[np.ndarray] = []
+        self._offset: dict[int, int] = {}  # id(buffer) -> bytes to its aligned start
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _free(self, i: int) -> bool:
+        # references to an idle buffer: the pool's list and getrefcount's argument
+        return sys.getrefcount(self._bufs[i]) <= 2
+
+    def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
+        """An uninitialised, C-contiguous, 64-byte aligned array (pooled memory)."""
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        with self._lock:
+            pick = None
+            for i in range(len(self._bufs)):
+                size = self._bufs[i].nbytes - ALIGN
+                if nbytes <= size <= 2 * nbytes + 4096 and self._free(i):
+                    pick = self._bufs.pop(i)
+                    break
+            if pick is None:
+                self.misses += 1
+                pick = np.empty(nbytes + ALIGN, np.uint8)
+                self._offset[id(pick)] = (-_addr(pick)) % ALIGN
+            else:
+                self.hits += 1
+            self._bufs.append(pick)  # most recently used last
+            self._trim()
+            off = self._offset[id(pick)]
+        return pick[off : off + nbytes].view(dt).reshape(tuple(shape))
+
+    def _trim(self) -> None:
+        """Drop the oldest idle buffers beyond ``max_idle`` or ``max_bytes``."""
+        idle = [i for i in range(len(self._bufs)) if self._free(i)]
+        total = sum(self._bufs[i].nbytes for i in idle)
+        drop = set()
+        for i in idle:
+            if len(idle) - len(drop) <= self.max_idle and total <= self.max_bytes:
+                break
+            drop.add(i)
+            total -= self._bufs[i].nbytes
+        for i in drop:
+            self._offset.pop(id(self._bufs[i]), None)
+        self._bufs = [b for i, b in enumerate(self._bufs) if i not in drop]
+
+    def clear(self) -> None:
+        """Drop every idle buffer (live ones stay alive through their views)."""
+        with self._lock:
+            self._bufs.clear()
+            self._offset.clear()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers the pool tracks (idle and in use)."""
+        with self._lock:
+            return sum(b.nbytes for b in self._bufs)
+
+
+_POOL = WorkspacePool()
+
+
+def pool() -> WorkspacePool:
+    """The process-wide pool used by ``Code.encode`` on the host."""
+    return _POOL
+
+
+def aligned_empty(shape: Sequence[int], dtype: Any) -> np.ndarray:
+    """A fresh (not pooled) 256-byte aligned array, e.g. a decode result."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    off = (-_addr(raw)) % ALIGN
+    return raw[off : off + nbytes].view(dt).reshape(tuple(shape))
+
+
+# ------------------------------------------------------------------ kernels
+
+
+def _addr(a: np.ndarray) -> int:
+    """Address of an array's first element.
+
+    Through the buffer protocol where it can (``ndarray.ctypes`` leaves objects
+    behind on every call; the hygiene test counts them), else the array interface.
+    """
+    if a.flags.writeable and a.flags.c_contiguous and a.size:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    return int(a.__array_interface__["data"][0])
+
+
+def _rows(X: np.ndarray) -> int | None:
+    """Row stride of a 2-D array in elements, or None if its rows are not contiguous."""
+    if X.ndim != 2 or (X.shape[1] > 1 and X.strides[1] != X.itemsize):
+        return None
+    s = X.strides[0]
+    return s // X.itemsize if s % X.itemsize == 0 and s >= 0 else None
+
+
+def encode_into(
+    X: np.ndarray, G: np.ndarray, grid: tuple[int, int], block: tuple[int, int], Y: np.ndarray
+) -> bool:
+    r"""``Y[w] = Σ_a G[w, a] X_a`` with the compiled loops; False if they cannot run.
+
+    X (nrows × ncols, rows contiguous) on a ``grid = (gr, gc)`` block grid of
+    ``block = (rb, cb)`` blocks, zero padded (``nrows ≤ gr·rb``, ``ncols ≤ gc·cb``);
+    G (P, gr·gc); Y (P, rb, cb) C-contiguous; one float dtype (float32 or float64).
+    Returns False, writing nothing, without the library, for another dtype or
+    layout, or for more than :data:`MAX_TERMS` blocks.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit together (the loops would read or write out of
+        bounds).
+    """
+    lib = library()
+    dt = X.dtype
+    if lib is None or dt not in _SUFFIX or G.dtype != dt or Y.dtype != dt:
+        return False
+    gr, gcols = grid
+    rb, cb = block
+    P = Y.shape[0] if Y.ndim == 3 else -1
+    if (
+        X.ndim != 2
+        or X.shape[0] > gr * rb
+        or X.shape[1] > gcols * cb
+        or Y.shape != (P, rb, cb)
+        or G.shape != (P, gr * gcols)
+    ):
+        raise ValueError(
+            f"encode_into: X {X.shape} on a {gr}x{gcols} grid of {rb}x{cb} blocks, "
+            f"G {G.shape} and Y {Y.shape} do not fit (need Y (P, {rb}, {cb}), G (P, {gr * gcols}))"
+        )
+    ldx = _rows(X)
+    if ldx is None or not Y.flags.c_contiguous or gr * gcols > MAX_TERMS:
+        return False
+    G = np.ascontiguousarray(G)
+    fn = lib.gc_host_encode_f32 if dt == np.float32 else lib.gc_host_encode_f64
+    rc = fn(_addr(X), ldx, X.shape[0], X.shape[1], gr, gcols, rb, cb, _addr(G), P,
+            _addr(Y), threads())  # fmt: skip
+    return rc == 0
+
+
+def combine_into(
+    W: np.ndarray,
+    answers: Sequence[np.ndarray],
+    grid: tuple[int, int],
+    C: np.ndarray,
+) -> bool:
+    r"""``C[i rb + r, u db + x] = Σ_k W[i t + u, k] Z_k[r, x]`` with the compiled loops.
+
+    ``answers``: R arrays (rb, db) with contiguous rows; W (p·t, R); C (n × l)
+    C-contiguous with ``n ≤ p·rb``, ``l ≤ t·db``; one float dtype. Returns False,
+    writing nothing, if the loops cannot run (see :func:`encode_into`).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit together.
+    """
+    lib = library()
+    dt = C.dtype
+    R = len(answers)
+    if lib is None or dt not in _SUFFIX or W.dtype != dt or R == 0 or R > MAX_TERMS:
+        return False
+    if any(a.dtype != dt for a in answers) or not C.flags.c_contiguous:
+        return False
+    gp, gt = grid
+    rb, db = answers[0].shape
+    n, l = C.shape
+    shapes = {a.shape for a in answers}
+    if len(shapes) != 1 or W.shape != (gp * gt, R) or n > gp * rb or l > gt * db:
+        raise ValueError(
+            f"combine_into: answers of shapes {sorted(shapes)}, W {W.shape} and C {C.shape} "
+            f"do not fit a {gp}x{gt} block grid"
+        )
+    lds = [_rows(a) for a in answers]
+    if any(s is None for s in lds):
+        return False
+    W = np.ascontiguousarray(W)
+    ptrs = (ctypes.c_void_p * R)(*[_addr(a) for a in answers])
+    ldz = (_i64 * R)(*lds)
+    fn = lib.gc_host_decode_f32 if dt == np.float32 else lib.gc_host_decode_f64
+    rc = fn(ptrs, ldz, R, rb, db, _addr(W), gp, gt, _addr(C), l, n, l, threads())
+    return rc == 0
+
+
+if __name__ == "__main__":  # python -m gpucoded.hostops: build and report
+    print(build())
+    print("loaded:", library(reload=True) is not None, _STATE.get("path"))
