@@ -249,3 +249,12 @@ def test_reference_uses_the_decodes_format():
     assert abs(float(np.abs(np.asarray(E64, float)).max()) - sp.eps1) > 1e-3 * sp.eps1
     assert sp.eps1 <= info.interp_bound and sp.eps2 <= info.fp_bound
     assert info.interp_bound == pytest.approx(w32.interp_factor, rel=1e-12)
+
+
+def test_circle_code_decoder_names():
+    """The circle code keeps its own decoders; the generic "auto"/"interpolation" (what
+    coded_matmul passes) select its real-part decoder, "minnorm" is refused."""
+    assert codes.make_code("circle", m=3, decoder="auto").decoder == "real"
+    assert codes.make_code("circle", m=3, decoder="complex").decoder == "complex"
+    with pytest.raises(ValueError, match="minnorm"):
+        codes.make_code("circle", m=3, decoder="minnorm")
