@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gpucoded.codes import ApproxMatDot, ApproxPolyDot, ChebyshevMatDot, MatDot
-from gpucoded.formats import round_mantissa, unit_roundoff
+from gpucoded.formats import round_mantissa, round_operands, unit_roundoff
 from gpucoded.reference import error_split, exact_product
 from gpucoded.studies import figure1 as f1
 from gpucoded.studies import sweep as sw
@@ -110,6 +110,10 @@ def test_round_mantissa_error():
         round_mantissa(x.astype(np.float64), 7)
     with pytest.raises(ValueError):
         unit_roundoff("float16")
+    # round_operands: a format's GEMM operands (identity unless emulated)
+    assert np.array_equal(round_operands(x, "tf32"), round_mantissa(x, 10))
+    assert np.array_equal(round_operands(x, "bf16"), round_mantissa(x, 7))
+    assert round_operands(x, "float32") is x
     At = np.ones((2, 3, 4), np.float32)
     assert worker_matmul(At, np.ones((2, 4, 5), np.float32), "bf16").shape == (2, 3, 5)
 

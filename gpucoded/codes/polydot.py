@@ -20,7 +20,7 @@ from ..formats import get_format
 from ..points import chebyshev, default_gamma, polydot_radius, validate_points
 from .base import EvaluationCode
 from .gamma import auto_gamma
-from .polyparts import polydot_parts as _polydot_parts
+from .polyparts import polydot_parts
 
 __all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "resolve_gamma"]
 
@@ -95,7 +95,7 @@ class PolyDot(EvaluationCode):
         *,
         decoder: str = "auto",
     ) -> None:
-        grid, ai, bi, targets = _polydot_parts(p, q)
+        grid, ai, bi, targets = polydot_parts(p, q)
         pts = chebyshev(P, 1.0) if points is None else validate_points(points, P)
         super().__init__(
             grid, pts, ai, bi, targets, threshold=p * p * q + q - 1, decoder=decoder
@@ -134,7 +134,7 @@ class ApproxPolyDot(EvaluationCode):
         dtype: object = "float64",
         decoder: str = "auto",
     ) -> None:
-        grid, ai, bi, targets = _polydot_parts(p, q)
+        grid, ai, bi, targets = polydot_parts(p, q)
         self.p, self.q = p, q
         self.eps, self.norm_bound = eps, norm_bound
         self.worker_dtype = fmt = get_format(dtype).name
