@@ -69,12 +69,28 @@ def exact_product(A: Any, B: Any) -> np.ndarray:
     return np.asarray(A, dtype=dt) @ np.asarray(B, dtype=dt)
 
 
+def _weights(code: Code, A: np.ndarray, B: np.ndarray, returned, partial: bool, fmt: Any):
+    """The weights the decode used: those for ``fmt``, by default the inputs' format
+    (what :meth:`Code.decode` defaults to for answers of that dtype)."""
+    if fmt is None:
+        fmt = np.result_type(A.dtype, B.dtype)
+    return code.decode_weights(returned, partial=partial, fmt=fmt)
+
+
 def interpolation_error(
-    code: Code, A: Any, B: Any, returned: Sequence[int], *, partial: bool = True
+    code: Code,
+    A: Any,
+    B: Any,
+    returned: Sequence[int],
+    *,
+    partial: bool = True,
+    fmt: Any = None,
 ) -> np.ndarray:
-    r"""The matrix :math:`\epsilon_1=\hat C_\infty - C` (n×l) for workers ``returned``."""
+    r"""The matrix :math:`\epsilon_1=\hat C_\infty - C` (n×l) for workers ``returned``.
+
+    ``fmt``: the worker format whose weights the decode used (default: the inputs')."""
     A, B = to_numpy(A), to_numpy(B)
-    dw = code.decode_weights(returned, partial=partial)
+    dw = _weights(code, A, B, returned, partial, fmt)
     D = dw.defect
     complex_ = np.iscomplexobj(D) or A.dtype.kind == "c" or B.dtype.kind == "c"
     dt = np.clongdouble if complex_ else np.longdouble
@@ -97,6 +113,7 @@ def error_split(
     C_hat: Any,
     *,
     partial: bool = True,
+    fmt: Any = None,
 ) -> ErrorSplit:
     """Split the error of a decoded ``C_hat`` into ε₁ (interpolation) and ε₂ (rounding).
 
@@ -111,9 +128,14 @@ def error_split(
         The floating-point decode to analyse.
     partial : bool
         Allow subsets below the recovery threshold (studies).
+    fmt : Format, str or dtype, optional
+        Worker format of the decode (its weights depend on it for ``decoder="auto"``);
+        default ``C_hat``'s dtype, as :meth:`Code.decode` defaults to the answers'.
     """
     C = exact_product(A, B)
-    E1 = interpolation_error(code, A, B, returned, partial=partial)
+    if fmt is None:
+        fmt = to_numpy(C_hat).dtype
+    E1 = interpolation_error(code, A, B, returned, partial=partial, fmt=fmt)
     Ch = to_numpy(C_hat).astype(C.dtype)
     if np.iscomplexobj(E1) and not np.iscomplexobj(C):
         E1 = E1.real
@@ -126,13 +148,21 @@ def error_split(
 
 
 def exact_decode(
-    code: Code, A: Any, B: Any, returned: Sequence[int], *, partial: bool = True, dps: int = 60
+    code: Code,
+    A: Any,
+    B: Any,
+    returned: Sequence[int],
+    *,
+    partial: bool = True,
+    dps: int = 60,
+    fmt: Any = None,
 ) -> np.ndarray:
     r"""The infinite-precision decode :math:`\hat C_\infty` computed entirely in mpmath.
 
     Encodes with the exact basis values, multiplies the encoded blocks of the workers
     ``returned`` exactly (at ``dps`` digits, ≥50) and applies the mpmath decode
-    weights. Cost O(|S| n³) mpmath operations: for small matrices (n ≲ 30) only.
+    weights (those for the worker format ``fmt``, default the inputs'). Cost
+    O(|S| n³) mpmath operations: for small matrices (n ≲ 30) only.
 
     Returns
     -------
@@ -140,7 +170,7 @@ def exact_decode(
     at the end.
     """
     A, B = to_numpy(A), to_numpy(B)
-    dw = code.decode_weights(returned, partial=partial)
+    dw = _weights(code, A, B, returned, partial, fmt)
     S = dw.workers
     ctx = mp_context(max(dps, dw.dps, 50))
     GA, GB = code._encoding_rows(ctx, S)

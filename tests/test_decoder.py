@@ -227,3 +227,34 @@ def test_decoder_option_through_coded_matmul():
         codes.make_code("matdot", m=3, decoder="pinv")
     C1 = coded_matmul(A, B, "matdot", m=3, P=6, decoder="minnorm", failed=[0])
     assert np.abs(C1 - C).max() < 1e-12
+
+
+def test_reference_uses_the_decodes_format():
+    """error_split of a float32 decode uses the float32 weights ("auto" weights depend on
+    the format): ε₁ within the float32 decode's interpolation bound, total = ε₁ + ε₂."""
+    code = codes.ApproxMatDot(3, 6, gamma=300.0)
+    A32, B32 = A.astype(np.float32), B.astype(np.float32)
+    At, Bt = code.encode(A32, B32)
+    S = tuple(range(6))
+    Ch, info = code.decode(
+        (At @ Bt)[list(S)], S, shape=C.shape, norms=(1.0, 1.0), inner=At.shape[2],
+        return_info=True,
+    )
+    w32, w64 = code.decode_weights(S, fmt="float32"), code.decode_weights(S, fmt="float64")
+    assert w32.rule == "regularised" and not np.allclose(w32.W, w64.W)
+    sp = reference.error_split(code, A32, B32, S, Ch)
+    E1 = reference.interpolation_error(code, A32, B32, S)
+    assert float(np.abs(np.asarray(E1, float)).max()) == pytest.approx(sp.eps1, rel=1e-12)
+    E64 = reference.interpolation_error(code, A32, B32, S, fmt="float64")
+    assert abs(float(np.abs(np.asarray(E64, float)).max()) - sp.eps1) > 1e-3 * sp.eps1
+    assert sp.eps1 <= info.interp_bound and sp.eps2 <= info.fp_bound
+    assert info.interp_bound == pytest.approx(w32.interp_factor, rel=1e-12)
+
+
+def test_circle_code_decoder_names():
+    """The circle code keeps its own decoders; the generic "auto"/"interpolation" (what
+    coded_matmul passes) select its real-part decoder, "minnorm" is refused."""
+    assert codes.make_code("circle", m=3, decoder="auto").decoder == "real"
+    assert codes.make_code("circle", m=3, decoder="complex").decoder == "complex"
+    with pytest.raises(ValueError, match="minnorm"):
+        codes.make_code("circle", m=3, decoder="minnorm")

@@ -24,6 +24,7 @@ def _rel(W, ref) -> float:
         (codes.ChebyshevMatDot(8, 16), tuple(range(0, 16, 2)) + (1, 3, 5, 7, 9, 11, 13)),
         (codes.MatDot(4, 8), (0, 2, 3, 4, 5, 6, 7)),
         (codes.ApproxMatDot(3, 6, gamma=7e4), (0, 1, 2, 3, 4)),
+        (codes.ApproxPolyDot(2, 2, 9, gamma=7e4), tuple(range(8))),  # weights up to 1e33
         (codes.PolyDot(2, 2, 11), tuple(range(1, 11))),
         (codes.PolyDot(2, 2, 11), tuple(range(11))),  # over-determined
     ],
@@ -49,6 +50,9 @@ def test_weights_equal_dense_mpmath(code, S):
         assert _rel(W_mp, ref) <= 1e-13
         return
     assert _rel(W_mp, ref) <= 1e-24
+    # absolute, per block: the defect Σ_k W_ck φ_d(λ_k) − t_d cancels from |W| to ~0
+    for ra, rb in zip(W_mp, ref, strict=True):
+        assert sum(abs(a - b) for a, b in zip(ra, rb, strict=True)) <= 1e-28
     np.testing.assert_allclose(W, wt._round_rows(ref), rtol=4e-16, atol=0)
     if len(S) == ncoef:
         fl, _, _ = wt._mp_dual_weights(pts, code.targets[:, :ncoef], code.basis, 40)

@@ -264,8 +264,9 @@ class DecodeInfo:
     cached : bool
         Whether the weights came from the cache.
     estimate : float or None
-        Typical-case error estimate (max norm), used with ``error_bound`` by the
-        accuracy guard (:mod:`gpucoded.guard`).
+        Typical-case error estimate (max norm, ≤ ``error_bound``;
+        :meth:`DecodeWeights.estimate`), used with ``error_bound`` by the accuracy
+        guard (:mod:`gpucoded.guard`).
     format : str or None
         Worker number format the bounds assume (:mod:`gpucoded.formats`).
     """

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..backend import cupy_or_none
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, EvaluationCode, MatDot
-from ..formats import FORMATS, get_format, unit_roundoff
+from ..formats import FORMATS
 from ..reference import exact_product
 from .progress import Progress
 from .sweep import (
@@ -139,11 +139,9 @@ class _Splitter:
 
 
 def _bound(code: Code, S: tuple[int, ...], dtype: str, inner: int) -> float:
-    """A-priori bound for unit-norm inputs, scaled to the worker format's roundoff."""
-    dw = code.decode_weights(S, partial=True)
-    base = get_format(dtype).storage
-    interp, fp = dw.bounds(1.0, 1.0, base, inner)
-    fp *= unit_roundoff(dtype) / unit_roundoff(base)
+    """A-priori bound for unit-norm inputs in the worker format (its roundoffs)."""
+    dw = code.decode_weights(S, partial=True, fmt=dtype)
+    interp, fp = dw.bounds(1.0, 1.0, dtype, inner)
     return interp + fp
 
 
