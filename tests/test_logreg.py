@@ -76,7 +76,7 @@ def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, encode):
 
 
 def test_coded_sgd_errors():
-    from gpucoded.codes import ApproxPolyDot
+    from gpucoded.codes import ApproxMatDot, ApproxPolyDot
 
     X = np.zeros((20, 8))
     with pytest.raises(ValueError, match="p = t = 1"):
@@ -84,6 +84,8 @@ def test_coded_sgd_errors():
     code, answers, workers = L.make_scheme("matdot", 2, 3, 4)
     with pytest.raises(ValueError, match="encode must be 'batch' or 'once'"):
         L.CodedSGD(code, [(0, 1, 2)], X, 3, 4, encode="twice")
+    with pytest.raises(ValueError, match="instead of the study's"):  # no silent retune
+        L.CodedSGD(ApproxMatDot(2, 4, dtype="float32"), [(0, 1, 2)], X, 3, 4, encode="once")
     sgd = L.CodedSGD(code, [(0, 1, 2)], X, 3, 4)
     with pytest.raises(ValueError, match="shape"):
         L.train_coded(

@@ -223,7 +223,11 @@ def _coded_data(code: Code, Xtr: np.ndarray) -> Any:
     """``Xtr.T`` as a :class:`gpucoded.CodedMatrix` of exactly ``code`` (array work only)."""
     cm = CodedMatrix(Xtr.T, code, executor="serial", allow_inaccurate=True)
     if cm.code is not code:  # e.g. an ε-code retuned for another worker format
-        raise ValueError(f"CodedMatrix replaced the study's code {code!r} by {cm.code!r}")
+        raise ValueError(
+            f"encode='once': CodedMatrix would run {cm.code!r} instead of the study's "
+            f"{code!r} (tuned for {getattr(code, 'worker_dtype', '?')} workers, the data is "
+            f"{Xtr.dtype}); build the code for {Xtr.dtype} workers or use encode='batch'"
+        )
     return cm
 
 
