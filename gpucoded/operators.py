@@ -108,7 +108,10 @@ class CodedMatrix:
     ``failed``, ``delays``, ``deadline``, ``answers``, ``verify``, ``nonfinite``,
     ``on_inaccurate``, ``allow_inaccurate``, ``wait_for_accuracy``,
     ``return_info``, ``out``. The encoded side is cached per result dtype; the
-    bound's :math:`\rho_M` is computed once.
+    bound's :math:`\rho_M` is computed once. :meth:`gather` gives chosen workers'
+    encoded blocks for a subset of M's rows or columns as array work only (no
+    executor): what a simulation of fixed answer sets over batches of a fixed data
+    matrix needs (the logistic-regression study's ``CodedSGD(encode="once")``).
     """
 
     #: NumPy defers ``ndarray @ CodedMatrix`` to :meth:`__rmatmul__`.
