@@ -228,6 +228,7 @@ def _coded_data(code: Code, Xtr: np.ndarray) -> Any:
             f"{code!r} (tuned for {getattr(code, 'worker_dtype', '?')} workers, the data is "
             f"{Xtr.dtype}); build the code for {Xtr.dtype} workers or use encode='batch'"
         )
+    cm.gather("B", [0], [0])  # encode now (setup), not in the first training step
     return cm
 
 
