@@ -16,6 +16,12 @@
    :class:`~gpucoded.studies.logreg.CodedProduct` loop and the *uncoded* plain NumPy
    loop (no code at all: a ceiling for any coded loop on the same machine).
 
+3. CodedSGD's two sources of the B blocks of Z = W X_b, timed side by side (interleaved,
+   best of ``--repeat``): ``encode="batch"`` (the batch's feature blocks encoded every
+   step, the default) and ``encode="once"`` (the data held as a ``gpucoded.CodedMatrix``
+   encoded once, the answering workers' columns gathered each step), with the check
+   that both give the CodedProduct loop's W bit for bit.
+
 Run: ``python bench/bench_studies.py [--quick] [--json PATH]``. BLAS is pinned to one
 thread (set before NumPy is imported) unless OPENBLAS_NUM_THREADS is set: on a shared
 2-core machine multi-threaded BLAS on 100×100 blocks mostly measures contention.
@@ -30,6 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -115,6 +122,49 @@ def bench_figure1(n_gammas: int, loop_gammas: int, repeat: int = 3) -> dict:
     }
 
 
+def bench_coded_sgd(iterations: int, repeat: int = 3) -> dict:
+    """it/s of CodedSGD with ``encode="batch"`` and ``encode="once"`` (CodedMatrix-held
+    data), interleaved and best of ``repeat``; both checked against the CodedProduct loop.
+
+    Setup as :func:`gpucoded.studies.logreg.benchmark`: ε-MatDot (5, 5, 7), a random
+    answer pattern per multiplication, batch 128, the MNIST subset (or its synthetic
+    stand-in)."""
+    from gpucoded.studies import logreg as lg
+    from gpucoded.studies import mnist
+
+    X, y, data = mnist.load_or_synthetic()
+    cfg = lg.LogregConfig(iterations=iterations)
+    Xr, Y = np.ascontiguousarray(X), np.eye(10)[y]
+    batches = np.random.default_rng(0).integers(0, X.shape[0], (iterations, cfg.batch))
+    code, answers, P = lg.make_scheme("approx_matdot", 5, 5, 7)
+    subs = list(itertools.combinations(range(P), answers))
+    rng = np.random.default_rng(1)
+    pats = (rng.integers(0, len(subs), iterations), rng.integers(0, len(subs), iterations))
+    mz, mg = lg.CodedProduct(code, subs), lg.CodedProduct(code, subs)
+    ref = lg.train(Xr, Y, cfg, batches, mz, mg, pats)
+    sgds, setup = {}, {}
+    for enc in ("batch", "once"):
+        t0 = time.perf_counter()
+        sgds[enc] = lg.CodedSGD(code, subs, Xr, 10, cfg.batch, encode=enc)
+        setup[enc] = time.perf_counter() - t0
+    best = {enc: float("inf") for enc in sgds}
+    same = {}
+    for _ in range(max(1, repeat)):
+        for enc, sgd in sgds.items():
+            t0 = time.perf_counter()
+            W = lg.train_coded(Xr, Y, cfg, batches, sgd, pats)
+            best[enc] = min(best[enc], time.perf_counter() - t0)
+            same[enc] = bool(np.array_equal(W, ref))
+    return {
+        "data": data,
+        "iterations": iterations,
+        "repeat": repeat,
+        **{f"{e}_it_s": iterations / best[e] for e in sgds},
+        **{f"{e}_setup_s": setup[e] for e in sgds},
+        **{f"{e}_identical_to_product_loop": same[e] for e in sgds},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer γ values / iterations")
@@ -155,6 +205,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{lr['identical_to_product_loop']}) | "
             f"uncoded plain NumPy loop {lr['uncoded_it_s']:.0f} it/s "
             f"(= {lr['uncoded_it_s'] / lr['naive_it_s']:.1f}x the coded_matmul loop)"
+        )
+    if logreg is not None:
+        sg = bench_coded_sgd(100 if args.quick else 400, args.repeat)
+        out["coded_sgd_encode"] = sg
+        print(
+            f"CodedSGD, B blocks of Z = W X_b (best of {sg['repeat']}, {sg['iterations']} it): "
+            f"encoded per batch {sg['batch_it_s']:.0f} it/s | CodedMatrix-held, encoded once "
+            f"{sg['once_it_s']:.0f} it/s ({sg['once_it_s'] / sg['batch_it_s']:.2f}x; setup "
+            f"{sg['once_setup_s']:.2f} s) | W bit-identical to the CodedProduct loop: "
+            f"{sg['batch_identical_to_product_loop']}, {sg['once_identical_to_product_loop']}"
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

@@ -108,7 +108,10 @@ class CodedMatrix:
     ``failed``, ``delays``, ``deadline``, ``answers``, ``verify``, ``nonfinite``,
     ``on_inaccurate``, ``allow_inaccurate``, ``wait_for_accuracy``,
     ``return_info``, ``out``. The encoded side is cached per result dtype; the
-    bound's :math:`\rho_M` is computed once.
+    bound's :math:`\rho_M` is computed once. :meth:`gather` gives chosen workers'
+    encoded blocks for a subset of M's rows or columns as array work only (no
+    executor): what a simulation of fixed answer sets over batches of a fixed data
+    matrix needs (the logistic-regression study's ``CodedSGD(encode="once")``).
     """
 
     #: NumPy defers ``ndarray @ CodedMatrix`` to :meth:`__rmatmul__`.
@@ -139,6 +142,7 @@ class CodedMatrix:
         self.allow_inaccurate = allow_inaccurate
         self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
         self._encoded: dict[tuple, Any] = {}
+        self._rows: dict[tuple, Any] = {}
         self._rho: dict[str, float] = {}
 
     @property
@@ -173,6 +177,63 @@ class CodedMatrix:
             M = self.M.astype(dtype, copy=False)
             self._encoded[key] = self.executor.place(encode_side(self.code, M, side, dims))
         return self._encoded[key]
+
+    def gather(self, side: str, workers: Any, index: Any, dtype: Any = None) -> Any:
+        r"""Encoded blocks of some workers for a subset of M's rows or columns.
+
+        Array work only (no executor, no checks of answers): what a simulation of a
+        fixed answer set needs, e.g. a training loop over batches of a fixed data
+        matrix. M is encoded once per (side, dtype), in M's array namespace, into a
+        layout whose gather is one row ``take``.
+
+        * side ``"B"`` (M the right operand, grid with t = 1): slab i of the result is
+          :math:`\tilde M_w[:,J]^\top` for ``w = workers[i]``, ``J = index``, i.e.
+          the transposed B block of worker w for the product with :math:`M[:,J]`
+          (:math:`G_B` mixes only M's row blocks, so selecting columns commutes
+          with encoding);
+        * side ``"A"`` (M the left operand, p = 1): slab i is
+          :math:`\tilde M_w[J,:]`, worker w's A block for :math:`M[J,:]`.
+
+        Parameters
+        ----------
+        side : {"A", "B"}
+        workers : sequence of int
+            Worker indices (r of them, each in ``0 .. P-1``).
+        index : sequence of int
+            Columns (side B) or rows (side A) of M, each in range (no wrap-around).
+        dtype : dtype, optional
+            Result dtype of the products (default M's); the encoding is in
+            ``code.work_dtype(dtype)``.
+
+        Returns
+        -------
+        array (r, len(index), cb)
+            cb = ⌈(inner dimension)/s⌉, zero padded like the code's blocks; the
+            entries are those of :meth:`encoded` (the same encoding GEMM).
+        """
+        g = self.code.grid
+        if side not in ("A", "B") or (g.p if side == "A" else g.t) != 1:
+            raise ValueError(
+                f"gather needs side 'A' with p = 1 or side 'B' with t = 1; got side "
+                f"{side!r} on {g}"
+            )
+        xp = array_module(self.M)
+        n, k = self.M.shape
+        nfree = n if side == "A" else k  # the dimension ``index`` selects from
+        key = (side, np.dtype(self.M.dtype if dtype is None else dtype))
+        if key not in self._rows:
+            dims = g.block_dims(n, k, 1) if side == "A" else g.block_dims(1, n, k)
+            enc = encode_side(self.code, self.M.astype(key[1], copy=False), side, dims)
+            enc = enc if side == "A" else enc.transpose(0, 2, 1)  # (P, nfree, cb)
+            self._rows[key] = xp.ascontiguousarray(enc).reshape(self.code.P * nfree, -1)
+        w = np.asarray(workers, dtype=np.intp).reshape(-1)
+        J = xp.asarray(index).reshape(-1)
+        if w.size and (w.min() < 0 or w.max() >= self.code.P):
+            raise IndexError(f"workers must lie in 0..{self.code.P - 1}, got {w.tolist()}")
+        if J.size and (int(J.min()) < 0 or int(J.max()) >= nfree):
+            raise IndexError(f"index must lie in 0..{nfree - 1} (M is {n}×{k}, side {side})")
+        flat = (xp.asarray(w)[:, None] * nfree + J[None, :]).reshape(-1)
+        return self._rows[key].take(flat, axis=0).reshape(w.size, J.size, -1)
 
     def rho(self, side: str) -> float:
         r""":math:`\rho_M` of the bound: √p·max row norm (side A), √t·max column norm (B)."""

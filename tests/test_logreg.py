@@ -42,18 +42,22 @@ def test_coded_product_matches_coded_matmul(scheme):
         assert np.abs(mine - ref).max() <= 2 * info.fp_bound
 
 
+@pytest.mark.parametrize("encode", ["batch", "once"])
 @pytest.mark.parametrize(
     "scheme, cfg",
     [("approx_matdot", (5, 5, 7)), ("matdot", (3, 4, 6)), ("uncoded_fail", (4, 3, 5))],
 )
-def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg):
+def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, encode):
     """The fused training loop reproduces the CodedProduct loop bit for bit.
 
     It runs the same GEMMs (encode rows GA[S]/GB[S], the |S| worker products, the decode
     weights) on operands with the same values and layout; the padding it keeps in W
     and in the samples are exact zeros, whose products and decodes are exact zeros. So
     no rounding differs: the claim is equality, with random patterns per product and
-    shapes that need padding (d = 37, batch = 11 are not multiples of m).
+    shapes that need padding (d = 37, batch = 11 are not multiples of m). With
+    ``encode="once"`` the B blocks of Z = W X_b are gathered from the data held as a
+    CodedMatrix (all P workers encoded once): each entry is the same length-m sum of
+    G_B[w, j] times the same sample entries, so equality still holds.
     """
     rng = np.random.default_rng(3)
     X, y = rng.random((60, 37)), rng.integers(0, 4, 60)
@@ -65,18 +69,23 @@ def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg):
     pats = (rng.integers(0, len(subs), 25), rng.integers(0, len(subs), 25))
     mz, mg = L.CodedProduct(code, subs), L.CodedProduct(code, subs)
     ref = L.train(X, Y, lcfg, batches, mz, mg, pats)
-    sgd = L.CodedSGD(code, subs, X, 4, 11)
+    sgd = L.CodedSGD(code, subs, X, 4, 11, encode=encode)
+    assert (sgd.data is None) == (encode == "batch")
     assert np.array_equal(L.train_coded(X, Y, lcfg, batches, sgd, pats), ref)
     assert np.any(ref != 0)
 
 
 def test_coded_sgd_errors():
-    from gpucoded.codes import ApproxPolyDot
+    from gpucoded.codes import ApproxMatDot, ApproxPolyDot
 
     X = np.zeros((20, 8))
     with pytest.raises(ValueError, match="p = t = 1"):
         L.CodedSGD(ApproxPolyDot(2, 2, 9, gamma=30.0), [tuple(range(9))], X, 3, 4)
     code, answers, workers = L.make_scheme("matdot", 2, 3, 4)
+    with pytest.raises(ValueError, match="encode must be 'batch' or 'once'"):
+        L.CodedSGD(code, [(0, 1, 2)], X, 3, 4, encode="twice")
+    with pytest.raises(ValueError, match="instead of the study's"):  # no silent retune
+        L.CodedSGD(ApproxMatDot(2, 4, dtype="float32"), [(0, 1, 2)], X, 3, 4, encode="once")
     sgd = L.CodedSGD(code, [(0, 1, 2)], X, 3, 4)
     with pytest.raises(ValueError, match="shape"):
         L.train_coded(

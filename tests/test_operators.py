@@ -160,3 +160,38 @@ def test_dask_runs_each_worker_where_its_block_was_placed(monkeypatch):
     for key, workers in sent:
         w = int(key.rsplit("-w", 1)[1])
         assert workers == [placed.where[w]], (w, workers)
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+def test_gather_is_the_encoded_blocks_of_the_selected_rows_or_columns(side):
+    """gather(side, workers, J) holds exactly the entries of the encoded stack for M's
+    rows J (side A, p = 1) or columns J (side B, t = 1, transposed): a copy of the
+    same encoding GEMM's output, so equality is exact. Padding: k = 29 is not a
+    multiple of m = 3, and J repeats and reorders indices."""
+    M = unit_gaussian((31, 29), 9)
+    cm = gpucoded.CodedMatrix(M, "matdot", m=3, P=6, executor="serial")
+    n, k = M.shape
+    workers, J = [4, 0, 2], [5, 0, 5, 17, 3]
+    got = cm.gather(side, workers, J)
+    if side == "A":
+        enc = cm.encoded("A", M.dtype, cm.code.grid.block_dims(n, k, 1))  # (P, n, cb)
+        want = enc[workers][:, J, :]
+    else:
+        enc = cm.encoded("B", M.dtype, cm.code.grid.block_dims(1, n, k))  # (P, cb, k)
+        want = enc[workers][:, :, J].transpose(0, 2, 1)
+    assert got.shape == (3, 5, want.shape[2]) and np.array_equal(got, want)
+    assert got.dtype == np.float64 and cm.gather(side, [1], [2], np.float32).dtype == np.float32
+
+
+def test_gather_refuses_what_it_cannot_select():
+    M = unit_gaussian((12, 10), 10)
+    cm = gpucoded.CodedMatrix(M, "polydot", p=2, q=2, executor="serial")
+    with pytest.raises(ValueError, match="side 'A' with p = 1"):
+        cm.gather("A", [0], [1])  # PolyDot splits M's rows: a row is not a block's row
+    cm = gpucoded.CodedMatrix(M, "matdot", m=2, P=4, executor="serial")
+    with pytest.raises(IndexError, match=r"index must lie in 0\.\.9"):
+        cm.gather("B", [0], [10])
+    with pytest.raises(IndexError, match="index must lie"):
+        cm.gather("B", [0], [-1])  # no wrap-around into another worker's rows
+    with pytest.raises(IndexError, match=r"workers must lie in 0\.\.3"):
+        cm.gather("A", [4], [0])

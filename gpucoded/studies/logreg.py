@@ -36,6 +36,7 @@ import numpy as np
 
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Uncoded
 from ..codes.gamma import auto_gamma
+from ..operators import CodedMatrix
 from .progress import Progress
 from .sweep import stacked_weights, subset_sweep
 
@@ -128,6 +129,20 @@ class CodedSGD:
     padded : ndarray (N + 1, m·cz), optional
         ``Xp`` of a CodedSGD built on the same ``Xtr`` with the same m (shared, not
         copied).
+    encode : {"batch", "once"}
+        Where the B operand of :math:`Z = WX_b` comes from. ``"batch"`` (default): the
+        gathered batch's feature blocks, encoded every step
+        (:math:`G_B[S]` times a (m, cz·batch) copy). ``"once"``: the samples are held
+        as a :class:`gpucoded.CodedMatrix` :math:`M = X_{\rm tr}^\top`, encoded once
+        (:math:`\tilde M_w = \sum_j G_B[w,j] M_j`, P·N·cz numbers), and a step
+        gathers the answering workers' columns of the batch
+        (:meth:`~gpucoded.CodedMatrix.gather`): the coded deployment's arrangement.
+        Both give the same W bit for bit (each encoded entry is the same length-m
+        sum). ``"once"`` is slower on a CPU: the product :math:`HX_b^\top` needs the
+        raw batch anyway (its sample blocks change with every batch), so the
+        gathered encoded rows (r·batch·cz numbers, read from the P/m-times larger
+        encoded copy of the data, mostly from DRAM) come on top of the raw rows, where
+        ``"batch"`` encodes the raw rows already in cache (see ``bench/bench_studies.py``).
     """
 
     def __init__(
@@ -139,8 +154,11 @@ class CodedSGD:
         batch: int,
         *,
         padded: np.ndarray | None = None,
+        encode: str = "batch",
     ) -> None:
         g = code.grid
+        if encode not in ("batch", "once"):
+            raise ValueError(f"encode must be 'batch' or 'once', got {encode!r}")
         if (g.p, g.t) != (1, 1):
             raise ValueError(f"CodedSGD needs a grid with p = t = 1, got {g}")
         prod = CodedProduct(code, subsets)  # weights and encoding rows of the patterns
@@ -158,6 +176,9 @@ class CodedSGD:
             self.Xp[:N, :d] = Xtr
         self._pad = np.full(self.m * self.cg - batch, N)  # the zero sample
         self._hp = np.zeros((J, self.m * self.cg))
+        self.data = None if encode == "batch" else _coded_data(code, Xtr)
+        self._S = np.array(self.subsets, dtype=np.intp)
+        self._bt = np.empty((self.r, self.cz, batch))  # Z's B blocks (encode="once")
 
     def step(
         self, W: np.ndarray, Xb_idx: np.ndarray, Yb: np.ndarray, iz: int, ig: int, lr: float
@@ -174,7 +195,12 @@ class CodedSGD:
         # Z = W X_b
         Ab = W.reshape(J, m, cz).transpose(1, 0, 2).reshape(m, J * cz)
         At = (self.GA[iz] @ Ab).reshape(r, J, cz)
-        Bt = (self.GB[iz] @ xg[:batch].T.reshape(m, cz * batch)).reshape(r, cz, batch)
+        if self.data is None:
+            Bt = (self.GB[iz] @ xg[:batch].T.reshape(m, cz * batch)).reshape(r, cz, batch)
+        else:  # the answering workers' encoded columns of the batch, (r, batch, cz)
+            Bg = self.data.gather("B", self._S[iz], Xb_idx[:batch])
+            Bt = self._bt
+            np.copyto(Bt, Bg.transpose(0, 2, 1))  # the GEMM below is 2x faster on this layout
         Z = (self.W[iz] @ (At @ Bt).reshape(r, J * batch)).reshape(J, batch)
         H = _softmax(Z) - Yb
         # G = H X_b^T
@@ -191,6 +217,19 @@ class CodedSGD:
         row up to m sample blocks (what :meth:`step` would append per call)."""
         pad = np.broadcast_to(self._pad, (batches.shape[0], self._pad.size))
         return np.concatenate([batches, pad], axis=1)
+
+
+def _coded_data(code: Code, Xtr: np.ndarray) -> Any:
+    """``Xtr.T`` as a :class:`gpucoded.CodedMatrix` of exactly ``code`` (array work only)."""
+    cm = CodedMatrix(Xtr.T, code, executor="serial", allow_inaccurate=True)
+    if cm.code is not code:  # e.g. an ε-code retuned for another worker format
+        raise ValueError(
+            f"encode='once': CodedMatrix would run {cm.code!r} instead of the study's "
+            f"{code!r} (tuned for {getattr(code, 'worker_dtype', '?')} workers, the data is "
+            f"{Xtr.dtype}); build the code for {Xtr.dtype} workers or use encode='batch'"
+        )
+    cm.gather("B", [0], [0])  # encode now (setup), not in the first training step
+    return cm
 
 
 def train_coded(
