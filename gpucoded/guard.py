@@ -210,7 +210,9 @@ def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
     used = len(info.workers) if info is not None else code.recovery_threshold
     if getattr(code, "approximate", False):
         if used < code.P:
-            fixes.append(f"more answers (answers={min(used + 1, code.P)}..{code.P})")
+            lo = min(used + 1, code.P)
+            more = f"answers={lo}" if lo == code.P else f"answers={lo}..{code.P}"
+            fixes.append(f"more answers ({more})")
         tuned = getattr(code, "gamma_choice", None) == "auto"
         if not (tuned and getattr(code, "worker_dtype", None) == fmt.name):
             fixes.append(f"gamma='auto' (points tuned for {fmt.name} workers)")
