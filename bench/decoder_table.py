@@ -2,7 +2,7 @@
 
 A, B: 99×99 Gaussian with unit Frobenius norm (seeds 1, 2), C in extended precision,
 float64 workers; every subset of N of the P workers; the three decoders of the codes
-(``"interpolation"``: the library before issue 12, ``"minnorm"``: the paper's reference
+(``"interpolation"``: the library's earlier default decoder, ``"minnorm"``: the paper's reference
 implementation, ``"auto"``: the new default). ``python -m bench.decoder_table``.
 """
 
