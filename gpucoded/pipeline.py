@@ -695,10 +695,35 @@ def absmax(C: Any) -> float:
 Encoder = Callable[[], tuple[Any, Any]]
 
 
+def refuse_unreachable(code: Code, call: Call) -> None:
+    """Raise :class:`NotEnoughAnswersError` when the answers that can still arrive (not
+    ``failed``, no infinite delay) cannot satisfy the code or ``answers=``."""
+    never = {w for w in range(code.P) if call.delays is not None and math.isinf(call.delays[w])}
+    gone = set(call.failed) | never
+    live = [w for w in range(code.P) if w not in gone]
+    if code.can_decode(live) and len(live) >= (call.answers or 0):
+        return
+    need = max(call.answers or 0, code.recovery_threshold)
+    raise NotEnoughAnswersError(
+        f"{code!r} needs {need} answers, but only {len(live)} of its P={code.P} workers "
+        f"can answer ({len(call.failed)} failed, {len(never)} never answer); nothing was "
+        "started: use more workers (P=...), a smaller m, or fewer failures",
+        needed=need,
+        answered=[],
+        erased={w: "failed" if w in call.failed else "never answers" for w in sorted(gone)},
+    )
+
+
 def start(
     code: Code, encode: Encoder, executor: Executor, call: Call, fmt: Format, info: CallInfo
 ) -> tuple[Run, Any, Any]:
-    """Encode, and start the workers that are not ``failed``."""
+    """Encode, and start the workers that are not ``failed``.
+
+    A run that cannot reach the decode rule even if every other worker answers (too
+    many ``failed`` or never-answering workers, ``answers=`` above what can arrive) is
+    refused here, before anything is encoded or started.
+    """
+    refuse_unreachable(code, call)
     t0 = time.perf_counter()
     At, Bt = encode()
     info.encode_time = time.perf_counter() - t0

@@ -61,12 +61,35 @@ def test_code_instance_and_conflicts():
         gpucoded.coded_matmul(A, B, code, gamma=3.0)
 
 
-def test_too_many_failures_names_the_answers():
+def test_too_many_failures_refused_before_any_worker_runs():
+    """Failures known at call time (failed=, infinite delays) that leave fewer workers
+    than the code needs are refused before anything is encoded or started."""
+    from gpucoded.executors.local import SerialExecutor
+
+    class Counting(SerialExecutor):
+        starts = 0
+
+        def start(self, At, Bt, **kw):
+            Counting.starts += 1
+            return super().start(At, Bt, **kw)
+
     A = B = np.eye(6)
     with pytest.raises(gpucoded.NotEnoughAnswersError) as ei:
-        gpucoded.coded_matmul(A, B, "matdot", m=3, P=6, failed=[0, 1])
-    assert ei.value.needed == 5 and ei.value.answered == (2, 3, 4, 5)
-    assert "needs 5 answers" in str(ei.value)
+        gpucoded.coded_matmul(A, B, "matdot", m=3, P=6, failed=[0, 1], executor=Counting())
+    assert ei.value.needed == 5 and ei.value.answered == ()
+    assert ei.value.erased == {0: "failed", 1: "failed"}
+    assert "needs 5 answers" in str(ei.value) and "nothing was started" in str(ei.value)
+    delays = [0.0, math.inf, 0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(gpucoded.NotEnoughAnswersError, match="1 never answer"):
+        gpucoded.coded_matmul(A, B, "matdot", m=3, P=6, failed=[0], delays=delays,
+                              executor=Counting())  # fmt: skip
+    with pytest.raises(gpucoded.NotEnoughAnswersError, match="needs 6 answers"):
+        gpucoded.coded_matmul(A, B, "matdot", m=3, P=6, failed=[0], answers=6,
+                              executor=Counting())  # fmt: skip
+    assert Counting.starts == 0
+    # one failure fewer: it runs
+    gpucoded.coded_matmul(A, B, "matdot", m=3, P=6, failed=[0], executor=Counting())
+    assert Counting.starts == 1
 
 
 def test_delays_pick_the_fastest_workers():

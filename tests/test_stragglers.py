@@ -182,5 +182,5 @@ def test_progressive_break_cancels_the_run():
 
 def test_progressive_not_enough_answers():
     A, B = unit_gaussian((10, 10), 19), unit_gaussian((10, 10), 20)
-    with pytest.raises(gpucoded.NotEnoughAnswersError, match="only 1 usable"):
+    with pytest.raises(gpucoded.NotEnoughAnswersError, match="only 1 of its P=3 workers"):
         list(progressive_matmul(A, B, "approx_matdot", m=2, P=3, failed=[0, 1]))
