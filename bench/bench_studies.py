@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         f"γ>1e4 {res['naive_over_exact_err_gamma_gt_1e4']}"
     )
     try:
-        from gpucoded.studies import logreg  # noqa: PLC0415
+        from gpucoded.studies import logreg
     except ImportError:
         logreg = None
     if logreg is not None and hasattr(logreg, "benchmark"):

@@ -22,7 +22,7 @@ __all__ = ["array_module", "cupy_or_none", "gpu_available", "is_cupy_array", "to
 def cupy_or_none() -> ModuleType | None:
     """Return the ``cupy`` module if it imports and a CUDA device is usable, else None."""
     try:
-        import cupy  # noqa: PLC0415
+        import cupy
     except Exception:  # ImportError, or a broken CUDA install raising at import
         return None
     try:
@@ -59,7 +59,7 @@ def array_module(*arrays: Any) -> ModuleType:
             "or to the device (cupy.asarray) before calling"
         )
     if True in kinds:
-        import cupy  # noqa: PLC0415
+        import cupy
 
         return cupy
     return np

@@ -20,11 +20,11 @@ from .errors import InaccurateResultError, NotEnoughAnswersError
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # noqa: PLC0415
+    from .demo import run_demo
 
     run_demo(n=args.n, m=args.m, dtype=args.dtype, seed=args.seed, device=args.device)
     if args.straggler_delay > 0:
-        from .demo import straggler_scenario  # noqa: PLC0415
+        from .demo import straggler_scenario
 
         print()
         straggler_scenario(n=min(args.n, 600), m=3, delay=args.straggler_delay)
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_demo)
 
-    from .studies.cli import register  # noqa: PLC0415  (figure1, logreg, advise)
+    from .studies.cli import register  # figure1, logreg, advise
 
     register(sub)
     for name, sp in sub.choices.items():
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    from .studies.progress import set_quiet  # noqa: PLC0415
+    from .studies.progress import set_quiet
 
     set_quiet(args.quiet)
     try:

@@ -68,7 +68,7 @@ def run_demo(
     B = (B / np.linalg.norm(B)).astype(dtype)
     use_gpu = device == "gpu" or (device == "auto" and gpu_available())
     if use_gpu:
-        import cupy  # noqa: PLC0415
+        import cupy
 
         A, B = cupy.asarray(A), cupy.asarray(B)
     xp = array_module(A)

@@ -210,7 +210,7 @@ def check_call(code: Code, **options: Any) -> Call:
         A value out of range (negative ``deadline``, ``answers`` outside
         [threshold, P], a worker index ≥ P, unknown mode).
     """
-    from .validate import check_count  # noqa: PLC0415
+    from .validate import check_count
 
     unknown = sorted(set(options) - set(CALL_OPTIONS))
     if unknown:
@@ -237,7 +237,7 @@ def check_call(code: Code, **options: Any) -> Call:
 
 def code_option_names(name: str) -> list[str]:
     """Keyword options a code built by ``name`` accepts (its constructor's and make_code's)."""
-    import inspect  # noqa: PLC0415
+    import inspect
 
     cls = CODES.get(name.lower().replace("-", "_"))
     if cls is None:
@@ -265,7 +265,7 @@ def resolve_code(
     (:func:`gpucoded.autocode.choose_code`). Unknown code options raise a
     ``TypeError`` naming them and listing the valid call and code options.
     """
-    from .validate import check_count  # noqa: PLC0415
+    from .validate import check_count
 
     m, P = check_count("m", m), check_count("P", P)
     auto = {k: options.pop(k) for k in ("stragglers", "rtol") if k in options}
@@ -314,8 +314,8 @@ def auto_code(
     m: int | None, P: int | None, auto: dict, options: dict, fmt: Format, shape: Any
 ) -> Code:
     """``code="auto"``: checks its options, then :func:`gpucoded.autocode.choose_code`."""
-    from .autocode import choose_code  # noqa: PLC0415
-    from .validate import check_count  # noqa: PLC0415
+    from .autocode import choose_code
+    from .validate import check_count
 
     if options or m is not None:
         extra = sorted(options) + (["m"] if m is not None else [])
@@ -603,7 +603,7 @@ def matmul_plan(A: Any, B: Any) -> MatmulPlan:
       :math:`(A_1;\dots;A_b)B`, or columns of :math:`A(B_1\dots B_b)`): one encode, P
       GEMMs; otherwise one coded product per broadcast pair.
     """
-    from .validate import _as_array  # noqa: PLC0415
+    from .validate import _as_array
 
     A, B = _as_array("A", A), _as_array("B", B)
     if A.ndim == 0 or B.ndim == 0:
@@ -661,7 +661,7 @@ def check_out(out: Any, shape: tuple, dtype: Any, like: Any) -> None:
             f"{tuple(shape)} and dtype {np.dtype(dtype)}"
         )
     if xp is not np:
-        from .validate import check_same_device  # noqa: PLC0415
+        from .validate import check_same_device
 
         check_same_device(like, out)
 

@@ -186,8 +186,8 @@ def worst_case_failures(
         raise ValueError("give both A and B (measured error) or neither (a-priori bound)")
     products = exact = None
     if A is not None:
-        from .backend import to_numpy  # noqa: PLC0415
-        from .reference import exact_product  # noqa: PLC0415
+        from .backend import to_numpy
+        from .reference import exact_product
 
         A, B = to_numpy(A), to_numpy(B)
         At, Bt = code.encode(A, B)

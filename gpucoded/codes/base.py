@@ -459,7 +459,7 @@ class Code:
         A = A.astype(dtype, copy=False)
         B = B.astype(dtype, copy=False)
         if xp is not np and dtype.kind == "f":
-            from .. import gpu  # noqa: PLC0415  (fused CUDA kernels: one pass over A and B)
+            from .. import gpu  # fused CUDA kernels: one pass over A and B
 
             return gpu.encode_pair(A, B, self.GA, self.GB, (g.p, g.s, g.t))
         GA = xp.asarray(self.GA.astype(dtype, copy=False))
@@ -674,7 +674,7 @@ class Code:
             real = pdtype.kind != "c"
         n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
         if xp is not np and dtype.kind == "f":
-            from .. import gpu  # noqa: PLC0415  (fused CUDA kernel: writes C in place)
+            from .. import gpu  # fused CUDA kernel: writes C in place
 
             # the answers in the order of the set's cached weights (one device copy of W
             # per answer *set*, whatever the arrival order); read in place, no stack

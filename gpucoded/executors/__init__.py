@@ -45,15 +45,15 @@ def get_executor(executor: object = None, *, like: Any = None) -> Executor:
     if isinstance(executor, Executor):
         return executor
     if executor is None:
-        from ..backend import is_cupy_array  # noqa: PLC0415
+        from ..backend import is_cupy_array
 
         if like is not None and is_cupy_array(like):
-            from .cuda import CudaStreamExecutor  # noqa: PLC0415
+            from .cuda import CudaStreamExecutor
 
             return CudaStreamExecutor()
         return ThreadExecutor()
     if _is_dask_client(executor):
-        from .dask import DaskExecutor  # noqa: PLC0415
+        from .dask import DaskExecutor
 
         return DaskExecutor(executor)
     if isinstance(executor, str):
@@ -62,15 +62,15 @@ def get_executor(executor: object = None, *, like: Any = None) -> Executor:
         if executor == "serial":
             return SerialExecutor()
         if executor == "cuda":
-            from .cuda import CudaStreamExecutor  # noqa: PLC0415
+            from .cuda import CudaStreamExecutor
 
             return CudaStreamExecutor()
         if executor == "dask":
-            from .dask import local_executor  # noqa: PLC0415
+            from .dask import local_executor
 
             return local_executor()
         if "://" in executor or ":" in executor:
-            from .dask import DaskExecutor  # noqa: PLC0415
+            from .dask import DaskExecutor
 
             return DaskExecutor(executor)
     raise ValueError(

@@ -44,7 +44,7 @@ def _limit_blas(threads: int) -> Any:
     changed (no threadpoolctl, or BLAS already uses at most ``threads``).
     """
     try:
-        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+        from threadpoolctl import ThreadpoolController
     except ImportError:
         return None
     if not _CONTROLLER:

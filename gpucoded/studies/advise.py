@@ -179,8 +179,8 @@ def _mixed_option(
     (:class:`~gpucoded.codes.gamma.ErrorModel`) at the effective unit roundoff of the sliced
     products, :math:`u_{\rm eff}=\max(2^{-53}, 2^{-s\beta})` (s slices of β bits).
     """
-    from ..mixed import slice_bits  # noqa: PLC0415
-    from .beyond import MIXED_SLICES, SCHEMES, subset_sample  # noqa: PLC0415
+    from ..mixed import slice_bits
+    from .beyond import MIXED_SLICES, SCHEMES, subset_sample
 
     inner = ApproxMatDot(m, P, gamma=1.0).grid.block_dims(*A.shape, B.shape[1])[1]
     u_eff = max(unit_roundoff("float64"), 2.0 ** (-MIXED_SLICES * slice_bits(inner)))
@@ -243,7 +243,7 @@ def progressive(
     m: int, P: int, stragglers: int, usual_stragglers: int, dtype: str = "float64", n: int = 100
 ) -> Progressive:
     """Measure ε-MatDot's progressive decoding (see :class:`Progressive`)."""
-    from .progressive_gain import worst_errors  # noqa: PLC0415
+    from .progressive_gain import worst_errors
 
     r, ru = P - stragglers, P - usual_stragglers
     if not 0 <= usual_stragglers <= stragglers:
@@ -372,7 +372,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def auto_lines(P: int, stragglers: int, dtype: str, rtol: float, n: int) -> list[str]:
     """What ``coded_matmul(..., code="auto", P=P, stragglers=..., rtol=rtol)`` picks, and why."""
-    from ..autocode import choose_code  # noqa: PLC0415
+    from ..autocode import choose_code
 
     head = f"code='auto', P={P}, stragglers={stragglers}, rtol={rtol:g}, {dtype} workers:"
     try:

@@ -486,11 +486,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def plot(rows: list[dict], path: Path) -> Path:
     """Error vs m, one line per scheme; panels P ∈ {m+2, 2m} × worker format."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cases = sorted({r["P_case"] for r in rows}, reverse=True)
     dtypes = list(dict.fromkeys(r["dtype"] for r in rows))

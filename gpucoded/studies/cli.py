@@ -17,7 +17,7 @@ def single_thread_blas() -> Iterator[None]:
     100×100 blocks mostly spins (measured 5× slower on 2 busy cores).
     """
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+        from threadpoolctl import threadpool_limits
     except ImportError:
         yield
         return
@@ -35,7 +35,7 @@ def _wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespa
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the study subcommands to the ``gpucoded`` parser's subparsers."""
-    from . import advise, beyond, figure1, logreg, progressive_gain  # noqa: PLC0415
+    from . import advise, beyond, figure1, logreg, progressive_gain
 
     p = sub.add_parser(
         "figure1", help="paper Fig. 1: true worst-case error over all failure patterns"

@@ -87,7 +87,7 @@ def _neg(x: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _applies(code: Any) -> bool:
-    from ..codes import EvaluationCode  # noqa: PLC0415
+    from ..codes import EvaluationCode
 
     if not isinstance(code, EvaluationCode) or np.iscomplexobj(code.points):
         return False

@@ -364,11 +364,11 @@ def read_csv(path: Path) -> list[dict]:
 
 def plot(rows: list[dict], outdir: Path) -> list[Path]:
     """Figure 1 (a), (b), (c) per worker dtype as PNGs; returns the paths."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     paths = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
@@ -436,7 +436,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     plt.close(fig)
     return path
@@ -498,7 +498,7 @@ def main(args: argparse.Namespace) -> int:
     paths = [] if args.no_plots else plot(rows, out)
     print(f"wrote {out / 'figure1.csv'} ({len(rows)} rows) in {time.perf_counter() - t0:.1f} s")
     if getattr(args, "auto_gamma_check", False):
-        from .gamma_check import gamma_check, plot_gamma_check  # noqa: PLC0415
+        from .gamma_check import gamma_check, plot_gamma_check
 
         grows, curves = gamma_check()
         paths += plot_gamma_check(grows, curves, out)

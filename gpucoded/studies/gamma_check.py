@@ -79,10 +79,10 @@ def gamma_check(
 
 def plot_gamma_check(rows: list[dict], curves: dict, outdir: Path) -> list[Path]:
     """``autogamma.csv`` and ``autogamma.png`` (one panel per (dtype, m))."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     outdir = Path(outdir)
     with open(outdir / "autogamma.csv", "w", newline="") as f:

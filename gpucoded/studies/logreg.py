@@ -259,7 +259,7 @@ def _padded_points(P: int, total: int) -> np.ndarray:
     The spare workers never answer; they only let a code be built with fewer real
     workers than its exact recovery threshold (the paper's MatDot/Chebyshev with
     P < 2m − 1, decoded by truncated interpolation)."""
-    from ..points import chebyshev  # noqa: PLC0415
+    from ..points import chebyshev
 
     nodes = chebyshev(P, 1.0)
     spare = np.cos((np.arange(total - P) + 0.5) * np.pi / (total - P + 0.37)) * 0.999
@@ -568,8 +568,8 @@ def benchmark(iterations: int = 400, m: int = 5, n_succ: int = 5, P: int = 7) ->
     max |ΔW| / max |W| against the ``coded_matmul`` loop (0 when the library's decode
     runs the same GEMMs; rounding-level otherwise, amplified by training).
     """
-    from ..api import coded_matmul  # noqa: PLC0415
-    from . import mnist  # noqa: PLC0415
+    from ..api import coded_matmul
+    from . import mnist
 
     X, y, data = mnist.load_or_synthetic()
     cfg = LogregConfig(iterations=iterations)
@@ -643,7 +643,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``gpucoded logreg``: CSV + Markdown tables in ``args.out``."""
-    from . import mnist  # noqa: PLC0415
+    from . import mnist
 
     try:
         X, y = mnist.load(args.mnist_dir)

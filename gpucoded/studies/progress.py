@@ -62,7 +62,7 @@ class Progress:
         self.enabled = enabled and progress_enabled(self.stream)
         self._bar: Any = None
         if self.enabled:
-            from tqdm import tqdm  # noqa: PLC0415
+            from tqdm import tqdm
 
             self._bar = tqdm(
                 total=total, desc=label, file=self.stream, ncols=width, leave=True,

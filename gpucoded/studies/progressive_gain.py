@@ -207,10 +207,10 @@ def markdown(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path) -> Path:
     """Worst error vs extra answers r − m; solid: γ tuned for m, dashed: γ tuned for r."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
     fig, axes = plt.subplots(1, len(dtypes), figsize=(5.4 * len(dtypes), 4.0), squeeze=False)
