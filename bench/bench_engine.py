@@ -452,6 +452,7 @@ def wait_row(label, code, tau, res, base, draws, ideal, flagged) -> str:
         f"{1e3 * t_acc:.0f} | "
         f"{over(allx, 'err'):.1e} | {over(allx, 'err', max):.1e} | "
         f"{over(flagged, 'err', max):.1e} | {sum(r['warned'] for r in res)} | "
+        f"{sum(r['err'] > 1e-2 and not r['warned'] for r in res)} | "
         f"{sum(r['waited'] for r in res)} | {over(allx, 'used', max)} |"
     )
 
@@ -459,8 +460,8 @@ def wait_row(label, code, tau, res, base, draws, ideal, flagged) -> str:
 WAIT_HEAD = (
     "| code | K | flagged | wait_for_accuracy | T_(K) | total (all) | extra (all) "
     "| total (flagged) | extra (flagged) | ideal extra | rel. err median | max "
-    "| max (flagged) | warned | waited | max used |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| max (flagged) | warned | silent > 1e-2 | waited | max used |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
