@@ -33,17 +33,28 @@ costs. Usage::
 
     python bench/bench_engine.py                 # threads, prints a markdown table
     python bench/bench_engine.py --executor dask --reps 3
+    python bench/bench_engine.py --wait 0.1      # latency cost of wait_for_accuracy
+
+``--wait TAU`` (:func:`wait_bench`): for codes whose first K arrivals are often
+predicted inaccurate (:func:`gpucoded.guard.accurate_enough`) and for
+well-conditioned ones, each draw of a shifted-exponential latency model runs
+``coded_matmul`` without and with ``wait_for_accuracy=TAU``; the table gives the
+time-to-result, the relative error :math:`\max|\hat C-AB|/\max|AB|` against the
+extended-precision product, and the warnings, over all draws and over the draws
+whose first K are flagged.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import queue
 import statistics
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,9 +67,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpucoded import coded_matmul, make_code  # noqa: E402
+from gpucoded import InaccurateResultWarning, coded_matmul, guard, make_code  # noqa: E402
 from gpucoded.codes import Code  # noqa: E402
 from gpucoded.executors import Executor, get_executor  # noqa: E402
+from gpucoded.formats import get_format  # noqa: E402
 from gpucoded.reference import exact_product  # noqa: E402
 from gpucoded.stragglers import (  # noqa: E402
     Bimodal,
@@ -342,6 +354,134 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+#: (label, code name, m, P, dtype, down) of the wait_for_accuracy benchmark; the
+#: last ``down`` workers never answer (for Chebyshev: the nodes nearest −1)
+WAIT_CASES = [
+    ("ε-MatDot", "approx_matdot", 3, 9, "float32", 0),
+    ("Chebyshev", "chebyshev", 8, 24, "float32", 4),
+    ("MatDot", "matdot", 6, 30, "float32", 0),
+    ("Chebyshev", "chebyshev", 8, 24, "float32", 0),
+    ("MatDot", "matdot", 3, 9, "float64", 0),
+]
+
+
+def ideal_accurate_time(code: Code, d: list[float], fmt: object) -> tuple[bool, float]:
+    """Offline, from the injected times ``d``: whether the first K arrivals are
+    predicted inaccurate, and the earliest arrival time at which the answers in hand
+    hold a set :func:`gpucoded.guard.accurate_enough` accepts (what an ideal
+    ``wait_for_accuracy`` waits for; inf if none)."""
+    order = sorted(range(len(d)), key=lambda w: d[w])
+    K = code.recovery_threshold
+    flagged = not guard.accurate_enough(code, order[:K], fmt)
+    for j in range(K, len(order) + 1):
+        S = guard.choose_answers(code, order[:j], fmt, needed=K)
+        if guard.accurate_enough(code, S, fmt):
+            return flagged, d[order[j - 1]]
+    return flagged, math.inf
+
+
+def timed_call(A, B, code: Code, d, ex, tau, cold: bool) -> dict:
+    """One ``coded_matmul`` (weights cache cleared first if ``cold``): time, answers,
+    whether it warned, how the set was chosen."""
+    if cold:
+        code._cache.clear()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always", InaccurateResultWarning)
+        t0 = time.perf_counter()
+        C, info = coded_matmul(
+            A, B, code, delays=d, executor=ex, wait_for_accuracy=tau, return_info=True
+        )
+        total = time.perf_counter() - t0
+    warned = any(issubclass(w.category, InaccurateResultWarning) for w in rec)
+    return dict(C=C, total=total, wait=info.time_to_decode, used=len(info.used),
+                warned=warned, waited="waited" in info.selection)  # fmt: skip
+
+
+def wait_case(args, ex, label, name, m, P, dtype, down) -> list[str]:
+    """Two table rows (without / with ``wait_for_accuracy=args.wait``) for one code."""
+    kw = {"dtype": dtype} if name.startswith("approx") else {}
+    code = make_code(name, m=m, P=P, **kw)
+    fmt = get_format(dtype)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((args.n, args.n)).astype(dtype)
+    B = rng.standard_normal((args.n, args.n)).astype(dtype)
+    E = exact_product(A, B).astype(np.float64)
+    scale = float(np.abs(E).max())
+    model = ShiftedExponential(shift=0.1 * args.scale, scale=0.05 * args.scale)
+    draws = [[float(x) for x in model.sample(P, seed=7000 + r)] for r in range(args.reps)]
+    for d in draws:
+        d[P - down :] = [math.inf] * down
+    ideal = [ideal_accurate_time(code, d, fmt) for d in draws]
+    flagged = [i for i, (f, _) in enumerate(ideal) if f]
+    coded_matmul(A, B, code, executor=ex, allow_inaccurate=True)  # warm the pool
+    rows, base = [], None
+    for tau in (None, args.wait):
+        res = []
+        for d in draws:
+            r = timed_call(A, B, code, d, ex, tau, cold=not args.warm)
+            r["err"] = float(np.abs(r.pop("C") - E).max()) / scale
+            res.append(r)
+        base = base or res
+        label_ = f"{label} m={m} P={P} {dtype}" + (
+            f", workers {P - down}–{P - 1} down" if down else ""
+        )
+        rows.append(wait_row(label_, code, tau, res, base, draws, ideal, flagged))
+    return rows
+
+
+def wait_row(label, code, tau, res, base, draws, ideal, flagged) -> str:
+    """One markdown row: medians over all draws and over the flagged ones (ms)."""
+    med = statistics.median
+    K = code.recovery_threshold
+    tk = med(sorted(d)[K - 1] for d in draws)
+
+    def over(ix, key, f=med):
+        return f(res[i][key] for i in ix) if ix else math.nan
+
+    allx = range(len(res))
+
+    def extra(ix):  # median over the draws ix of (this mode − no wait), paired per draw
+        return med(res[i]["total"] - base[i]["total"] for i in ix) if ix else math.nan
+
+    t_acc = med(ideal[i][1] - sorted(draws[i])[K - 1] for i in flagged) if flagged else math.nan
+    mode = "–" if tau is None else f"{tau:g} s"
+    return (
+        f"| {label} | {K} | {len(flagged)}/{len(res)} | {mode} | "
+        f"{1e3 * tk:.0f} | {1e3 * over(allx, 'total'):.0f} | {1e3 * extra(allx):+.0f} | "
+        f"{1e3 * over(flagged, 'total'):.0f} | {1e3 * extra(flagged):+.0f} | "
+        f"{1e3 * t_acc:.0f} | "
+        f"{over(allx, 'err'):.1e} | {over(allx, 'err', max):.1e} | "
+        f"{over(flagged, 'err', max):.1e} | {sum(r['warned'] for r in res)} | "
+        f"{sum(r['err'] > 1e-2 and not r['warned'] for r in res)} | "
+        f"{sum(r['waited'] for r in res)} | {over(allx, 'used', max)} |"
+    )
+
+
+WAIT_HEAD = (
+    "| code | K | flagged | wait_for_accuracy | T_(K) | total (all) | extra (all) "
+    "| total (flagged) | extra (flagged) | ideal extra | rel. err median | max "
+    "| max (flagged) | warned | silent > 1e-2 | waited | max used |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def wait_bench(args: argparse.Namespace) -> str:
+    """The wait_for_accuracy table for :data:`WAIT_CASES` (see the module docstring)."""
+    ex = make_executor(args.executor)
+    lines = [
+        f"Executor: {ex.name}; n = {args.n}; {args.reps} draws of shifted-exp"
+        f"({0.1 * args.scale:g}, {0.05 * args.scale:g}) per case; weights "
+        f"{'cached' if args.warm else 'solved on every call (cache cleared)'}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
+        "times in ms (medians).",
+        "",
+        WAIT_HEAD,
+    ]
+    for case in WAIT_CASES:
+        lines += wait_case(args, ex, *case)
+    return "\n".join(lines)
+
+
 BREAKDOWN_HEAD = (
     "| executor | scale (s) | start | sched | GEMM | fetch | late | cancel | T_(K) | floor "
     "| wait | wait / floor − 1 | Dask round trip: no-op / answer |\n"
@@ -369,7 +509,18 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="breakdown with the blocks scattered once (DaskExecutor.scatter_stacks)",
     )
+    p.add_argument(
+        "--wait", type=float, metavar="TAU",
+        help="only the wait_for_accuracy benchmark, with a budget of TAU seconds",
+    )  # fmt: skip
+    p.add_argument("--warm", action="store_true", help="--wait with the weights cached")
     args = p.parse_args(argv)
+    if args.wait is not None:
+        table = wait_bench(args)
+        print(table)
+        if args.out:
+            args.out.write_text(table + "\n")
+        return
     if args.latency:
         print(latency(args))
         return

@@ -147,3 +147,37 @@ def test_embedded_local_cluster_by_name():
         assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
     finally:
         dask_mod._close_local()
+
+
+def test_wait_for_accuracy_is_bounded_by_its_budget_on_dask(client):
+    """MatDot m=6, P=30, float32 on Dask: the 11 prompt answers are predicted inaccurate
+    and the other 19 come 5 s late. ``wait_for_accuracy=0.2`` tightens the run's limit
+    (Run.limit): the run stops waiting, decodes the 11 it has, warns and says so. A run
+    that ignored the limit would collect the late answers (all 30 answered, no warning)."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 160)).astype(np.float32)
+    B = rng.standard_normal((160, 40)).astype(np.float32)
+    delays = [0.0] * 11 + [5.0] * 19
+    with pytest.warns(gpucoded.InaccurateResultWarning):
+        _, info = gpucoded.coded_matmul(
+            A, B, "matdot", m=6, P=30, delays=delays, wait_for_accuracy=0.2,
+            executor=client, return_info=True,
+        )  # fmt: skip
+    assert "waited up to 0.2 s" in info.selection and len(info.used) == 11
+    assert sorted(info.answered) == list(range(11))
+    assert sorted(info.abandoned) == list(range(11, 30))
+    _wait_idle(client, 3.0)  # the late tasks were released by the cancel
+
+
+def test_run_limit_tightens_a_dask_run_while_it_waits(client):
+    """Run.limit called after iteration began (as collect does) ends the wait for a
+    worker due in 5 s; only the prompt answer is delivered."""
+    P = 2
+    At, Bt = np.ones((P, 3, 3)), np.ones((P, 3, 3))
+    with dask_mod.DaskExecutor(client).start(At, Bt, workers=range(P), delays=[0, 5.0]) as run:
+        got = []
+        for a in run:
+            got.append(a.worker)
+            run.limit(time.perf_counter() - run._t0 + 0.1)
+    assert got == [0]
+    _wait_idle(client, 3.0)

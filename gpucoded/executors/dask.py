@@ -142,29 +142,24 @@ class _DaskRun(Run):
         self._cancelled = False
 
     def __iter__(self) -> Iterator[Answer]:
+        """Answers in completion order until all are in, the time limit, or cancel.
+
+        The limit (``timeout`` of :meth:`DaskExecutor.start`, tightened by
+        :meth:`Run.limit` while iterating) is re-read before every wait.
+        """
         distributed = _require_distributed()
         if not self._waited:
             return
-        remaining = None
-        if self._timeout is not None:
-            remaining = self._timeout - (time.perf_counter() - self._t0)
-            if remaining <= 0:
-                return
         # results are fetched by the client's loop as each task ends (with_results),
         # not by one round trip per answer here; the futures' own client loop
         ac = distributed.as_completed(
-            list(self._waited),
-            loop=self._client.loop,
-            with_results=True,
-            raise_errors=False,
-            timeout=remaining,
+            list(self._waited), loop=self._client.loop, with_results=True, raise_errors=False
         )
         waited = self._waited
         while not self._cancelled:
-            try:
-                fut, res = next(ac)
-            except (StopIteration, TimeoutError):
+            if not self._wait_ready(ac):
                 return
+            fut, res = next(ac)
             w = waited[fut]
             now = time.perf_counter() - self._t0
             if fut.status != "finished":  # raised, lost worker, cancelled
@@ -177,6 +172,29 @@ class _DaskRun(Run):
                 continue
             prod, start, end = res
             yield Answer(w, prod, None, start, end)
+
+    def _wait_ready(self, ac: Any) -> bool:
+        """Wait until ``ac`` has a finished task; False when none is left to wait for,
+        the run's time limit (``self._timeout``, read at every wake-up) has passed, or
+        the run was cancelled.
+
+        Waits on the condition that :class:`distributed.as_completed` notifies on
+        every arrival, re-checking under the condition's lock, so no arrival is missed.
+        """
+        cond = ac.thread_condition
+        while True:
+            left = 0.1
+            if self._timeout is not None:
+                left = min(left, self._timeout - (time.perf_counter() - self._t0))
+            if self._cancelled or left <= 0:
+                return False
+            if ac.has_ready():
+                return True
+            if ac.is_empty():
+                return False
+            with cond:
+                if not ac.has_ready():
+                    cond.wait(left)
 
     def cancel(self) -> None:
         """Release delayed tasks and cancel the rest without waiting (fire and forget).
