@@ -46,7 +46,7 @@ __all__ = ["DaskExecutor", "ScatteredStacks", "local_executor"]
 
 def _require_distributed() -> Any:
     try:
-        import distributed  # noqa: PLC0415
+        import distributed
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
             "the Dask executor needs the 'distributed' package: pip install 'gpucoded[dask]' "
@@ -66,7 +66,7 @@ def _worker_task(a: Any, b: Any, delay: float, event_name: str | None, t0_wall: 
     """
     start = time.time() - t0_wall
     if delay > 0:
-        from distributed import Event, get_client, rejoin, secede  # noqa: PLC0415
+        from distributed import Event, get_client, rejoin, secede
 
         ev = Event(event_name, client=get_client())
         secede()  # a straggler must not hold one of the worker's threads
