@@ -13,12 +13,19 @@ kept at its minimum over the rounds:
 * ``copy nt``: a compiled copy of the same bytes with non-temporal stores;
 * ``pattern nt`` / ``pattern reg``: encode's reads and writes (same tiles, same
   strides, same order) with no arithmetic, non-temporal or ordinary stores;
-* ``encode``: :func:`gpucoded.hostops.encode_into`, the library's loop;
+* ``encode``: :func:`gpucoded.hostops.encode_into`, the library's loop (m a
+  template constant for m <= 8);
+* ``previous loop``: the loop before that change (runtime m, accumulators in memory);
+* ``m=4 tile ...``: the fixed-m loop with 256 B, 512 B (the library's) and 1 KB tiles;
 * ``planar``: encode walking one plane at a time over an L2-sized chunk
   (``bench/encode_floor.cpp``), one write stream per thread instead of P.
 
-Each with 1 and 2 OpenMP threads where it matters. Prints a table of ms and of
-*copy np / candidate* (the fraction bench_bandwidth.py reports).
+* ``read only`` / ``write nt``: encode's reads alone (A and B) and its writes alone
+  (the 2P planes, non-temporal stores), to split the bandwidth by direction.
+
+Each with 1 and 2 OpenMP threads where it matters. Prints a table of ms, GB/s of
+each candidate's own bytes, and *copy np / candidate* (time ratio; for the
+candidates that move encode's bytes, the fraction bench_bandwidth.py reports).
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ def build_floor() -> ctypes.CDLL:
     return lib
 
 
-def candidates(n: int, dtype: str, lib: ctypes.CDLL) -> tuple[dict[str, Callable], int]:
-    """The timed callables for one (n, dtype) and the encode's read + write bytes."""
+def candidates(
+    n: int, dtype: str, lib: ctypes.CDLL
+) -> tuple[dict[str, Callable], dict[str, int]]:
+    """The timed callables for one (n, dtype) and the bytes each reads + writes."""
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
     sfx = "f32" if dt == np.float32 else "f64"
@@ -76,10 +85,11 @@ def candidates(n: int, dtype: str, lib: ctypes.CDLL) -> tuple[dict[str, Callable
         fn = getattr(lib, f"fl_{name}_{sfx}")
 
         def run() -> None:
-            for (X, (gr, gc), (rb, cb)), y in zip(sides, Y):
-                if name in ("planar", "fixed512", "fixed1k", "fixed256"):
+            for (X, (gr, gc), (rb, cb)), y in zip(sides, Y, strict=True):
+                if extra:  # an encode variant: coefficients and a chunk size
                     fn(ctypes.c_void_p(a(X)), i64(n), gr, gc, i64(rb), i64(cb),
-                       ctypes.c_void_p(a(G)), P, ctypes.c_void_p(a(y)), nt, i64(extra[0]))  # fmt: skip
+                       ctypes.c_void_p(a(G)), P, ctypes.c_void_p(a(y)), nt,
+                       i64(extra[0]))  # fmt: skip
                 else:
                     fn(ctypes.c_void_p(a(X)), i64(n), gr, gc, i64(rb), i64(cb), P,
                        ctypes.c_void_p(a(y)), nt)  # fmt: skip
@@ -89,8 +99,18 @@ def candidates(n: int, dtype: str, lib: ctypes.CDLL) -> tuple[dict[str, Callable
     def encode(nt: int) -> Callable:
         def run() -> None:
             os.environ["GPUCODED_HOST_THREADS"] = str(nt)
-            for (X, grid, blk), y in zip(sides, Ys):
+            for (X, grid, blk), y in zip(sides, Ys, strict=True):
                 assert hostops.encode_into(X, G, grid, blk, y)
+
+        return run
+
+    def direct(nt: int) -> Callable:
+        fn = getattr(lib, f"gc_host_encode_{sfx}")  # the library's loop, no Python checks
+
+        def run() -> None:
+            for (X, (gr, gc), (rb, cb)), y in zip(sides, Yp, strict=True):
+                fn(ctypes.c_void_p(a(X)), i64(n), i64(n), i64(n), gr, gc, i64(rb), i64(cb),
+                   ctypes.c_void_p(a(G)), P, ctypes.c_void_p(a(y)), nt)  # fmt: skip
 
         return run
 
@@ -101,7 +121,7 @@ def candidates(n: int, dtype: str, lib: ctypes.CDLL) -> tuple[dict[str, Callable
     rd = getattr(lib, f"fl_read_{sfx}")
     rd.restype = ctypes.c_ulonglong
     wr = getattr(lib, f"fl_write_nt_{sfx}")
-    nread, nwrite = 2 * n * n, 2 * P * n * q  # encode's elements read and written
+    nwrite = 2 * P * n * q  # encode's elements written
     wbuf = hostops.aligned_empty((nwrite,), dt)
     cands = {
         "copy np": lambda: np.copyto(cdst, csrc),
@@ -118,8 +138,12 @@ def candidates(n: int, dtype: str, lib: ctypes.CDLL) -> tuple[dict[str, Callable
         "pattern reg t2": raw("pattern_reg", 2, Yp),
         "encode t2": encode(2),
         "encode t1": encode(1),
+        "encode direct t2": direct(2),
+        "encode direct t1": direct(1),
+        "previous loop t2": raw("generic", 2, Yp, 0),
+        "previous loop t1": raw("generic", 1, Yp, 0),
         "planar 256K t2": raw("planar", 2, Yp, 256 << 10),
-        "planar 64K t2": raw("planar", 1, Yp, 64 << 10),
+        "planar 64K t2": raw("planar", 2, Yp, 64 << 10),
         "m=4 tile 256B t2": raw("fixed256", 2, Yp, 0),
         "m=4 tile 512B t2": raw("fixed512", 2, Yp, 0),
         "m=4 tile 512B t1": raw("fixed512", 1, Yp, 0),
@@ -127,13 +151,20 @@ def candidates(n: int, dtype: str, lib: ctypes.CDLL) -> tuple[dict[str, Callable
     }
     # the encode variants must be bit-identical to the library's encode
     encode(2)()
-    for name in ("planar 256K t2", "m=4 tile 256B t2", "m=4 tile 512B t2", "m=4 tile 1KB t2"):
+    variants = ("encode direct t2", "previous loop t2", "planar 256K t2", "m=4 tile 256B t2",
+                "m=4 tile 512B t2", "m=4 tile 1KB t2")  # fmt: skip
+    for name in variants:
         for y in Yp:
             y[...] = np.nan
         cands[name]()
-        for y, yp in zip(Ys, Yp):
+        for y, yp in zip(Ys, Yp, strict=True):
             assert np.array_equal(y, yp), f"{name} differs from hostops.encode_into"
-    return cands, nbytes
+    moved = {k: nbytes for k in cands}
+    for k in ("read only t2", "read only t1"):
+        moved[k] = 2 * n * n * dt.itemsize
+    for k in ("write nt t2", "write nt t1"):
+        moved[k] = nwrite * dt.itemsize
+    return cands, moved
 
 
 def measure(cands: dict[str, Callable], rounds: int) -> dict[str, list[float]]:
@@ -163,7 +194,8 @@ def main() -> None:
     lib = build_floor()
     report = {"n": args.n, "rounds": args.rounds, "loadavg": os.getloadavg(), "rows": []}
     for dtype in ("float64", "float32"):
-        cands, nbytes = candidates(args.n, dtype, lib)
+        cands, moved = candidates(args.n, dtype, lib)
+        nbytes = moved["encode t1"]
         times = measure(cands, args.rounds)
         base = min(times["copy np"])
         print(f"\nn={args.n} {dtype}: {nbytes / 1e6:.0f} MB read + written per encode")
@@ -171,7 +203,8 @@ def main() -> None:
         for name, ts in times.items():
             t = min(ts)
             row = {"dtype": dtype, "candidate": name, "min_s": t,
-                   "median_s": float(np.median(ts)), "GBps": nbytes / t / 1e9,
+                   "median_s": float(np.median(ts)), "bytes": moved[name],
+                   "GBps": moved[name] / t / 1e9,
                    "fraction": base / t}  # fmt: skip
             report["rows"].append(row)
             print(f"{name:<16} {t * 1e3:8.2f} {row['median_s'] * 1e3:10.2f} "

@@ -9,6 +9,8 @@
 //                   stores), no arithmetic: plane w's tile is a copy of source w % m
 //   fl_pattern_reg  the same with ordinary stores (memcpy)
 //   fl_copy_nt      a plain copy of `ncopy` elements with non-temporal stores
+//   fl_generic_*    encode with the loop before the fixed-m path (runtime m)
+//   fl_fixed*_*     encode with m = 4 a constant, tiles of 256 B, 512 B, 1 KB
 //   fl_planar_*     encode (same arithmetic) walking one plane at a time over an
 //                   L2-sized chunk of rows: one write stream per thread instead of P
 #include "../gpucoded/_host/hostops.cpp"
@@ -139,6 +141,32 @@ void encode_fixed(const T* X, i64 ldx, int gcols, i64 rb, i64 cb, const T* G, in
     }
 }
 
+// The loop before the fixed-m path (hostops.cpp until this benchmark): the runtime-m
+// combine_tile for every tile.
+template <typename T>
+void encode_generic(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, const T* G, int P,
+                    T* Y, int nthreads) {
+    constexpr int TILE = Tile<T>::n;
+    const int m = gr * gcols;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const T* rows[64];
+        const T* src[64];
+        i64 valid[64];
+#pragma omp for schedule(dynamic, 16)
+        for (i64 r = 0; r < rb; ++r) {
+            encode_rows<T>(X, ldx, gr * rb, gcols * cb, gcols, m, rb, cb, r, rows, valid);
+            for (i64 x0 = 0; x0 < cb; x0 += TILE) {
+                const i64 len = cb - x0 < TILE ? cb - x0 : TILE;
+                tile_sources<T>(rows, valid, m, x0, len, src);
+                for (int w = 0; w < P; ++w)
+                    combine_tile<T>(Y + (i64)w * rb * cb + r * cb + x0, len, src, G + (i64)w * m, m);
+            }
+        }
+        stream_fence();
+    }
+}
+
 }  // namespace
 
 #define FL_ENTRY(SFX, T)                                                                    \
@@ -168,6 +196,10 @@ void encode_fixed(const T* X, i64 ldx, int gcols, i64 rb, i64 cb, const T* G, in
     extern "C" void fl_fixed256_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb, i64 cb,  \
                                       const T* G, int P, T* Y, int nt, i64) {                \
         encode_fixed<T, 4, 256>(X, ldx, gc, rb, cb, G, P, Y, nt);                            \
+    }                                                                                        \
+    extern "C" void fl_generic_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb, i64 cb,   \
+                                     const T* G, int P, T* Y, int nt, i64) {                 \
+        encode_generic<T>(X, ldx, gr, gc, rb, cb, G, P, Y, nt);                              \
     }                                                                                        \
     extern "C" void fl_planar_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb, i64 cb,    \
                                     const T* G, int P, T* Y, int nt, i64 chunk) {            \
