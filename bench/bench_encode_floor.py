@@ -1,6 +1,7 @@
 r"""Where is encode's floor? Its memory pattern alone, against a copy, in one run.
 
-``python bench/bench_encode_floor.py [--n 2048] [--rounds 40] [--json out.json]``
+``python bench/bench_encode_floor.py [--n 2048] [--rounds 40] [--json out.json]``;
+``--md out.json`` prints a saved run as the Markdown table of BENCHMARKS.md.
 
 MatDot m=4, P=8 (grids: A 1x4 blocks of n x n/4, B 4x1 blocks of n/4 x n): encode
 reads A and B once and writes P planes of each, :math:`(2n^2 + 2Pn^2/4)` elements —
@@ -182,12 +183,35 @@ def measure(cands: dict[str, Callable], rounds: int) -> dict[str, list[float]]:
     return times
 
 
+def markdown(report: dict) -> str:
+    """The rows of a --json report as a Markdown table (float64 and float32 side by side)."""
+    rows: dict[str, dict[str, dict]] = {}
+    for r in report["rows"]:
+        rows.setdefault(r["candidate"], {})[r["dtype"]] = r
+    out = [
+        "| candidate | f64 min ms | f64 GB/s | f64 copy np / it "
+        "| f32 min ms | f32 GB/s | f32 copy np / it |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, by in rows.items():
+        cells = []
+        for dt in ("float64", "float32"):
+            r = by[dt]
+            cells += [f"{r['min_s'] * 1e3:.2f}", f"{r['GBps']:.1f}", f"{r['fraction']:.2f}"]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--md", type=Path, default=None, help="print this --json file as Markdown")
     args = ap.parse_args()
+    if args.md:
+        print(markdown(json.loads(args.md.read_text())))
+        return
     if hostops.library() is None:
         hostops.build()
         hostops.library(reload=True)
