@@ -149,11 +149,13 @@ def candidates(
         "m=4 tile 512B t2": raw("fixed512", 2, Yp, 0),
         "m=4 tile 512B t1": raw("fixed512", 1, Yp, 0),
         "m=4 tile 1KB t2": raw("fixed1k", 2, Yp, 0),
+        "m=4 512B 64B-st t2": raw("fixed512z", 2, Yp, 0),
+        "m=4 512B 64B-st t1": raw("fixed512z", 1, Yp, 0),
     }
     # the encode variants must be bit-identical to the library's encode
     encode(2)()
     variants = ("encode direct t2", "previous loop t2", "planar 256K t2", "m=4 tile 256B t2",
-                "m=4 tile 512B t2", "m=4 tile 1KB t2")  # fmt: skip
+                "m=4 tile 512B t2", "m=4 tile 1KB t2", "m=4 512B 64B-st t2")  # fmt: skip
     for name in variants:
         for y in Yp:
             y[...] = np.nan

@@ -111,9 +111,24 @@ void planar(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, const T* G, 
     }
 }
 
+// Store TILE elements with 64-byte non-temporal stores (one full line each) where
+// AVX-512 is there; else the library's stream_store.
+template <typename T>
+inline void stream_store64(T* __restrict y, const T* __restrict acc, int n) {
+#if defined(__AVX512F__)
+    if ((reinterpret_cast<std::uintptr_t>(y) & 63) == 0) {
+        for (int e = 0; e < n * (int)sizeof(T); e += 64)
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(reinterpret_cast<char*>(y) + e),
+                                _mm512_loadu_si512(reinterpret_cast<const char*>(acc) + e));
+        return;
+    }
+#endif
+    stream_store<T>(y, acc, n);
+}
+
 // Encode with the number of sources a template constant (m = 4 here) and a tile of
 // TB bytes: the q loop unrolled, the accumulators in registers; same sum order.
-template <typename T, int M, int TB>
+template <typename T, int M, int TB, bool Z = false>
 void encode_fixed(const T* X, i64 ldx, int gcols, i64 rb, i64 cb, const T* G, int P, T* Y,
                   int nthreads) {
     constexpr int TILE = TB / (int)sizeof(T);
@@ -133,7 +148,10 @@ void encode_fixed(const T* X, i64 ldx, int gcols, i64 rb, i64 cb, const T* G, in
                         for (int a = 0; a < M; ++a) v += g[a] * rows[a][x0 + e];
                         acc[e] = v;
                     }
-                    stream_store<T>(Y + (i64)w * rb * cb + r * cb + x0, acc, TILE);
+                    if (Z)
+                        stream_store64<T>(Y + (i64)w * rb * cb + r * cb + x0, acc, TILE);
+                    else
+                        stream_store<T>(Y + (i64)w * rb * cb + r * cb + x0, acc, TILE);
                 }
             }
         }
@@ -188,6 +206,10 @@ void encode_generic(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, cons
     extern "C" void fl_fixed512_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb, i64 cb,  \
                                       const T* G, int P, T* Y, int nt, i64) {                \
         encode_fixed<T, 4, 512>(X, ldx, gc, rb, cb, G, P, Y, nt);                            \
+    }                                                                                        \
+    extern "C" void fl_fixed512z_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb, i64 cb, \
+                                       const T* G, int P, T* Y, int nt, i64) {               \
+        encode_fixed<T, 4, 512, true>(X, ldx, gc, rb, cb, G, P, Y, nt);                      \
     }                                                                                        \
     extern "C" void fl_fixed1k_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb, i64 cb,   \
                                      const T* G, int P, T* Y, int nt, i64) {                 \
