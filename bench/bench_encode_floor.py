@@ -14,10 +14,13 @@ kept at its minimum over the rounds:
 * ``copy nt``: a compiled copy of the same bytes with non-temporal stores;
 * ``pattern nt`` / ``pattern reg``: encode's reads and writes (same tiles, same
   strides, same order) with no arithmetic, non-temporal or ordinary stores;
+  ``pattern first``: the non-temporal one with the m source tiles of a tile all
+  loaded (into an L1 buffer) before its first store, as encode does;
 * ``encode``: :func:`gpucoded.hostops.encode_into`, the library's loop (m a
   template constant for m <= 8);
 * ``previous loop``: the loop before that change (runtime m, accumulators in memory);
 * ``m=4 tile ...``: the fixed-m loop with 256 B, 512 B (the library's) and 1 KB tiles;
+  ``m=4 512B 64B-st``: 512 B tiles with 64-byte (AVX-512) non-temporal stores;
 * ``planar``: encode walking one plane at a time over an L2-sized chunk
   (``bench/encode_floor.cpp``), one write stream per thread instead of P.
 
@@ -137,6 +140,8 @@ def candidates(
         "pattern nt t2": raw("pattern_nt", 2, Yp),
         "pattern nt t1": raw("pattern_nt", 1, Yp),
         "pattern reg t2": raw("pattern_reg", 2, Yp),
+        "pattern first t2": raw("pattern_first", 2, Yp),
+        "pattern first t1": raw("pattern_first", 1, Yp),
         "encode t2": encode(2),
         "encode t1": encode(1),
         "encode direct t2": direct(2),

@@ -8,9 +8,12 @@
 //                   once) and the same writes (P planes, same strides, non-temporal
 //                   stores), no arithmetic: plane w's tile is a copy of source w % m
 //   fl_pattern_reg  the same with ordinary stores (memcpy)
+//   fl_pattern_first the nt pattern with all m source tiles loaded (into an L1
+//                   buffer) before the tile's first store, as encode does
 //   fl_copy_nt      a plain copy of `ncopy` elements with non-temporal stores
 //   fl_generic_*    encode with the loop before the fixed-m path (runtime m)
-//   fl_fixed*_*     encode with m = 4 a constant, tiles of 256 B, 512 B, 1 KB
+//   fl_fixed*_*     encode with m = 4 a constant, tiles of 256 B, 512 B, 1 KB;
+//                   fl_fixed512z_*: 512 B tiles, 64-byte non-temporal stores
 //   fl_planar_*     encode (same arithmetic) walking one plane at a time over an
 //                   L2-sized chunk of rows: one write stream per thread instead of P
 #include "../gpucoded/_host/hostops.cpp"
@@ -19,7 +22,7 @@ namespace {
 
 template <typename T>
 void pattern(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, int P, T* Y,
-             int nthreads, bool nt) {
+             int nthreads, bool nt, bool first = false) {
     constexpr int TILE = Tile<T>::n;
     const int m = gr * gcols;
 #pragma omp parallel num_threads(nthreads)
@@ -30,6 +33,14 @@ void pattern(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, int P, T* Y
             for (int a = 0; a < m; ++a)
                 rows[a] = X + ((i64)(a / gcols) * rb + r) * ldx + (i64)(a % gcols) * cb;
             for (i64 x0 = 0; x0 + TILE <= cb; x0 += TILE) {
+                if (first) {  // all m source tiles into L1 before the first store
+                    alignas(64) T buf[8][TILE];
+                    for (int a = 0; a < m && a < 8; ++a)
+                        std::memcpy(buf[a], rows[a] + x0, sizeof(T) * TILE);
+                    for (int w = 0; w < P; ++w)
+                        stream_store<T>(Y + (i64)w * rb * cb + r * cb + x0, buf[w % m], TILE);
+                    continue;
+                }
                 for (int w = 0; w < P; ++w) {
                     T* y = Y + (i64)w * rb * cb + r * cb + x0;
                     if (nt)
@@ -195,6 +206,10 @@ void encode_generic(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, cons
     extern "C" void fl_pattern_reg_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb,       \
                                          i64 cb, int P, T* Y, int nt) {                      \
         pattern<T>(X, ldx, gr, gc, rb, cb, P, Y, nt, false);                                 \
+    }                                                                                        \
+    extern "C" void fl_pattern_first_##SFX(const T* X, i64 ldx, int gr, int gc, i64 rb,     \
+                                           i64 cb, int P, T* Y, int nt) {                    \
+        pattern<T>(X, ldx, gr, gc, rb, cb, P, Y, nt, true, true);                            \
     }                                                                                        \
     extern "C" void fl_copy_nt_##SFX(const T* X, T* Y, i64 n, int nt) {                     \
         copy_nt<T>(X, Y, n, nt);                                                             \

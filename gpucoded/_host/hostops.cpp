@@ -23,8 +23,9 @@
 // contributes nothing and is never written. Encode rows without padding run a
 // loop with m a template constant (m <= 8): measured in one run against the
 // runtime-m loop, 0.96 -> 1.21 (float64) and 0.88 -> 0.95 (float32) of an
-// np.copyto of the same bytes at n=2048 (bench/bench_encode_floor.py, which also
-// measures the memory pattern alone, tile sizes, per-plane walks and stores).
+// np.copyto of the same bytes at n=2048, one thread (bench/bench_encode_floor.py,
+// bench/results/encode_floor_run1.json; it also measures the memory pattern alone,
+// tile sizes, per-plane walks and stores: BENCHMARKS.md).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
