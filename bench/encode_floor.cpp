@@ -189,7 +189,8 @@ void encode_generic(const T* X, i64 ldx, int gr, int gcols, i64 rb, i64 cb, cons
                 const i64 len = cb - x0 < TILE ? cb - x0 : TILE;
                 tile_sources<T>(rows, valid, m, x0, len, src);
                 for (int w = 0; w < P; ++w)
-                    combine_tile<T>(Y + (i64)w * rb * cb + r * cb + x0, len, src, G + (i64)w * m, m);
+                    combine_tile<T>(Y + (i64)w * rb * cb + r * cb + x0, len, src,
+                                    G + (i64)w * m, m);
             }
         }
         stream_fence();

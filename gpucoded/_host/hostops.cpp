@@ -218,7 +218,8 @@ void encode(const T* X, i64 ldx, i64 nrows, i64 ncols, int gr, int gcols, i64 rb
         i64 valid[64];
 #pragma omp for schedule(dynamic, 16)
         for (i64 r = 0; r < rb; ++r) {
-            const bool whole = encode_rows<T>(X, ldx, nrows, ncols, gcols, m, rb, cb, r, rows, valid);
+            const bool whole =
+                encode_rows<T>(X, ldx, nrows, ncols, gcols, m, rb, cb, r, rows, valid);
             i64 x0 = 0;
             if (whole && encode_row_dispatch<T>(m, rows, cb / TILE, G, P, Y + r * cb, rb * cb))
                 x0 = cb / TILE * TILE;
