@@ -20,7 +20,10 @@ bandwidth. Two things decide how close the host path gets to it:
   with OpenMP instead of one emulated CUDA thread per position (the ``.cu`` sources
   built for the CPU spent their time in per-position index arithmetic and stayed well
   below copy bandwidth): encode reads each input once and writes each stack once,
-  decode reads each answer once and writes C once. Without the library (not built,
+  decode reads each answer once and writes C once. Encode's term count m is a
+  template constant for m ≤ 8 (accumulators stay in registers; measured against
+  the memory pattern alone and a copy by ``bench/bench_encode_floor.py``).
+  Without the library (not built,
   a non-float dtype, ``GPUCODED_HOST=0``) the callers use NumPy.
 
 Rounding is the same as NumPy's: every output entry is one sequential sum of m

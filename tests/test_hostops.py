@@ -73,6 +73,9 @@ CASES = [  # (nrows, ncols, grid)
     (33, 17, (3, 2)),
     (40, 40, (1, 1)),
     (20, 600, (1, 2)),  # column tiles of the float32 and float64 loops, plus a tail
+    (6, 1100, (1, 4)),  # m=4 fixed-term loop: full tiles (both dtypes) plus a tail
+    (1090, 300, (4, 1)),  # fixed-term rows, and a last block row in the padding
+    (9, 2400, (3, 3)),  # m=9: beyond the fixed-term loops (generic loop, full tiles)
 ]
 
 
