@@ -56,9 +56,11 @@ def test_wait_event_orders_streams(sim):
     """Without wait_event another stream may read stale data; with it, never."""
     import cupy as cp
 
-    src = cp.asarray(np.arange(1000.0))
     s1, s2 = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
     with s1:
+        # uploaded on s1 itself: a pageable upload on the null stream is not ordered
+        # before work on a non-blocking stream (CUDA semantics; the simulator races it)
+        src = cp.asarray(np.arange(1000.0))
         y = src * 2.0
         ready = s1.record()
     s2.wait_event(ready)
