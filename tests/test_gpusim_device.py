@@ -15,6 +15,8 @@ def test_streams_run_concurrently_and_in_order(sim):
     import cupy as cp
 
     flag = cp.zeros(1, dtype=cp.int32)
+    # the zeroing ran on the null stream, which non-blocking streams do not wait for
+    cp.cuda.get_current_stream().synchronize()
     slow, fast = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
     from gpucoded import kernels as K
 
@@ -26,6 +28,7 @@ def test_streams_run_concurrently_and_in_order(sim):
     cp.cuda.runtime.memsetAsync(flag.data.ptr, 1, 4, fast.ptr)
     slow.synchronize()
     assert e_slow.done
+    fast.synchronize()  # the memset may still be in flight: flag is freed on return
 
 
 def test_event_semantics_follow_cupy(sim):
@@ -36,6 +39,7 @@ def test_event_semantics_follow_cupy(sim):
     with pytest.raises(cudasim.CUDARuntimeError):
         cp.cuda.get_elapsed_time(e, e)  # never recorded
     flag = cp.zeros(1, dtype=cp.int32)
+    cp.cuda.get_current_stream().synchronize()  # zeroed before non-blocking streams read it
     s = cp.cuda.Stream(non_blocking=True)
     a = s.record()
     from gpucoded import kernels as K
@@ -48,6 +52,7 @@ def test_event_semantics_follow_cupy(sim):
     ctl = cp.cuda.Stream(non_blocking=True)
     cp.cuda.runtime.memsetAsync(flag.data.ptr, 1, 4, ctl.ptr)
     b.synchronize()
+    ctl.synchronize()  # the memset may still be in flight: flag is freed on return
     assert cp.cuda.get_elapsed_time(a, b) >= 0
     assert s.device_id == 0 and not hasattr(s, "device")  # CuPy's stream: .device_id
 
