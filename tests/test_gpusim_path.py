@@ -172,6 +172,7 @@ def test_stream_argument_owns_every_allocation(sim):
 
     s = cp.cuda.Stream(non_blocking=True)
     X = cp.asarray(np.arange(12.0).reshape(3, 4))
+    cp.cuda.get_current_stream().synchronize()  # the upload, before s reads X
     Y = K.encode(X, np.ones((2, 1)), (1, 1), stream=s)
     assert Y._mem.block.arena == s.ptr
     C = K.decode(Y, np.ones((1, 2)), (1, 1), (3, 4), stream=s)
@@ -281,6 +282,7 @@ def test_coefficient_cache_eviction_never_synchronises(sim, monkeypatch):
 
     monkeypatch.setattr(K, "_COEF_CACHE_SIZE", 4)
     X = cp.asarray(np.ones((4, 4)))
+    cp.cuda.get_current_stream().synchronize()  # the upload, before another stream reads X
     n0 = sim.stats["host_sync"]
     for i in range(12):
         K.encode(X, np.full((1, 1), float(i)), (1, 1))
