@@ -30,3 +30,20 @@ def sim(monkeypatch):
     s = cudasim.install(monkeypatch)
     yield s
     s.teardown()
+
+
+@pytest.fixture
+def stack_spy(sim, monkeypatch):
+    """List that records the largest ndim of every ``cupy.stack`` call of the test
+    (a decode that stacks its (rb, db) answers shows up as a 2)."""
+    import cupy as cp
+
+    stacked: list[int] = []
+    real = cp.stack
+
+    def spy(arrays, *a, **k):
+        stacked.append(max(x.ndim for x in arrays))
+        return real(arrays, *a, **k)
+
+    monkeypatch.setattr(cp, "stack", spy, raising=False)
+    return stacked

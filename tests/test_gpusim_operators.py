@@ -185,20 +185,13 @@ def test_numpy_matrix_uploaded_once(sim):
     ex.close()
 
 
-def test_progressive_decodes_device_answers_without_stacking(sim, monkeypatch):
+def test_progressive_decodes_device_answers_without_stacking(sim, stack_spy):
     """Every progressive decode on the device reads the answers in place (no stack)."""
     import cupy as cp
 
     from gpucoded.progressive import progressive_matmul
 
-    stacked = []
-    real = cp.stack
-
-    def spy(arrays, *a, **k):
-        stacked.append(max(x.ndim for x in arrays))
-        return real(arrays, *a, **k)
-
-    monkeypatch.setattr(cp, "stack", spy, raising=False)
+    stacked = stack_spy
     rng = np.random.default_rng(24)
     A, B = rng.standard_normal((16, 12)), rng.standard_normal((12, 10))
     ex = CudaStreamExecutor()

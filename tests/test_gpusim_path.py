@@ -257,18 +257,11 @@ def test_weights_cached_per_answer_set_not_arrival_order(sim, monkeypatch):
     assert len(w_uploads) == len(sets) == 4  # not 24 (one per arrival order)
 
 
-def test_decode_makes_no_stacked_copy(sim, monkeypatch):
+def test_decode_makes_no_stacked_copy(sim, stack_spy):
     """coded_matmul's decode reads the answers in place: no (R, rb, db) stack."""
     import cupy as cp
 
-    stacked = []
-    real = cp.stack
-
-    def spy(arrays, *a, **k):
-        stacked.append(max(x.ndim for x in arrays))
-        return real(arrays, *a, **k)
-
-    monkeypatch.setattr(cp, "stack", spy, raising=False)
+    stacked = stack_spy
     rng = np.random.default_rng(1)
     A, B = rng.standard_normal((20, 12)), rng.standard_normal((12, 10))
     C, info = gpucoded.coded_matmul(cp.asarray(A), cp.asarray(B), "matdot", m=3, P=5,
