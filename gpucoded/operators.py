@@ -53,25 +53,47 @@ from .validate import _as_array, check_operands, inputs_finite
 __all__ = ["CodedMatrix", "encode_side"]
 
 
-def encode_side(code: Code, X: Any, side: str, dims: tuple[int, int, int]) -> Any:
+def encode_side(
+    code: Code,
+    X: Any,
+    side: str,
+    dims: tuple[int, int, int],
+    workers: Any = None,
+    *,
+    G: Any = None,
+) -> Any:
     r"""One operand's encoded stack: side ``"A"`` (P, rb, cb) or ``"B"`` (P, cb, db).
 
     :math:`\tilde X_w=\sum_j G[w,j]X_j` over the blocks of X in the code's grid (A:
     p×s blocks with ``GA``; B: s×t blocks with ``GB``), ``dims = (rb, cb, db)``;
-    computed in ``code.work_dtype(X.dtype)``, in X's array namespace.
+    computed in ``code.work_dtype(X.dtype)``, in X's array namespace, as one GEMM of
+    the encoding rows with the stacked blocks, so every entry is the same length-
+    ``n_a`` (``n_b``) sum whichever workers are encoded.
+
+    Parameters
+    ----------
+    workers : sequence of int, optional
+        Encode only these workers' blocks, in this order (the rows ``G[workers]``).
+    G : array (r, n_a or n_b), optional
+        The encoding rows themselves, e.g. ``code.GB[S]`` taken once for an answer
+        set S that a loop encodes for again and again (overrides ``workers``).
     """
-    xp = array_module(X)
     g = code.grid
     rb, cb, db = dims
-    dt = code.work_dtype(X.dtype)
-    X = X.astype(dt, copy=False)
+    if G is None:
+        G = code.GA if side == "A" else code.GB
+        if workers is not None:
+            G = G[np.asarray(workers, dtype=np.intp)]
+    if X.dtype != G.dtype:  # the work dtype: the inputs' result type, complex if the code is
+        dt = code.work_dtype(X.dtype)
+        X, G = X.astype(dt, copy=False), G.astype(dt, copy=False)
     if side == "A":
-        G, blocks = code.GA, g.split(X, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
-        shape = (code.P, rb, cb)
+        blocks, shape = g.split(X, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb), (rb, cb)
     else:
-        G, blocks = code.GB, g.split(X, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
-        shape = (code.P, cb, db)
-    return (xp.asarray(G.astype(dt, copy=False)) @ blocks).reshape(shape)
+        blocks, shape = g.split(X, g.s, g.t, cb, db).reshape(g.n_b, cb * db), (cb, db)
+    if type(X) is not np.ndarray:
+        G = array_module(X).asarray(G)
+    return (G @ blocks).reshape(G.shape[0], *shape)
 
 
 class CodedMatrix:
@@ -143,6 +165,7 @@ class CodedMatrix:
         self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
         self._encoded: dict[tuple, Any] = {}
         self._rows: dict[tuple, Any] = {}
+        self._grows: dict[tuple, np.ndarray] = {}
         self._rho: dict[str, float] = {}
 
     @property
@@ -178,13 +201,21 @@ class CodedMatrix:
             self._encoded[key] = self.executor.place(encode_side(self.code, M, side, dims))
         return self._encoded[key]
 
-    def gather(self, side: str, workers: Any, index: Any, dtype: Any = None) -> Any:
+    def gather(
+        self,
+        side: str,
+        workers: Any,
+        index: Any,
+        dtype: Any = None,
+        *,
+        source: str = "encode",
+        raw: Any = None,
+    ) -> Any:
         r"""Encoded blocks of some workers for a subset of M's rows or columns.
 
         Array work only (no executor, no checks of answers): what a simulation of a
         fixed answer set needs, e.g. a training loop over batches of a fixed data
-        matrix. M is encoded once per (side, dtype), in M's array namespace, into a
-        layout whose gather is one row ``take``.
+        matrix (the logistic-regression study's ``CodedSGD``).
 
         * side ``"B"`` (M the right operand, grid with t = 1): slab i of the result is
           :math:`\tilde M_w[:,J]^\top` for ``w = workers[i]``, ``J = index``, i.e.
@@ -193,6 +224,23 @@ class CodedMatrix:
           with encoding);
         * side ``"A"`` (M the left operand, p = 1): slab i is
           :math:`\tilde M_w[J,:]`, worker w's A block for :math:`M[J,:]`.
+
+        Two sources give the same numbers bit for bit (each entry is the same
+        length-s sum :math:`\sum_j G[w,j]M_j`, by the same GEMM; tested):
+
+        * ``"encode"`` (default): M's rows/columns J (or ``raw``) encoded for these
+          workers only. Reads s·|J|·cb numbers of M (none, given ``raw``) plus a
+          small GEMM.
+        * ``"stored"``: M encoded once for all P workers per (side, dtype), in a
+          layout whose gather is one row ``take`` -- what a deployment holds. Reads
+          r·|J|·cb numbers from a copy P/s times the size of M.
+
+        On a CPU ``"encode"`` is the faster: in the logistic-regression study
+        (ε-MatDot m=5, P=7, MNIST subset; ``python bench/bench_studies.py``) the
+        training loop runs at about 0.75× the speed with ``"stored"``: the encoded
+        copy (44 MB) does not stay in the cache the raw data (31 MB) stays in, and
+        its gather reads from memory what the encode computes from rows in cache.
+        On a GPU the two have not been measured.
 
         Parameters
         ----------
@@ -204,12 +252,22 @@ class CodedMatrix:
         dtype : dtype, optional
             Result dtype of the products (default M's); the encoding is in
             ``code.work_dtype(dtype)``.
+        source : {"encode", "stored"}
+        raw : array, optional
+            ``M[:, index]`` (side B, (inner, len(index))) or ``M[index, :]`` (side A,
+            (len(index), inner)), any strides, for ``"encode"`` when the caller
+            already holds those columns/rows (the study gathers its batch for the
+            other product anyway): encoded as given, not gathered again; ``index``
+            may then be None (it is not read, only its length checked). ``inner``
+            is M's inner dimension, or that zero padded to s·cb. Its entries are
+            the caller's promise (checking them would cost the gather it saves).
 
         Returns
         -------
         array (r, len(index), cb)
             cb = ⌈(inner dimension)/s⌉, zero padded like the code's blocks; the
-            entries are those of :meth:`encoded` (the same encoding GEMM).
+            entries are those of :meth:`encoded`. May be a transposed view (source
+            ``"encode"``, side B: the (r, cb, len(index)) stack the GEMM wrote).
         """
         g = self.code.grid
         if side not in ("A", "B") or (g.p if side == "A" else g.t) != 1:
@@ -217,23 +275,81 @@ class CodedMatrix:
                 f"gather needs side 'A' with p = 1 or side 'B' with t = 1; got side "
                 f"{side!r} on {g}"
             )
-        xp = array_module(self.M)
+        xp = np if type(self.M) is np.ndarray else array_module(self.M)
+        if source not in ("encode", "stored"):
+            raise ValueError(f"source must be 'encode' or 'stored', got {source!r}")
         n, k = self.M.shape
-        nfree = n if side == "A" else k  # the dimension ``index`` selects from
-        key = (side, np.dtype(self.M.dtype if dtype is None else dtype))
-        if key not in self._rows:
-            dims = g.block_dims(n, k, 1) if side == "A" else g.block_dims(1, n, k)
-            enc = encode_side(self.code, self.M.astype(key[1], copy=False), side, dims)
-            enc = enc if side == "A" else enc.transpose(0, 2, 1)  # (P, nfree, cb)
-            self._rows[key] = xp.ascontiguousarray(enc).reshape(self.code.P * nfree, -1)
-        w = np.asarray(workers, dtype=np.intp).reshape(-1)
+        nfree, inner = (n, k) if side == "A" else (k, n)  # ``index`` selects from nfree
+        dt = self.M.dtype if dtype is None else np.dtype(dtype)
+        w = np.asarray(workers, dtype=np.intp)
+        wl = w.tolist() if w.ndim == 1 else w.reshape(-1).tolist()
+        if wl and (min(wl) < 0 or max(wl) >= self.code.P):
+            raise IndexError(f"workers must lie in 0..{self.code.P - 1}, got {wl}")
+        if raw is not None:
+            if source != "encode":
+                raise ValueError("raw rows are encoded by source='encode' only")
+            return self._encode_rows(side, w.reshape(-1), raw, dt, inner, index)
         J = xp.asarray(index).reshape(-1)
-        if w.size and (w.min() < 0 or w.max() >= self.code.P):
-            raise IndexError(f"workers must lie in 0..{self.code.P - 1}, got {w.tolist()}")
         if J.size and (int(J.min()) < 0 or int(J.max()) >= nfree):
             raise IndexError(f"index must lie in 0..{nfree - 1} (M is {n}×{k}, side {side})")
-        flat = (xp.asarray(w)[:, None] * nfree + J[None, :]).reshape(-1)
-        return self._rows[key].take(flat, axis=0).reshape(w.size, J.size, -1)
+        if source == "encode":
+            raw = self.M[J, :] if side == "A" else self.M[:, J]
+            return self._encode_rows(side, w.reshape(-1), raw, dt, inner, None)
+        flat = (xp.asarray(w.reshape(-1))[:, None] * nfree + J[None, :]).reshape(-1)
+        rows = self._stored_rows(side, dt, nfree)
+        return rows.take(flat, axis=0).reshape(len(wl), J.size, -1)
+
+    def _stored_rows(self, side: str, dt: np.dtype, nfree: int) -> Any:
+        """M encoded for all workers as (P·nfree, cb) rows (cached per side and dtype)."""
+        key = (side, dt)
+        if key not in self._rows:
+            g = self.code.grid
+            n, k = self.M.shape
+            dims = g.block_dims(n, k, 1) if side == "A" else g.block_dims(1, n, k)
+            enc = encode_side(self.code, self.M.astype(dt, copy=False), side, dims)
+            enc = enc if side == "A" else enc.transpose(0, 2, 1)  # (P, nfree, cb)
+            xp = array_module(self.M)
+            self._rows[key] = xp.ascontiguousarray(enc).reshape(self.code.P * nfree, -1)
+        return self._rows[key]
+
+    def _encode_rows(
+        self, side: str, w: np.ndarray, raw: Any, dt: np.dtype, inner: int, index: Any
+    ) -> Any:
+        """Source ``"encode"`` of :meth:`gather`: ``raw`` (rows J of M for side A,
+        columns J for side B) split into the s inner blocks and encoded with ``G[w]``."""
+        g = self.code.grid
+        cb = -(-inner // g.s)
+        ax = 1 if side == "A" else 0  # raw's inner axis
+        nJ = raw.shape[1 - ax] if raw.ndim == 2 else -1
+        if (
+            raw.ndim != 2
+            or raw.shape[ax] not in (inner, g.s * cb)
+            or (index is not None and len(index) != nJ)
+        ):
+            want = (f"({nJ if index is None else len(index)}, {inner})" if side == "A"
+                    else f"({inner}, {nJ if index is None else len(index)})")  # fmt: skip
+            raise ValueError(
+                f"raw must be M's {'rows' if side == 'A' else 'columns'} that index selects, "
+                f"shape {want} (the inner dimension may be zero padded to {g.s * cb}), "
+                f"got {raw.shape}"
+            )
+        G = self._rows_of(side, w)
+        X = raw.astype(dt if dt == G.dtype else self.code.work_dtype(dt), copy=False)
+        if X.shape[ax] != g.s * cb:
+            xp = array_module(X)
+            pad = xp.zeros((nJ, g.s * cb - inner) if ax else (g.s * cb - inner, nJ), X.dtype)
+            X = xp.concatenate([X, pad], axis=ax)
+        if side == "A":  # A blocks: column blocks of the rows, (r, |J|, cb)
+            return encode_side(self.code, X, "A", (nJ, cb, 1), G=G)
+        return encode_side(self.code, X, "B", (1, cb, nJ), G=G).transpose(0, 2, 1)
+
+    def _rows_of(self, side: str, w: np.ndarray) -> np.ndarray:
+        """``G[w]`` of a side (cached per worker set: a loop asks for the same few)."""
+        key = (side, w.tobytes())
+        G = self._grows.get(key)
+        if G is None:
+            G = self._grows[key] = (self.code.GA if side == "A" else self.code.GB)[w]
+        return G
 
     def rho(self, side: str) -> float:
         r""":math:`\rho_M` of the bound: √p·max row norm (side A), √t·max column norm (B)."""
@@ -287,9 +403,7 @@ class CodedMatrix:
 class _Encoder:
     """Encodes the streamed operand; pairs it with M's placed stack (side ``side``)."""
 
-    def __init__(
-        self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple
-    ) -> None:
+    def __init__(self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple) -> None:
         self.code, self.X, self.side, self.stack, self.dtype, self.dims = (
             code, X, side, stack, dtype, dims
         )  # fmt: skip

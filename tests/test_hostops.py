@@ -300,3 +300,49 @@ def test_pool_never_overwrites_a_held_result(host, rng):
     C3 = code.decode(Z1, S)  # the dropped result's memory is reused
     assert C3.ctypes.data == addr
     np.testing.assert_array_equal(C3, keep)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T", [0, 5, 13, 21])
+def test_take_rows_both_layouts(host, rng, dtype, T):
+    """take_rows gives X[index] and X[index[:T]].T exactly (data movement only), for
+    row counts on and off the 8-row groups, a row-strided X, repeated indices, fresh
+    or caller-owned buffers; the NumPy fallback gives the same arrays."""
+    base = rng.standard_normal((40, 30)).astype(dtype)
+    X = base[:, :23]  # rows of 23 with a row stride of 30
+    idx = rng.integers(0, 40, 21)
+    idx[3] = idx[11]
+    rows, rows_t = host.take_rows(X, idx, T)
+    assert np.array_equal(rows, X[idx]) and rows.dtype == dtype
+    assert (rows_t is None) == (T == 0)
+    if T:
+        assert rows_t.shape == (23, T) and np.array_equal(rows_t, X[idx[:T]].T)
+        assert rows_t.flags.c_contiguous
+    out, out_t = np.full((21, 23), np.nan, dtype), np.full((23, T), np.nan, dtype)
+    r2, t2 = host.take_rows(X, idx, T, out=out, out_t=out_t if T else None)
+    assert r2 is out and np.array_equal(out, X[idx])
+    if T:
+        assert t2 is out_t and np.array_equal(out_t, X[idx[:T]].T)
+
+
+def test_take_rows_numpy_fallback_and_checks(numpy_only, rng):
+    X = rng.standard_normal((9, 4))
+    rows, rows_t = hostops.take_rows(X, [8, 0, 3], 2)
+    assert np.array_equal(rows, X[[8, 0, 3]]) and np.array_equal(rows_t, X[[8, 0]].T)
+    out_t = np.empty((4, 2))
+    assert hostops.take_rows(X, [8, 0, 3], 2, out_t=out_t)[1] is out_t
+    with pytest.raises(IndexError, match=r"0\.\.8"):
+        hostops.take_rows(X, [9])
+
+
+def test_take_rows_refuses_bad_input(host, rng):
+    X = rng.standard_normal((9, 4))
+    for bad in ([9], [-1], [0, 3, 12]):  # checked in the loop before anything is read
+        with pytest.raises(IndexError, match=r"0\.\.8"):
+            host.take_rows(X, bad)
+    with pytest.raises(ValueError, match="transposed must lie in 0..2"):
+        host.take_rows(X, [0, 1], 3)
+    with pytest.raises(ValueError, match="out must be a C-contiguous float64 array"):
+        host.take_rows(X, [0, 1], out=np.empty((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"out_t must be .* shape \(4, 2\)"):
+        host.take_rows(X, [0, 1], 2, out_t=np.empty((2, 4)))

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from gpucoded import coded_matmul
+from gpucoded import CodedMatrix, coded_matmul
 from gpucoded.studies import logreg as L
 from gpucoded.studies import mnist
 
@@ -42,22 +42,38 @@ def test_coded_product_matches_coded_matmul(scheme):
         assert np.abs(mine - ref).max() <= 2 * info.fp_bound
 
 
-@pytest.mark.parametrize("encode", ["batch", "once"])
+@pytest.fixture(params=["compiled", "numpy"])
+def host_rows(request, monkeypatch):
+    """hostops.take_rows with the compiled loop (when built) and with NumPy."""
+    from gpucoded import hostops
+
+    if request.param == "numpy":
+        monkeypatch.setenv("GPUCODED_HOST", "0")
+    elif not hostops.available():
+        pytest.skip("compiled host loops not built")
+    hostops.library(reload=True)
+    yield request.param
+    monkeypatch.undo()
+    hostops.library(reload=True)
+
+
+@pytest.mark.parametrize("source", ["encode", "stored"])
 @pytest.mark.parametrize(
     "scheme, cfg",
     [("approx_matdot", (5, 5, 7)), ("matdot", (3, 4, 6)), ("uncoded_fail", (4, 3, 5))],
 )
-def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, encode):
-    """The fused training loop reproduces the CodedProduct loop bit for bit.
+def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, source, host_rows):
+    """The CodedMatrix-based training loop reproduces the CodedProduct loop bit for bit.
 
     It runs the same GEMMs (encode rows GA[S]/GB[S], the |S| worker products, the decode
     weights) on operands with the same values and layout; the padding it keeps in W
     and in the samples are exact zeros, whose products and decodes are exact zeros. So
     no rounding differs: the claim is equality, with random patterns per product and
-    shapes that need padding (d = 37, batch = 11 are not multiples of m). With
-    ``encode="once"`` the B blocks of Z = W X_b are gathered from the data held as a
-    CodedMatrix (all P workers encoded once): each entry is the same length-m sum of
-    G_B[w, j] times the same sample entries, so equality still holds.
+    shapes that need padding (d = 37, batch = 11 are not multiples of m). Z = W X_b
+    takes its B blocks from the data held as a CodedMatrix: ``source="encode"`` encodes
+    the batch's columns (gathered with their transpose by ``hostops.take_rows``, compiled
+    or NumPy), ``"stored"`` gathers them from all P workers' blocks encoded once; each
+    entry is the same length-m sum of G_B[w, j] times the same sample entries.
     """
     rng = np.random.default_rng(3)
     X, y = rng.random((60, 37)), rng.integers(0, 4, 60)
@@ -69,10 +85,40 @@ def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, encode):
     pats = (rng.integers(0, len(subs), 25), rng.integers(0, len(subs), 25))
     mz, mg = L.CodedProduct(code, subs), L.CodedProduct(code, subs)
     ref = L.train(X, Y, lcfg, batches, mz, mg, pats)
-    sgd = L.CodedSGD(code, subs, X, 4, 11, encode=encode)
-    assert (sgd.data is None) == (encode == "batch")
+    sgd = L.CodedSGD(code, subs, X, 4, 11, source=source)
+    assert sgd.source == source and isinstance(sgd.data, CodedMatrix)
+    assert bool(sgd.data._rows) == (source == "stored")  # "encode" never builds the store
     assert np.array_equal(L.train_coded(X, Y, lcfg, batches, sgd, pats), ref)
     assert np.any(ref != 0)
+
+
+def _product_by_hand(code, S, W, A, B):
+    """The CodedProduct arithmetic written out: rows GA[S], GB[S] times the block
+    stacks, the |S| worker GEMMs, the decode weights W (n_c, |S|) (what the study ran
+    before it was built on the library's encode)."""
+    g = code.grid
+    (n, k), l = A.shape, B.shape[1]
+    rb, cb, db = g.block_dims(n, k, l)
+    S = list(S)
+    Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
+    Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
+    At = (code.GA[S] @ Ab).reshape(-1, rb, cb)
+    Bt = (code.GB[S] @ Bb).reshape(-1, cb, db)
+    blocks = (W @ (At @ Bt).reshape(len(S), rb * db)).reshape(g.n_c, rb, db)
+    return g.assemble(blocks, n, l)
+
+
+@pytest.mark.parametrize("scheme", ["matdot", "approx_matdot", "chebyshev"])
+def test_coded_product_is_the_hand_written_arithmetic(scheme):
+    """CodedProduct on ``operators.encode_side`` gives the hand-written GEMMs bit for bit
+    (ragged shapes: padding in every block dimension)."""
+    rng = np.random.default_rng(4)
+    A, B = rng.standard_normal((9, 23)), rng.standard_normal((23, 14))
+    code, answers, workers = L.make_scheme(scheme, 4, 5, 7)
+    subs = list(itertools.combinations(range(workers), answers))[:3]
+    prod = L.CodedProduct(code, subs)
+    for i, S in enumerate(subs):
+        assert np.array_equal(prod(A, B, i), _product_by_hand(code, S, prod.W[i], A, B))
 
 
 def test_coded_sgd_errors():
@@ -82,10 +128,11 @@ def test_coded_sgd_errors():
     with pytest.raises(ValueError, match="p = t = 1"):
         L.CodedSGD(ApproxPolyDot(2, 2, 9, gamma=30.0), [tuple(range(9))], X, 3, 4)
     code, answers, workers = L.make_scheme("matdot", 2, 3, 4)
-    with pytest.raises(ValueError, match="encode must be 'batch' or 'once'"):
-        L.CodedSGD(code, [(0, 1, 2)], X, 3, 4, encode="twice")
-    with pytest.raises(ValueError, match="instead of the study's"):  # no silent retune
-        L.CodedSGD(ApproxMatDot(2, 4, dtype="float32"), [(0, 1, 2)], X, 3, 4, encode="once")
+    with pytest.raises(ValueError, match="source must be 'encode' or 'stored'"):
+        L.CodedSGD(code, [(0, 1, 2)], X, 3, 4, source="twice")
+    for source in ("encode", "stored"):
+        with pytest.raises(ValueError, match="instead of the study's"):  # no silent retune
+            L.CodedSGD(ApproxMatDot(2, 4, dtype="float32"), [(0, 1, 2)], X, 3, 4, source=source)
     sgd = L.CodedSGD(code, [(0, 1, 2)], X, 3, 4)
     with pytest.raises(ValueError, match="shape"):
         L.train_coded(

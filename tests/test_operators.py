@@ -46,9 +46,9 @@ def test_each_side_is_encoded_once(monkeypatch):
     sides = []
     real = operators.encode_side
     monkeypatch.setattr(
-        operators, "encode_side", lambda code, X, side, dims: sides.append(X.shape) or real(
-            code, X, side, dims
-        )
+        operators,
+        "encode_side",
+        lambda code, X, side, dims: sides.append(X.shape) or real(code, X, side, dims),
     )
     M = unit_gaussian((24, 16), 9)
     cm = gpucoded.CodedMatrix(M, "chebyshev", m=2)
@@ -162,17 +162,28 @@ def test_dask_runs_each_worker_where_its_block_was_placed(monkeypatch):
         assert workers == [placed.where[w]], (w, workers)
 
 
+@pytest.mark.parametrize("source", ["stored", "encode", "raw", "raw-padded"])
 @pytest.mark.parametrize("side", ["A", "B"])
-def test_gather_is_the_encoded_blocks_of_the_selected_rows_or_columns(side):
+def test_gather_is_the_encoded_blocks_of_the_selected_rows_or_columns(side, source):
     """gather(side, workers, J) holds exactly the entries of the encoded stack for M's
-    rows J (side A, p = 1) or columns J (side B, t = 1, transposed): a copy of the
-    same encoding GEMM's output, so equality is exact. Padding: k = 29 is not a
-    multiple of m = 3, and J repeats and reorders indices."""
+    rows J (side A, p = 1) or columns J (side B, t = 1, transposed), from each source:
+    the store encoded once (a copy of the encoding GEMM's output), M's rows/columns J
+    encoded for the workers only, or those rows/columns handed in as ``raw`` (as they
+    are, or zero padded to s·cb): each entry is the same length-s sum, so equality is
+    exact. Padding: k = 29 is not a multiple of m = 3, and J repeats and reorders
+    indices."""
     M = unit_gaussian((31, 29), 9)
     cm = gpucoded.CodedMatrix(M, "matdot", m=3, P=6, executor="serial")
     n, k = M.shape
     workers, J = [4, 0, 2], [5, 0, 5, 17, 3]
-    got = cm.gather(side, workers, J)
+    kw = {"source": "stored" if source == "stored" else "encode"}
+    if source.startswith("raw"):
+        rows = M[J, :] if side == "A" else M[:, J].T  # (|J|, inner)
+        if source == "raw-padded":
+            inner = rows.shape[1]
+            rows = np.concatenate([rows, np.zeros((5, 3 * -(-inner // 3) - inner))], axis=1)
+        kw["raw"] = rows if side == "A" else rows.T  # B: M's columns, (inner, |J|)
+    got = cm.gather(side, workers, J, **kw)
     if side == "A":
         enc = cm.encoded("A", M.dtype, cm.code.grid.block_dims(n, k, 1))  # (P, n, cb)
         want = enc[workers][:, J, :]
@@ -180,7 +191,28 @@ def test_gather_is_the_encoded_blocks_of_the_selected_rows_or_columns(side):
         enc = cm.encoded("B", M.dtype, cm.code.grid.block_dims(1, n, k))  # (P, cb, k)
         want = enc[workers][:, :, J].transpose(0, 2, 1)
     assert got.shape == (3, 5, want.shape[2]) and np.array_equal(got, want)
-    assert got.dtype == np.float64 and cm.gather(side, [1], [2], np.float32).dtype == np.float32
+    assert bool(cm._rows) == (source == "stored")  # "encode" never builds the store
+    assert got.dtype == np.float64
+    assert cm.gather(side, [1], [2], np.float32, source=kw["source"]).dtype == np.float32
+
+
+def test_gather_default_source_and_raw_checks():
+    """NumPy M: the default source encodes (no store); raw is checked against index
+    and M's inner dimension, and only the encoding source takes it."""
+    M = unit_gaussian((12, 10), 11)
+    cm = gpucoded.CodedMatrix(M, "matdot", m=2, P=4, executor="serial")
+    cm.gather("B", [0, 3], [1, 2])
+    assert not cm._rows
+    cols = M[:, [1, 2]]
+    assert np.array_equal(cm.gather("B", [0, 3], None, raw=cols), cm.gather("B", [0, 3], [1, 2]))
+    with pytest.raises(ValueError, match="raw must be M's columns"):
+        cm.gather("B", [0], [1, 2, 3], raw=cols)  # three indices, two columns
+    with pytest.raises(ValueError, match="raw must be M's columns"):
+        cm.gather("B", [0], None, raw=cols.T)  # rows of Mᵀ, not M's columns
+    with pytest.raises(ValueError, match="source='encode' only"):
+        cm.gather("B", [0], [1, 2], source="stored", raw=cols)
+    with pytest.raises(ValueError, match="source must be"):
+        cm.gather("B", [0], [1], source="cache")
 
 
 def test_gather_refuses_what_it_cannot_select():

@@ -271,9 +271,40 @@ void decode(const T* const* Z, const i64* ldz, int R, i64 rb, i64 db, const T* W
     }
 }
 
+// Row gather: out[j, :k] = X[idx[j], :k] for j < n, and for the first nT rows also
+// their transpose, outT[c, j] = X[idx[j], c] (c < k, j < nT), in one pass over the
+// source rows (a minibatch loop that multiplies by X_b and by X_b^T needs both; a
+// separate transposing copy would read the gathered rows a second time). Pure data
+// movement: bit-exact on every machine. Groups of 8 rows: each row is copied whole,
+// then the 8 fresh rows (in L1/L2) are written as 8-element runs of outT's rows.
+template <typename T>
+void take_rows(const T* __restrict X, i64 ldx, const i64* idx, i64 n, i64 k, T* __restrict out,
+               i64 ldo, i64 nT, T* __restrict outT, i64 ldt) {
+    constexpr int B = 8;
+    for (i64 j0 = 0; j0 < n; j0 += B) {
+        const i64 je = j0 + B < n ? j0 + B : n;
+        for (i64 j = j0; j < je; ++j)
+            std::memcpy(out + j * ldo, X + idx[j] * ldx, (size_t)k * sizeof(T));
+        if (j0 >= nT) continue;
+        const i64 te = je < nT ? je : nT;
+        if (te - j0 == B) {
+            const T* src[B];
+            for (int q = 0; q < B; ++q) src[q] = out + (j0 + q) * ldo;
+            for (i64 c = 0; c < k; ++c) {
+                T* o = outT + c * ldt + j0;
+                for (int q = 0; q < B; ++q) o[q] = src[q][c];
+            }
+        } else {
+            for (i64 j = j0; j < te; ++j)
+                for (i64 c = 0; c < k; ++c) outT[c * ldt + j] = out[j * ldo + c];
+        }
+    }
+}
+
 }  // namespace
 
-// Return codes: 0 ok, 3 too many terms (the Python side checks m, R <= 64 first).
+// Return codes: 0 ok, 2 an index out of range (nothing written), 3 too many terms (the
+// Python side checks m, R <= 64 first).
 #define GC_HOST_ENTRY(SFX, T)                                                                \
     extern "C" int gc_host_encode_##SFX(const T* X, i64 ldx, i64 nrows, i64 ncols, int gr,   \
                                          int gcols, i64 rb, i64 cb, const T* G, int P, T* Y,   \
@@ -288,10 +319,18 @@ void decode(const T* const* Z, const i64* ldz, int R, i64 rb, i64 db, const T* W
         if (R > 64) return 3;                                                                \
         decode<T>(Z, ldz, R, rb, db, W, gp, gt, C, ldc, nrows, ncols, nthreads);             \
         return 0;                                                                            \
+    }                                                                                        \
+    extern "C" int gc_host_take_rows_##SFX(const T* X, i64 ldx, i64 nsrc, const i64* idx,     \
+                                            i64 n, i64 k, T* out, i64 ldo, i64 nT, T* outT,    \
+                                            i64 ldt) {                                         \
+        for (i64 j = 0; j < n; ++j)                                                          \
+            if (idx[j] < 0 || idx[j] >= nsrc) return 2;                                      \
+        take_rows<T>(X, ldx, idx, n, k, out, ldo, nT, outT, ldt);                            \
+        return 0;                                                                            \
     }
 
 GC_HOST_ENTRY(f32, float)
 GC_HOST_ENTRY(f64, double)
 
 // ABI version of these entry points (checked by gpucoded.hostops).
-extern "C" int gc_host_abi(void) { return 2; }
+extern "C" int gc_host_abi(void) { return 3; }

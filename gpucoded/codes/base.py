@@ -153,7 +153,6 @@ class BlockGrid:
 
     def split(self, X: Any, rows: int, cols: int, rblk: int, cblk: int) -> Any:
         """Stack of the rows×cols blocks of X, zero padded: (rows*cols, rblk, cblk)."""
-        xp = array_module(X)
         n, k = X.shape
         if n == rows * rblk and k == cols * cblk:
             return (
@@ -161,6 +160,7 @@ class BlockGrid:
                 .transpose(0, 2, 1, 3)
                 .reshape(rows * cols, rblk, cblk)
             )
+        xp = array_module(X)
         padded = xp.zeros((rows * rblk, cols * cblk), dtype=X.dtype)
         padded[:n, :k] = X
         return (

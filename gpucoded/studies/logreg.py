@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import hostops
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Uncoded
 from ..codes.gamma import auto_gamma
-from ..operators import CodedMatrix
+from ..operators import CodedMatrix, encode_side
 from .progress import Progress
 from .sweep import stacked_weights, subset_sweep
 
@@ -63,8 +64,13 @@ MODES = ("worst", "random")
 class CodedProduct:
     """``C = A @ B`` through ``code`` with a chosen subset of answering workers.
 
-    All decode weights are computed once (``code.decode_weights(S, partial=True)``
-    for every subset in ``subsets``, stacked); ``__call__`` is array work only.
+    Both operands change with every call (the study's probe products, and the
+    training loop of grids other than MatDot's), so each call encodes both with the
+    library's :func:`gpucoded.operators.encode_side` for the answering workers only
+    (the rows ``GA[S]``, ``GB[S]``), runs the |S| worker GEMMs as one batched matmul
+    and decodes with the stacked weights ``W_S``. All decode weights are computed
+    once (``code.decode_weights(S, partial=True)`` for every subset in ``subsets``);
+    ``__call__`` is array work only.
 
     Parameters
     ----------
@@ -78,43 +84,55 @@ class CodedProduct:
             raise ValueError("subsets must be a non-empty list of equal-size patterns")
         self.code = code
         self.subsets = [tuple(sorted(S)) for S in subsets]
-        S = np.array(self.subsets, dtype=int)
+        self.S = np.array(self.subsets, dtype=np.intp)  # (nS, r)
         Wfull = stacked_weights(code, self.subsets)  # (nS, n_c, P)
-        self.W = np.take_along_axis(Wfull, S[:, None, :], axis=2)  # (nS, n_c, r)
-        self.GA = code.GA[S]  # (nS, r, n_a)
-        self.GB = code.GB[S]
+        self.W = np.take_along_axis(Wfull, self.S[:, None, :], axis=2)  # (nS, n_c, r)
+        self.GA, self.GB = code.GA[self.S], code.GB[self.S]  # (nS, r, n_a), (nS, r, n_b)
 
     def __call__(self, A: np.ndarray, B: np.ndarray, i: int) -> np.ndarray:
         """Decoded product with the workers of ``subsets[i]`` answering."""
         g = self.code.grid
-        n, k = A.shape
-        l = B.shape[1]
-        rb, cb, db = g.block_dims(n, k, l)
-        Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
-        Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
-        At = (self.GA[i] @ Ab).reshape(-1, rb, cb)
-        Bt = (self.GB[i] @ Bb).reshape(-1, cb, db)
-        prods = (At @ Bt).reshape(At.shape[0], rb * db)
-        blocks = (self.W[i] @ prods).reshape(g.n_c, rb, db)
+        n, l = A.shape[0], B.shape[1]
+        dims = g.block_dims(n, A.shape[1], l)
+        At = encode_side(self.code, A, "A", dims, G=self.GA[i])  # (r, rb, cb)
+        Bt = encode_side(self.code, B, "B", dims, G=self.GB[i])  # (r, cb, db)
+        prods = (At @ Bt).reshape(At.shape[0], -1)
+        blocks = (self.W[i] @ prods).reshape(g.n_c, dims[0], dims[2])
         return g.assemble(blocks, n, l)
 
 
 class CodedSGD:
     r"""SGD steps whose two products both run through ``code``, as array work only.
 
-    Exactly the float pipeline of :class:`CodedProduct` (the same GEMMs on the same
-    operands, so bit-identical results): encode with the code's rows ``GA[S]``,
-    ``GB[S]``, the |S| worker GEMMs as one batched matmul, decode with the precomputed
-    :math:`W_S`. It is arranged for the training loop of a MatDot-like grid
-    (p = t = 1, the inner dimension split in m = s blocks) so that an iteration does
-    one gather of its samples and no other copies:
+    The training data is held as a :class:`gpucoded.CodedMatrix`
+    :math:`M = X_{\rm tr}^\top` (the coded deployment's arrangement: the data matrix
+    encoded for the workers, the model streamed through it). A step computes, for
+    the answer patterns ``iz``, ``ig`` of its two products,
+
+    * :math:`Z = WX_b`: A blocks = W's feature blocks encoded with
+      :func:`~gpucoded.operators.encode_side`; B blocks = the answering workers'
+      encoded columns of the batch, :meth:`CodedMatrix.gather`;
+    * :math:`G = HX_b^\top`: both operands change with the batch (its sample blocks
+      are new every step), so both are encoded with ``encode_side``;
+
+    then the |S| worker GEMMs as one batched matmul and the decode with the
+    precomputed :math:`W_S`: the float pipeline of :class:`CodedProduct` (the same
+    GEMMs on the same operands), so W is the CodedProduct loop's bit for bit
+    (tested). It is arranged for a MatDot-like grid (p = t = 1, the inner dimension
+    split in m = s blocks) so that a step gathers its samples once:
 
     * the samples live in one array padded to m feature blocks, plus a zero sample
       that pads the batch to m sample blocks; W keeps the padded feature dimension
       (its padding stays 0: those gradient columns are decodes of exact zeros);
-    * :math:`Z = WX_b`: B-blocks are the feature blocks of the gathered batch;
-    * :math:`G = HX_b^\top`: the gathered, padded batch *is* the stack of B-blocks
-      (sample blocks), a free reshape; H is written into a preallocated padded buffer.
+    * one pass (:func:`gpucoded.hostops.take_rows`) gathers the padded batch, which
+      *is* the stack of G's B blocks (sample blocks, a free reshape), and its
+      transpose :math:`M[:, b]`, the columns the CodedMatrix encodes Z's B blocks
+      from (``raw``, ``source="encode"``); G's B blocks are encoded first, while the
+      batch is in cache; H is written into a preallocated padded buffer.
+
+    Measured against the same arithmetic written out as GEMMs on precomputed rows
+    (``python bench/bench_studies.py``, its "hand-written" loop): the same W bit
+    for bit at the same speed.
 
     Parameters
     ----------
@@ -129,20 +147,14 @@ class CodedSGD:
     padded : ndarray (N + 1, m·cz), optional
         ``Xp`` of a CodedSGD built on the same ``Xtr`` with the same m (shared, not
         copied).
-    encode : {"batch", "once"}
-        Where the B operand of :math:`Z = WX_b` comes from. ``"batch"`` (default): the
-        gathered batch's feature blocks, encoded every step
-        (:math:`G_B[S]` times a (m, cz·batch) copy). ``"once"``: the samples are held
-        as a :class:`gpucoded.CodedMatrix` :math:`M = X_{\rm tr}^\top`, encoded once
-        (:math:`\tilde M_w = \sum_j G_B[w,j] M_j`, P·N·cz numbers), and a step
-        gathers the answering workers' columns of the batch
-        (:meth:`~gpucoded.CodedMatrix.gather`): the coded deployment's arrangement.
-        Both give the same W bit for bit (each encoded entry is the same length-m
-        sum). ``"once"`` is slower on a CPU: the product :math:`HX_b^\top` needs the
-        raw batch anyway (its sample blocks change with every batch), so the
-        gathered encoded rows (r·batch·cz numbers, read from the P/m-times larger
-        encoded copy of the data, mostly from DRAM) come on top of the raw rows, where
-        ``"batch"`` encodes the raw rows already in cache (see ``bench/bench_studies.py``).
+    source : {"encode", "stored"}
+        Where :meth:`CodedMatrix.gather` takes Z's B blocks from. ``"encode"``
+        (default): the batch's columns of M, gathered with the batch (one pass,
+        :func:`gpucoded.hostops.take_rows`), encoded for the answering workers (a
+        (r, m)·(m, cz·batch) GEMM per step). ``"stored"``: the data encoded once for
+        all P workers (P·N·cz numbers) and the answering workers' columns gathered
+        each step. Same W bit for bit; ``"stored"`` is slower on a CPU (see
+        :meth:`CodedMatrix.gather` and ``bench/bench_studies.py``).
     """
 
     def __init__(
@@ -154,17 +166,17 @@ class CodedSGD:
         batch: int,
         *,
         padded: np.ndarray | None = None,
-        encode: str = "batch",
+        source: str = "encode",
     ) -> None:
         g = code.grid
-        if encode not in ("batch", "once"):
-            raise ValueError(f"encode must be 'batch' or 'once', got {encode!r}")
+        if source not in ("encode", "stored"):
+            raise ValueError(f"source must be 'encode' or 'stored', got {source!r}")
         if (g.p, g.t) != (1, 1):
             raise ValueError(f"CodedSGD needs a grid with p = t = 1, got {g}")
-        prod = CodedProduct(code, subsets)  # weights and encoding rows of the patterns
-        self.code, self.subsets = code, prod.subsets
-        self.W, self.GA, self.GB = prod.W, prod.GA, prod.GB  # (nS, 1, r), (nS, r, m)
-        self.r = self.GA.shape[1]
+        prod = CodedProduct(code, subsets)  # the patterns' decode weights
+        self.code, self.subsets, self.W, self._S = code, prod.subsets, prod.W, prod.S
+        self.GA, self.GB = prod.GA, prod.GB
+        self.r = self._S.shape[1]
         N, d = Xtr.shape
         _, self.cz, _ = g.block_dims(J, d, batch)  # feature block of Z = W X_b
         _, self.cg, _ = g.block_dims(J, batch, d)  # sample block of G = H X_b^T
@@ -176,9 +188,11 @@ class CodedSGD:
             self.Xp[:N, :d] = Xtr
         self._pad = np.full(self.m * self.cg - batch, N)  # the zero sample
         self._hp = np.zeros((J, self.m * self.cg))
-        self.data = None if encode == "batch" else _coded_data(code, Xtr)
-        self._S = np.array(self.subsets, dtype=np.intp)
-        self._bt = np.empty((self.r, self.cz, batch))  # Z's B blocks (encode="once")
+        self.source = source
+        self.data = _coded_data(code, Xtr, source)
+        self._bt = np.empty((self.r, self.cz, batch))  # Z's B blocks, source "stored"
+        self._xg = np.empty((self.m * self.cg, self.dp))  # the gathered batch (reused)
+        self._xgt = np.empty((self.dp, batch)) if self.source == "encode" else None
 
     def step(
         self, W: np.ndarray, Xb_idx: np.ndarray, Yb: np.ndarray, iz: int, ig: int, lr: float
@@ -188,27 +202,30 @@ class CodedSGD:
         ``Xb_idx``: the batch's sample indices (optionally already followed by the
         padding indices :meth:`pad_batches` appends); ``Yb`` (J, batch) one-hot; ``iz``,
         ``ig``: the answer patterns (indices into ``subsets``) of the two products."""
-        m, J, cz, cg, batch, dp, r = self.m, self.J, self.cz, self.cg, self.batch, self.dp, self.r
-        if Xb_idx.size != m * cg:
+        code, J, batch, r = self.code, self.J, self.batch, self.r
+        if Xb_idx.size != self.m * self.cg:
             Xb_idx = np.concatenate([Xb_idx, self._pad])
-        xg = self.Xp[Xb_idx]  # (m·cg, dp): the batch, zero-padded to m sample blocks
+        # the batch, zero-padded to m sample blocks (m·cg, dp), and its first `batch`
+        # rows transposed (dp, batch) = M[:, batch], gathered in one pass
+        T = batch if self.source == "encode" else 0
+        xg, xgt = hostops.take_rows(self.Xp, Xb_idx, T, out=self._xg, out_t=self._xgt)
+        dims = (J, self.cg, self.dp)  # G = H X_b^T: its B blocks now, while xg is in cache
+        Bg = encode_side(code, xg, "B", dims, G=self.GB[ig])  # (r, cg, dp): no copy of xg
         # Z = W X_b
-        Ab = W.reshape(J, m, cz).transpose(1, 0, 2).reshape(m, J * cz)
-        At = (self.GA[iz] @ Ab).reshape(r, J, cz)
-        if self.data is None:
-            Bt = (self.GB[iz] @ xg[:batch].T.reshape(m, cz * batch)).reshape(r, cz, batch)
-        else:  # the answering workers' encoded columns of the batch, (r, batch, cz)
-            Bg = self.data.gather("B", self._S[iz], Xb_idx[:batch])
+        At = encode_side(code, W, "A", (J, self.cz, batch), G=self.GA[iz])  # (r, J, cz)
+        if self.source == "encode":  # the batch's columns of M in hand: encoded for S
+            Bt = self.data.gather("B", self._S[iz], None, source="encode", raw=xgt)
+        else:
+            Bt = self.data.gather("B", self._S[iz], Xb_idx[:batch], source="stored")
+        Bt = Bt.transpose(0, 2, 1)  # (r, cz, batch)
+        if not Bt.flags.c_contiguous:  # "stored": the GEMM below is 2x faster on a copy
+            np.copyto(self._bt, Bt)
             Bt = self._bt
-            np.copyto(Bt, Bg.transpose(0, 2, 1))  # the GEMM below is 2x faster on this layout
         Z = (self.W[iz] @ (At @ Bt).reshape(r, J * batch)).reshape(J, batch)
-        H = _softmax(Z) - Yb
+        np.subtract(_softmax(Z), Yb, out=self._hp[:, :batch])  # H, in the padded buffer
         # G = H X_b^T
-        self._hp[:, :batch] = H
-        Hb = self._hp.reshape(J, m, cg).transpose(1, 0, 2).reshape(m, J * cg)
-        At = (self.GA[ig] @ Hb).reshape(r, J, cg)
-        Bt = (self.GB[ig] @ xg.reshape(m, cg * dp)).reshape(r, cg, dp)
-        G = (self.W[ig] @ (At @ Bt).reshape(r, J * dp)).reshape(J, dp)
+        At = encode_side(code, self._hp, "A", dims, G=self.GA[ig])  # (r, J, cg)
+        G = (self.W[ig] @ (At @ Bg).reshape(r, J * self.dp)).reshape(J, self.dp)
         G *= lr
         W -= G
 
@@ -219,16 +236,18 @@ class CodedSGD:
         return np.concatenate([batches, pad], axis=1)
 
 
-def _coded_data(code: Code, Xtr: np.ndarray) -> Any:
-    """``Xtr.T`` as a :class:`gpucoded.CodedMatrix` of exactly ``code`` (array work only)."""
+def _coded_data(code: Code, Xtr: np.ndarray, source: str) -> CodedMatrix:
+    """``Xtr.T`` as a :class:`gpucoded.CodedMatrix` of exactly ``code`` (array work only);
+    with ``source="stored"`` encoded now (setup), not in the first training step."""
     cm = CodedMatrix(Xtr.T, code, executor="serial", allow_inaccurate=True)
     if cm.code is not code:  # e.g. an ε-code retuned for another worker format
         raise ValueError(
-            f"encode='once': CodedMatrix would run {cm.code!r} instead of the study's "
+            f"CodedSGD: CodedMatrix would run {cm.code!r} instead of the study's "
             f"{code!r} (tuned for {getattr(code, 'worker_dtype', '?')} workers, the data is "
-            f"{Xtr.dtype}); build the code for {Xtr.dtype} workers or use encode='batch'"
+            f"{Xtr.dtype}); build the code for {Xtr.dtype} workers"
         )
-    cm.gather("B", [0], [0])  # encode now (setup), not in the first training step
+    if source == "stored":
+        cm.gather("B", [0], [0], source="stored")
     return cm
 
 
