@@ -16,11 +16,11 @@
    :class:`~gpucoded.studies.logreg.CodedProduct` loop and the *uncoded* plain NumPy
    loop (no code at all: a ceiling for any coded loop on the same machine).
 
-3. CodedSGD's two sources of the B blocks of Z = W X_b, timed side by side (interleaved,
-   best of ``--repeat``): ``encode="batch"`` (the batch's feature blocks encoded every
-   step, the default) and ``encode="once"`` (the data held as a ``gpucoded.CodedMatrix``
-   encoded once, the answering workers' columns gathered each step), with the check
-   that both give the CodedProduct loop's W bit for bit.
+3. The study's loops built on the library (``CodedSGD`` holding the data as a
+   ``gpucoded.CodedMatrix``, with both of ``gather``'s sources; the ``CodedProduct`` loop
+   on ``operators.encode_side``) against the same arithmetic written by hand as GEMMs on
+   precomputed rows, interleaved rounds (at least 5), with the check that every loop
+   gives the CodedProduct loop's W bit for bit.
 
 Run: ``python bench/bench_studies.py [--quick] [--json PATH]``. BLAS is pinned to one
 thread (set before NumPy is imported) unless OPENBLAS_NUM_THREADS is set: on a shared
@@ -122,13 +122,68 @@ def bench_figure1(n_gammas: int, loop_gammas: int, repeat: int = 3) -> dict:
     }
 
 
-def bench_coded_sgd(iterations: int, repeat: int = 3) -> dict:
-    """it/s of CodedSGD with ``encode="batch"`` and ``encode="once"`` (CodedMatrix-held
-    data), interleaved and best of ``repeat``; both checked against the CodedProduct loop.
+class HandWrittenSGD:
+    """Baseline: the training step as plain GEMMs on precomputed rows (no library
+    calls), the arithmetic of ``CodedSGD`` before it was built on ``CodedMatrix``:
+    gather the padded batch, transpose its first rows, encode with ``GA[S]``,
+    ``GB[S]``, the |S| worker GEMMs, decode with ``W_S``."""
 
-    Setup as :func:`gpucoded.studies.logreg.benchmark`: ε-MatDot (5, 5, 7), a random
-    answer pattern per multiplication, batch 128, the MNIST subset (or its synthetic
+    def __init__(self, sgd):  # shares the CodedSGD's weights, rows and padded data
+        self.s = sgd
+
+    def __getattr__(self, name):  # shapes and pad_batches, as train_coded asks them
+        return getattr(self.s, name)
+
+    def step(self, W, idx, Yb, iz, ig, lr):
+        from gpucoded.studies.logreg import _softmax
+
+        s = self.s
+        m, J, cz, cg, b, dp, r = s.m, s.J, s.cz, s.cg, s.batch, s.dp, s.r
+        xg = s.Xp[idx]
+        At = (s.GA[iz] @ W.reshape(J, m, cz).transpose(1, 0, 2).reshape(m, J * cz))
+        Bt = s.GB[iz] @ xg[:b].T.reshape(m, cz * b)
+        Z = (s.W[iz] @ (At.reshape(r, J, cz) @ Bt.reshape(r, cz, b)).reshape(r, -1))
+        s._hp[:, :b] = _softmax(Z.reshape(J, b)) - Yb
+        Hb = s._hp.reshape(J, m, cg).transpose(1, 0, 2).reshape(m, J * cg)
+        At, Bt = s.GA[ig] @ Hb, s.GB[ig] @ xg.reshape(m, cg * dp)
+        G = (s.W[ig] @ (At.reshape(r, J, cg) @ Bt.reshape(r, cg, dp)).reshape(r, -1))
+        G *= lr
+        W -= G.reshape(J, dp)
+
+
+def _product_by_hand(prod):
+    """Baseline for ``CodedProduct``: its arithmetic as plain GEMMs on precomputed rows."""
+
+    def mul(A, B, i):
+        g = prod.code.grid
+        (n, k), l = A.shape, B.shape[1]
+        rb, cb, db = g.block_dims(n, k, l)
+        At = prod.GA[i] @ g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
+        Bt = prod.GB[i] @ g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
+        prods = (At.reshape(-1, rb, cb) @ Bt.reshape(-1, cb, db)).reshape(len(At), -1)
+        return g.assemble((prod.W[i] @ prods).reshape(g.n_c, rb, db), n, l)
+
+    return mul
+
+
+def bench_coded_sgd(iterations: int, repeat: int = 3) -> dict:
+    """The training loops built on the library against the same arithmetic by hand.
+
+    Timed interleaved (order alternating), ``repeat`` rounds: best it/s of each and
+    the median (min, max) of the per-round ratios library / hand-written:
+
+    * ``sgd``: ``CodedSGD`` (data held as a ``CodedMatrix``, Z's B blocks from
+      ``gather(source="encode")``) vs :class:`HandWrittenSGD`;
+    * ``stored``: ``CodedSGD(source="stored")`` (the encoded copy a deployment holds)
+      vs the same hand-written loop;
+    * ``product``: the ``train`` loop with ``CodedProduct`` (``encode_side``) vs with
+      :func:`_product_by_hand`.
+
+    Every loop's W is compared bit for bit with the CodedProduct loop's. Setup as
+    :func:`gpucoded.studies.logreg.benchmark`: ε-MatDot (5, 5, 7), a random answer
+    pattern per multiplication, batch 128, the MNIST subset (or its synthetic
     stand-in)."""
+    from gpucoded import hostops
     from gpucoded.studies import logreg as lg
     from gpucoded.studies import mnist
 
@@ -142,27 +197,43 @@ def bench_coded_sgd(iterations: int, repeat: int = 3) -> dict:
     pats = (rng.integers(0, len(subs), iterations), rng.integers(0, len(subs), iterations))
     mz, mg = lg.CodedProduct(code, subs), lg.CodedProduct(code, subs)
     ref = lg.train(Xr, Y, cfg, batches, mz, mg, pats)
-    sgds, setup = {}, {}
-    for enc in ("batch", "once"):
-        t0 = time.perf_counter()
-        sgds[enc] = lg.CodedSGD(code, subs, Xr, 10, cfg.batch, encode=enc)
-        setup[enc] = time.perf_counter() - t0
-    best = {enc: float("inf") for enc in sgds}
+    t0 = time.perf_counter()
+    sgd = lg.CodedSGD(code, subs, Xr, 10, cfg.batch)
+    t_setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stored = lg.CodedSGD(code, subs, Xr, 10, cfg.batch, source="stored", padded=sgd.Xp)
+    t_setup_stored = time.perf_counter() - t0
+    loops = {
+        "sgd": lambda: lg.train_coded(Xr, Y, cfg, batches, sgd, pats),
+        "stored": lambda: lg.train_coded(Xr, Y, cfg, batches, stored, pats),
+        "hand_sgd": lambda: lg.train_coded(Xr, Y, cfg, batches, HandWrittenSGD(sgd), pats),
+        "product": lambda: lg.train(Xr, Y, cfg, batches, mz, mg, pats),
+        "hand_product": lambda: lg.train(
+            Xr, Y, cfg, batches, _product_by_hand(mz), _product_by_hand(mg), pats
+        ),
+    }
+    times: dict[str, list[float]] = {k: [] for k in loops}
     same = {}
-    for _ in range(max(1, repeat)):
-        for enc, sgd in sgds.items():
+    for i in range(max(1, repeat)):
+        for name in list(loops) if i % 2 == 0 else list(loops)[::-1]:
             t0 = time.perf_counter()
-            W = lg.train_coded(Xr, Y, cfg, batches, sgd, pats)
-            best[enc] = min(best[enc], time.perf_counter() - t0)
-            same[enc] = bool(np.array_equal(W, ref))
-    return {
+            W = loops[name]()
+            times[name].append(time.perf_counter() - t0)
+            same[name] = bool(np.array_equal(W, ref))
+    out = {
         "data": data,
         "iterations": iterations,
         "repeat": repeat,
-        **{f"{e}_it_s": iterations / best[e] for e in sgds},
-        **{f"{e}_setup_s": setup[e] for e in sgds},
-        **{f"{e}_identical_to_product_loop": same[e] for e in sgds},
+        "compiled_take_rows": hostops.available(),
+        "setup_s": t_setup,
+        "stored_setup_s": t_setup_stored,
+        **{f"{k}_it_s": iterations / min(v) for k, v in times.items()},
+        **{f"{k}_identical_to_product_loop": same[k] for k in loops},
     }
+    for k, base in (("sgd", "hand_sgd"), ("stored", "hand_sgd"), ("product", "hand_product")):
+        ratio = np.array(times[base]) / np.array(times[k])  # > 1: the library loop is faster
+        out[f"{k}_ratio"] = [float(np.median(ratio)), float(ratio.min()), float(ratio.max())]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,14 +278,26 @@ def main(argv: list[str] | None = None) -> int:
             f"(= {lr['uncoded_it_s'] / lr['naive_it_s']:.1f}x the coded_matmul loop)"
         )
     if logreg is not None:
-        sg = bench_coded_sgd(100 if args.quick else 400, args.repeat)
-        out["coded_sgd_encode"] = sg
+        sg = bench_coded_sgd(100 if args.quick else 400, max(args.repeat, 5))
+        out["coded_sgd"] = sg
+
+        def ratio(k: str) -> str:
+            med, lo, hi = sg[f"{k}_ratio"]
+            return f"{med:.2f}x [{lo:.2f}, {hi:.2f}]"
+
         print(
-            f"CodedSGD, B blocks of Z = W X_b (best of {sg['repeat']}, {sg['iterations']} it): "
-            f"encoded per batch {sg['batch_it_s']:.0f} it/s | CodedMatrix-held, encoded once "
-            f"{sg['once_it_s']:.0f} it/s ({sg['once_it_s'] / sg['batch_it_s']:.2f}x; setup "
-            f"{sg['once_setup_s']:.2f} s) | W bit-identical to the CodedProduct loop: "
-            f"{sg['batch_identical_to_product_loop']}, {sg['once_identical_to_product_loop']}"
+            f"Training loops on the library vs the same arithmetic by hand ({sg['repeat']} "
+            f"interleaved rounds, {sg['iterations']} it; ratio = hand-written time / library "
+            f"time, median [min, max]; compiled take_rows: {sg['compiled_take_rows']}):\n"
+            f"  CodedSGD (CodedMatrix, source='encode') {sg['sgd_it_s']:.0f} it/s vs "
+            f"hand-written {sg['hand_sgd_it_s']:.0f} it/s: {ratio('sgd')}\n"
+            f"  CodedSGD (CodedMatrix, source='stored') {sg['stored_it_s']:.0f} it/s: "
+            f"{ratio('stored')} (setup {sg['stored_setup_s']:.2f} s)\n"
+            f"  CodedProduct loop {sg['product_it_s']:.0f} it/s vs hand-written "
+            f"{sg['hand_product_it_s']:.0f} it/s: {ratio('product')}\n"
+            f"  W bit-identical to the CodedProduct loop: "
+            + ", ".join(f"{k} {sg[f'{k}_identical_to_product_loop']}" for k in
+                        ("sgd", "stored", "hand_sgd", "hand_product"))  # fmt: skip
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

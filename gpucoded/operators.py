@@ -133,7 +133,8 @@ class CodedMatrix:
     bound's :math:`\rho_M` is computed once. :meth:`gather` gives chosen workers'
     encoded blocks for a subset of M's rows or columns as array work only (no
     executor): what a simulation of fixed answer sets over batches of a fixed data
-    matrix needs (the logistic-regression study's ``CodedSGD(encode="once")``).
+    matrix needs (the logistic-regression study's ``CodedSGD`` takes Z's B blocks
+    from it).
     """
 
     #: NumPy defers ``ndarray @ CodedMatrix`` to :meth:`__rmatmul__`.
