@@ -161,8 +161,10 @@ class BlockGrid:
                 .reshape(rows * cols, rblk, cblk)
             )
         xp = array_module(X)
-        padded = xp.zeros((rows * rblk, cols * cblk), dtype=X.dtype)
-        padded[:n, :k] = X
+        padded = xp.empty((rows * rblk, cols * cblk), dtype=X.dtype)
+        padded[:n, :k] = X  # and zeros in the padding only (no pass over the whole buffer)
+        padded[n:, :] = 0
+        padded[:n, k:] = 0
         return (
             padded.reshape(rows, rblk, cols, cblk)
             .transpose(0, 2, 1, 3)
