@@ -227,3 +227,20 @@ def test_gather_refuses_what_it_cannot_select():
         cm.gather("B", [0], [-1])  # no wrap-around into another worker's rows
     with pytest.raises(IndexError, match=r"workers must lie in 0\.\.3"):
         cm.gather("A", [4], [0])
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+def test_encode_side_for_some_workers_is_those_rows_of_the_full_stack(side):
+    """encode_side(..., workers) and (..., G=rows) give exactly the full stack's slabs
+    of those workers (the same length-n_a/n_b sums; ragged shapes pad every block)."""
+    code = gpucoded.make_code("polydot", p=2, q=2, P=12)
+    A, B = unit_gaussian((9, 7), 12), unit_gaussian((7, 11), 13)
+    X = A if side == "A" else B
+    dims = code.grid.block_dims(9, 7, 11)
+    full = operators.encode_side(code, X, side, dims)
+    workers = [7, 2, 11]
+    G = (code.GA if side == "A" else code.GB)[workers]
+    assert np.array_equal(operators.encode_side(code, X, side, dims, workers), full[workers])
+    assert np.array_equal(operators.encode_side(code, X, side, dims, G=G), full[workers])
+    X32 = X.astype(np.float32)  # the work dtype follows X, G is cast to it
+    assert operators.encode_side(code, X32, side, dims, workers).dtype == np.float32
