@@ -25,6 +25,11 @@ bandwidth. Two things decide how close the host path gets to it:
   the memory pattern alone and a copy by ``bench/bench_encode_floor.py``).
   Without the library (not built,
   a non-float dtype, ``GPUCODED_HOST=0``) the callers use NumPy.
+* **Rows in both layouts.** :func:`take_rows` gathers rows (a minibatch of a fixed
+  data matrix) and writes the first T of them transposed in the same pass, where
+  NumPy's gather-then-transpose reads the gathered rows a second time: the
+  logistic-regression study's ``CodedSGD`` needs :math:`X_b` (G's sample blocks)
+  and :math:`X_b^\top` (the columns its ``CodedMatrix`` encodes) every step.
 
 Rounding is the same as NumPy's: every output entry is one sequential sum of m
 (encode) or R (decode) products in the working precision, so
