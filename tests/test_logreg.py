@@ -13,12 +13,30 @@ from gpucoded.studies import logreg as L
 from gpucoded.studies import mnist
 
 
+def _product_by_hand(code, S, W, A, B):
+    """The CodedProduct arithmetic written out: rows GA[S], GB[S] times the block
+    stacks, the |S| worker GEMMs, the decode weights W (n_c, |S|) (what the study ran
+    before it was built on the library's encode)."""
+    g = code.grid
+    (n, k), l = A.shape, B.shape[1]
+    rb, cb, db = g.block_dims(n, k, l)
+    S = list(S)
+    Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
+    Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
+    At = (code.GA[S] @ Ab).reshape(-1, rb, cb)
+    Bt = (code.GB[S] @ Bb).reshape(-1, cb, db)
+    blocks = (W @ (At @ Bt).reshape(len(S), rb * db)).reshape(g.n_c, rb, db)
+    return g.assemble(blocks, n, l)
+
+
 @pytest.mark.parametrize("scheme", ["uncoded_fail", "chebyshev", "matdot", "approx_matdot"])
 def test_coded_product_matches_coded_matmul(scheme):
     """The precomputed-GEMM product equals the library's decode of the same answers.
 
     Both encode with the same rows of GA/GB and decode with the same weights; they
-    differ only in the summation order of the GEMMs. Each result is within the
+    differ only in the summation order of the GEMMs. And CodedProduct, built on
+    ``operators.encode_side``, is the hand-written GEMMs bit for bit (37 is not a
+    multiple of m: padded blocks). Each result is within the
     first-order rounding bound ``fp_bound`` (``DecodeWeights.bounds``) of the exact
     decode of these answers, so they differ by at most 2 × fp_bound.
     """
@@ -29,6 +47,7 @@ def test_coded_product_matches_coded_matmul(scheme):
     prod = L.CodedProduct(code, subs)
     for i, S in enumerate(subs):
         mine = prod(A, B, i)
+        assert np.array_equal(mine, _product_by_hand(code, S, prod.W[i], A, B))
         At, Bt = code.encode(A, B)
         ref, info = code.decode(
             (At @ Bt)[list(S)],
@@ -90,35 +109,6 @@ def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, source, h
     assert bool(sgd.data._rows) == (source == "stored")  # "encode" never builds the store
     assert np.array_equal(L.train_coded(X, Y, lcfg, batches, sgd, pats), ref)
     assert np.any(ref != 0)
-
-
-def _product_by_hand(code, S, W, A, B):
-    """The CodedProduct arithmetic written out: rows GA[S], GB[S] times the block
-    stacks, the |S| worker GEMMs, the decode weights W (n_c, |S|) (what the study ran
-    before it was built on the library's encode)."""
-    g = code.grid
-    (n, k), l = A.shape, B.shape[1]
-    rb, cb, db = g.block_dims(n, k, l)
-    S = list(S)
-    Ab = g.split(A, g.p, g.s, rb, cb).reshape(g.n_a, rb * cb)
-    Bb = g.split(B, g.s, g.t, cb, db).reshape(g.n_b, cb * db)
-    At = (code.GA[S] @ Ab).reshape(-1, rb, cb)
-    Bt = (code.GB[S] @ Bb).reshape(-1, cb, db)
-    blocks = (W @ (At @ Bt).reshape(len(S), rb * db)).reshape(g.n_c, rb, db)
-    return g.assemble(blocks, n, l)
-
-
-@pytest.mark.parametrize("scheme", ["matdot", "approx_matdot", "chebyshev"])
-def test_coded_product_is_the_hand_written_arithmetic(scheme):
-    """CodedProduct on ``operators.encode_side`` gives the hand-written GEMMs bit for bit
-    (ragged shapes: padding in every block dimension)."""
-    rng = np.random.default_rng(4)
-    A, B = rng.standard_normal((9, 23)), rng.standard_normal((23, 14))
-    code, answers, workers = L.make_scheme(scheme, 4, 5, 7)
-    subs = list(itertools.combinations(range(workers), answers))[:3]
-    prod = L.CodedProduct(code, subs)
-    for i, S in enumerate(subs):
-        assert np.array_equal(prod(A, B, i), _product_by_hand(code, S, prod.W[i], A, B))
 
 
 def test_coded_sgd_errors():
