@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    from .studies.progress import set_quiet
+    from .progress import set_quiet
 
     set_quiet(args.quiet)
     try:

@@ -12,8 +12,8 @@ from .api import coded_matmul
 from .backend import array_module, gpu_available
 from .codes import Code, make_code
 from .guard import RTOL_GUARD
+from .progress import Progress
 from .reference import exact_product
-from .studies.progress import Progress
 
 __all__ = ["demo_codes", "run_demo", "straggler_comparison", "straggler_scenario"]
 

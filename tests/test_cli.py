@@ -8,8 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from gpucoded import __version__, cli
-from gpucoded.studies import progress
+from gpucoded import __version__, cli, progress
 
 
 def test_bare_command_prints_help(capsys):
@@ -79,6 +78,41 @@ def test_progress_only_on_a_terminal_and_not_quiet():
         assert tty.getvalue() == ""
     finally:
         progress.set_quiet(False)
+
+
+def test_a_long_weight_solve_reports_its_stages(monkeypatch):
+    """A decode-weight solve in multiprecision draws a bar with its stages (the
+    precision levels) once it has run SOLVE_DELAY seconds, on a terminal only; a
+    solve that ends sooner, or a cached one, prints nothing."""
+    import sys
+
+    from gpucoded import make_code
+
+    def solve(code):  # 3 of 6 ε-MatDot answers: regularised weights, two precisions
+        return code.decode_weights(range(3), partial=True, fmt="float64")
+
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    solve(make_code("approx_matdot", m=3, P=6))
+    assert tty.getvalue() == ""  # well under the default delay of 1 s
+    monkeypatch.setattr(progress, "SOLVE_DELAY", 0.0)
+    code = make_code("approx_matdot", m=3, P=6)
+    solve(code)
+    out = tty.getvalue()
+    assert "decode weights: ApproxMatDot, 3 answers" in out
+    assert "regularised weights, 120 digits" in out and "2it" in out
+    n = len(out)
+    solve(code)  # cached: no solve, no bar
+    assert len(tty.getvalue()) == n
+    pipe = io.StringIO()  # not a terminal: silent
+    monkeypatch.setattr(sys, "stderr", pipe)
+    solve(make_code("approx_matdot", m=3, P=6))
+    assert pipe.getvalue() == ""
+    with progress.solve_progress("outer"):  # nested solves: one bar, the outer one
+        progress.step("a")
+        with progress.solve_progress("inner"):
+            progress.step("b")
+    progress.step("outside")  # no running solve: a no-op
 
 
 def test_quiet_flag_is_accepted_everywhere():

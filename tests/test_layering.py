@@ -27,7 +27,10 @@ PKG_DIR = Path(__file__).resolve().parent.parent / "gpucoded"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "formats",
-        ("formats", "backend", "validate", "kernels", "errors", "gpu", "hostkernels"),
+        (
+            "formats", "backend", "validate", "kernels", "errors", "gpu", "hostkernels",
+            "progress",
+        ),
     ),
     ("decode data", ("weights", "points", "reference")),
     ("codes", ("codes", "mixed")),

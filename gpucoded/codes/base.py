@@ -36,6 +36,7 @@ from .. import weights as wt
 from ..backend import array_module
 from ..formats import FORMATS, Format, get_format
 from ..points import validate_points
+from ..progress import solve_progress
 
 __all__ = [
     "DECODERS",
@@ -544,7 +545,8 @@ class Code:
             self._cache.move_to_end(key)
             return hit
         t0 = time.perf_counter()
-        out = self._solve(S, partial, f)
+        with solve_progress(f"decode weights: {type(self).__name__}, {len(S)} answers"):
+            out = self._solve(S, partial, f)  # a bar only if it runs long (multiprecision)
         W, cond, dps, exact, W_mp = out[:5]
         rule = out[5] if len(out) > 5 else "interpolation"
         dw = self._weights_class(

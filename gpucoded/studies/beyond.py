@@ -54,9 +54,9 @@ from ..codes import ApproxMatDot, ChebyshevMatDot, CircleMatDot, Code, MatDot, R
 from ..formats import get_format, unit_roundoff
 from ..mixed import mixed_bounds, slice_bits, sliced_matmul
 from ..points import default_gamma
+from ..progress import Progress
 from ..reference import error_split, exact_product
 from .precision import worker_matmul
-from .progress import Progress
 
 __all__ = [
     "COLUMNS",

@@ -41,8 +41,8 @@ import numpy as np
 from ..backend import cupy_or_none
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, EvaluationCode, MatDot
 from ..formats import FORMATS
+from ..progress import Progress
 from ..reference import exact_product
-from .progress import Progress
 from .sweep import (
     SweepResult,
     all_subsets,

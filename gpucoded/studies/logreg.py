@@ -38,7 +38,7 @@ from .. import hostops
 from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Uncoded
 from ..codes.gamma import auto_gamma
 from ..operators import CodedMatrix, encode_side
-from .progress import Progress
+from ..progress import Progress
 from .sweep import stacked_weights, subset_sweep
 
 __all__ = [

@@ -41,9 +41,9 @@ import numpy as np
 
 from ..codes import ApproxMatDot
 from ..codes.gamma import auto_gamma
+from ..progress import Progress
 from ..reference import exact_product
 from .beyond import subset_sample
-from .progress import Progress
 from .sweep import subset_sweep, unit_gaussian_pair
 
 __all__ = [

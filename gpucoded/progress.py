@@ -1,19 +1,35 @@
-"""Progress bars for the long-running commands, on tqdm.
+"""Progress bars for long work, on tqdm: the long-running commands and long solves.
 
 A bar is shown only on a terminal: it is off when the stream is not a TTY (pipes, CI
 logs, tests), when the command runs with ``--quiet`` (:func:`set_quiet`) or when
-``enabled=False``.
+``enabled=False``. A long computation inside a library call (a decode-weight solve in
+multiprecision) reports its stages through :func:`solve_progress` and :func:`step`:
+its bar appears only once the computation has run :data:`SOLVE_DELAY` seconds, so
+the usual sub-second solve prints nothing.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["Progress", "progress_enabled", "set_quiet", "track"]
+__all__ = [
+    "SOLVE_DELAY",
+    "Progress",
+    "progress_enabled",
+    "set_quiet",
+    "solve_progress",
+    "step",
+    "track",
+]
 
 _QUIET = [False]
+#: Seconds a solve runs before its bar is drawn.
+SOLVE_DELAY = 1.0
+_SOLVE = threading.local()  # the bar of the solve running in this thread
 
 
 def set_quiet(quiet: bool) -> None:
@@ -33,8 +49,8 @@ class Progress:
 
     Parameters
     ----------
-    total : int
-        Number of steps.
+    total : int or None
+        Number of steps (None: unknown, the bar counts steps and time).
     label : str
         Shown before the bar.
     enabled : bool
@@ -42,6 +58,9 @@ class Progress:
         stream is not a terminal or after ``set_quiet(True)``.
     stream : file, optional
         Default ``sys.stderr``.
+    delay : float
+        Seconds before the bar is first drawn (tqdm's ``delay``): nothing is printed
+        for work that ends sooner.
     """
 
     def __init__(
@@ -52,8 +71,9 @@ class Progress:
         enabled: bool = True,
         stream: TextIO | None = None,
         width: int | None = None,
+        delay: float = 0.0,
     ) -> None:
-        if total < 0:
+        if total is not None and total < 0:
             raise ValueError(f"total must be >= 0, got {total}")
         self.total = total
         self.done = 0
@@ -66,12 +86,12 @@ class Progress:
 
             self._bar = tqdm(
                 total=total, desc=label, file=self.stream, ncols=width, leave=True,
-                dynamic_ncols=width is None,
+                dynamic_ncols=width is None, delay=delay,
             )  # fmt: skip
 
     def update(self, n: int = 1, note: str = "") -> None:
         """Advance by ``n`` steps; ``note`` is shown after the bar."""
-        self.done = min(self.total, self.done + n)
+        self.done = self.done + n if self.total is None else min(self.total, self.done + n)
         if self._bar is not None:
             if note:
                 self._bar.set_postfix_str(note, refresh=False)
@@ -106,3 +126,29 @@ def track(items: Iterable[Any], label: str, total: int | None = None) -> Iterato
         for x in items:
             yield x
             bar.update(1)
+
+
+@contextmanager
+def solve_progress(label: str) -> Iterator[None]:
+    """A bar for one long computation in this thread, its stages reported by :func:`step`.
+
+    Drawn only after :data:`SOLVE_DELAY` seconds (and, like every bar, only on a
+    terminal and not quiet). Nested: the outermost solve's bar reports the stages."""
+    if getattr(_SOLVE, "bar", None) is not None:
+        yield
+        return
+    bar = Progress(None, label, delay=SOLVE_DELAY)
+    _SOLVE.bar = bar
+    try:
+        yield
+    finally:
+        _SOLVE.bar = None
+        bar.close()
+
+
+def step(note: str) -> None:
+    """One stage of the running :func:`solve_progress` (e.g. a precision level); a
+    no-op outside one."""
+    bar = getattr(_SOLVE, "bar", None)
+    if bar is not None:
+        bar.update(1, note)
