@@ -349,6 +349,8 @@ class CodedMatrix:
         key = (side, w.tobytes())
         G = self._grows.get(key)
         if G is None:
+            if len(self._grows) >= 1024:  # bounded: many distinct sets are computed anew
+                self._grows.clear()
             G = self._grows[key] = (self.code.GA if side == "A" else self.code.GB)[w]
         return G
 
