@@ -491,13 +491,18 @@ def _mp_dual_weights(points: Sequence, T: np.ndarray, basis: str, dps: int) -> t
             raise ValueError("evaluation points must be distinct") from None
         if prev is not None and _rows_agree(W, prev, _AGREE) and _rows_agree_abs(W, prev):
             break
-        if d >= _MAX_DPS:
-            raise ArithmeticError(
-                f"decode weights did not converge up to {_MAX_DPS} digits; "
-                "the evaluation points are too close together"
-            )
+        _check_precision(d)
         prev, d = W, d * 2
     return W, _dual_cond(points, n, basis, inv_norm), d
+
+
+def _check_precision(d: int, what: str = "decode weights") -> None:
+    """The doubling-precision solves stop at :data:`_MAX_DPS` digits."""
+    if d >= _MAX_DPS:
+        raise ArithmeticError(
+            f"{what} did not converge up to {_MAX_DPS} digits; "
+            "the evaluation points are too close together"
+        )
 
 
 def _dual_cond(points: Sequence, n: int, basis: str, inv_norm: float) -> float:
@@ -553,11 +558,7 @@ def _dense_mp_weights(points, T, basis, dps, omega) -> tuple:
         if W is not None and prev is not None:
             if _max_abs(ctx, W - prev) <= _AGREE * max(_max_abs(ctx, W), 1e-300):
                 break
-        if d >= _MAX_DPS:
-            raise ArithmeticError(
-                f"decode weights did not converge up to {_MAX_DPS} digits; "
-                "the evaluation points are too close together"
-            )
+        _check_precision(d)
         prev, d = W, d * 2
     cond = _inf_norm(ctx, V) * _inf_norm(ctx, Vi)
     return [[W[i, j] for j in range(W.cols)] for i in range(W.rows)], cond, d
@@ -709,8 +710,7 @@ def ridge_weights(
             J2.append(t2 - ctx.re(ctx.fsum(ctx.conj(w[k]) * b[k] for k in range(r))))
         if prev is not None and _rows_agree(W, prev, 1e-25):
             return W, J2, d
-        if d >= _MAX_DPS:
-            raise ArithmeticError("regularised decode weights did not converge")
+        _check_precision(d, "regularised decode weights")
         prev, d = W, d * 2
 
 

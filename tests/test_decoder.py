@@ -173,17 +173,21 @@ def test_guard_silent_on_well_conditioned():
                 assert info.estimate >= float(np.abs(Ch - C).max()), (code, S, info)
 
 
+def _decode32(code, S):
+    """Float32 workers on the module's unit-norm A, B; the decode from S with its info."""
+    At, Bt = code.encode(A.astype(np.float32), B.astype(np.float32))
+    return code.decode(
+        (At @ Bt)[list(S)], S, shape=C.shape, norms=(1.0, 1.0), inner=At.shape[2],
+        return_info=True,
+    )
+
+
 def test_estimate_flags_what_is_wrong():
     """The guard's estimate still flags a decode that is wrong (ε-MatDot, m = 8, few
     answers in float32), and it is ≥ the measured error."""
     code = codes.ApproxMatDot(8, 10, gamma=30.0)
-    A32, B32 = A.astype(np.float32), B.astype(np.float32)
-    At, Bt = code.encode(A32, B32)
     S = tuple(range(8))
-    Ch, info = code.decode(
-        (At @ Bt)[list(S)], S, shape=C.shape, norms=(1.0, 1.0), inner=At.shape[2],
-        return_info=True,
-    )
+    Ch, info = _decode32(code, S)
     err = float(np.abs(Ch - C).max())
     scale = float(np.abs(Ch).max())
     assert err > RTOL_GUARD * scale
@@ -234,12 +238,8 @@ def test_reference_uses_the_decodes_format():
     the format): ε₁ within the float32 decode's interpolation bound, total = ε₁ + ε₂."""
     code = codes.ApproxMatDot(3, 6, gamma=300.0)
     A32, B32 = A.astype(np.float32), B.astype(np.float32)
-    At, Bt = code.encode(A32, B32)
     S = tuple(range(6))
-    Ch, info = code.decode(
-        (At @ Bt)[list(S)], S, shape=C.shape, norms=(1.0, 1.0), inner=At.shape[2],
-        return_info=True,
-    )
+    Ch, info = _decode32(code, S)
     w32, w64 = code.decode_weights(S, fmt="float32"), code.decode_weights(S, fmt="float64")
     assert w32.rule == "regularised" and not np.allclose(w32.W, w64.W)
     sp = reference.error_split(code, A32, B32, S, Ch)

@@ -122,3 +122,17 @@ def test_lu_solve_many_is_mpmaths_lu_solve():
     for b, w in zip(rhs, got, strict=True):
         want = ctx.lu_solve(M, b)
         assert w.rows == 7 and all(w[k] == want[k] for k in range(7))
+
+
+def test_solves_that_do_not_converge_say_so(monkeypatch):
+    """Every doubling-precision solve stops at the digit cap with an ArithmeticError
+    that names it (the cap lowered so the first precision is already the last)."""
+    from gpucoded import weights as wt
+    from gpucoded.codes import ApproxMatDot
+
+    monkeypatch.setattr(wt, "_MAX_DPS", 10)
+    with pytest.raises(ArithmeticError, match="regularised decode weights did not converge"):
+        ApproxMatDot(3, 6).decode_weights(range(3), partial=True, fmt="float64")
+    monkeypatch.setattr(wt, "_flint_dual_weights", lambda *a: None)  # the mpmath loop
+    with pytest.raises(ArithmeticError, match="decode weights did not converge up to 10"):
+        wt._mp_dual_weights([0.1, 0.5, 0.9], np.eye(3), "monomial", 40)
