@@ -117,7 +117,7 @@ def test_start_waits_for_the_placed_copies(sim):
     with cp.cuda.Device(1):
         s1 = cp.cuda.Stream(non_blocking=True)
     s0 = cp.cuda.Stream(non_blocking=True)
-    s0._q.extra_delay = 0.05  # gathers and peer copies run late
+    s0.extra_delay = 0.05  # gathers and peer copies run late
     with cp.cuda.Device(1), s1, cp.cuda.Device(0), s0:
         placed = ex.place(dA)
     assert isinstance(placed, DevicePlaced)

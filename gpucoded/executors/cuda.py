@@ -40,9 +40,17 @@ keeps the stack as it is (nothing to copy).
 Ordering without host synchronisation: each device's inputs and the worker outputs
 are allocated on that device's current stream, one event marks them ready, and each
 worker stream waits for it; the run never synchronises the device while stragglers
-may still be running. Outputs of workers still running when the run is cancelled are
-kept alive until their streams pass them, so a straggler never writes into memory the
-pool has handed to someone else.
+may still be running.
+
+Lifetime of in-flight work: CuPy's pool hands a freed block back to its stream's
+arena at once, so memory that queued work may still touch must stay referenced until
+that work is *observed* complete. Every worker records a last event after everything
+it queued (delay kernel, GEMM); at :meth:`~CudaStreamExecutor.start` the run registers,
+in a process-wide list, that event with the worker's stream, inputs, output and the
+run's cancel flag; the cancel write registers its own event. Entries leave the list
+only when their event is done (checked at every start, cancel and close), so neither
+a returned call, nor a cancelled or failed worker, nor a dropped executor lets a
+straggler write into memory the pool has handed to someone else.
 
 Float32 GEMMs run in an explicit format (``precision``, default ``"ieee"``: no
 TF32), see :mod:`gpucoded.gpu`; :meth:`CudaStreamExecutor.compute_format` reports it
@@ -52,6 +60,7 @@ TF32), see :mod:`gpucoded.gpu`; :meth:`CudaStreamExecutor.compute_format` report
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -65,6 +74,29 @@ from .base import Answer, Executor, Placed, Run
 __all__ = ["CudaStreamExecutor", "DevicePlaced"]
 
 
+#: (event, objects the work before it may touch): kept until the event is observed done
+_INFLIGHT: list[tuple[Any, tuple]] = []
+_INFLIGHT_LOCK = threading.Lock()
+
+
+def _hold(event: Any, *refs: Any) -> None:
+    """Keep ``refs`` alive until ``event`` (recorded after the work using them) is done."""
+    with _INFLIGHT_LOCK:
+        _INFLIGHT.append((event, refs))
+
+
+def _release_done() -> int:
+    """Drop the entries whose event is done; return how many are still in flight."""
+    with _INFLIGHT_LOCK:
+        _INFLIGHT[:] = [x for x in _INFLIGHT if not x[0].done]
+        return len(_INFLIGHT)
+
+
+def inflight() -> int:
+    """Number of held entries whose work has not been observed complete (tests, hygiene)."""
+    return _release_done()
+
+
 @dataclass
 class _Worker:
     w: int
@@ -73,6 +105,7 @@ class _Worker:
     ev_start: Any = None  # before the injected delay
     ev_gemm: Any = None  # before the GEMM
     ev_end: Any = None  # after the GEMM
+    ev_last: Any = None  # after everything queued on the stream for this run
     product: Any = None
     host_delay: float = 0.0
     never: bool = False
@@ -192,14 +225,13 @@ class _CudaRun(Run):
         self._cancelled = True
         import cupy as cp
 
-        for wk in self._workers:
-            if not wk.done and wk.ev_end is not None:
-                self._ex._inflight.append((wk.ev_end, wk.product, self._devs[wk.device]))
-
         for dev, st in self._devs.items():
             if st.flag is not None:
                 with cp.cuda.Device(dev):
+                    st.ctl.wait_event(st.ref)  # after the flag was zeroed (stream order)
                     cp.cuda.runtime.memsetAsync(st.flag.data.ptr, 1, 4, st.ctl.ptr)
+                    _hold(st.ctl.record(), st)
+        _release_done()
 
 
 class CudaStreamExecutor(Executor):
@@ -243,9 +275,6 @@ class CudaStreamExecutor(Executor):
         self.never_cap = float(never_cap)
         self.poll_interval = float(poll_interval)
         self._streams: dict[tuple[int, int], Any] = {}
-        self._keep: list[Any] = []
-        #: (end event, output, device state) of workers abandoned while running
-        self._inflight: list[tuple[Any, Any, Any]] = []
 
     def compute_format(self, dtype: Any) -> Format:
         """The format the worker GEMMs run in: the precision mode's (tf32, bf16) for float32."""
@@ -307,7 +336,7 @@ class CudaStreamExecutor(Executor):
         msg = gpu.tf32_env_warning()
         if msg and self.precision == "ieee":
             warnings.warn(msg, stacklevel=2)
-        self._inflight = [x for x in self._inflight if not x[0].done]
+        _release_done()
         workers = [int(w) for w in workers]
         to_numpy, home, pinned = _home_of(At, Bt)
         if pinned is not None:  # run each worker where its placed block is
@@ -334,7 +363,10 @@ class CudaStreamExecutor(Executor):
         with gpu.gemm_precision(self.precision):
             for w in workers:
                 d = 0.0 if delays is None else float(delays[w])
-                run_workers.append(self._launch(w, place[w], devs[place[w]], d))
+                wk = self._launch(w, place[w], devs[place[w]], d)
+                run_workers.append(wk)
+                # what this worker's queued work touches lives until it is seen done
+                _hold(wk.ev_last, wk.stream, devs[place[w]], wk.product)
         return _CudaRun(self, run_workers, devs, home, t0, timeout, to_numpy)
 
     def _prepare(
@@ -352,8 +384,7 @@ class CudaStreamExecutor(Executor):
             st.out_index = {w: i for i, w in enumerate(mine)}
             if flag:
                 st.flag = cp.zeros(1, dtype=cp.int32)
-                st.ctl = cp.cuda.Stream(non_blocking=True)
-                self._keep.append(st.flag)  # a spinning kernel may still read it
+                st.ctl = self._control(dev)
             s = cp.cuda.get_current_stream()
             for X in (At, Bt):
                 if isinstance(X, DevicePlaced):
@@ -386,6 +417,8 @@ class CudaStreamExecutor(Executor):
                 wk.ev_end.record(wk.stream)
             except Exception as e:  # a worker that fails to launch is an erasure
                 wk.error = e
+            finally:  # after whatever was queued (a spin, a GEMM, part of one)
+                wk.ev_last = wk.stream.record()
         return wk
 
     def _delay(self, st: _DeviceState, seconds: float, stream: Any) -> None:
@@ -393,13 +426,29 @@ class CudaStreamExecutor(Executor):
 
         kernels.delay(seconds, flag=st.flag, stream=stream)
 
+    def _control(self, device: int) -> Any:
+        """The device's control stream (cancel writes), created once per executor."""
+        import cupy as cp
+
+        key = (device, -1)
+        if key not in self._streams:
+            with cp.cuda.Device(device):
+                self._streams[key] = cp.cuda.Stream(non_blocking=True)
+        return self._streams[key]
+
     def close(self) -> None:
-        """Wait for all worker streams (abandoned GEMMs included), drop streams and flags."""
-        for s in self._streams.values():
-            s.synchronize()
+        """Wait for all worker streams (abandoned GEMMs included), then drop the streams.
+
+        Held inputs and outputs are released once their work is seen done (at once,
+        after the wait).
+        """
+        import cupy as cp
+
+        for (dev, _), s in self._streams.items():
+            with cp.cuda.Device(dev):
+                s.synchronize()
         self._streams.clear()
-        self._keep.clear()
-        self._inflight.clear()
+        _release_done()
 
 
 def _require_device() -> None:

@@ -78,7 +78,15 @@ class CUDARuntimeError(RuntimeError):
 
 
 class _Queue:
-    """One stream's FIFO and the thread that runs it."""
+    """One hardware work queue ("connection") of a device and the thread that runs it.
+
+    Streams are assigned to the device's queues round robin in creation order, as the
+    CUDA driver does (``CUDA_DEVICE_MAX_CONNECTIONS``, default 8, read when the context
+    is created): streams sharing a queue are served in submission order, so an
+    operation that waits (a spin kernel, an event wait, a GEMM behind a spin of its
+    own stream) blocks every later operation of every stream on that queue
+    (head-of-line blocking; the driver's false dependencies).
+    """
 
     def __init__(self, sim: Sim, name: str):
         self.sim = sim
@@ -86,15 +94,17 @@ class _Queue:
         self.cond = threading.Condition()
         self.pending = 0
         self.stop = False
-        self.extra_delay = 0.0  # seconds added before each operation (a slow stream)
         self.thread = threading.Thread(target=self._run, name=f"cudasim-{name}", daemon=True)
         self.thread.start()
 
-    def submit(self, fn) -> None:
+    def submit(self, stream: Stream, fn, cost: float = 0.0) -> None:
         with self.cond:
             if self.stop:
                 raise RuntimeError("simulated device is shut down")
-            self.q.append(fn)
+            with stream._cond:
+                stream.pending += 1
+                stream.submitted += 1
+            self.q.append((stream, fn, cost))
             self.pending += 1
             self.cond.notify_all()
 
@@ -105,20 +115,23 @@ class _Queue:
                     self.cond.wait()
                 if self.stop and not self.q:
                     return
-                fn = self.q.popleft()
-            d = self.sim.rng_delay() + self.extra_delay
+                stream, fn, cost = self.q.popleft()
+            d = self.sim.rng_delay() + stream.extra_delay
             if d:
                 time.sleep(d)
+            t0 = time.perf_counter()
             try:
                 fn()
             except BaseException as e:  # a device fault: sticky, raised at the next sync
                 self.sim.faults.append(e)
+            _busy_until(t0 + cost)  # the device-time model: the op takes its modelled time
+            with stream._cond:
+                stream.pending -= 1
+                stream.completed += 1
+                stream._cond.notify_all()
             with self.cond:
                 self.pending -= 1
                 self.cond.notify_all()
-
-    def idle(self) -> bool:
-        return self.pending == 0
 
     def wait_idle(self) -> None:
         with self.cond:
@@ -132,17 +145,46 @@ class _Queue:
         self.thread.join(timeout=10)
 
 
-class Sim:
-    """State of one installed simulated device set."""
+def _busy_until(t: float) -> None:
+    """Wait until ``perf_counter() >= t`` (sleep for long waits, spin for short ones)."""
+    while True:
+        left = t - time.perf_counter()
+        if left <= 0:
+            return
+        if left > 2e-3:
+            time.sleep(left - 1e-3)
 
-    def __init__(self, ndev: int = 2, max_delay: float = 2e-4, seed: int = 0, sms: int = 2):
+
+#: peak GEMM rates (flop/s) of the device-time model, per GEMM mode (H100 SXM-like)
+PEAK_FLOPS = {"fp64": 67e12, "ieee32": 67e12, "tf32": 495e12, "bf16": 990e12, "other": 67e12}
+
+
+class Sim:
+    """State of one installed simulated device set.
+
+    ``connections``: hardware queues per device (``CUDA_DEVICE_MAX_CONNECTIONS`` at
+    install, default 8, at most 32). Device-time model: a kernel or copy takes
+    ``launch_latency + bytes / bandwidth`` on its queue, a GEMM
+    ``launch_latency + 2 m n k / PEAK_FLOPS[mode]``, so event deltas show device time
+    and, between launches, the host's gaps.
+    """
+
+    def __init__(self, ndev: int = 2, max_delay: float = 2e-4, seed: int = 0, sms: int = 2,
+                 connections: int | None = None):  # fmt: skip
         self.ndev = ndev
         self.max_delay = max_delay
         self.sms = sms
+        if connections is None:
+            connections = int(os.environ.get("CUDA_DEVICE_MAX_CONNECTIONS", "8") or 8)
+        self.connections = max(1, min(32, connections))
+        self.bandwidth = 3.0e12  # B/s, read + write counted
+        self.launch_latency = 2e-6  # s per kernel, copy or GEMM
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.tls = threading.local()
         self.queues: list[_Queue] = []
+        self.hw: dict[int, list[_Queue]] = {}
+        self._next_hw: Counter = Counter()
         self.streams: dict[int, Stream] = {}
         self.null: dict[int, Stream] = {}
         self.pools = [_Pool(self, d) for d in range(ndev)]
@@ -154,6 +196,28 @@ class Sim:
         self.lib = ctypes.CDLL(str(_emu.build()))
         self.uploads: list[int] = []  # bytes of each host-to-device copy
         self.copies: list[tuple[str, int]] = []  # ("peer_copy" | "d2d_copy", bytes) each
+        #: cuBLAS handle -> stream pointer its work runs on (cublasSetStream)
+        self.handle_stream: dict[int, int] = {}
+        #: cuBLAS handle -> [(stream pointer, Stream, submitted count)] of its GEMMs
+        self.handle_gemms: dict[int, list] = defaultdict(list)
+        self._handles = itertools.count(5000)
+
+    def assign_queue(self, dev: int) -> _Queue:
+        """The hardware queue of the next stream created on ``dev`` (round robin)."""
+        qs = self.hw.setdefault(dev, [])
+        i = self._next_hw[dev] % self.connections
+        self._next_hw[dev] += 1
+        if i == len(qs):
+            q = _Queue(self, f"d{dev}-hw{i}")
+            qs.append(q)
+            self.queues.append(q)
+        return qs[i]
+
+    def cost_bytes(self, nbytes: int) -> float:
+        return self.launch_latency + nbytes / self.bandwidth
+
+    def cost_gemm(self, m: int, n: int, k: int, mode: str) -> float:
+        return self.launch_latency + 2.0 * m * n * k / PEAK_FLOPS.get(mode, 67e12)
 
     def rng_delay(self) -> float:
         if self.max_delay <= 0:
@@ -217,44 +281,74 @@ def sim() -> Sim:
 
 
 class Stream:
-    """``cupy.cuda.Stream``: a FIFO run by its own thread."""
+    """``cupy.cuda.Stream``: a FIFO on one of its device's hardware queues.
+
+    Legacy default-stream semantics (CUDA's, for reads and writes alike): an operation
+    on the null stream starts after every operation already queued on the device's
+    *blocking* streams (``non_blocking=False``), and an operation on a blocking stream
+    after every operation already queued on the null stream; ``non_blocking=True``
+    streams are ordered against the null stream by nothing but events.
+    """
 
     def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
         s = sim()
         self.device_id = s.device()
         self.ptr = 0 if null else s.new_ptr()
         self.non_blocking = non_blocking
-        self._q = _Queue(s, f"d{self.device_id}-{self.ptr:x}")
-        s.queues.append(self._q)
+        self.is_null = null
+        self.extra_delay = 0.0  # seconds added before each operation (a slow stream)
+        self.pending = 0
+        self.submitted = 0
+        self.completed = 0
+        self._cond = threading.Condition()
+        self._hw = s.assign_queue(self.device_id)
         if not null:
             s.streams[self.ptr] = self
+            s.stats["stream_create"] += 1
 
-    def _submit(self, fn, touches=()) -> None:
+    def _legacy_waits(self) -> list:
+        """(stream, count) pairs this operation must wait for (legacy-stream ordering)."""
+        s = sim()
+        if self.is_null:
+            others = [st for st in s.streams.values()
+                      if st.device_id == self.device_id and not st.non_blocking]  # fmt: skip
+        elif not self.non_blocking:
+            others = [s.null[self.device_id]]
+        else:
+            return []
+        return [(st, st.submitted) for st in others if st.submitted > st.completed]
+
+    def _submit(self, fn, touches=(), cost: float = 0.0) -> None:
         """Queue ``fn``; ``touches``: device memory (arrays or addresses) it reads or writes.
 
         Use-after-free detector: memory freed after this call is legal to touch only
         if it belongs to this stream's pool arena (CuPy reuses a freed block in the
         order of the stream it was allocated on); touching memory of another stream's
-        arena that was freed meanwhile is a device fault.
+        arena that was freed meanwhile is a device fault. ``cost``: modelled device
+        seconds.
         """
         caps = []
         for t in touches:
             b = t._mem.block if isinstance(t, ndarray) else _find_block(int(t))
             if b is not None:
                 caps.append((b, b.frees))
-        if caps:
-            inner, me = fn, self.ptr
+        waits = self._legacy_waits()
+        inner, me = fn, self.ptr
 
-            def fn():
-                for b, f in caps:
-                    if b.frees != f and b.arena != me:
-                        raise CUDARuntimeError(
-                            700, f"use after free: a block of stream {b.arena}'s arena was "
-                            f"freed before this operation on stream {me} ran"
-                        )
-                inner()
+        def run():
+            for st, n in waits:
+                with st._cond:
+                    while st.completed < n:
+                        st._cond.wait()
+            for b, f in caps:
+                if b.frees != f and b.arena != me:
+                    raise CUDARuntimeError(
+                        700, f"use after free: a block of stream {b.arena}'s arena was "
+                        f"freed before this operation on stream {me} ran"
+                    )
+            inner()
 
-        self._q.submit(fn)
+        self._hw.submit(self, run, cost)
 
     def __enter__(self):
         s = sim()
@@ -277,15 +371,20 @@ class Stream:
             st.append(self)
         return self
 
+    def wait_idle(self) -> None:
+        with self._cond:
+            while self.pending:
+                self._cond.wait()
+
     def synchronize(self):
         s = sim()
         s.sync_point("stream")
-        self._q.wait_idle()
+        self.wait_idle()
         s.raise_faults()
 
     @property
     def done(self):
-        return self._q.idle()
+        return self.pending == 0
 
     def record(self, event=None):
         event = Event() if event is None else event
@@ -313,6 +412,7 @@ class Event:
             raise ValueError("Timing must be disabled for interprocess events")
         self.disable_timing = disable_timing
         self.ptr = sim().new_ptr()
+        sim().stats["event_create"] += 1
         self._gen = 0
         self._done_gen = 0
         self._time: float | None = None
@@ -393,9 +493,9 @@ class Device:
     def synchronize(self):
         s = sim()
         s.sync_point("device")
-        for q in [st._q for st in s.streams.values() if st.device_id == self.id]:
-            q.wait_idle()
-        s.null[self.id]._q.wait_idle()
+        for st in [st for st in s.streams.values() if st.device_id == self.id]:
+            st.wait_idle()
+        s.null[self.id].wait_idle()
         s.raise_faults()
 
     def __eq__(self, other):
@@ -456,6 +556,7 @@ class _Pool:
                 blk = lst.pop()
             else:
                 blk = _Block(self.device, size, stream.ptr)
+                self.sim.stats["pool_grow"] += 1
                 i = bisect.bisect(self.starts, blk.ptr)
                 self.starts.insert(i, blk.ptr)
                 self.blocks.insert(i, blk)
@@ -536,7 +637,8 @@ class MemoryPointer:
         kind = "peer_copy" if src.device_id != self.device_id else "d2d_copy"
         s.stats[kind] += 1
         s.copies.append((kind, int(size)))
-        stream._submit(lambda: ctypes.memmove(dst_ptr, src_ptr, size), (dst_ptr, src_ptr))
+        stream._submit(lambda: ctypes.memmove(dst_ptr, src_ptr, size), (dst_ptr, src_ptr),
+                       s.cost_bytes(2 * size))
 
     def memset_async(self, value, size, stream=None):
         s = sim()
@@ -684,7 +786,7 @@ class ndarray:
         stream = s.current_stream() if stream is None else stream
         s.sync_point("get")
         s.stats["d2h"] += 1
-        stream._q.wait_idle()
+        stream.wait_idle()
         s.raise_faults()
         res = np.array(self._view, order=order, copy=True)
         if out is not None:
@@ -791,7 +893,9 @@ def _op(fn, *args, **kw):
         with np.errstate(all="ignore"):
             ov[...] = fn(*_host(args), **{k: _host(v) for k, v in kw.items()})
 
-    _submit_current(run, *arrs)
+    nbytes = out.nbytes + sum(a.nbytes for a in arrs)
+    _check_devices(arrs, "operation")
+    sim().current_stream()._submit(run, arrs, sim().cost_bytes(nbytes))
     return out
 
 
@@ -822,7 +926,7 @@ def _upload(host: np.ndarray) -> ndarray:
     s = sim()
     s.stats["h2d"] += 1
     s.uploads.append(host.nbytes)
-    s.current_stream()._submit(lambda: ov.__setitem__(..., host))
+    s.current_stream()._submit(lambda: ov.__setitem__(..., host), (), s.cost_bytes(host.nbytes))
     return out
 
 
@@ -952,8 +1056,30 @@ def matmul(a, b, out=None, **kw):
     def run():
         ov[...] = _gemm_host(av, bv, mode)
 
-    s.current_stream()._submit(run, (a, b, out))
+    # CuPy's own handle (one per thread and device): cupy.matmul sets its stream first
+    stream = s.current_stream()
+    handle = 1000 + s.device()
+    s.handle_stream[handle] = stream.ptr
+    _note_gemm(handle, stream)
+    kdim = a.shape[-1]
+    m_, n_ = ov.shape[-2] if ov.ndim > 1 else 1, ov.shape[-1]
+    batch = int(np.prod(ov.shape[:-2])) if ov.ndim > 2 else 1
+    stream._submit(run, (a, b, out), s.cost_gemm(batch * m_, n_, kdim, mode))
     return out
+
+
+def _note_gemm(handle: int, stream: Stream) -> None:
+    """Count GEMMs queued on a cuBLAS handle while one of another stream is unfinished.
+
+    cuBLAS is deterministic for concurrent GEMMs only when each stream has its own
+    handle (or workspace): ``stats["gemm_shared_handle"]`` counts the violations.
+    """
+    s = sim()
+    lst = s.handle_gemms[handle]
+    lst[:] = [(st, n) for st, n in lst if st.completed < n]
+    if any(st is not stream for st, _ in lst):
+        s.stats["gemm_shared_handle"] += 1
+    lst.append((stream, stream.submitted + 1))
 
 
 def _cublas_module() -> types.ModuleType:
@@ -986,6 +1112,10 @@ def _cublas_module() -> types.ModuleType:
         mode = modes[computeType]
         s.gemm_modes.append(mode)
         s.stats["gemm"] += 1
+        if handle not in s.handle_stream and not 1000 <= handle < 1000 + s.ndev:
+            raise CUDARuntimeError(1, f"gemmEx: cuBLAS handle {handle} was not created")
+        stream = _stream_by_ptr(s.handle_stream.get(handle, 0), s.device())
+        _note_gemm(handle, stream)
 
         def cm(ptr, r, c, ld):  # column-major r x c view at ptr
             buf = (ctypes.c_char * (((c - 1) * ld + r) * it)).from_address(ptr)
@@ -1000,10 +1130,26 @@ def _cublas_module() -> types.ModuleType:
             res = al * _gemm_host(a, b, mode)
             c[...] = res if be == 0 else res + be * c
 
-        s.current_stream()._submit(run, (A, B, C))
+        stream._submit(run, (A, B, C), s.cost_gemm(m_, n, k, mode))
+
+    def create():
+        s = sim()
+        h = next(s._handles)
+        s.handle_stream[h] = 0
+        s.stats["cublas_create"] += 1
+        return h
+
+    def destroy(handle):
+        sim().handle_stream.pop(handle, None)
+
+    def setStream(handle, stream):
+        sim().handle_stream[handle] = int(stream)
+
+    def getStream(handle):
+        return sim().handle_stream.get(handle, 0)
 
     m.gemmEx = gemmEx
-    m.setStream = lambda handle, stream: None
+    m.create, m.destroy, m.setStream, m.getStream = create, destroy, setStream, getStream
     return m
 
 
@@ -1068,7 +1214,8 @@ class RawKernel:
         ptr_args = [a for a in args if isinstance(a, ndarray)]
         if self.family == "delay":
             self._memcheck(args, dev)
-            s.current_stream()._submit(lambda: lib.gc_emu_delay(*cargs), ptr_args)
+            s.current_stream()._submit(lambda: lib.gc_emu_delay(*cargs), ptr_args,
+                                       s.launch_latency)
             return
         fn = getattr(lib, f"gc_emu_{self.family}_{_SUFFIX[self.T]}")
         head = (ctypes.c_int(self.vec), ctypes.c_int(self.maxm), ctypes.c_uint(g),
@@ -1079,7 +1226,17 @@ class RawKernel:
             if fn(*head, *cargs) != 0:
                 raise RuntimeError(f"no instantiation {self.name} in the harness")
 
-        s.current_stream()._submit(run, ptr_args)
+        s.current_stream()._submit(run, ptr_args, s.cost_bytes(self._bytes(args)))
+
+    def _bytes(self, args) -> int:
+        """Bytes the launch reads and writes (the device-time model)."""
+        it = self.T.itemsize
+        v = [x if isinstance(x, ndarray) else int(x) for x in args]
+        if self.family == "encode":
+            _, _, nr, nc, _, _, rb, cb, _, P, _ = v
+            return (nr * nc + P * rb * cb) * it
+        _, R, rb, db, _, _, _, _, _, nr, nc = v
+        return (R * rb * db + nr * nc) * it
 
     def _memcheck(self, args, dev: int) -> None:
         """Every address the kernel touches lies in its allocation; vector paths aligned."""
@@ -1277,7 +1434,15 @@ def install(monkeypatch, ndev: int = 2, max_delay: float = 2e-4, seed: int = 0) 
 
 
 def _reset_library_caches(backend, kernels) -> None:
+    """Forget everything the library keeps per device (a new simulated device set)."""
+    from gpucoded import executors
+    from gpucoded.executors import cuda as cuda_ex
+
     backend.cupy_or_none.cache_clear()
+    with executors._LOCK:  # streams of the previous device set: dropped, not waited for
+        executors._DEFAULTS.clear()
+    with cuda_ex._INFLIGHT_LOCK:
+        cuda_ex._INFLIGHT.clear()
     reset = getattr(kernels, "reset_device_state", None)
     if reset is not None:
         reset()
