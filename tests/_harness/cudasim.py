@@ -880,13 +880,14 @@ def _dummy(a):
 
 def _op(fn, *args, **kw):
     """Queue ``fn`` on the current stream; the result is a new device array."""
-    arrs = _arrays(args) + _arrays(kw.values())
+    dest = kw.pop("out", None) if isinstance(kw.get("out"), ndarray) else None
+    arrs = _arrays(args) + _arrays(kw.values()) + ([dest] if dest is not None else [])
     with np.errstate(all="ignore"):
         meta = fn(*_dummy(args), **{k: _dummy(v) for k, v in kw.items()})
     if not isinstance(meta, np.ndarray | np.generic):
         return meta  # shape/dtype-only functions (result_type, ndim, ...)
     meta = np.asarray(meta)
-    out = empty(meta.shape, meta.dtype)
+    out = empty(meta.shape, meta.dtype) if dest is None else dest  # out=: written in place
     ov = out._view
 
     def run():
