@@ -1215,8 +1215,18 @@ class RawKernel:
         ptr_args = [a for a in args if isinstance(a, ndarray)]
         if self.family == "delay":
             self._memcheck(args, dev)
-            s.current_stream()._submit(lambda: lib.gc_emu_delay(*cargs), ptr_args,
-                                       s.launch_latency)
+            flag_ptr, ns = args[0].data.ptr, int(args[1])
+
+            def spin():  # the real kernel in 200 us slices, the CPU yielded between them
+                end = time.perf_counter() + ns / 1e9
+                while True:
+                    left = end - time.perf_counter()
+                    if left <= 0 or ctypes.c_int32.from_address(flag_ptr).value != 0:
+                        return
+                    lib.gc_emu_delay(cargs[0], ctypes.c_longlong(int(min(left, 2e-4) * 1e9)))
+                    time.sleep(2e-4)
+
+            s.current_stream()._submit(spin, ptr_args, s.launch_latency)
             return
         fn = getattr(lib, f"gc_emu_{self.family}_{_SUFFIX[self.T]}")
         head = (ctypes.c_int(self.vec), ctypes.c_int(self.maxm), ctypes.c_uint(g),
@@ -1325,6 +1335,9 @@ def install(monkeypatch, ndev: int = 2, max_delay: float = 2e-4, seed: int = 0) 
 
     s = Sim(ndev=ndev, max_delay=max_delay, seed=seed)
     _SIM = s
+    # one BLAS thread per simulated queue: concurrent multi-threaded GEMMs from several
+    # queue threads thrash a small machine (worker answers 10x late, orders flip)
+    blas = _blas_one_thread()
     for d in range(ndev):
         s.tls.dev = [d]
         s.null[d] = Stream(null=True)
@@ -1426,12 +1439,28 @@ def install(monkeypatch, ndev: int = 2, max_delay: float = 2e-4, seed: int = 0) 
 
         gc.collect()
         s.shutdown()
+        if blas is not None:
+            blas.restore_original_limits()
         _SIM = None
         if faults:
             raise AssertionError(f"device faults during the test: {faults}")
 
     s.teardown = teardown
     return s
+
+
+_BLAS_CTL: list = []
+
+
+def _blas_one_thread():
+    """Limit BLAS to one thread (restorable), or None without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    if not _BLAS_CTL:
+        _BLAS_CTL.append(ThreadpoolController())
+    return _BLAS_CTL[0].limit(limits=1, user_api="blas")
 
 
 def _reset_library_caches(backend, kernels) -> None:
