@@ -26,6 +26,42 @@ calls ``gemmStridedBatchedEx`` with the data type as compute type and ignores th
 setting: workers multiply 2-D slices. Every mode is set explicitly
 (:func:`gemm_precision`), so ``CUPY_TF32=1`` can never switch float32 workers to TF32
 silently. float64 GEMMs always use ``CUBLAS_COMPUTE_64F``.
+
+Reproducibility and cuBLAS handles
+----------------------------------
+cuBLAS gives bitwise identical results run to run only for the same GPU model (same
+SM count), the same cuBLAS version, the same compute type and the same handle setup;
+several streams sharing one handle share its workspace, and concurrent GEMMs on them
+are then not reproducible (nor safe). CuPy keeps one handle per thread and device and
+moves it to the current stream on each call, so concurrent worker GEMMs issued through
+``cupy.matmul`` share it. The CUDA executor therefore gives every worker stream its own
+handle (:func:`new_handle`, created once with the stream) and issues the GEMMs of real
+float32/float64 workers with ``gemmEx`` on it (:func:`gemm` with ``handle=``), in
+the mode's compute type:
+
+========== ============================== ================================================
+mode       compute type                   reproducible (same GPU, cuBLAS, handle setup)
+========== ============================== ================================================
+ieee       ``CUBLAS_COMPUTE_32F``         yes, no TF32 (a new handle has default math)
+pedantic   ``CUBLAS_COMPUTE_32F_PEDANTIC`` yes; also no reduced-precision reductions
+tf32       ``CUBLAS_COMPUTE_32F_FAST_TF32`` yes (TF32 operand rounding)
+bf16       ``CUBLAS_COMPUTE_32F_FAST_16BF`` yes (BF16 operand rounding)
+float64    ``CUBLAS_COMPUTE_64F``         yes
+complex    CuPy's shared handle           no claim: concurrent workers share a workspace
+========== ============================== ================================================
+
+Not reproducible in any mode: results across GPU models, SM counts or cuBLAS versions
+(another kernel may be chosen), and ``NVIDIA_TF32_OVERRIDE=1`` set in the environment.
+
+Hardware queues
+---------------
+A CUDA context has ``CUDA_DEVICE_MAX_CONNECTIONS`` hardware work queues (default 8,
+at most 32), read when the context is created; streams beyond that share queues round
+robin, and an operation that waits (a delayed worker's spin, the GEMM behind it)
+blocks every later operation of every stream on its queue. :func:`request_connections`
+(called when :mod:`gpucoded.executors` is imported) sets 32 when the variable is unset
+and CuPy is not imported yet, so no context exists; :func:`hardware_queues` is the
+count the executor plans with (:func:`worker_stream_slots`).
 """
 
 from __future__ import annotations
@@ -41,12 +77,17 @@ from . import kernels
 from .formats import FORMATS, Format, get_format
 
 __all__ = [
+    "COMPUTE_TYPES",
     "PRECISIONS",
     "PRECISION_MODES",
     "decode_products",
     "encode_pair",
     "gemm",
     "gemm_precision",
+    "hardware_queues",
+    "new_handle",
+    "request_connections",
+    "worker_stream_slots",
     "place_workers",
     "precision_format",
     "tf32_env_warning",
@@ -65,6 +106,60 @@ PRECISIONS = {
     else (_CT_DEFAULT if f == "bf16" else FORMATS[f].cupy_compute_type)
     for m, f in PRECISION_MODES.items()
 }
+
+
+#: precision mode -> cuBLAS compute type of float32 gemmEx (cublasComputeType_t values)
+COMPUTE_TYPES = {"ieee": 68, "pedantic": 69, "tf32": 77, "bf16": 75}
+_COMPUTE_64F = 70
+_CONNECTIONS_ENV = "CUDA_DEVICE_MAX_CONNECTIONS"
+_DEFAULT_CONNECTIONS = 8
+_MAX_CONNECTIONS = 32
+#: whether :func:`request_connections` set the variable (before any CUDA context)
+CONNECTIONS_SET = False
+
+
+def request_connections(n: int = _MAX_CONNECTIONS) -> bool:
+    """Ask for ``n`` hardware queues per device if no CUDA context can exist yet.
+
+    Sets ``CUDA_DEVICE_MAX_CONNECTIONS`` only when it is unset and CuPy has not been
+    imported (the driver reads it once, when a context is created). Returns whether
+    it set it.
+    """
+    global CONNECTIONS_SET
+    import sys
+
+    if _CONNECTIONS_ENV in os.environ or "cupy" in sys.modules:
+        return False
+    os.environ[_CONNECTIONS_ENV] = str(int(n))
+    CONNECTIONS_SET = True
+    return True
+
+
+def hardware_queues() -> int:
+    """Hardware work queues per device: ``CUDA_DEVICE_MAX_CONNECTIONS`` (default 8, 1..32)."""
+    try:
+        n = int(os.environ.get(_CONNECTIONS_ENV, _DEFAULT_CONNECTIONS))
+    except ValueError:
+        n = _DEFAULT_CONNECTIONS
+    return max(1, min(_MAX_CONNECTIONS, n))
+
+
+def worker_stream_slots() -> int:
+    """Worker streams per device that get hardware queues of their own.
+
+    Two queues are left to the legacy default stream (encode, decode) and the
+    executor's control stream (cancel writes): ``hardware_queues() - 2``, at least 1.
+    """
+    return max(1, hardware_queues() - 2)
+
+
+def new_handle(stream: Any) -> int:
+    """A new cuBLAS handle bound to ``stream`` (one per worker stream; destroy when done)."""
+    from cupy_backends.cuda.libs import cublas
+
+    h = cublas.create()
+    cublas.setStream(h, stream.ptr)
+    return h
 
 
 def _check_mode(mode: str) -> None:
@@ -117,57 +212,75 @@ def gemm_precision(mode: str = "ieee") -> Iterator[None]:
         rl.set_compute_type(np.float32, prev)
 
 
-def gemm(a: Any, b: Any, mode: str = "ieee", out: Any = None) -> Any:
+_ONE = {np.dtype(np.float32): np.ones(1, np.float32), np.dtype(np.float64): np.ones(1)}
+_ZERO = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1)}
+
+
+def gemm(a: Any, b: Any, mode: str = "ieee", out: Any = None, handle: int | None = None) -> Any:
     """``a @ b`` for 2-D CuPy arrays on the current stream, in the mode's format.
 
     ``out``: optional C-contiguous (n, l) destination (allocated on the caller's
     stream, so its lifetime is ordered there).
 
-    ``"bf16"`` with real float32 operands calls cuBLAS ``gemmEx`` with
-    ``CUBLAS_COMPUTE_32F_FAST_16BF`` (row-major C = A B computed as the column-major
-    :math:`C^T = B^T A^T`); every other case is ``cupy.matmul`` under the compute type
-    :func:`gemm_precision` set.
+    ``handle``: a cuBLAS handle of this caller's own (:func:`new_handle`, bound to
+    the current stream); real float32/float64 operands then go through cuBLAS
+    ``gemmEx`` on it with the mode's compute type (:data:`COMPUTE_TYPES`,
+    ``CUBLAS_COMPUTE_64F``), the row-major C = A B computed as the column-major
+    :math:`C^T = B^T A^T`. Without a handle, ``"bf16"`` with real float32 operands
+    calls ``gemmEx`` on CuPy's handle (moved to the current stream first) with
+    ``CUBLAS_COMPUTE_32F_FAST_16BF``; every other case is ``cupy.matmul`` under the
+    compute type :func:`gemm_precision` set.
     """
     import cupy as cp
 
-    if mode != "bf16" or a.dtype != np.float32 or b.dtype != np.float32:
+    real = a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+    bf16 = mode == "bf16" and a.dtype == np.float32 and b.dtype == np.float32
+    if not real or (handle is None and not bf16):
         return cp.matmul(a, b, out=out)
+    _check_mode(mode)
     from cupy_backends.cuda.libs import cublas
 
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"gemm needs 2-D operands (n, k) @ (k, l); got {a.shape}, {b.shape}")
+    dt = np.dtype(a.dtype)
     a, b = cp.ascontiguousarray(a), cp.ascontiguousarray(b)
     n, k = a.shape
     l = b.shape[1]
-    c = cp.empty((n, l), dtype=np.float32) if out is None else out
-    if c.shape != (n, l) or c.dtype != np.float32 or not c.flags.c_contiguous:
-        raise ValueError("out must be a C-contiguous float32 (n, l) array")
+    c = cp.empty((n, l), dtype=dt) if out is None else out
+    if c.shape != (n, l) or c.dtype != dt or not c.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {dt} (n, l) array")
     if n * l == 0:
         return c
     if k == 0:
         c.fill(0)
         return c
-    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)  # host pointer mode
-    r32 = cp.cuda.runtime.CUDA_R_32F
+    if handle is None:  # CuPy's handle: its stream is whatever the last CuPy call set
+        handle = cp.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
+    if dt == np.float64:
+        rt, ct = cp.cuda.runtime.CUDA_R_64F, _COMPUTE_64F
+    else:
+        rt, ct = cp.cuda.runtime.CUDA_R_32F, COMPUTE_TYPES[mode]
     cublas.gemmEx(
-        cp.cuda.device.get_cublas_handle(),
+        handle,
         cublas.CUBLAS_OP_N,
         cublas.CUBLAS_OP_N,
         l,
         n,
         k,
-        one.ctypes.data,
+        _ONE[dt].ctypes.data,  # host pointer mode
         b.data.ptr,
-        r32,
+        rt,
         l,
         a.data.ptr,
-        r32,
+        rt,
         k,
-        zero.ctypes.data,
+        _ZERO[dt].ctypes.data,
         c.data.ptr,
-        r32,
+        rt,
         l,
-        cublas.CUBLAS_COMPUTE_32F_FAST_16BF,
+        ct,
+        cublas.CUBLAS_GEMM_DEFAULT if ct in (68, 69, _COMPUTE_64F) else
         cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP,
     )
     return c

@@ -366,7 +366,7 @@ def test_abandoned_straggler_keeps_its_memory(sim):
     A, B = rng.standard_normal((16, 12)), rng.standard_normal((12, 8))
     dA, dB = cp.asarray(A), cp.asarray(B)
     ex = CudaStreamExecutor()
-    ex._stream(0, 3).extra_delay = 0.05  # worker 3's stream is slow: always abandoned
+    ex._streams_of(0).slots[3].extra_delay = 0.05  # worker 3's stream is slow: always abandoned
     for _ in range(3):
         C, info = gpucoded.coded_matmul(dA, dB, "matdot", m=2, P=4, executor=ex,
                                         return_info=True)  # fmt: skip

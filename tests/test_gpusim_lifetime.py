@@ -28,15 +28,14 @@ SLOW = 0.05  # s added before each operation of worker 3's stream
 
 @pytest.fixture
 def slow_worker_3(monkeypatch):
-    real = CudaStreamExecutor._stream
+    real = CudaStreamExecutor._streams_of
 
-    def slow(self, dev, w):
-        s = real(self, dev, w)
-        if w == 3:
-            s.extra_delay = SLOW
-        return s
+    def slow(self, dev):
+        ds = real(self, dev)
+        ds.slots[3].extra_delay = SLOW  # P = 4 workers: worker w runs on stream w
+        return ds
 
-    monkeypatch.setattr(CudaStreamExecutor, "_stream", slow)
+    monkeypatch.setattr(CudaStreamExecutor, "_streams_of", slow)
 
 
 def _executor(how):
@@ -76,9 +75,9 @@ def test_a_worker_failing_after_its_launch_keeps_its_memory(sim, slow_worker_3, 
     real = gpu.gemm
     calls = []
 
-    def flaky(a, b, mode="ieee", out=None):
+    def flaky(a, b, mode="ieee", out=None, handle=None):
         calls.append(1)
-        res = real(a, b, mode, out=out)
+        res = real(a, b, mode, out=out, handle=handle)
         if len(calls) % 4 == 0:  # the last worker of each call (worker 3)
             raise RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED")
         return res

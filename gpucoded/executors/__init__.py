@@ -31,8 +31,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .. import gpu
 from .base import Answer, Executor, Run
 from .local import SerialExecutor, ThreadExecutor
+
+# CUDA reads its hardware-queue count once, when a context is created: ask for 32 now,
+# while no context can exist (only if unset and CuPy is not imported; see gpucoded.gpu)
+gpu.request_connections()
 
 __all__ = [
     "KINDS",

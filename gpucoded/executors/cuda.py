@@ -1,7 +1,15 @@
-"""GPU executor: every worker is a non-blocking CUDA stream running one cuBLAS GEMM.
+"""GPU executor: workers run on non-blocking CUDA streams, one cuBLAS GEMM each.
 
-Worker ``w`` computes ``At[w] @ Bt[w]`` (``cupy.matmul`` inside its own
-``cupy.cuda.Stream(non_blocking=True)``) on the device it is placed on. Each
+Worker ``w`` computes ``At[w] @ Bt[w]`` on a non-blocking worker stream of the device
+it is placed on, with that stream's own cuBLAS handle (``gemmEx`` in the precision
+mode's compute type, :func:`gpucoded.gpu.gemm`; concurrent GEMMs never share a handle
+or its workspace). Streams, handles and events are created once per executor and
+device and reused by every run: a control stream (cancel writes), then
+:func:`gpucoded.gpu.worker_stream_slots` worker streams, created together so each has
+a hardware queue of its own (CUDA has ``CUDA_DEVICE_MAX_CONNECTIONS`` queues; streams
+beyond them share queues, and a spin on one blocks the rest of its queue). With more
+workers than worker streams, delayed workers get streams of their own and the others
+share the rest (:meth:`CudaStreamExecutor._slots`). Each
 stream records CUDA events around its work; the run polls ``event.done``
 (``cudaEventQuery``), so answers are yielded in completion order with no
 device-wide synchronisation, and per-worker times come from
@@ -106,6 +114,7 @@ class _Worker:
     ev_gemm: Any = None  # before the GEMM
     ev_end: Any = None  # after the GEMM
     ev_last: Any = None  # after everything queued on the stream for this run
+    handle: int | None = None  # the stream's own cuBLAS handle
     product: Any = None
     host_delay: float = 0.0
     never: bool = False
@@ -129,6 +138,16 @@ class DevicePlaced(Placed):
         super().__init__(blocks, shape, dtype, where)
         self.ready = ready
         self.home = home
+
+
+@dataclass
+class _DeviceStreams:
+    """One device's streams of an executor, created once (``_streams_of``)."""
+
+    ctl: Any  # control stream: cancel writes
+    slots: list[Any]  # worker streams, one hardware queue each
+    handles: list[int]  # one cuBLAS handle per worker stream
+    events: list[Any] = field(default_factory=list)  # finished events, reused
 
 
 @dataclass
@@ -230,7 +249,12 @@ class _CudaRun(Run):
                 with cp.cuda.Device(dev):
                     st.ctl.wait_event(st.ref)  # after the flag was zeroed (stream order)
                     cp.cuda.runtime.memsetAsync(st.flag.data.ptr, 1, 4, st.ctl.ptr)
-                    _hold(st.ctl.record(), st)
+                    _hold(st.ctl.record(self._ex._event(dev)), st)
+        # the run's events go back to the pool; one is handed out again only once done
+        for wk in self._workers:
+            self._ex._give_back(wk.device, [wk.ev_start, wk.ev_gemm, wk.ev_end, wk.ev_last])
+        for dev, st in self._devs.items():
+            self._ex._give_back(dev, [st.ref])
         _release_done()
 
 
@@ -274,20 +298,76 @@ class CudaStreamExecutor(Executor):
         self.precision = precision
         self.never_cap = float(never_cap)
         self.poll_interval = float(poll_interval)
-        self._streams: dict[tuple[int, int], Any] = {}
+        #: device -> its streams: control stream, worker slots, their cuBLAS handles
+        self._dev: dict[int, _DeviceStreams] = {}
+        self._lock = threading.Lock()
 
     def compute_format(self, dtype: Any) -> Format:
         """The format the worker GEMMs run in: the precision mode's (tf32, bf16) for float32."""
         return gpu.precision_format(self.precision, dtype)
 
-    def _stream(self, device: int, w: int) -> Any:
+    def _streams_of(self, device: int) -> _DeviceStreams:
+        """The device's streams, created once, together: the control stream, then
+        :func:`gpucoded.gpu.worker_stream_slots` worker streams (consecutive streams get
+        distinct hardware queues), each with its own cuBLAS handle."""
         import cupy as cp
 
-        key = (device, w)
-        if key not in self._streams:
-            with cp.cuda.Device(device):
-                self._streams[key] = cp.cuda.Stream(non_blocking=True)
-        return self._streams[key]
+        with self._lock:
+            ds = self._dev.get(device)
+            if ds is None:
+                with cp.cuda.Device(device):
+                    ctl = cp.cuda.Stream(non_blocking=True)
+                    slots = [cp.cuda.Stream(non_blocking=True)
+                             for _ in range(gpu.worker_stream_slots())]  # fmt: skip
+                    handles = [gpu.new_handle(s) for s in slots]
+                ds = self._dev[device] = _DeviceStreams(ctl, slots, handles)
+        return ds
+
+    def _slots(self, device: int, mine: list[int], delayed: set[int]) -> dict[int, int]:
+        """Worker -> index of its worker stream on ``device``.
+
+        As many workers as streams: one each. More workers than streams: delayed
+        workers (their spin blocks whatever follows on their stream) get streams of
+        their own first, the others share the rest round robin, so a delay never holds
+        up an undelayed worker; if even that is impossible, a warning says so.
+        """
+        n = len(self._streams_of(device).slots)
+        if len(mine) <= n:
+            return {w: i for i, w in enumerate(mine)}
+        slow = [w for w in mine if w in delayed]
+        own = slow[: n - 1]
+        rest = [w for w in mine if w not in own]
+        if len(slow) > len(own):
+            warnings.warn(
+                f"{len(slow)} delayed workers but {n} worker streams on device {device} "
+                f"(CUDA_DEVICE_MAX_CONNECTIONS={gpu.hardware_queues()}): delayed workers "
+                "share streams and delay each other; set CUDA_DEVICE_MAX_CONNECTIONS=32 "
+                "before CUDA starts, or delay fewer workers",
+                stacklevel=4,
+            )
+        out = {w: i for i, w in enumerate(own)}
+        free = list(range(len(own), n))
+        out.update({w: free[i % len(free)] for i, w in enumerate(rest)})
+        return out
+
+    def _event(self, device: int) -> Any:
+        """A finished event of the device's pool (created only when none is free)."""
+        import cupy as cp
+
+        ds = self._streams_of(device)
+        with self._lock:
+            for i, ev in enumerate(ds.events):
+                if ev.done:
+                    return ds.events.pop(i)
+        with cp.cuda.Device(device):
+            return cp.cuda.Event()
+
+    def _give_back(self, device: int, events: list[Any]) -> None:
+        ds = self._dev.get(device)
+        if ds is not None:
+            with self._lock:
+                ds.events.extend(e for e in events if e is not None)
+                del ds.events[4 * len(ds.slots) + 64 :]  # bounded
 
     def place(self, Xt: Any) -> Any:
         r"""Copy each worker's block of ``Xt`` (P, rows, cols) to that worker's device, once.
@@ -359,11 +439,17 @@ class CudaStreamExecutor(Executor):
                                to_numpy, need_flag)  # fmt: skip
             for dev in sorted(set(place.values()))
         }
+        delayed = set()
+        if self.delay_mode == "gpu" and delays is not None:
+            delayed = {w for w in workers if float(delays[w]) > 0}
+        slot: dict[int, int] = {}
+        for dev in devs:
+            slot.update(self._slots(dev, [w for w in workers if place[w] == dev], delayed))
         run_workers: list[_Worker] = []
         with gpu.gemm_precision(self.precision):
             for w in workers:
                 d = 0.0 if delays is None else float(delays[w])
-                wk = self._launch(w, place[w], devs[place[w]], d)
+                wk = self._launch(w, place[w], devs[place[w]], d, slot[w])
                 run_workers.append(wk)
                 # what this worker's queued work touches lives until it is seen done
                 _hold(wk.ev_last, wk.stream, devs[place[w]], wk.product)
@@ -379,12 +465,12 @@ class CudaStreamExecutor(Executor):
         b = _blocks_on(Bt, mine, dev, home, to_numpy)
         with cp.cuda.Device(dev):
             shape = (len(mine), At.shape[1], Bt.shape[2])
-            st = _DeviceState(a, b, cp.cuda.Event())
+            st = _DeviceState(a, b, self._event(dev))
             st.out = cp.empty(shape, dtype=cp.result_type(At.dtype, Bt.dtype))
             st.out_index = {w: i for i, w in enumerate(mine)}
             if flag:
                 st.flag = cp.zeros(1, dtype=cp.int32)
-                st.ctl = self._control(dev)
+                st.ctl = self._streams_of(dev).ctl
             s = cp.cuda.get_current_stream()
             for X in (At, Bt):
                 if isinstance(X, DevicePlaced):
@@ -392,14 +478,15 @@ class CudaStreamExecutor(Executor):
             st.ref.record(s)  # inputs and outputs ready
         return st
 
-    def _launch(self, w: int, dev: int, st: _DeviceState, d: float) -> _Worker:
+    def _launch(self, w: int, dev: int, st: _DeviceState, d: float, slot: int) -> _Worker:
         """Queue worker ``w`` on its stream: wait for the inputs, delay, GEMM, events."""
         import cupy as cp
 
-        wk = _Worker(w, dev, self._stream(dev, w))
+        ds = self._streams_of(dev)
+        wk = _Worker(w, dev, ds.slots[slot], handle=ds.handles[slot])
         with cp.cuda.Device(dev), wk.stream:
             wk.stream.wait_event(st.ref)
-            wk.ev_start, wk.ev_gemm, wk.ev_end = cp.cuda.Event(), cp.cuda.Event(), cp.cuda.Event()
+            wk.ev_start, wk.ev_gemm, wk.ev_end = (self._event(dev) for _ in range(3))
             wk.ev_start.record(wk.stream)
             try:
                 if math.isinf(d):
@@ -413,28 +500,19 @@ class CudaStreamExecutor(Executor):
                     wk.host_delay = d
                 wk.ev_gemm.record(wk.stream)
                 out = st.out[st.out_index[w]]
-                wk.product = gpu.gemm(st.a[w], st.b[w], self.precision, out=out)
+                wk.product = gpu.gemm(st.a[w], st.b[w], self.precision, out=out,
+                                      handle=wk.handle)  # fmt: skip
                 wk.ev_end.record(wk.stream)
             except Exception as e:  # a worker that fails to launch is an erasure
                 wk.error = e
             finally:  # after whatever was queued (a spin, a GEMM, part of one)
-                wk.ev_last = wk.stream.record()
+                wk.ev_last = wk.stream.record(self._event(dev))
         return wk
 
     def _delay(self, st: _DeviceState, seconds: float, stream: Any) -> None:
         from .. import kernels
 
         kernels.delay(seconds, flag=st.flag, stream=stream)
-
-    def _control(self, device: int) -> Any:
-        """The device's control stream (cancel writes), created once per executor."""
-        import cupy as cp
-
-        key = (device, -1)
-        if key not in self._streams:
-            with cp.cuda.Device(device):
-                self._streams[key] = cp.cuda.Stream(non_blocking=True)
-        return self._streams[key]
 
     def close(self) -> None:
         """Wait for all worker streams (abandoned GEMMs included), then drop the streams.
@@ -443,11 +521,16 @@ class CudaStreamExecutor(Executor):
         after the wait).
         """
         import cupy as cp
+        from cupy_backends.cuda.libs import cublas
 
-        for (dev, _), s in self._streams.items():
+        with self._lock:
+            devs, self._dev = self._dev, {}
+        for dev, ds in devs.items():
             with cp.cuda.Device(dev):
-                s.synchronize()
-        self._streams.clear()
+                for s in (ds.ctl, *ds.slots):
+                    s.synchronize()
+                for h in ds.handles:
+                    cublas.destroy(h)
         _release_done()
 
 
