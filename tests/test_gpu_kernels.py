@@ -124,16 +124,25 @@ def test_delay_kernel_takes_time():
 
 
 def test_delay_released_by_flag():
+    """The spin ends when another stream sets its flag. The flag is zeroed on the spin's
+    own stream and the release waits for the zeroing: zeroed on the legacy stream,
+    nothing would order the zeroing before the spin on a non-blocking stream (the spin
+    could read the pool's old bytes and end at once, or the zeroing could land after
+    the release)."""
     import cupy as cp
 
-    flag = cp.zeros(1, dtype=cp.int32)
     s = cp.cuda.Stream(non_blocking=True)
     ctl = cp.cuda.Stream(non_blocking=True)
+    with s:
+        flag = cp.zeros(1, dtype=cp.int32)
+    zeroed = s.record()
     K.delay(30.0, flag=flag, stream=s)
     e = cp.cuda.Event()
     e.record(s)
     assert not e.done
+    ctl.wait_event(zeroed)  # the release must not overtake the zeroing
     cp.cuda.runtime.memsetAsync(flag.data.ptr, 1, 4, ctl.ptr)
     t0 = time.perf_counter()
     e.synchronize()
     assert time.perf_counter() - t0 < 5.0
+    ctl.synchronize()  # the flag is freed on return: the release has run

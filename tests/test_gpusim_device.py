@@ -193,3 +193,57 @@ def test_host_syncs_are_counted(sim):
     bool(cp.isfinite(x).all())
     cp.cuda.Device().synchronize()
     assert sim.stats["host_sync"] == n + 3
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_legacy_stream_orders_blocking_streams_only(sim, blocking):
+    """A write on the legacy (null) stream is seen by a later operation of a blocking
+    stream, and by nothing else on a non-blocking one (CUDA's legacy semantics)."""
+    import cupy as cp
+
+    sim.null[0].extra_delay = 0.05  # the legacy stream runs late
+    x = cp.empty(4, dtype=cp.float64)  # NaN (pool poison) until the fill runs
+    x.fill(1.0)  # queued on the legacy stream
+    s = cp.cuda.Stream(non_blocking=not blocking)
+    with s:
+        y = x.copy()
+    got = y.get(stream=s)
+    if blocking:
+        np.testing.assert_array_equal(got, 1.0)
+    else:
+        assert np.isnan(got).all()  # read before the write: only events order these
+    sim.synchronize_all()
+
+
+@pytest.mark.parametrize("zero_on", ["legacy", "spin_stream"])
+def test_delay_flag_zeroed_in_order(sim, zero_on):
+    """test_gpu_kernels::test_delay_released_by_flag's pattern: a flag zeroed on the
+    legacy stream is not ordered before a spin on a non-blocking stream (the spin reads
+    the pool's bytes and ends at once); zeroed on the spin's stream, it is."""
+    import time
+
+    import cupy as cp
+
+    from gpucoded import kernels as K
+
+    sim.null[0].extra_delay = 0.05
+    s = cp.cuda.Stream(non_blocking=True)
+    ctl = cp.cuda.Stream(non_blocking=True)
+    if zero_on == "legacy":
+        flag = cp.zeros(1, dtype=cp.int32)
+        zeroed = sim.null[0].record()
+    else:
+        with s:
+            flag = cp.zeros(1, dtype=cp.int32)
+        zeroed = s.record()
+    K.delay(30.0, flag=flag, stream=s)
+    e = s.record()
+    sim.null[0].wait_idle()  # the zeroing has run, wherever it was queued
+    spinning = not e.done
+    ctl.wait_event(zeroed)  # the release is ordered after the zeroing
+    cp.cuda.runtime.memsetAsync(flag.data.ptr, 1, 4, ctl.ptr)
+    t0 = time.perf_counter()
+    e.synchronize()
+    assert time.perf_counter() - t0 < 5.0  # released by the flag, not the 30 s cap
+    assert spinning is (zero_on == "spin_stream")
+    ctl.synchronize()  # the flag is freed below: the release must have run
