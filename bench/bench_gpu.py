@@ -15,9 +15,21 @@ Metrics
   (``cudaMemcpyAsync``) of the encode's input bytes measured in the same run,
   counted the same way (read + write). Target: ratio >= 0.80 for n >= 4096.
 * End-to-end: ``coded_matmul(A, B, code="matdot", m=m)`` with the CUDA stream
-  executor, wall time after a device synchronise, against the sum of the
-  worker GEMM times (each worker's GEMM timed alone with events) and against a
-  single ``A @ B``. Target: end-to-end <= 1.10 x sum of worker GEMMs at n=8192.
+  executor, wall time from the call to its result being ready (the caller's stream
+  synchronised, not the device: abandoned workers still running on their own streams
+  are not waited for), against the sum of the worker GEMM times (each worker's GEMM
+  timed alone with events) and against a single ``A @ B``. The host time until the
+  call returns and the host time of the encode launches are reported separately.
+  Target: end-to-end <= 1.10 x sum of worker GEMMs at n=8192.
+
+Timing rules: every case first runs for about a second (:data:`WARMUP_S`; clocks ramp
+up from idle, kernels compile, every decode weight set of the run's number format is
+solved), so no compilation or multiprecision solve lands inside a timed repetition.
+Kernel times come from events recorded right around the launches: a short spin kernel
+queued first keeps the stream busy while the host prepares the launch, so the start
+event is stamped when the device reaches it, not when the host recorded it
+(:func:`time_events`; ``host_launch_s`` is the host's time to issue the launches, and
+``spin_covered`` says whether the spin outlasted it).
 
 CuPy compiles NVRTC kernels with ``-ftz=true``; the fatbin (nvcc) does not
 flush denormals. Which one ran is recorded as ``kernel_source``.
@@ -56,22 +68,72 @@ def _gpu_reason() -> str | None:
     return None
 
 
-def time_events(fn: Any, reps: int = 10, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` on the current stream, by CUDA events."""
+#: seconds of warm-up per case (clocks ramp up from idle; compilation, weight solves)
+WARMUP_S = 1.0
+#: shortest spin queued ahead of a timed launch (s)
+MIN_SPIN_S = 100e-6
+
+
+def warm_up(fn: Any, seconds: float | None = None, min_calls: int = 2) -> list[float]:
+    """Call ``fn`` (synchronising the current stream) for about ``seconds`` (default
+    :data:`WARMUP_S`); the host time of each call."""
     import cupy as cp
 
-    for _ in range(warmup):
-        fn()
+    seconds = WARMUP_S if seconds is None else seconds
     s = cp.cuda.get_current_stream()
-    out = []
-    for _ in range(reps):
-        e0, e1 = cp.cuda.Event(), cp.cuda.Event()
-        e0.record(s)
+    host, t_end, n = [], time.perf_counter() + seconds, 0
+    while n < min_calls or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
         fn()
+        host.append(time.perf_counter() - t0)
+        s.synchronize()
+        n += 1
+    return host
+
+
+def timed_launch(
+    fn: Any, reps: int = 10, warmup_s: float | None = None
+) -> tuple[float, float, bool]:
+    """(median device seconds, median host launch seconds, spin covered the launch).
+
+    Each repetition queues a spin kernel (twice the warm-up's median host launch time,
+    at least :data:`MIN_SPIN_S`) and the start event behind it, then ``fn()``'s
+    launches, then the end event: the window holds the device work of ``fn`` alone,
+    not the host's time to issue it, whenever the spin outlasts the host's launch.
+    """
+    import cupy as cp
+
+    host = warm_up(fn, warmup_s)
+    spin = max(MIN_SPIN_S, 2 * statistics.median(host))
+    s = cp.cuda.get_current_stream()
+    e0, e1 = cp.cuda.Event(), cp.cuda.Event()
+    dev, launch = [], []
+    for _ in range(reps):
+        K.delay(spin, stream=s)  # the stream is busy while the host issues fn's launches
+        e0.record(s)
+        t0 = time.perf_counter()
+        fn()
+        launch.append(time.perf_counter() - t0)
         e1.record(s)
         e1.synchronize()
-        out.append(cp.cuda.get_elapsed_time(e0, e1) / 1e3)
-    return statistics.median(out)
+        dev.append(cp.cuda.get_elapsed_time(e0, e1) / 1e3)
+    lm = statistics.median(launch)
+    return statistics.median(dev), lm, lm < spin
+
+
+def time_events(fn: Any, reps: int = 10, warmup_s: float | None = None) -> float:
+    """Median device seconds of ``fn()``'s launches on the current stream (:func:`timed_launch`)."""
+    return timed_launch(fn, reps, warmup_s)[0]
+
+
+def randn(shape: tuple, dtype: Any, seed: int = 0) -> Any:
+    """Standard normal device array (CuPy's generator; host-generated where it has none)."""
+    import cupy as cp
+
+    x = cp.random.default_rng(seed).standard_normal(shape, dtype=np.float64)
+    if not isinstance(x, cp.ndarray):  # a device without CuPy's random module
+        x = cp.asarray(x)
+    return x.astype(dtype)
 
 
 def copy_bandwidth(nbytes: int, reps: int = 10) -> float:
@@ -100,12 +162,11 @@ def encode_case(n: int, dtype: Any, grid: tuple[int, int], P: int, reps: int = 1
     """Encode bandwidth of an n x n matrix on ``grid`` with P outputs."""
     import cupy as cp
 
-    rng = cp.random.default_rng(0)
-    A = rng.standard_normal((n, n), dtype=np.float64).astype(dtype)
+    A = randn((n, n), dtype)
     G = cp.asarray(np.random.default_rng(1).standard_normal((P, grid[0] * grid[1])), dtype=dtype)
     rb, cb = K.block_dims(n, n, *grid)
     out = cp.empty((P, rb, cb), dtype=dtype)
-    t = time_events(lambda: K.encode(A, G, grid, out=out), reps)
+    t, host, covered = timed_launch(lambda: K.encode(A, G, grid, out=out), reps)
     item = np.dtype(dtype).itemsize
     nbytes = (n * n + P * rb * cb) * item
     bw_copy = copy_bandwidth(n * n * item, reps)
@@ -119,6 +180,8 @@ def encode_case(n: int, dtype: Any, grid: tuple[int, int], P: int, reps: int = 1
         "GBps": nbytes / t / 1e9,
         "copy_GBps": bw_copy / 1e9,
         "ratio_to_copy": nbytes / t / bw_copy,
+        "host_launch_s": host,
+        "spin_covered": covered,
         "kernel_source": kernel_source(),
     }
 
@@ -128,11 +191,10 @@ def decode_case(n: int, dtype: Any, grid: tuple[int, int], R: int, reps: int = 1
     import cupy as cp
 
     rb, db = K.block_dims(n, n, *grid)
-    rng = cp.random.default_rng(0)
-    Z = rng.standard_normal((R, rb, db), dtype=np.float64).astype(dtype)
+    Z = randn((R, rb, db), dtype)
     W = cp.asarray(np.random.default_rng(1).standard_normal((grid[0] * grid[1], R)), dtype=dtype)
     C = cp.empty((n, n), dtype=dtype)
-    t = time_events(lambda: K.decode(Z, W, grid, (n, n), out=C), reps)
+    t, host, covered = timed_launch(lambda: K.decode(Z, W, grid, (n, n), out=C), reps)
     item = np.dtype(dtype).itemsize
     nbytes = (R * rb * db + n * n) * item
     bw_copy = copy_bandwidth(R * rb * db * item, reps)
@@ -146,6 +208,8 @@ def decode_case(n: int, dtype: Any, grid: tuple[int, int], R: int, reps: int = 1
         "GBps": nbytes / t / 1e9,
         "copy_GBps": bw_copy / 1e9,
         "ratio_to_copy": nbytes / t / bw_copy,
+        "host_launch_s": host,
+        "spin_covered": covered,
         "kernel_source": kernel_source(),
     }
 
@@ -158,33 +222,36 @@ def end_to_end_case(n: int, dtype: Any, m: int, reps: int = 3) -> dict:
     from gpucoded.codes import make_code
     from gpucoded.executors.cuda import CudaStreamExecutor
 
-    rng = cp.random.default_rng(0)
-    A = rng.standard_normal((n, n), dtype=np.float64).astype(dtype)
-    B = rng.standard_normal((n, n), dtype=np.float64).astype(dtype)
+    A = randn((n, n), dtype, 0)
+    B = randn((n, n), dtype, 1)
     ex = CudaStreamExecutor()
     P = 2 * m
     code = make_code("matdot", m=m, P=P)
+    fmt = ex.compute_format(A.dtype)  # the run's format: part of the weight cache key
     for w in range(P):  # every subset the first 2m-1 answers can form: weights cached
-        code.decode_weights([x for x in range(P) if x != w])
+        code.decode_weights([x for x in range(P) if x != w], fmt=fmt)
 
     def e2e() -> Any:
         return coded_matmul(A, B, code=code, executor=ex, return_info=True)
 
-    C, info = e2e()  # warm-up: compiles the kernels
-    cp.cuda.Device().synchronize()
-    walls = []
+    warm_up(e2e)  # about a second: clocks, kernels, streams, handles, pool blocks
+    caller = cp.cuda.get_current_stream()
+    walls, hosts, launches = [], [], []
     for _ in range(reps):
-        cp.cuda.Device().synchronize()
+        cp.cuda.Device().synchronize()  # the previous repetition's stragglers: not timed
         t0 = time.perf_counter()
         C, info = e2e()
-        cp.cuda.Device().synchronize()
+        hosts.append(time.perf_counter() - t0)
+        caller.synchronize()  # C is ready; abandoned workers run on on their own streams
         walls.append(time.perf_counter() - t0)
+        launches.append(info.encode_time)
     wall = statistics.median(walls)
     # each worker's GEMM alone, by events, on the encoded stacks
     At, Bt = code.encode(A, B)
-    gemm = [time_events(lambda w=w: At[w] @ Bt[w], reps=3, warmup=1) for w in range(P)]
+    short = WARMUP_S / 10  # the device is warm by now
+    gemm = [time_events(lambda w=w: At[w] @ Bt[w], reps=3, warmup_s=short) for w in range(P)]
     K_used = len(info.used)
-    plain = time_events(lambda: A @ B, reps=3, warmup=1)
+    plain = time_events(lambda: A @ B, reps=3, warmup_s=short)
     err = float(cp.linalg.norm(C - A @ B) / cp.linalg.norm(A @ B))
     ex.close()
     sum_all = float(sum(gemm))
@@ -198,7 +265,8 @@ def end_to_end_case(n: int, dtype: Any, m: int, reps: int = 3) -> dict:
         "P": P,
         "answers_used": K_used,
         "seconds": wall,
-        "encode_s": info.encode_time,
+        "host_call_s": statistics.median(hosts),
+        "encode_launch_host_s": statistics.median(launches),
         "decode_s": info.decode_time,
         "sum_worker_gemm_s": sum_all,
         "sum_used_gemm_s": sum_used,
@@ -288,9 +356,14 @@ if pytest is not None:
 # ------------------------------------------------------------------ summary script
 
 
-def summary(quick: bool = False) -> list[dict]:
-    """All cases of the device check; each case guarded so one failure keeps the rest."""
-    sizes = (4096,) if quick else (4096, 8192)
+def summary(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict]:
+    """All cases of the device check; each case guarded so one failure keeps the rest.
+
+    ``sizes``: matrix orders (default 4096 and 8192; 4096 only with ``quick``), e.g.
+    small ones for the dry run on the simulated device.
+    """
+    if sizes is None:
+        sizes = (4096,) if quick else (4096, 8192)
     ms = (2, 4) if quick else (2, 4, 8)
     rows: list[dict] = []
 
@@ -381,12 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT"), help="directory for JSON/CSV")
     ap.add_argument("--quick", action="store_true", help="n=4096, m in {2,4} only")
+    ap.add_argument("--sizes", type=int, nargs="+", help="matrix orders (default 4096 8192)")
     args = ap.parse_args(argv)
     reason = _gpu_reason()
     if reason:
         print(f"skipped: {reason}")
         return 0
-    rows = summary(args.quick)
+    rows = summary(args.quick, tuple(args.sizes) if args.sizes else None)
     if args.out:
         write(rows, Path(args.out))
         (Path(args.out) / "summary.md").write_text(table(rows) + "\n")

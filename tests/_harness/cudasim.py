@@ -521,6 +521,20 @@ def _memset_async(ptr, value, size, stream):
     )
 
 
+def _memcpy_async(dst, src, size, kind, stream):
+    """``cudaMemcpyAsync`` between device addresses (device-to-device only)."""
+    s = sim()
+    if kind != 3:
+        raise CUDARuntimeError(1, "memcpyAsync: only device-to-device is simulated")
+    _check_range(dst, size, "memcpyAsync dst")
+    _check_range(src, size, "memcpyAsync src")
+    s.stats["d2d_copy"] += 1
+    s.copies.append(("d2d_copy", int(size)))
+    _stream_by_ptr(int(stream), s.device())._submit(
+        lambda: ctypes.memmove(dst, src, size), (dst, src), s.cost_bytes(2 * size)
+    )
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -1348,7 +1362,11 @@ def install(monkeypatch, ndev: int = 2, max_delay: float = 2e-4, seed: int = 0) 
         CUDARuntimeError=CUDARuntimeError,
         CUDA_R_32F=0,
         CUDA_R_64F=1,
+        memcpyDeviceToDevice=3,
         memsetAsync=_memset_async,
+        memcpyAsync=_memcpy_async,
+        getDeviceProperties=lambda d: {"name": b"cudasim", "major": 9, "minor": 0,
+                                       "multiProcessorCount": s.sms},  # fmt: skip
         getDeviceCount=lambda: s.ndev,
         getDevice=lambda: s.device(),
         deviceCanAccessPeer=lambda a, b: 1,
