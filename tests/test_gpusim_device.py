@@ -247,3 +247,45 @@ def test_delay_flag_zeroed_in_order(sim, zero_on):
     assert time.perf_counter() - t0 < 5.0  # released by the flag, not the 30 s cap
     assert spinning is (zero_on == "spin_stream")
     ctl.synchronize()  # the flag is freed below: the release must have run
+
+
+def test_device_time_model_shows_in_event_deltas(sim):
+    """A launch takes bytes / bandwidth of device time, a GEMM 2mnk / peak, and a host
+    gap between two launches shows in the events around them."""
+    import time
+
+    import cupy as cp
+    from _harness.cudasim import PEAK_FLOPS
+
+    from gpucoded import kernels as K
+
+    sim.max_delay = 0.0
+    sim.bandwidth = 2e6  # B/s: a slow device, so modelled times dwarf the host's jitter
+    X, G = cp.zeros((64, 64)), cp.ones((3, 2))
+    out = cp.empty((3, 64, 32))
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        K.encode(X, G, (1, 2), out=out)  # modules built, coefficients cached
+    s.synchronize()
+    nbytes = X.nbytes + out.nbytes
+    e0, e1, e2 = cp.cuda.Event(), cp.cuda.Event(), cp.cuda.Event()
+    with s:
+        e0.record(s)
+        K.encode(X, G, (1, 2), out=out)
+        e1.record(s)
+    s.synchronize()
+    assert cp.cuda.get_elapsed_time(e0, e1) / 1e3 >= nbytes / sim.bandwidth
+    a = cp.zeros((64, 64))
+    sim.bandwidth = 3e12
+    PEAK = PEAK_FLOPS["fp64"]
+    with s:
+        e0.record(s)
+        cp.matmul(a, a)
+        e1.record(s)
+        time.sleep(0.05)  # the host is late with the next launch
+        cp.matmul(a, a)
+        e2.record(s)
+    s.synchronize()
+    gemm = 2 * 64**3 / PEAK
+    assert cp.cuda.get_elapsed_time(e0, e1) / 1e3 >= gemm
+    assert cp.cuda.get_elapsed_time(e1, e2) / 1e3 >= 0.05  # the gap is in the window
