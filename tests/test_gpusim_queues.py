@@ -59,11 +59,12 @@ def _all_answers(ex, P, delayed):
     delays = [0.0] * P
     delays[delayed] = DELAY
     with ex.start(cp.asarray(At), cp.asarray(Bt), workers=range(P), delays=delays) as run:
-        return [a.worker for a in run]
+        answers = list(run)
+    return [a.worker for a in answers], max(a.end for a in answers if a.worker != delayed)
 
 
 @pytest.mark.parametrize("planned", [False, True], ids=["stream_per_worker", "planned"])
-def test_a_delayed_worker_blocks_no_other_worker(sim8, monkeypatch, planned):
+def test_a_delayed_worker_blocks_no_other_worker(sim8, monkeypatch, planned, record_property):
     """P = 16 workers on 8 queues, worker 3 delayed: it must answer last.
 
     One stream per worker (``planned=False``, the executor before the fix) puts worker
@@ -75,7 +76,8 @@ def test_a_delayed_worker_blocks_no_other_worker(sim8, monkeypatch, planned):
     if not planned:
         monkeypatch.setattr(gpu, "worker_stream_slots", lambda: P)
     ex = CudaStreamExecutor()
-    order = _all_answers(ex, P, delayed=3)
+    order, last = _all_answers(ex, P, delayed=3)
+    record_property("last_undelayed_answer_s", last)  # the effect, in device time
     ds = ex._streams_of(0)
     assert len(ds.slots) == (P if not planned else 8 - 2)
     if planned:
