@@ -85,17 +85,32 @@ FORMATS: dict[str, Format] = {
 }
 
 
+#: Formats of the dtypes seen so far (the dtype lookup allocates; it runs per product).
+_DTYPE_FORMATS: dict[np.dtype, Format] = {}
+
+
 def get_format(spec: Any) -> Format:
     """The :class:`Format` for a format, a format name or a NumPy dtype.
 
     Complex dtypes map to their real part's format. Raises ``ValueError`` naming the
     valid choices otherwise (float16 is not a worker format: its 5-bit exponent
-    overflows in the encode sums).
+    overflows in the encode sums). Memoised per dtype: this is the one lookup every
+    layer uses.
     """
     if isinstance(spec, Format):
         return spec
     if isinstance(spec, str) and spec in FORMATS:
         return FORMATS[spec]
+    if isinstance(spec, np.dtype):
+        hit = _DTYPE_FORMATS.get(spec)
+        if hit is None:
+            hit = _DTYPE_FORMATS[spec] = _dtype_format(spec)
+        return hit
+    return _dtype_format(spec)
+
+
+def _dtype_format(spec: Any) -> Format:
+    """:func:`get_format` for anything but a Format or a format name (not memoised)."""
     try:
         dt = np.dtype(spec)
     except TypeError:

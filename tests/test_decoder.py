@@ -13,7 +13,7 @@ import pytest
 from _util import unit_gaussian
 
 from gpucoded import coded_matmul, codes, reference
-from gpucoded.codes.base import DECODERS
+from gpucoded.codes.evaluation import DECODERS
 from gpucoded.guard import RTOL_GUARD, relative_estimate
 
 N = 30

@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import BlockGrid, Code, DecodeInfo, DecodeWeights, EvaluationCode
+from .base import Code
 from .chebyshev import ChebyshevMatDot
 from .circle import CircleMatDot
+from .decoding import DecodeInfo, DecodeWeights, WeightSolution, rounding_level
+from .evaluation import EvaluationCode
+from .grid import BlockGrid
 from .matdot import ApproxMatDot, MatDot
 from .polydot import ApproxPolyDot, PolyDot
 from .polynomial import PolynomialCode
@@ -33,7 +36,9 @@ __all__ = [
     "PolynomialCode",
     "Replication",
     "Uncoded",
+    "WeightSolution",
     "make_code",
+    "rounding_level",
 ]
 
 #: code name -> class

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..points import chebyshev, validate_points
-from .base import BlockGrid, EvaluationCode
+from .evaluation import EvaluationCode
+from .grid import BlockGrid
 
 __all__ = ["ChebyshevMatDot"]
 
@@ -30,7 +31,7 @@ class ChebyshevMatDot(EvaluationCode):
         Points in [−1, 1]; default the Chebyshev nodes λ(1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "chebyshev"

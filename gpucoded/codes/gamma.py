@@ -37,7 +37,7 @@ import numpy as np
 
 from ..formats import unit_roundoff
 from ..points import chebyshev
-from .base import EvaluationCode
+from .evaluation import EvaluationCode
 from .polyparts import polydot_parts
 
 __all__ = ["MAX_SUBSETS", "ErrorModel", "Prediction", "auto_gamma", "best_gamma", "typical_scale"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import BlockGrid
+from .grid import BlockGrid
 from .polydot import ApproxPolyDot, PolyDot
 from .polyparts import polydot_parts
 
@@ -43,7 +43,7 @@ class MatDot(PolyDot):
         Distinct evaluation points; default the Chebyshev nodes λ(1) on (−1, 1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "matdot"
@@ -79,14 +79,14 @@ class ApproxMatDot(ApproxPolyDot):
     points : array (P,), optional
         Explicit evaluation points (instead of gamma/eps).
     decode_points : {"all", "paper"}
-        See :class:`~gpucoded.codes.base.EvaluationCode`.
+        See :class:`~gpucoded.codes.evaluation.EvaluationCode`.
     dtype : {"float64", "float32", "tf32", "bf16"} or NumPy dtype
         Worker arithmetic the default/``"auto"`` γ is tuned for (the best γ depends
         on it strongly: about 9e4 for float64 and 110 for float32 at m = 3).
         ``coded_matmul`` passes the inputs' dtype when it builds the code from its name.
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "approx_matdot"

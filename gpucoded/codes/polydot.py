@@ -18,7 +18,7 @@ import numpy as np
 
 from ..formats import get_format
 from ..points import chebyshev, default_gamma, polydot_radius, validate_points
-from .base import EvaluationCode
+from .evaluation import EvaluationCode
 from .gamma import auto_gamma
 from .polyparts import polydot_parts
 
@@ -81,7 +81,7 @@ class PolyDot(EvaluationCode):
         Default Chebyshev nodes λ(1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "polydot"
@@ -115,7 +115,7 @@ class ApproxPolyDot(EvaluationCode):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
-    ``decoder``: see :class:`~gpucoded.codes.base.EvaluationCode`.
+    ``decoder``: see :class:`~gpucoded.codes.evaluation.EvaluationCode`.
     """
 
     name = "approx_polydot"

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..points import chebyshev, validate_points
-from .base import BlockGrid, EvaluationCode
+from .evaluation import EvaluationCode
+from .grid import BlockGrid
 
 __all__ = ["PolynomialCode"]
 
@@ -31,7 +32,7 @@ class PolynomialCode(EvaluationCode):
         Default Chebyshev nodes λ(1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "polynomial"

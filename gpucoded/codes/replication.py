@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BlockGrid, Code
+from .base import Code
+from .decoding import WeightSolution
+from .grid import BlockGrid
 
 __all__ = ["Replication", "Uncoded"]
 
@@ -48,7 +50,7 @@ class Replication(Code):
     def can_decode(self, returned) -> bool:
         return not self.missing_blocks(returned)
 
-    def _solve(self, S, partial, fmt=None):
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt: object = None) -> WeightSolution:
         missing = self.missing_blocks(S)
         if missing and not partial:
             raise ValueError(
@@ -61,7 +63,7 @@ class Replication(Code):
             if j not in seen:
                 W[0, k] = 1.0
                 seen.add(j)
-        return W, 1.0, 50, not missing, W.astype(int).tolist()
+        return WeightSolution(W, 1.0, 50, not missing, W.astype(int).tolist())
 
     def _params(self) -> str:
         return f"m={self.m}, r={self.r}"
