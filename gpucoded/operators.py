@@ -371,7 +371,7 @@ class CodedMatrix:
             )
         call = check_call(self.code, **opts)
         call.stacklevel = 7
-        if call.answers is None and hasattr(self.code, "auto_choice"):
+        if call.answers is None and self.code.auto_choice is not None:
             call.answers = self.code.auto_choice.answers  # what code="auto" predicted for
         plan = matmul_plan(self.M, X) if side == "A" else matmul_plan(X, self.M)
         ((A2, B2),) = plan.pairs  # M is 2-D: a stack on the other side folds into one

@@ -49,6 +49,7 @@ __all__ = [
     "DecodeInfo",
     "DecodeWeights",
     "WeightSolution",
+    "build_m_P",
     "rounding_level",
 ]
 
@@ -56,27 +57,104 @@ __all__ = [
 WEIGHT_CACHE_SIZE = 4096
 
 
+def build_m_P(cls: type[Code], m: int | None, P: int | None, options: dict[str, Any]) -> Code:
+    """``cls(m, P, **options)``, P defaulting to ``cls.default_P(m)`` (:meth:`Code.build`)."""
+    if m is None:
+        raise ValueError(f"code {cls.name!r} needs m")
+    if P is None:
+        P = cls.default_P(m)
+        if P is None:
+            raise ValueError(f"code {cls.name!r} needs P= (the number of workers)")
+    return cls(m, P, **options)  # type: ignore[call-arg]
+
+
 class Code:
     """Base of all codes: the encode/decode machinery, parameterised by data.
 
-    Subclasses set ``name``, ``P``, ``grid``, ``GA``, ``GB``,
-    ``recovery_threshold``, ``approximate`` and implement :meth:`_solve`.
+    Subclasses set ``P``, ``grid``, ``GA``, ``GB``, ``recovery_threshold`` and
+    implement :meth:`_solve`. A *family* also declares what it is, as the typed traits
+    and hooks below; the pipeline, the accuracy guard and ``code="auto"`` read those and
+    never probe attributes or compare class names. ``@gpucoded.codes.register(name)``
+    makes it reachable by name (:mod:`gpucoded.codes.registry`).
     """
 
+    # ------------------------------------------------------------- the traits
+    #: The registered name (``coded_matmul(A, B, name, ...)``).
     name: str = "code"
+    #: Whether decoding below the exact threshold (with an ε-error) is the guarantee.
+    approximate: bool = False
+    #: Basis of a polynomial (evaluation) code, ``"monomial"`` or ``"chebyshev"``;
+    #: None for codes that are not polynomial codes (selection, searched encoders).
+    basis: str | None = None
+    #: Worker format the code's points were tuned for (its weights' default); None:
+    #: not tuned for a format (float64 weights).
+    worker_dtype: str | None = None
+    #: How the points were chosen: ``"auto"``, ``"default"`` (both re-tunable for
+    #: another format), ``"gamma"``, ``"eps"``, ``"points"`` (the user's: kept), or None.
+    gamma_choice: str | None = None
+    #: Whether the constructor takes ``dtype=`` (the worker format to tune its points
+    #: for); a call building the code by name passes the inputs' dtype then.
+    tunes_to_format: bool = False
+    #: The grid/count arguments :meth:`build` takes among ``m``, ``p``, ``q``, ``r``.
+    grid_args: tuple[str, ...] = ("m",)
+    #: What ``code="auto"`` chose and why (:class:`gpucoded.autocode.AutoChoice`).
+    auto_choice: Any = None
+    #: Rounding error of the float encoding coefficients, in units of u.
+    coef_ulps: float = 1.0
+
     P: int
     grid: BlockGrid
     GA: np.ndarray
     GB: np.ndarray
     recovery_threshold: int
-    approximate: bool = False
-    #: Worker format the code was tuned for (its weights' default), None: float64.
-    worker_dtype: str | None = None
-    #: Rounding error of the float encoding coefficients, in units of u.
-    coef_ulps: float = 1.0
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple, DecodeWeights] = OrderedDict()
+
+    # -------------------------------------------------------------- the hooks
+    @classmethod
+    def default_P(cls, m: int) -> int | None:
+        """Workers of a code built for storage 1/m without ``P=`` (None: ``P`` required)."""
+        return None
+
+    @classmethod
+    def build(cls, *, m: int | None = None, P: int | None = None, **options: Any) -> Code:
+        """The code from :func:`~gpucoded.codes.make_code`'s arguments: ``cls(m, P, **options)``.
+
+        ``P`` defaults to :meth:`default_P`. Families whose constructor takes other
+        grid arguments (``p``, ``q``, ``r``: :attr:`grid_args`) override this.
+        """
+        return build_m_P(cls, m, P, options)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Keyword options a code built by name accepts: the constructor's and grid's."""
+        import inspect
+
+        params = inspect.signature(cls.__init__).parameters
+        own = {
+            k
+            for k, p in params.items()
+            if k not in ("self", "m", "P") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+        return sorted(own | (set(cls.grid_args) - {"m"}))
+
+    def retuned(self, fmt: Format) -> Code:
+        """This code for workers computing in ``fmt``: itself unless it re-tunes.
+
+        A code whose points were chosen automatically for another format
+        (:attr:`gamma_choice` ``"auto"``/``"default"``) returns a copy tuned for
+        ``fmt`` (the best γ differs by orders of magnitude between float64 and
+        float32)."""
+        return self
+
+    def check_promise(self, fmt: Format) -> None:
+        """Raise ``ValueError`` if a promise the code was built with (``eps=``) cannot
+        hold for workers in ``fmt``; nothing for codes that make none."""
+
+    def rebuild_hint(self, fmt: Format) -> str:
+        """How to build this code for ``fmt`` workers (quoted in error messages)."""
+        return f"{type(self).__name__}(..., dtype={fmt.name!r})"
 
     # ------------------------------------------------------------------ info
     @property

@@ -17,10 +17,12 @@ import numpy as np
 from ..points import chebyshev, validate_points
 from .evaluation import EvaluationCode
 from .grid import BlockGrid
+from .registry import register
 
 __all__ = ["ChebyshevMatDot"]
 
 
+@register("chebyshev")
 class ChebyshevMatDot(EvaluationCode):
     """Chebyshev-basis MatDot: exact, threshold 2m−1, well conditioned.
 
@@ -35,6 +37,10 @@ class ChebyshevMatDot(EvaluationCode):
     """
 
     name = "chebyshev"
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return 2 * m  # threshold 2m−1, one straggler
 
     def __init__(
         self, m: int, P: int, points: Sequence[float] | None = None, *, decoder: str = "auto"

@@ -45,6 +45,7 @@ from ..points import default_gamma
 from .decoding import DecodeWeights, WeightSolution
 from .evaluation import EvaluationCode
 from .matdot import _matdot_parts
+from .registry import register
 
 __all__ = ["CircleMatDot", "RealPartWeights", "circle_points"]
 
@@ -89,6 +90,7 @@ class RealPartWeights(DecodeWeights):
         return np.ascontiguousarray(np.real(DecodeWeights.defect.func(self)))
 
 
+@register("circle")
 class CircleMatDot(EvaluationCode):
     """MatDot with complex points on a circle (see the module docstring).
 
@@ -110,6 +112,10 @@ class CircleMatDot(EvaluationCode):
 
     name = "circle"
     decoders = DECODERS
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return m + 1  # threshold m, one straggler
 
     def __init__(self, m: int, P: int, gamma: float | None = None, decoder: str = "real") -> None:
         if decoder in ("auto", "interpolation"):

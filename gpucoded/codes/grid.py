@@ -9,6 +9,7 @@ share).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from .. import hostops
 from ..backend import array_module
 
-__all__ = ["BlockGrid"]
+__all__ = ["BlockGrid", "square_split"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,21 @@ class BlockGrid:
         xp = array_module(C)
         return xp.ascontiguousarray(C)
 
+
+
+def square_split(m: int | None, p: int | None = None, q: int | None = None) -> tuple[int, int]:
+    """(p, q) with p·q = m: the given p and q, else the most square split p ≤ q of m.
+
+    p = 1 for prime m (PolyDot is then MatDot). ``ValueError`` if m contradicts p·q or
+    neither is given.
+    """
+    if p is not None and q is not None:
+        if m is not None and m != p * q:
+            raise ValueError(f"m={m} must equal p*q={p * q}")
+        return p, q
+    if m is None:
+        raise ValueError("give m, or p and q")
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    p = max(d for d in range(1, math.isqrt(m) + 1) if m % d == 0)
+    return p, m // p
