@@ -31,6 +31,7 @@ from .backend import array_module
 __all__ = [
     "FORMATS",
     "Format",
+    "FormatSpec",
     "get_format",
     "round_mantissa",
     "round_operands",
@@ -66,6 +67,12 @@ class Format:
     c_type: str
 
     @property
+    def storage_format(self) -> Format:
+        """The format of the storage dtype's own arithmetic (encode and decode sums,
+        accumulation): float32 for TF32/BF16, else the format itself."""
+        return FORMATS[self.storage.name]
+
+    @property
     def emulated(self) -> bool:
         """Whether the GEMM keeps fewer mantissa bits than its storage (TF32, BF16)."""
         return self.mantissa_bits < np.finfo(self.storage).nmant
@@ -85,11 +92,16 @@ FORMATS: dict[str, Format] = {
 }
 
 
+#: What the public calls accept as a worker format: a :class:`Format`, its name, or a
+#: float/complex NumPy dtype (or type). Normalised once, by :func:`get_format`, where a
+#: public call receives it; the core passes :class:`Format` objects on.
+FormatSpec = Format | str | np.dtype | type
+
 #: Formats of the dtypes seen so far (the dtype lookup allocates; it runs per product).
 _DTYPE_FORMATS: dict[np.dtype, Format] = {}
 
 
-def get_format(spec: Any) -> Format:
+def get_format(spec: FormatSpec) -> Format:
     """The :class:`Format` for a format, a format name or a NumPy dtype.
 
     Complex dtypes map to their real part's format. Raises ``ValueError`` naming the
@@ -125,7 +137,7 @@ def _dtype_format(spec: Any) -> Format:
     )
 
 
-def unit_roundoff(spec: Any) -> float:
+def unit_roundoff(spec: FormatSpec) -> float:
     """Unit roundoff :math:`u` of a format, format name or dtype."""
     return get_format(spec).u
 
@@ -152,7 +164,7 @@ def round_mantissa(X: Any, bits: int) -> Any:
     return ((u + bias) & mask).view(xp.float32)
 
 
-def round_operands(X: Any, fmt: Any) -> Any:
+def round_operands(X: Any, fmt: FormatSpec) -> Any:
     """``X`` as a worker GEMM in format ``fmt`` reads it (CPU emulation of TF32/BF16).
 
     Identity for float32/float64 (and complex) formats; for an emulated format the

@@ -62,7 +62,7 @@ import numpy as np
 
 from .codes import Code, EvaluationCode
 from .errors import InaccurateResultError, InaccurateResultWarning
-from .formats import Format, get_format
+from .formats import Format, FormatSpec, get_format
 
 __all__ = [
     "ON_INACCURATE",
@@ -290,7 +290,7 @@ def weight_floor(code: Code) -> float | None:
     return _floor_log10(code.targets, ncoef, radius)
 
 
-def rounding_floor(code: Any, fmt: Any) -> float:
+def rounding_floor(code: Code, fmt: FormatSpec) -> float:
     r"""The rounding floor :math:`\phi=u\,\|w\|_1^{\rm low}/\sqrt{Ps}` (module docstring).
 
     A typical-case *lower* estimate of the relative error of every decode of ``code``
@@ -305,7 +305,7 @@ def rounding_floor(code: Any, fmt: Any) -> float:
     return math.inf if lg > 300 else 10.0**lg
 
 
-def _weights_overflow(code: Any, fmt: Format) -> bool:
+def _weights_overflow(code: Code, fmt: Format) -> bool:
     """Whether the decode weights must exceed the storage dtype's largest number."""
     lb = weight_floor(code)
     if lb is None:
@@ -313,7 +313,7 @@ def _weights_overflow(code: Any, fmt: Format) -> bool:
     return lb - math.log10(code.P) > math.log10(float(np.finfo(fmt.storage).max))
 
 
-def _largest_feasible_m(code: Any, fmt: Format) -> int | None:
+def _largest_feasible_m(code: Code, fmt: Format) -> int | None:
     """Largest m with rounding floor < RTOL_GUARD for the code's family at its radius.
 
     MatDot-like codes (one C block, target coefficient m−1, 2m−1 coefficients at the
@@ -334,7 +334,7 @@ def _largest_feasible_m(code: Any, fmt: Format) -> int | None:
     return best
 
 
-def check_feasible(code: Code, fmt: Any, *, allow_inaccurate: bool = False) -> None:
+def check_feasible(code: Code, fmt: FormatSpec, *, allow_inaccurate: bool = False) -> None:
     r"""Refuse a code that cannot give a usable product in ``fmt``, before any work.
 
     Raises when the rounding floor :math:`\phi\ge1` (every decode system is beyond the
@@ -396,7 +396,7 @@ def check_weights(code: Any, dw: Any, fmt: Any) -> None:
     )
 
 
-def check_code_format(code: Code, fmt: Any) -> Code:
+def check_code_format(code: Code, fmt: FormatSpec) -> Code:
     """The code to use for workers in ``fmt``: ``code`` itself, or a retuned copy.
 
     An ε-approximate code (:class:`~gpucoded.codes.ApproxPolyDot`,
@@ -434,7 +434,7 @@ def check_code_format(code: Code, fmt: Any) -> Code:
 
 
 # ------------------------------------------------------------ which answers to decode
-def predicted_error(code: Any, S: Sequence[int], fmt: Any) -> float:
+def predicted_error(code: Code, S: Sequence[int], fmt: FormatSpec) -> float:
     r""":math:`\pi_S=I_S+u\,F_S` for decoding from the workers ``S`` (relative to ρ_Aρ_B).
 
     Uses the cached weights of the set for ``fmt`` (``code.decode_weights(S, fmt=fmt)``,
@@ -446,7 +446,7 @@ def predicted_error(code: Any, S: Sequence[int], fmt: Any) -> float:
     return interp + fmt.u * float(dw.fp_factor)
 
 
-def accurate_enough(code: Any, S: Sequence[int], fmt: Any) -> bool:
+def accurate_enough(code: Code, S: Sequence[int], fmt: FormatSpec) -> bool:
     r"""Whether decoding from ``S`` is predicted accurate: :math:`\pi_S\le10^{-2}`.
 
     The pipeline waits for further answers (``wait_for_accuracy=``) while this is
@@ -458,7 +458,7 @@ def accurate_enough(code: Any, S: Sequence[int], fmt: Any) -> bool:
     return bool(predicted_error(code, S, fmt) <= RTOL_GUARD)
 
 
-def _basis_matrix(code: Any, S: Sequence[int], ncoef: int) -> np.ndarray:
+def _basis_matrix(code: EvaluationCode, S: Sequence[int], ncoef: int) -> np.ndarray:
     """Basis functions 0..ncoef−1 at the points of S, scaled per column (float64)."""
     x = np.asarray(code.points)[list(S)]
     if code.basis == "chebyshev":
@@ -469,7 +469,7 @@ def _basis_matrix(code: Any, S: Sequence[int], ncoef: int) -> np.ndarray:
     return V
 
 
-def best_conditioned(code: Any, got: Sequence[int], k: int) -> list[int]:
+def best_conditioned(code: EvaluationCode, got: Sequence[int], k: int) -> list[int]:
     """k of the workers ``got`` chosen greedily for a well-conditioned system.
 
     Pivoted Gram–Schmidt on the rows of the basis matrix at their points (the
@@ -495,7 +495,9 @@ def best_conditioned(code: Any, got: Sequence[int], k: int) -> list[int]:
     return [w for i, w in enumerate(got) if i in keep]
 
 
-def choose_answers(code: Any, got: Sequence[int], fmt: Any, *, needed: int) -> list[int]:
+def choose_answers(
+    code: Code, got: Sequence[int], fmt: FormatSpec, *, needed: int
+) -> list[int]:
     r"""The workers to decode from, given the usable answers ``got`` (arrival order).
 
     The first ``needed`` answers if :func:`accurate_enough`; otherwise the candidate
@@ -524,6 +526,7 @@ def choose_answers(code: Any, got: Sequence[int], fmt: Any, *, needed: int) -> l
     got = list(got)
     if needed <= 0 or needed >= len(got):
         return got
+    fmt = get_format(fmt)  # once: the predictions below take the Format as it is
     first = got[:needed]
     if not isinstance(code, EvaluationCode) or accurate_enough(code, first, fmt):
         return first

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import weights as wt
 from ..backend import array_module
-from ..formats import Format, get_format
+from ..formats import Format, FormatSpec, get_format
 from ..progress import solve_progress
 from . import dispatch
 from .decoding import DecodeInfo, DecodeWeights, WeightSolution, rounding_level
@@ -210,7 +210,7 @@ class Code:
         return len(set(returned)) >= self.recovery_threshold
 
     def decode_weights(
-        self, returned: Iterable[int], *, partial: bool = False, fmt: Any = None
+        self, returned: Iterable[int], *, partial: bool = False, fmt: FormatSpec | None = None
     ) -> DecodeWeights:
         """Cached high-precision weights for the answering workers ``returned``.
 
@@ -252,7 +252,7 @@ class Code:
     #: Class of the weights objects (a subclass may change how the defect acts).
     _weights_class: type[DecodeWeights] = DecodeWeights
 
-    def _weights_format(self, fmt: Any) -> Format:
+    def _weights_format(self, fmt: FormatSpec | None) -> Format:
         """The worker format for the weights: ``fmt``, else the code's tuning, else float64."""
         if fmt is None:
             fmt = self.worker_dtype or "float64"
@@ -288,7 +288,7 @@ class Code:
         inner: int | None = None,
         real: bool | None = None,
         return_info: bool = False,
-        fmt: Any = None,
+        fmt: FormatSpec | None = None,
     ) -> Any:
         r"""Recover C from the answers of the workers ``returned``.
 
