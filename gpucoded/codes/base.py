@@ -28,6 +28,8 @@ together and caches the weights per answer set.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -55,6 +57,17 @@ __all__ = [
 
 #: Decode weights kept per code instance (least recently used are dropped).
 WEIGHT_CACHE_SIZE = 4096
+
+
+@functools.cache
+def _option_names(cls: type[Code]) -> tuple[str, ...]:
+    params = inspect.signature(cls.__init__).parameters
+    own = {
+        k
+        for k, p in params.items()
+        if k not in ("self", "m", "P") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+    return tuple(sorted(own | (set(cls.grid_args) - {"m"})))
 
 
 def build_m_P(cls: type[Code], m: int | None, P: int | None, options: dict[str, Any]) -> Code:
@@ -128,16 +141,9 @@ class Code:
 
     @classmethod
     def option_names(cls) -> list[str]:
-        """Keyword options a code built by name accepts: the constructor's and grid's."""
-        import inspect
-
-        params = inspect.signature(cls.__init__).parameters
-        own = {
-            k
-            for k, p in params.items()
-            if k not in ("self", "m", "P") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        }
-        return sorted(own | (set(cls.grid_args) - {"m"}))
+        """Keyword options a code built by name accepts: the constructor's and grid's
+        (read from the signature once per class: a call checks them every time)."""
+        return list(_option_names(cls))
 
     def retuned(self, fmt: Format) -> Code:
         """This code for workers computing in ``fmt``: itself unless it re-tunes.

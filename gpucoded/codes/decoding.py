@@ -75,7 +75,7 @@ m inner}/2+n_A+n_B+|S|+c_u)+4u_f^2`, with
     encoding coefficients' rounding in ulps: root-sum-square of independent roundings
     (a recursive sum of n random terms errs by about :math:`u\sqrt{n/2}` of its size).
     """
-    u_s = get_format(fmt.storage).u
+    u_s = fmt.storage_format.u
     g = code.grid
     terms = inner / 2 + g.n_a + g.n_b + answers + code.coef_ulps
     val = math.sqrt(u_s**2 * terms + 4 * fmt.u**2)
@@ -240,7 +240,7 @@ class DecodeWeights:
         :math:`\gamma_n` argument, entrywise). Complex arithmetic doubles it.
         """
         f = get_format(fmt)
-        u_s = get_format(f.storage).u
+        u_s = f.storage_format.u
         g = self.code.grid
         terms = u_s * (inner + g.n_a + g.n_b + len(self.workers) + self.code.coef_ulps)
         terms += 2 * f.u
