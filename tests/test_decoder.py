@@ -23,7 +23,7 @@ C = np.asarray(reference.exact_product(A, B))
 
 
 def _need(code) -> int:
-    return int(code._block_need().max())
+    return int(code.block_need().max())
 
 
 #: Three input pairs of their own for the done-means test (the worst error is taken over

@@ -270,7 +270,7 @@ class Code:
         ``fmt``: the worker format (for decoders whose weights depend on it)."""
         raise NotImplementedError
 
-    def _defect(self, dw: DecodeWeights) -> np.ndarray:
+    def defect_of(self, dw: DecodeWeights) -> np.ndarray:
         """Defect tensor of the weights ``dw`` (generic high-precision evaluation)."""
         return wt.defect_tensor(
             dw.W_mp,

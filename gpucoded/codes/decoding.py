@@ -195,7 +195,7 @@ class DecodeWeights:
     @cached_property
     def defect(self) -> np.ndarray:
         """Defect tensor D[c, a, b] (see :mod:`gpucoded.weights`)."""
-        return self.code._defect(self)
+        return self.code.defect_of(self)
 
     @cached_property
     def interp_factor(self) -> float:

@@ -185,13 +185,13 @@ class EvaluationCode(Code):
                 GB[k, b] = ctx.mpf(self.b_scale[b]) * V[k, int(self.b_index[b])]
         return GA, GB
 
-    def _block_need(self) -> np.ndarray:
+    def block_need(self) -> np.ndarray:
         """For each C block, 1 + the index of its highest nonzero target coefficient."""
         return np.array([np.nonzero(row)[0].max() + 1 for row in self.targets])
 
     def _solve(self, S: tuple[int, ...], partial: bool, fmt: Format) -> WeightSolution:
         r = len(S)
-        need = int(self._block_need().max())
+        need = int(self.block_need().max())
         if r < need:
             raise ValueError(
                 f"{type(self).__name__} cannot estimate C from {r} answers: at least "
@@ -214,7 +214,7 @@ class EvaluationCode(Code):
         pts = [self.points[w] for w in S]
         r = len(S)
         rows, conds, dpss, mp_rows = [], [], [], []
-        for c, d in enumerate(self._block_need()):
+        for c, d in enumerate(self.block_need()):
             Wc, cond, dps, Wc_mp = wt.interpolation_weights(
                 pts[:d], self.targets[c : c + 1, :], self.basis
             )
@@ -272,7 +272,7 @@ class EvaluationCode(Code):
             return WeightSolution(W, cond, dps, exact, W_mp, "interpolation")
         return WeightSolution(wt.round_rows(Wr), cond, dps_r, False, Wr, "regularised")
 
-    def _defect(self, dw: DecodeWeights) -> np.ndarray:
+    def defect_of(self, dw: DecodeWeights) -> np.ndarray:
         """Defect from the weights' K moments (:func:`gpucoded.weights.moment_defect`)."""
         return wt.moment_defect(
             dw.W_mp,
@@ -297,7 +297,7 @@ class EvaluationCode(Code):
         """
         if r is not None and r >= self.K:
             return 0.0
-        need = self._block_need()
+        need = self.block_need()
         return norm_bound**2 * max(wt.binom_tail(int(d), self.K, self.delta) for d in need)
 
     def _params(self) -> str:

@@ -110,7 +110,7 @@ def _fast_checked(c0: Any, pts: np.ndarray, scale: np.ndarray, subsets: Any) -> 
     if S.ndim != 2 or S.shape[0] == 0:
         return None
     r = S.shape[1]
-    if r < int(c0._block_need().max()):
+    if r < int(c0.block_need().max()):
         return None
     ncoef = min(r, c0.K)
     T = np.asarray(c0.targets, dtype=np.float64)
