@@ -70,7 +70,7 @@ class Format:
     def storage_format(self) -> Format:
         """The format of the storage dtype's own arithmetic (encode and decode sums,
         accumulation): float32 for TF32/BF16, else the format itself."""
-        return FORMATS[self.storage.name]
+        return get_format(self.storage)  # memoised per dtype
 
     @property
     def emulated(self) -> bool:
