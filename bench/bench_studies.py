@@ -17,7 +17,7 @@
    loop (no code at all: a ceiling for any coded loop on the same machine).
 
 3. The study's loops built on the library (``CodedSGD`` holding the data as a
-   ``gpucoded.CodedMatrix``, with both of ``gather``'s sources; the ``CodedProduct`` loop
+   ``studies.gather.EncodedRows``, with both of ``gather``'s sources; the ``CodedProduct`` loop
    on ``operators.encode_side``) against the same arithmetic written by hand as GEMMs on
    precomputed rows, interleaved rounds (at least 5), with the check that every loop
    gives the CodedProduct loop's W bit for bit.
@@ -172,7 +172,7 @@ def bench_coded_sgd(iterations: int, repeat: int = 3) -> dict:
     Timed interleaved (order alternating), ``repeat`` rounds: best it/s of each and
     the median (min, max) of the per-round ratios library / hand-written:
 
-    * ``sgd``: ``CodedSGD`` (data held as a ``CodedMatrix``, Z's B blocks from
+    * ``sgd``: ``CodedSGD`` (data held as ``EncodedRows``, Z's B blocks from
       ``gather(source="encode")``) vs :class:`HandWrittenSGD`;
     * ``stored``: ``CodedSGD(source="stored")`` (the encoded copy a deployment holds)
       vs the same hand-written loop;
@@ -289,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Training loops on the library vs the same arithmetic by hand ({sg['repeat']} "
             f"interleaved rounds, {sg['iterations']} it; ratio = hand-written time / library "
             f"time, median [min, max]; compiled take_rows: {sg['compiled_take_rows']}):\n"
-            f"  CodedSGD (CodedMatrix, source='encode') {sg['sgd_it_s']:.0f} it/s vs "
+            f"  CodedSGD (EncodedRows, source='encode') {sg['sgd_it_s']:.0f} it/s vs "
             f"hand-written {sg['hand_sgd_it_s']:.0f} it/s: {ratio('sgd')}\n"
-            f"  CodedSGD (CodedMatrix, source='stored') {sg['stored_it_s']:.0f} it/s: "
+            f"  CodedSGD (EncodedRows, source='stored') {sg['stored_it_s']:.0f} it/s: "
             f"{ratio('stored')} (setup {sg['stored_setup_s']:.2f} s)\n"
             f"  CodedProduct loop {sg['product_it_s']:.0f} it/s vs hand-written "
             f"{sg['hand_product_it_s']:.0f} it/s: {ratio('product')}\n"

@@ -7,7 +7,7 @@ in the code's own basis, certified O(K²) Arb/mpmath solve where the float check
 
 ``python -m bench.bench_weights`` prints the table of BENCHMARKS.md, with the "before"
 column: the former algorithm, a dense mpmath inverse at doubling precision
-(:func:`gpucoded.weights._dense_mp_weights`, still the over-determined fallback), run
+(:func:`gpucoded.dualsolve.dense_mp_weights`, still the over-determined fallback), run
 once where it finishes within ``--before-max`` seconds of its predicted time.
 """
 
@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from gpucoded import codes
-from gpucoded import weights as wt
+from gpucoded import codes, dualsolve
 
 try:
     from bench.conftest import quick_mode
@@ -71,7 +70,7 @@ def before_time(family: str, K: int) -> float:
     code, S = make(family, K)
     pts = [code.points[w] for w in S]
     t0 = time.perf_counter()
-    wt._dense_mp_weights(pts, code.targets, code.basis, 40, None)
+    dualsolve.dense_mp_weights(pts, code.targets, code.basis, 40, None)
     return time.perf_counter() - t0
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from .codes import ApproxMatDot, ChebyshevMatDot, Code
 from .codes.gamma import MAX_SUBSETS, best_gamma
-from .formats import Format, get_format
+from .formats import FormatSpec, get_format
 
 __all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
 
@@ -48,7 +48,7 @@ __all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
 WORKING_PRECISION_ULPS = 1e3
 
 
-def default_rtol(fmt: Format) -> float:
+def default_rtol(fmt: FormatSpec) -> float:
     """``rtol`` of working precision in ``fmt``: :data:`WORKING_PRECISION_ULPS` · u."""
     return WORKING_PRECISION_ULPS * get_format(fmt).u
 
@@ -109,7 +109,7 @@ def chebyshev_error(m: int, P: int, r: int, u: float) -> float:
 def choose_code(
     P: int,
     stragglers: int,
-    fmt: Format | str,
+    fmt: FormatSpec,
     *,
     rtol: float | None = None,
     shape: tuple[int, int, int] = (100, 100, 100),

@@ -31,6 +31,7 @@ from .backend import array_module
 __all__ = [
     "FORMATS",
     "Format",
+    "FormatSpec",
     "get_format",
     "round_mantissa",
     "round_operands",
@@ -66,6 +67,12 @@ class Format:
     c_type: str
 
     @property
+    def storage_format(self) -> Format:
+        """The format of the storage dtype's own arithmetic (encode and decode sums,
+        accumulation): float32 for TF32/BF16, else the format itself."""
+        return get_format(self.storage)  # memoised per dtype
+
+    @property
     def emulated(self) -> bool:
         """Whether the GEMM keeps fewer mantissa bits than its storage (TF32, BF16)."""
         return self.mantissa_bits < np.finfo(self.storage).nmant
@@ -85,17 +92,37 @@ FORMATS: dict[str, Format] = {
 }
 
 
-def get_format(spec: Any) -> Format:
+#: What the public calls accept as a worker format: a :class:`Format`, its name, or a
+#: float/complex NumPy dtype (or type). Normalised once, by :func:`get_format`, where a
+#: public call receives it; the core passes :class:`Format` objects on.
+FormatSpec = Format | str | np.dtype | type
+
+#: Formats of the dtypes seen so far (the dtype lookup allocates; it runs per product).
+_DTYPE_FORMATS: dict[np.dtype, Format] = {}
+
+
+def get_format(spec: FormatSpec) -> Format:
     """The :class:`Format` for a format, a format name or a NumPy dtype.
 
     Complex dtypes map to their real part's format. Raises ``ValueError`` naming the
     valid choices otherwise (float16 is not a worker format: its 5-bit exponent
-    overflows in the encode sums).
+    overflows in the encode sums). Memoised per dtype: this is the one lookup every
+    layer uses.
     """
     if isinstance(spec, Format):
         return spec
     if isinstance(spec, str) and spec in FORMATS:
         return FORMATS[spec]
+    if isinstance(spec, np.dtype):
+        hit = _DTYPE_FORMATS.get(spec)
+        if hit is None:
+            hit = _DTYPE_FORMATS[spec] = _dtype_format(spec)
+        return hit
+    return _dtype_format(spec)
+
+
+def _dtype_format(spec: Any) -> Format:
+    """:func:`get_format` for anything but a Format or a format name (not memoised)."""
     try:
         dt = np.dtype(spec)
     except TypeError:
@@ -110,7 +137,7 @@ def get_format(spec: Any) -> Format:
     )
 
 
-def unit_roundoff(spec: Any) -> float:
+def unit_roundoff(spec: FormatSpec) -> float:
     """Unit roundoff :math:`u` of a format, format name or dtype."""
     return get_format(spec).u
 
@@ -137,7 +164,7 @@ def round_mantissa(X: Any, bits: int) -> Any:
     return ((u + bias) & mask).view(xp.float32)
 
 
-def round_operands(X: Any, fmt: Any) -> Any:
+def round_operands(X: Any, fmt: FormatSpec) -> Any:
     """``X`` as a worker GEMM in format ``fmt`` reads it (CPU emulation of TF32/BF16).
 
     Identity for float32/float64 (and complex) formats; for an emulated format the

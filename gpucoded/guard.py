@@ -60,8 +60,9 @@ from typing import Any
 
 import numpy as np
 
+from .codes import Code, EvaluationCode
 from .errors import InaccurateResultError, InaccurateResultWarning
-from .formats import Format, get_format
+from .formats import Format, FormatSpec, get_format
 
 __all__ = [
     "ON_INACCURATE",
@@ -197,7 +198,7 @@ def bound_exceeds_result(error_bound: float | None, scale: float) -> bool:
     return bool(error_bound >= scale)
 
 
-def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
+def suggest_fix(code: Code, fmt: Format, info: Any = None) -> str:
     """A concrete way out for an inaccurate decode of ``code`` in format ``fmt``.
 
     Names, as applicable: more answers (approximate codes, with the number of workers
@@ -208,15 +209,14 @@ def suggest_fix(code: Any, fmt: Format, info: Any = None) -> str:
     fmt = get_format(fmt)
     fixes = []
     used = len(info.workers) if info is not None else code.recovery_threshold
-    if getattr(code, "approximate", False):
+    if code.approximate:
         if used < code.P:
             lo = min(used + 1, code.P)
             more = f"answers={lo}" if lo == code.P else f"answers={lo}..{code.P}"
             fixes.append(f"more answers ({more})")
-        tuned = getattr(code, "gamma_choice", None) == "auto"
-        if not (tuned and getattr(code, "worker_dtype", None) == fmt.name):
+        if not (code.gamma_choice == "auto" and code.worker_dtype == fmt.name):
             fixes.append(f"gamma='auto' (points tuned for {fmt.name} workers)")
-    if getattr(code, "basis", None) == "monomial" and not code.is_complex:
+    if code.basis == "monomial" and not code.is_complex:
         fixes.append(f"a Chebyshev code (code='chebyshev', m={code.m}: well conditioned)")
         mmax = _largest_feasible_m(code, fmt)
         if mmax is not None and mmax < code.m:
@@ -244,11 +244,11 @@ def _log10_cheb_coef(d: int, j: int) -> float:
     return (ln + j * math.log(2.0)) / _LN10
 
 
-def _monomial_real(code: Any) -> bool:
+def _monomial_real(code: Code) -> bool:
     """A polynomial code in the monomial basis with real evaluation points."""
     return (
-        getattr(code, "basis", None) == "monomial"
-        and hasattr(code, "targets")
+        isinstance(code, EvaluationCode)
+        and code.basis == "monomial"
         and not np.iscomplexobj(code.points)
     )
 
@@ -273,7 +273,7 @@ def _floor_log10(targets: np.ndarray, ncoef: int, radius: float) -> float:
     return best
 
 
-def weight_floor(code: Any) -> float | None:
+def weight_floor(code: Code) -> float | None:
     r""":math:`\log_{10}` of a lower bound on :math:`\max_c\|w_c\|_1` over every decode.
 
     Valid for every answer set the code can decode (at least its recovery threshold
@@ -290,7 +290,7 @@ def weight_floor(code: Any) -> float | None:
     return _floor_log10(code.targets, ncoef, radius)
 
 
-def rounding_floor(code: Any, fmt: Any) -> float:
+def rounding_floor(code: Code, fmt: FormatSpec) -> float:
     r"""The rounding floor :math:`\phi=u\,\|w\|_1^{\rm low}/\sqrt{Ps}` (module docstring).
 
     A typical-case *lower* estimate of the relative error of every decode of ``code``
@@ -305,7 +305,7 @@ def rounding_floor(code: Any, fmt: Any) -> float:
     return math.inf if lg > 300 else 10.0**lg
 
 
-def _weights_overflow(code: Any, fmt: Format) -> bool:
+def _weights_overflow(code: Code, fmt: Format) -> bool:
     """Whether the decode weights must exceed the storage dtype's largest number."""
     lb = weight_floor(code)
     if lb is None:
@@ -313,7 +313,7 @@ def _weights_overflow(code: Any, fmt: Format) -> bool:
     return lb - math.log10(code.P) > math.log10(float(np.finfo(fmt.storage).max))
 
 
-def _largest_feasible_m(code: Any, fmt: Format) -> int | None:
+def _largest_feasible_m(code: Code, fmt: Format) -> int | None:
     """Largest m with rounding floor < RTOL_GUARD for the code's family at its radius.
 
     MatDot-like codes (one C block, target coefficient m−1, 2m−1 coefficients at the
@@ -334,7 +334,7 @@ def _largest_feasible_m(code: Any, fmt: Format) -> int | None:
     return best
 
 
-def check_feasible(code: Any, fmt: Any, *, allow_inaccurate: bool = False) -> None:
+def check_feasible(code: Code, fmt: FormatSpec, *, allow_inaccurate: bool = False) -> None:
     r"""Refuse a code that cannot give a usable product in ``fmt``, before any work.
 
     Raises when the rounding floor :math:`\phi\ge1` (every decode system is beyond the
@@ -396,7 +396,7 @@ def check_weights(code: Any, dw: Any, fmt: Any) -> None:
     )
 
 
-def check_code_format(code: Any, fmt: Any) -> Any:
+def check_code_format(code: Code, fmt: FormatSpec) -> Code:
     """The code to use for workers in ``fmt``: ``code`` itself, or a retuned copy.
 
     An ε-approximate code (:class:`~gpucoded.codes.ApproxPolyDot`,
@@ -414,45 +414,27 @@ def check_code_format(code: Any, fmt: Any) -> Any:
         The code cannot serve ``fmt`` workers; the message says how to build one.
     """
     fmt = get_format(fmt)
-    tuned = getattr(code, "worker_dtype", None)
+    tuned = code.worker_dtype
     if tuned is None or tuned == fmt.name:
         check_feasible(code, fmt)
         return code
-    how = getattr(code, "gamma_choice", "auto")
-    if how in ("auto", "default"):
-        return _retuned(code, fmt)
+    retuned = code.retuned(fmt)  # the family's own hook (automatic points: re-chosen)
+    if retuned is not code:
+        return retuned
     try:
         check_feasible(code, fmt)
-        if how == "eps":
-            from .codes.polydot import check_eps_rounding  # the constructor's own check
-
-            check_eps_rounding(code, fmt.name)
+        code.check_promise(fmt)  # e.g. an eps= code's promise in this format
     except ValueError as exc:
         raise ValueError(
-            f"{code!r} was built for {tuned} workers with a fixed {how}; it cannot serve "
-            f"{fmt.name} workers ({exc}). Build it for them: {_rebuild_hint(code, fmt)}"
+            f"{code!r} was built for {tuned} workers with a fixed {code.gamma_choice}; it "
+            f"cannot serve {fmt.name} workers ({exc}). Build it for them: "
+            f"{code.rebuild_hint(fmt)}"
         ) from None
     return code
 
 
-def _rebuild_hint(code: Any, fmt: Format) -> str:
-    name = type(code).__name__
-    if getattr(code, "p", 1) == 1 and name == "ApproxMatDot":
-        return f"ApproxMatDot({code.m}, {code.P}, dtype={fmt.name!r})"
-    return f"{name}({code.p}, {code.q}, {code.P}, dtype={fmt.name!r})"
-
-
-def _retuned(code: Any, fmt: Format) -> Any:
-    """The same ε-approximate code with automatic points for ``fmt`` workers."""
-    cls = type(code)
-    kw = {"decode_points": code.decode_points, "dtype": fmt.name}
-    if cls.__name__ == "ApproxMatDot":
-        return cls(code.m, code.P, **kw)
-    return cls(code.p, code.q, code.P, **kw)
-
-
 # ------------------------------------------------------------ which answers to decode
-def predicted_error(code: Any, S: Sequence[int], fmt: Any) -> float:
+def predicted_error(code: Code, S: Sequence[int], fmt: FormatSpec) -> float:
     r""":math:`\pi_S=I_S+u\,F_S` for decoding from the workers ``S`` (relative to ρ_Aρ_B).
 
     Uses the cached weights of the set for ``fmt`` (``code.decode_weights(S, fmt=fmt)``,
@@ -464,19 +446,19 @@ def predicted_error(code: Any, S: Sequence[int], fmt: Any) -> float:
     return interp + fmt.u * float(dw.fp_factor)
 
 
-def accurate_enough(code: Any, S: Sequence[int], fmt: Any) -> bool:
+def accurate_enough(code: Code, S: Sequence[int], fmt: FormatSpec) -> bool:
     r"""Whether decoding from ``S`` is predicted accurate: :math:`\pi_S\le10^{-2}`.
 
     The pipeline waits for further answers (``wait_for_accuracy=``) while this is
     False. Codes that are not polynomial codes are always accurate enough (their
     decode is a selection or a well-conditioned combination).
     """
-    if not hasattr(code, "targets"):
-        return True
+    if not isinstance(code, EvaluationCode):
+        return True  # a selection or a well-conditioned combination
     return bool(predicted_error(code, S, fmt) <= RTOL_GUARD)
 
 
-def _basis_matrix(code: Any, S: Sequence[int], ncoef: int) -> np.ndarray:
+def _basis_matrix(code: EvaluationCode, S: Sequence[int], ncoef: int) -> np.ndarray:
     """Basis functions 0..ncoef−1 at the points of S, scaled per column (float64)."""
     x = np.asarray(code.points)[list(S)]
     if code.basis == "chebyshev":
@@ -487,7 +469,7 @@ def _basis_matrix(code: Any, S: Sequence[int], ncoef: int) -> np.ndarray:
     return V
 
 
-def best_conditioned(code: Any, got: Sequence[int], k: int) -> list[int]:
+def best_conditioned(code: EvaluationCode, got: Sequence[int], k: int) -> list[int]:
     """k of the workers ``got`` chosen greedily for a well-conditioned system.
 
     Pivoted Gram–Schmidt on the rows of the basis matrix at their points (the
@@ -513,7 +495,9 @@ def best_conditioned(code: Any, got: Sequence[int], k: int) -> list[int]:
     return [w for i, w in enumerate(got) if i in keep]
 
 
-def choose_answers(code: Any, got: Sequence[int], fmt: Any, *, needed: int) -> list[int]:
+def choose_answers(
+    code: Code, got: Sequence[int], fmt: FormatSpec, *, needed: int
+) -> list[int]:
     r"""The workers to decode from, given the usable answers ``got`` (arrival order).
 
     The first ``needed`` answers if :func:`accurate_enough`; otherwise the candidate
@@ -542,8 +526,9 @@ def choose_answers(code: Any, got: Sequence[int], fmt: Any, *, needed: int) -> l
     got = list(got)
     if needed <= 0 or needed >= len(got):
         return got
+    fmt = get_format(fmt)  # once: the predictions below take the Format as it is
     first = got[:needed]
-    if not hasattr(code, "targets") or accurate_enough(code, first, fmt):
+    if not isinstance(code, EvaluationCode) or accurate_enough(code, first, fmt):
         return first
     cands = [first, got, best_conditioned(code, got, needed)]
     scores = []

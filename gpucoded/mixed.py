@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_module
-from .codes.base import DecodeWeights
+from .codes.decoding import DecodeWeights
 from .formats import FORMATS
 
 __all__ = [

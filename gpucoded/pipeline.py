@@ -36,7 +36,7 @@ import numpy as np
 
 from . import guard
 from .backend import array_module
-from .codes import CODES, Code, DecodeInfo, make_code
+from .codes import CODES, Code, DecodeInfo, lookup, make_code
 from .errors import NotEnoughAnswersError
 from .executors.base import Executor, Run, check_delays
 from .formats import Format, get_format
@@ -237,14 +237,8 @@ def check_call(code: Code, **options: Any) -> Call:
 
 def code_option_names(name: str) -> list[str]:
     """Keyword options a code built by ``name`` accepts (its constructor's and make_code's)."""
-    import inspect
-
     cls = CODES.get(name.lower().replace("-", "_"))
-    if cls is None:
-        return []
-    params = inspect.signature(cls.__init__).parameters
-    own = [k for k, p in params.items() if k not in ("self", "m", "P") and p.kind != p.VAR_KEYWORD]
-    return sorted(set(own) | set(_MAKE_CODE_OPTIONS))
+    return [] if cls is None else cls.option_names()  # the family's declared options
 
 
 def resolve_code(
@@ -303,8 +297,7 @@ def resolve_code(
         raise TypeError(f"code must be a code name or a gpucoded.codes.Code, got {type(code)}")
     if m is None and "p" not in options:
         m = DEFAULT_M
-    key = code.lower().replace("-", "_")
-    if key in ("approx_matdot", "approx_polydot") and dtype is not None:
+    if lookup(code).tunes_to_format and dtype is not None:
         # tune the default/auto evaluation points for the arithmetic the workers do
         options.setdefault("dtype", dtype)
     return make_code(code, m=m, P=P, **options)

@@ -317,3 +317,59 @@ def test_property_any_code_any_subset_within_bound(case):
     )
     assert Ch.shape == (n, l) and Ch.dtype == dtype
     assert np.abs(Ch - exact_product(A, B)).max() <= info.error_bound
+
+
+# ------------------------------------------------------------ traits, typed results
+@pytest.mark.parametrize("name", ["uncoded", "replication", "matdot", "approx_matdot",
+                                  "polydot", "approx_polydot", "chebyshev", "circle",
+                                  "polynomial"])  # fmt: skip
+def test_each_family_declares_its_traits_and_solves_into_a_typed_result(name):
+    """make_code builds P = default_P(m) workers; ``approximate`` and ``basis`` are the
+    family's declaration (ε-codes approximate, polynomial codes carry their basis);
+    ``_solve`` returns a WeightSolution whose W decodes a product within its bound."""
+    cls = codes.CODES[name]
+    code = codes.make_code(name, m=4)
+    assert type(code) is cls and code.P == cls.default_P(4) and code.name == name
+    assert code.approximate == name.startswith("approx")
+    assert (code.basis is None) == (name in ("uncoded", "replication"))
+    S = tuple(range(code.recovery_threshold))
+    sol = code._solve(S, False, code._weights_format(None))
+    assert isinstance(sol, codes.WeightSolution) and sol.W.shape == (code.grid.n_c, len(S))
+    A = np.random.default_rng(1).uniform(1.0, 2.0, (8, 12))  # non-negative, non-centred
+    B = np.random.default_rng(2).uniform(1.0, 2.0, (12, 8))
+    At, Bt = code.encode(A, B)
+    C, info = code.decode(np.matmul(At, Bt)[list(S)], S, shape=(8, 8), norms=(
+        np.linalg.norm(A), np.linalg.norm(B)), inner=At.shape[2], return_info=True)  # fmt: skip
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+
+
+def test_circle_weights_class_comes_from_the_hook_not_a_swap():
+    """CircleMatDot keeps decoder='real'/'complex' as given (no overwrite after the base
+    constructor) and its weights are built as RealPartWeights / DecodeWeights."""
+    from gpucoded.codes.circle import RealPartWeights
+
+    real, cplx = codes.CircleMatDot(3, 5), codes.CircleMatDot(3, 5, decoder="complex")
+    assert (real.decoder, cplx.decoder) == ("real", "complex")
+    assert type(real.decode_weights([0, 1, 2])) is RealPartWeights
+    assert type(cplx.decode_weights([0, 1, 2])) is codes.DecodeWeights
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        codes.MatDot(3, 6, decoder="real")  # a circle decoder is not a MatDot one
+
+
+def test_retune_hooks_of_the_epsilon_codes():
+    """An ε-code with automatic points re-tunes itself for another format (same grid,
+    workers, decoder); one with the user's gamma stays itself; the hints name the
+    constructor a user would call."""
+    from gpucoded.formats import FORMATS
+
+    f32 = FORMATS["float32"]
+    auto = codes.ApproxMatDot(3, 5, decoder="interpolation")
+    new = auto.retuned(f32)
+    assert type(new) is codes.ApproxMatDot and new is not auto
+    assert (new.m, new.P, new.worker_dtype, new.decoder) == (3, 5, "float32", "interpolation")
+    assert new.gamma < auto.gamma  # float32 needs points further from 0
+    fixed = codes.ApproxPolyDot(2, 1, 6, gamma=50.0)
+    assert fixed.retuned(f32) is fixed
+    assert fixed.rebuild_hint(f32) == "ApproxPolyDot(2, 1, 6, dtype='float32')"
+    assert auto.rebuild_hint(f32) == "ApproxMatDot(3, 5, dtype='float32')"
+    assert codes.MatDot(3, 6).retuned(f32).P == 6  # exact codes: themselves

@@ -13,7 +13,7 @@ import pytest
 from _util import unit_gaussian
 
 from gpucoded import coded_matmul, codes, reference
-from gpucoded.codes.base import DECODERS
+from gpucoded.codes.evaluation import DECODERS
 from gpucoded.guard import RTOL_GUARD, relative_estimate
 
 N = 30
@@ -23,7 +23,7 @@ C = np.asarray(reference.exact_product(A, B))
 
 
 def _need(code) -> int:
-    return int(code._block_need().max())
+    return int(code.block_need().max())
 
 
 #: Three input pairs of their own for the done-means test (the worst error is taken over

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gpucoded import codes
+from gpucoded import dualsolve as ds
 from gpucoded import weights as wt
 
 
@@ -36,7 +37,7 @@ def test_weights_equal_dense_mpmath(code, S):
     structured solves are certified (Arb) or converged (mpmath) to 1e-30."""
     pts = [code.points[w] for w in S]
     ncoef = min(len(S), code.K)
-    ref, cond_ref, _ = wt._dense_mp_weights(pts, code.targets[:, :ncoef], code.basis, 40, None)
+    ref, cond_ref, _ = ds.dense_mp_weights(pts, code.targets[:, :ncoef], code.basis, 40, None)
     W, cond, _, W_mp = wt.interpolation_weights(pts, code.targets, code.basis)
     assert cond == pytest.approx(cond_ref, rel=1e-6)
     if len(S) > ncoef:
@@ -53,9 +54,9 @@ def test_weights_equal_dense_mpmath(code, S):
     # absolute, per block: the defect Σ_k W_ck φ_d(λ_k) − t_d cancels from |W| to ~0
     for ra, rb in zip(W_mp, ref, strict=True):
         assert sum(abs(a - b) for a, b in zip(ra, rb, strict=True)) <= 1e-28
-    np.testing.assert_allclose(W, wt._round_rows(ref), rtol=4e-16, atol=0)
+    np.testing.assert_allclose(W, wt.round_rows(ref), rtol=4e-16, atol=0)
     if len(S) == ncoef:
-        fl, _, _ = wt._mp_dual_weights(pts, code.targets[:, :ncoef], code.basis, 40)
+        fl, _, _ = ds.mp_dual_weights(pts, code.targets[:, :ncoef], code.basis, 40)
         assert _rel(fl, ref) <= 1e-28
 
 
@@ -63,9 +64,9 @@ def test_mpmath_fallback_equals_arb(monkeypatch):
     """Without python-flint the mpmath structured solve gives the same weights."""
     code = codes.MatDot(16, 32)
     pts = [code.points[w] for w in range(1, 32)]
-    arb_w, cond_a, _ = wt._mp_dual_weights(pts, code.targets, "monomial", 40)
-    monkeypatch.setattr(wt, "_flint_dual_weights", lambda *a: None)
-    mp_w, cond_m, _ = wt._mp_dual_weights(pts, code.targets, "monomial", 40)
+    arb_w, cond_a, _ = ds.mp_dual_weights(pts, code.targets, "monomial", 40)
+    monkeypatch.setattr(ds, "_flint_dual_weights", lambda *a: None)
+    mp_w, cond_m, _ = ds.mp_dual_weights(pts, code.targets, "monomial", 40)
     assert _rel(arb_w, mp_w) <= 1e-28
     assert cond_a == pytest.approx(cond_m, rel=1e-9)
 
@@ -127,12 +128,11 @@ def test_lu_solve_many_is_mpmaths_lu_solve():
 def test_solves_that_do_not_converge_say_so(monkeypatch):
     """Every doubling-precision solve stops at the digit cap with an ArithmeticError
     that names it (the cap lowered so the first precision is already the last)."""
-    from gpucoded import weights as wt
     from gpucoded.codes import ApproxMatDot
 
-    monkeypatch.setattr(wt, "_MAX_DPS", 10)
+    monkeypatch.setattr(ds, "MAX_DPS", 10)
     with pytest.raises(ArithmeticError, match="regularised decode weights did not converge"):
         ApproxMatDot(3, 6).decode_weights(range(3), partial=True, fmt="float64")
-    monkeypatch.setattr(wt, "_flint_dual_weights", lambda *a: None)  # the mpmath loop
+    monkeypatch.setattr(ds, "_flint_dual_weights", lambda *a: None)  # the mpmath loop
     with pytest.raises(ArithmeticError, match="decode weights did not converge up to 10"):
-        wt._mp_dual_weights([0.1, 0.5, 0.9], np.eye(3), "monomial", 40)
+        ds.mp_dual_weights([0.1, 0.5, 0.9], np.eye(3), "monomial", 40)

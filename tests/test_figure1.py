@@ -38,7 +38,7 @@ def test_fast_weights_equal_mpmath(code):
     κ(V(c)) ≤ 2^20, else the function returns None), so
     |Δw| ≤ 2u|w| + 2^-60 max_row|w|.
     """
-    lo = int(code._block_need().max())
+    lo = int(code.block_need().max())
     for r in range(lo, code.P + 1):
         S = np.array(list(itertools.combinations(range(code.P), r)))
         W = fast_weights(code, S)

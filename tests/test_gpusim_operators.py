@@ -202,25 +202,3 @@ def test_progressive_decodes_device_answers_without_stacking(sim, stack_spy):
         _within_bound(C, A @ B, info)
     assert all(d == 0 for d in stacked), stacked  # at most scalar sums, never answers
     ex.close()
-
-
-@pytest.mark.parametrize("source", ["encode", "stored"])
-@pytest.mark.parametrize("side", ["A", "B"])
-def test_gather_on_device_arrays(sim, side, source):
-    """CodedMatrix.gather on a CuPy M stays on the device (both sources; G moved to
-    the device by encode_side) and holds the entries the host computes for the same
-    M: the same length-s sums, in the same order."""
-    import cupy as cp
-
-    M = np.random.default_rng(23).standard_normal((31, 29))
-    host = gpucoded.CodedMatrix(M, "matdot", m=3, P=6, executor="serial")
-    dev = gpucoded.CodedMatrix(cp.asarray(M), "matdot", m=3, P=6, executor="serial")
-    workers, J = [4, 0, 2], [5, 0, 5, 17, 3]
-    got = dev.gather(side, workers, cp.asarray(J), source=source)
-    assert isinstance(got, cp.ndarray)
-    want = host.gather(side, workers, J, source=source)
-    assert np.array_equal(got.get(), want)
-    if source == "encode":  # raw columns (side B) / rows (side A) given on the device
-        raw = M[J, :] if side == "A" else M[:, J]
-        got = dev.gather(side, workers, None, raw=cp.asarray(raw))
-        assert isinstance(got, cp.ndarray) and np.array_equal(got.get(), want)

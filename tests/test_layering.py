@@ -29,10 +29,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "formats",
         (
             "formats", "backend", "validate", "kernels", "errors", "gpu", "hostkernels",
-            "progress",
+            "progress", "ddarith",
         ),
     ),
-    ("decode data", ("weights", "points", "reference")),
+    ("decode data", ("weights", "basis", "dualsolve", "defects", "points", "reference")),
     ("codes", ("codes", "mixed")),
     ("execution", ("executors", "stragglers", "integrity")),
     ("pipeline", ("api", "pipeline", "operators", "progressive", "guard", "")),

@@ -8,9 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
-from gpucoded import CodedMatrix, coded_matmul
+from gpucoded import coded_matmul
 from gpucoded.studies import logreg as L
 from gpucoded.studies import mnist
+from gpucoded.studies.gather import EncodedRows
 
 
 def _product_by_hand(code, S, W, A, B):
@@ -105,7 +106,7 @@ def test_coded_sgd_is_bit_identical_to_coded_product_loop(scheme, cfg, source, h
     mz, mg = L.CodedProduct(code, subs), L.CodedProduct(code, subs)
     ref = L.train(X, Y, lcfg, batches, mz, mg, pats)
     sgd = L.CodedSGD(code, subs, X, 4, 11, source=source)
-    assert sgd.source == source and isinstance(sgd.data, CodedMatrix)
+    assert sgd.source == source and isinstance(sgd.data, EncodedRows)
     assert bool(sgd.data._rows) == (source == "stored")  # "encode" never builds the store
     assert np.array_equal(L.train_coded(X, Y, lcfg, batches, sgd, pats), ref)
     assert np.any(ref != 0)

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..points import chebyshev, validate_points
-from .base import BlockGrid, EvaluationCode
+from .evaluation import EvaluationCode
+from .grid import BlockGrid
+from .registry import register
 
 __all__ = ["ChebyshevMatDot"]
 
 
+@register("chebyshev")
 class ChebyshevMatDot(EvaluationCode):
     """Chebyshev-basis MatDot: exact, threshold 2m−1, well conditioned.
 
@@ -30,10 +33,14 @@ class ChebyshevMatDot(EvaluationCode):
         Points in [−1, 1]; default the Chebyshev nodes λ(1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "chebyshev"
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return 2 * m  # threshold 2m−1, one straggler
 
     def __init__(
         self, m: int, P: int, points: Sequence[float] | None = None, *, decoder: str = "auto"

@@ -42,8 +42,10 @@ import numpy as np
 
 from .. import weights as wt
 from ..points import default_gamma
-from .base import DecodeWeights, EvaluationCode
+from .decoding import DecodeWeights, WeightSolution
+from .evaluation import EvaluationCode
 from .matdot import _matdot_parts
+from .registry import register
 
 __all__ = ["CircleMatDot", "RealPartWeights", "circle_points"]
 
@@ -88,6 +90,7 @@ class RealPartWeights(DecodeWeights):
         return np.ascontiguousarray(np.real(DecodeWeights.defect.func(self)))
 
 
+@register("circle")
 class CircleMatDot(EvaluationCode):
     """MatDot with complex points on a circle (see the module docstring).
 
@@ -108,6 +111,11 @@ class CircleMatDot(EvaluationCode):
     """
 
     name = "circle"
+    decoders = DECODERS
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return m + 1  # threshold m, one straggler
 
     def __init__(self, m: int, P: int, gamma: float | None = None, decoder: str = "real") -> None:
         if decoder in ("auto", "interpolation"):
@@ -127,9 +135,8 @@ class CircleMatDot(EvaluationCode):
         pts = circle_points(P, 1.0 / gamma, half=decoder == "real")
         super().__init__(
             grid, pts, ai, bi, targets, threshold=m, approximate=decoder == "complex",
-            decoder="interpolation",
+            decoder=decoder,
         )
-        self.decoder = decoder
 
     def _params(self) -> str:
         return f"m={self.m}, P={self.P}, gamma={self.gamma:.4g}, decoder={self.decoder!r}"
@@ -139,13 +146,12 @@ class CircleMatDot(EvaluationCode):
         """Real numbers stored per worker relative to a real MatDot worker (2)."""
         return 2
 
-    def decode_weights(self, returned, *, partial: bool = False, fmt=None) -> DecodeWeights:
-        dw = super().decode_weights(returned, partial=partial, fmt=fmt)
-        if self.decoder == "real" and type(dw) is DecodeWeights:
-            dw.__class__ = RealPartWeights  # same data, real-part defect
-        return dw
+    @property
+    def _weights_class(self) -> type[DecodeWeights]:  # type: ignore[override]
+        """Real-part decoding: only the defect's real part acts on real inputs."""
+        return RealPartWeights if self.decoder == "real" else DecodeWeights
 
-    def _solve(self, S: tuple[int, ...], partial: bool, fmt=None) -> tuple:
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt=None) -> WeightSolution:
         if self.decoder == "complex":
             return super()._solve(S, partial, fmt)
         r = len(S)
@@ -160,7 +166,7 @@ class CircleMatDot(EvaluationCode):
         # conjugate-symmetric solution: Re(sum_k 2 w_k p(λ_k)) = sum over both halves
         W2 = 2 * W[:, :r]
         W2_mp = [[2 * x for x in row[:r]] for row in W_mp]
-        return W2, cond, dps, 2 * r >= self.K, W2_mp
+        return WeightSolution(W2, cond, dps, 2 * r >= self.K, W2_mp)
 
     def decode(self, products: Any, returned, shape=None, *, real: bool | None = None, **kw):
         """As :meth:`Code.decode`; the real-part decoder needs real inputs (``real=True``).

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..formats import unit_roundoff
 from ..points import chebyshev
-from .base import EvaluationCode
+from .evaluation import EvaluationCode
 from .polyparts import polydot_parts
 
 __all__ = ["MAX_SUBSETS", "ErrorModel", "Prediction", "auto_gamma", "best_gamma", "typical_scale"]
@@ -124,7 +124,7 @@ class ErrorModel:
     def __init__(self, family: str, p: int, q: int, P: int, answers: int | None = None) -> None:
         code = _template(family, p, q, P)
         r = code.recovery_threshold if answers is None else int(answers)
-        need = int(code._block_need().max())
+        need = int(code.block_need().max())
         if not need <= r <= P:
             raise ValueError(
                 f"answers must be in [{need}, P={P}] for ε-{family} (p={p}, q={q}, P={P}); "

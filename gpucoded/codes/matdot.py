@@ -13,12 +13,16 @@ the PolyDot construction with that split; only their parameters and names differ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .base import BlockGrid
+from ..formats import Format
+from .base import Code, build_m_P
+from .grid import BlockGrid
 from .polydot import ApproxPolyDot, PolyDot
 from .polyparts import polydot_parts
+from .registry import register
 
 __all__ = ["ApproxMatDot", "MatDot"]
 
@@ -30,6 +34,7 @@ def _matdot_parts(m: int) -> tuple[BlockGrid, list[int], list[int], np.ndarray]:
     return polydot_parts(1, m)
 
 
+@register("matdot")
 class MatDot(PolyDot):
     """Exact MatDot code: threshold 2m−1.
 
@@ -43,10 +48,20 @@ class MatDot(PolyDot):
         Distinct evaluation points; default the Chebyshev nodes λ(1) on (−1, 1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "matdot"
+    grid_args = ("m",)
+
+    @classmethod
+    def build(cls, *, m: int | None = None, P: int | None = None, **options: Any) -> Code:
+        """``cls(m, P, **options)`` (MatDot's grid is fixed by m)."""
+        return build_m_P(cls, m, P, options)
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return 2 * m  # threshold 2m−1, one straggler
 
     def __init__(
         self, m: int, P: int, points: Sequence[float] | None = None, *, decoder: str = "auto"
@@ -57,6 +72,7 @@ class MatDot(PolyDot):
         return f"m={self.m}, P={self.P}"
 
 
+@register("approx_matdot")
 class ApproxMatDot(ApproxPolyDot):
     r"""ε-approximate MatDot: threshold m.
 
@@ -79,17 +95,27 @@ class ApproxMatDot(ApproxPolyDot):
     points : array (P,), optional
         Explicit evaluation points (instead of gamma/eps).
     decode_points : {"all", "paper"}
-        See :class:`~gpucoded.codes.base.EvaluationCode`.
+        See :class:`~gpucoded.codes.evaluation.EvaluationCode`.
     dtype : {"float64", "float32", "tf32", "bf16"} or NumPy dtype
         Worker arithmetic the default/``"auto"`` γ is tuned for (the best γ depends
         on it strongly: about 9e4 for float64 and 110 for float32 at m = 3).
         ``coded_matmul`` passes the inputs' dtype when it builds the code from its name.
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "approx_matdot"
+    grid_args = ("m",)
+
+    @classmethod
+    def build(cls, *, m: int | None = None, P: int | None = None, **options: Any) -> Code:
+        """``cls(m, P, **options)`` (MatDot's grid is fixed by m)."""
+        return build_m_P(cls, m, P, options)
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return m + 1  # threshold m, one straggler
 
     def __init__(
         self,
@@ -111,3 +137,9 @@ class ApproxMatDot(ApproxPolyDot):
 
     def _params(self) -> str:
         return f"m={self.m}, P={self.P}, gamma={self.gamma:.4g}"
+
+    def _rebuilt(self, **options: Any) -> ApproxMatDot:
+        return ApproxMatDot(self.m, self.P, **options)
+
+    def rebuild_hint(self, fmt: Format) -> str:
+        return f"ApproxMatDot({self.m}, {self.P}, dtype={fmt.name!r})"

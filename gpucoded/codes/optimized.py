@@ -32,7 +32,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import BlockGrid, Code
+from .base import Code
+from .decoding import WeightSolution
+from .grid import BlockGrid
 from .matdot import ApproxMatDot
 
 __all__ = ["OptimizedMatDot", "optimize_matdot", "ridge_weights"]
@@ -219,12 +221,12 @@ class OptimizedMatDot(Code):
         G, H, _ = optimize_matdot(m, P, rho, **kw)
         return cls(G, H, rho)
 
-    def _solve(self, S: tuple[int, ...], partial: bool, fmt: object = None) -> tuple:
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt: object = None) -> WeightSolution:
         if len(S) == 0:
             raise ValueError("no answers to decode")
         w = ridge_weights(self.GA[list(S)], self.GB[list(S)], self.rho)
         W = w[None, :]
-        return W, float(np.abs(w).sum()), 50, False, [[float(x) for x in w]]
+        return WeightSolution(W, float(np.abs(w).sum()), 50, False, [[float(x) for x in w]])
 
     def _params(self) -> str:
         return f"m={self.m}, P={self.P}, rho={self.rho:.3g}"

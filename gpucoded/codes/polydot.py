@@ -16,11 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import get_format
+from ..formats import Format, get_format
 from ..points import chebyshev, default_gamma, polydot_radius, validate_points
-from .base import EvaluationCode
+from .base import Code
+from .evaluation import EvaluationCode
 from .gamma import auto_gamma
+from .grid import square_split
 from .polyparts import polydot_parts
+from .registry import register
 
 __all__ = ["AUTO_DEFAULT_MAX", "ApproxPolyDot", "PolyDot", "check_eps_rounding", "resolve_gamma"]
 
@@ -68,6 +71,7 @@ def resolve_gamma(
     return gamma
 
 
+@register("polydot")
 class PolyDot(EvaluationCode):
     """Exact PolyDot (Entangled-Poly) code: threshold p²q+q−1.
 
@@ -81,10 +85,33 @@ class PolyDot(EvaluationCode):
         Default Chebyshev nodes λ(1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "polydot"
+    grid_args = ("m", "p", "q")
+
+    @staticmethod
+    def _default_P(p: int, q: int) -> int:
+        return p * p * q + q  # threshold p²q+q−1, one straggler
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        m: int | None = None,
+        P: int | None = None,
+        p: int | None = None,
+        q: int | None = None,
+        **options: Any,
+    ) -> Code:
+        """``cls(p, q, P, **options)``; (p, q) from m by :func:`~.grid.square_split`."""
+        p, q = square_split(m, p, q)
+        return cls(p, q, cls._default_P(p, q) if P is None else P, **options)
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return cls._default_P(*square_split(m))
 
     def __init__(
         self,
@@ -106,6 +133,7 @@ class PolyDot(EvaluationCode):
         return f"p={self.p}, q={self.q}, P={self.P}"
 
 
+@register("approx_polydot")
 class ApproxPolyDot(EvaluationCode):
     r"""ε-approximate PolyDot: threshold p²q.
 
@@ -115,10 +143,34 @@ class ApproxPolyDot(EvaluationCode):
     :math:`|\lambda_i|<\min(\epsilon/(\eta^2q(p^2q-1)),1/(p^2q-1))`. With
     ``decode_points="paper"`` block :math:`C_{il}` is decoded from
     :math:`d_{il}=iq+pq(l-1)` answers exactly as in the proof of Theorem 2.
-    ``decoder``: see :class:`~gpucoded.codes.base.EvaluationCode`.
+    ``decoder``: see :class:`~gpucoded.codes.evaluation.EvaluationCode`.
     """
 
     name = "approx_polydot"
+    grid_args = ("m", "p", "q")
+    tunes_to_format = True
+
+    @staticmethod
+    def _default_P(p: int, q: int) -> int:
+        return p * p * q + 1  # threshold p²q, one straggler
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        m: int | None = None,
+        P: int | None = None,
+        p: int | None = None,
+        q: int | None = None,
+        **options: Any,
+    ) -> Code:
+        """``cls(p, q, P, **options)``; (p, q) from m by :func:`~.grid.square_split`."""
+        p, q = square_split(m, p, q)
+        return cls(p, q, cls._default_P(p, q) if P is None else P, **options)
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return cls._default_P(*square_split(m))
 
     def __init__(
         self,
@@ -178,6 +230,24 @@ class ApproxPolyDot(EvaluationCode):
 
     def _params(self) -> str:
         return f"p={self.p}, q={self.q}, P={self.P}, gamma={self.gamma:.4g}"
+
+    def retuned(self, fmt: Format) -> ApproxPolyDot:
+        """Automatic points (``gamma_choice`` "auto"/"default") re-tuned for ``fmt``."""
+        if self.worker_dtype == fmt.name or self.gamma_choice not in ("auto", "default"):
+            return self
+        return self._rebuilt(dtype=fmt.name, decode_points=self.decode_points, decoder=self.decoder)
+
+    def _rebuilt(self, **options: Any) -> ApproxPolyDot:
+        """The same grid and workers with other options."""
+        return ApproxPolyDot(self.p, self.q, self.P, **options)
+
+    def check_promise(self, fmt: Format) -> None:
+        """An ``eps=`` code's promise in ``fmt`` (:func:`check_eps_rounding`)."""
+        if self.gamma_choice == "eps":
+            check_eps_rounding(self, fmt.name)
+
+    def rebuild_hint(self, fmt: Format) -> str:
+        return f"ApproxPolyDot({self.p}, {self.q}, {self.P}, dtype={fmt.name!r})"
 
 
 def _gamma_choice(gamma: float | str | None, eps: float | None, threshold: int) -> str:

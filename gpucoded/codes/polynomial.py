@@ -9,15 +9,20 @@ threshold pq.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..points import chebyshev, validate_points
-from .base import BlockGrid, EvaluationCode
+from .base import Code
+from .evaluation import EvaluationCode
+from .grid import BlockGrid, square_split
+from .registry import register
 
 __all__ = ["PolynomialCode"]
 
 
+@register("polynomial")
 class PolynomialCode(EvaluationCode):
     """Polynomial code: exact, threshold pq.
 
@@ -31,10 +36,30 @@ class PolynomialCode(EvaluationCode):
         Default Chebyshev nodes λ(1).
     decoder : {"auto", "interpolation", "minnorm"}
         How the weights of an answer set are chosen
-        (:class:`~gpucoded.codes.base.EvaluationCode`).
+        (:class:`~gpucoded.codes.evaluation.EvaluationCode`).
     """
 
     name = "polynomial"
+    grid_args = ("m", "p", "q")
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        p, q = square_split(m)
+        return p * q + 1  # threshold pq, one straggler
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        m: int | None = None,
+        P: int | None = None,
+        p: int | None = None,
+        q: int | None = None,
+        **options: Any,
+    ) -> Code:
+        """``PolynomialCode(p, q, P, **options)``; (p, q) from m by ``square_split``."""
+        p, q = square_split(m, p, q)
+        return cls(p, q, p * q + 1 if P is None else P, **options)
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BlockGrid
+from .grid import BlockGrid
 
 __all__ = ["polydot_parts"]
 

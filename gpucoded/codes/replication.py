@@ -9,13 +9,19 @@ r−1 failures) cover every block: that is the recovery threshold.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .base import BlockGrid, Code
+from .base import Code
+from .decoding import WeightSolution
+from .grid import BlockGrid
+from .registry import register
 
 __all__ = ["Replication", "Uncoded"]
 
 
+@register("replication")
 class Replication(Code):
     """Each of the m block products is computed by r workers (P = m·r).
 
@@ -24,6 +30,24 @@ class Replication(Code):
     """
 
     name = "replication"
+    grid_args = ("m", "r")
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return 2 * m
+
+    @classmethod
+    def build(
+        cls, *, m: int | None = None, P: int | None = None, r: int | None = None, **options: Any
+    ) -> Code:
+        """``Replication(m, r)``; r = P/m, default 2 (P must be a multiple of m)."""
+        if m is None:
+            raise ValueError("replication needs m")
+        if r is None:
+            r = 2 if P is None else P // m
+        if P is not None and P != m * r:
+            raise ValueError(f"replication needs P = m*r; got P={P}, m={m} (use r=P/m)")
+        return cls(m, r, **options)
 
     def __init__(self, m: int, r: int = 2) -> None:
         super().__init__()
@@ -48,7 +72,7 @@ class Replication(Code):
     def can_decode(self, returned) -> bool:
         return not self.missing_blocks(returned)
 
-    def _solve(self, S, partial, fmt=None):
+    def _solve(self, S: tuple[int, ...], partial: bool, fmt: object = None) -> WeightSolution:
         missing = self.missing_blocks(S)
         if missing and not partial:
             raise ValueError(
@@ -61,16 +85,31 @@ class Replication(Code):
             if j not in seen:
                 W[0, k] = 1.0
                 seen.add(j)
-        return W, 1.0, 50, not missing, W.astype(int).tolist()
+        return WeightSolution(W, 1.0, 50, not missing, W.astype(int).tolist())
 
     def _params(self) -> str:
         return f"m={self.m}, r={self.r}"
 
 
+@register("uncoded")
 class Uncoded(Replication):
     """No redundancy: P = m workers, all must answer."""
 
     name = "uncoded"
+    grid_args = ("m",)
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return m
+
+    @classmethod
+    def build(cls, *, m: int | None = None, P: int | None = None, **options: Any) -> Code:
+        """``Uncoded(m)``: P = m workers."""
+        if m is None:
+            raise ValueError("uncoded needs m")
+        if P is not None and P != m:
+            raise ValueError(f"uncoded uses P = m = {m} workers, got P={P}")
+        return cls(m, **options)
 
     def __init__(self, m: int) -> None:
         super().__init__(m, 1)

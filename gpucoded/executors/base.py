@@ -39,7 +39,6 @@ Other engines fit the same two methods:
 
 from __future__ import annotations
 
-import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -155,7 +154,7 @@ class Executor(ABC):
         The bounds and the accuracy guard use it; executors whose GEMMs round more
         than the storage dtype (TF32, BF16 tensor cores) override it.
         """
-        return _format_of(dtype)
+        return get_format(dtype)  # memoised per dtype in formats
 
     @abstractmethod
     def start(
@@ -173,13 +172,6 @@ class Executor(ABC):
         answer of worker w is delivered. ``timeout`` bounds the wait for answers
         (seconds from the start); workers not done by then are erasures.
         """
-
-
-@functools.lru_cache(maxsize=64)
-def _format_of(dtype: Any) -> Format:
-    """:func:`~gpucoded.formats.get_format` memoised per dtype (called on every product;
-    the dtype lookup allocates)."""
-    return get_format(dtype)
 
 
 def check_delays(delays: Sequence[float] | None, P: int) -> list[float] | None:

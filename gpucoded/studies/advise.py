@@ -13,6 +13,8 @@ worker arithmetic asked for. Candidates:
 * the exact alternatives at the same P and S: MatDot/Chebyshev with the largest m′
   with 2m′ − 1 ≤ r, and replication with m″ = ⌊P/(S+1)⌋ blocks — each worker then
   stores and computes 1/m′ or 1/m″ instead of 1/m;
+* every family registered outside the library (``@gpucoded.codes.register``) with
+  storage 1/m on the P workers;
 * for float32 workers, ε-MatDot on **mixed-precision** workers
   (:mod:`gpucoded.mixed`: float64 master encode, each operand split into 5 float32
   slices, 15 exact float32 slice GEMMs summed in float64): storage 5/m float32 numbers.
@@ -46,7 +48,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Replication
+from ..codes import (
+    ApproxMatDot,
+    ChebyshevMatDot,
+    Code,
+    MatDot,
+    Replication,
+    make_code,
+    registered_elsewhere,
+)
 from ..codes.gamma import ErrorModel, auto_gamma
 from ..formats import FORMATS, unit_roundoff
 from ..reference import exact_product
@@ -165,6 +175,17 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
     if m2 >= 1 and m2 != m:
         rep = Replication(m2, stragglers + 1)
         add(f"replication m''={m2}", rep, m2, rep.P, rep.recovery_threshold, True, "exact")
+    for name in registered_elsewhere():  # families registered by the user
+        try:
+            code = make_code(name, m=m, P=P)
+        except (ValueError, TypeError):
+            continue  # the family cannot be built with storage 1/m on P workers
+        exact = not code.approximate and r >= code.recovery_threshold
+        note = "registered" if exact or code.approximate else "registered; below threshold"
+        try:
+            add(name, code, m, code.P, code.recovery_threshold, exact, note)
+        except (ValueError, ArithmeticError):
+            continue  # it cannot decode from P - stragglers answers
     if dtype == "float32":
         opts.append(_mixed_option(m, P, r, A, B, C, scale))
     return opts

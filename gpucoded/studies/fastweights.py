@@ -27,63 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ..ddarith import dd_add, dd_div, dd_mul, dd_neg, two_prod
+
 __all__ = ["fast_weights", "fast_weights_many", "fast_weights_sizes"]
 
-_SPLIT = 134217729.0  # 2**27 + 1 (Dekker)
 _MAX_COND = 2.0**20
-
-
-def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
-def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = _SPLIT * a
-    hi = c - (c - a)
-    return hi, a - hi
-
-
-def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
-def _norm(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hi = s + e
-    return hi, e - (hi - s)
-
-
-def dd_add(x: tuple, y: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Double-double sum (accurate variant with two two_sums)."""
-    s, e = _two_sum(x[0], y[0])
-    t, f = _two_sum(x[1], y[1])
-    s, e = _norm(s, e + t)
-    return _norm(s, e + f)
-
-
-def dd_mul(x: tuple, y: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Double-double product."""
-    p, e = _two_prod(x[0], y[0])
-    return _norm(p, e + (x[0] * y[1] + x[1] * y[0]))
-
-
-def dd_div(x: tuple, y: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Double-double quotient (two correction steps)."""
-    q1 = x[0] / y[0]
-    r = dd_add(x, _neg(dd_mul((q1, np.zeros_like(q1)), y)))
-    q2 = r[0] / y[0]
-    r = dd_add(r, _neg(dd_mul((q2, np.zeros_like(q2)), y)))
-    q3 = r[0] / y[0]
-    q = _norm(q1, q2)
-    return dd_add(q, (q3, np.zeros_like(q3)))
-
-
-def _neg(x: tuple) -> tuple[np.ndarray, np.ndarray]:
-    return -x[0], -x[1]
 
 
 def _applies(code: Any) -> bool:
@@ -162,7 +110,7 @@ def _fast_checked(c0: Any, pts: np.ndarray, scale: np.ndarray, subsets: Any) -> 
     if S.ndim != 2 or S.shape[0] == 0:
         return None
     r = S.shape[1]
-    if r < int(c0._block_need().max()):
+    if r < int(c0.block_need().max()):
         return None
     ncoef = min(r, c0.K)
     T = np.asarray(c0.targets, dtype=np.float64)
@@ -179,7 +127,7 @@ def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.n
     Monomial basis: c = s x, Δ = diag(s^-j). Chebyshev basis: s must be 1 (Δ = I)."""
     N, r = x.shape
     n_c, ncoef = T.shape
-    c = _two_prod(s[:, None] * np.ones_like(x), x)  # exact: c = s*x
+    c = two_prod(s[:, None] * np.ones_like(x), x)  # exact: c = s*x
     # V(c) in double-double, (N, r, ncoef): c^j, or T_j(c) = 2c T_{j-1}(c) - T_{j-2}(c)
     Vh = np.zeros((N, r, ncoef))
     Vl = np.zeros((N, r, ncoef))
@@ -223,11 +171,11 @@ def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.n
         f3 = (f[0][:, :, None], f[1][:, :, None])
         rowk = (Gh[:, k, k:][:, None, :], Gl[:, k, k:][:, None, :])
         Gh[:, k + 1 :, k:], Gl[:, k + 1 :, k:] = dd_add(
-            (Gh[:, k + 1 :, k:], Gl[:, k + 1 :, k:]), _neg(dd_mul(f3, rowk))
+            (Gh[:, k + 1 :, k:], Gl[:, k + 1 :, k:]), dd_neg(dd_mul(f3, rowk))
         )
         bk = (bh[:, k, :][:, None, :], bl[:, k, :][:, None, :])
         bh[:, k + 1 :], bl[:, k + 1 :] = dd_add(
-            (bh[:, k + 1 :], bl[:, k + 1 :]), _neg(dd_mul(f3, bk))
+            (bh[:, k + 1 :], bl[:, k + 1 :]), dd_neg(dd_mul(f3, bk))
         )
     yh = np.zeros_like(bh)
     yl = np.zeros_like(bl)
@@ -235,7 +183,7 @@ def _dd_weights(x: np.ndarray, s: np.ndarray, T: np.ndarray, basis: str) -> np.n
         acc = (bh[:, i, :].copy(), bl[:, i, :].copy())  # (N, n_c)
         for j in range(i + 1, ncoef):
             g_ij = (Gh[:, i, j][:, None], Gl[:, i, j][:, None])
-            acc = dd_add(acc, _neg(dd_mul(g_ij, (yh[:, j, :], yl[:, j, :]))))
+            acc = dd_add(acc, dd_neg(dd_mul(g_ij, (yh[:, j, :], yl[:, j, :]))))
         yh[:, i, :], yl[:, i, :] = dd_div(acc, (Gh[:, i, i][:, None], Gl[:, i, i][:, None]))
     # w = V(c) y, (N, r, n_c), accumulated over j in order
     acc = (np.zeros((N, r, n_c)), np.zeros((N, r, n_c)))

@@ -39,6 +39,7 @@ from ..codes import ApproxMatDot, ChebyshevMatDot, Code, MatDot, Uncoded
 from ..codes.gamma import auto_gamma
 from ..operators import CodedMatrix, encode_side
 from ..progress import Progress
+from .gather import EncodedRows
 from .sweep import stacked_weights, subset_sweep
 
 __all__ = [
@@ -111,7 +112,7 @@ class CodedSGD:
 
     * :math:`Z = WX_b`: A blocks = W's feature blocks encoded with
       :func:`~gpucoded.operators.encode_side`; B blocks = the answering workers'
-      encoded columns of the batch, :meth:`CodedMatrix.gather`;
+      encoded columns of the batch, :meth:`.gather.EncodedRows.gather`;
     * :math:`G = HX_b^\top`: both operands change with the batch (its sample blocks
       are new every step), so both are encoded with ``encode_side``;
 
@@ -148,13 +149,13 @@ class CodedSGD:
         ``Xp`` of a CodedSGD built on the same ``Xtr`` with the same m (shared, not
         copied).
     source : {"encode", "stored"}
-        Where :meth:`CodedMatrix.gather` takes Z's B blocks from. ``"encode"``
+        Where :meth:`.gather.EncodedRows.gather` takes Z's B blocks from. ``"encode"``
         (default): the batch's columns of M, gathered with the batch (one pass,
         :func:`gpucoded.hostops.take_rows`), encoded for the answering workers (a
         (r, m)·(m, cz·batch) GEMM per step). ``"stored"``: the data encoded once for
         all P workers (P·N·cz numbers) and the answering workers' columns gathered
         each step. Same W bit for bit; ``"stored"`` is slower on a CPU (see
-        :meth:`CodedMatrix.gather` and ``bench/bench_studies.py``).
+        :meth:`.gather.EncodedRows.gather` and ``bench/bench_studies.py``).
     """
 
     def __init__(
@@ -236,19 +237,21 @@ class CodedSGD:
         return np.concatenate([batches, pad], axis=1)
 
 
-def _coded_data(code: Code, Xtr: np.ndarray, source: str) -> CodedMatrix:
-    """``Xtr.T`` as a :class:`gpucoded.CodedMatrix` of exactly ``code`` (array work only);
-    with ``source="stored"`` encoded now (setup), not in the first training step."""
+def _coded_data(code: Code, Xtr: np.ndarray, source: str) -> EncodedRows:
+    """``Xtr.T``'s encoded rows for exactly ``code`` (array work only; the code checked
+    as a :class:`gpucoded.CodedMatrix` would fit it); with ``source="stored"`` encoded
+    now (setup), not in the first training step."""
     cm = CodedMatrix(Xtr.T, code, executor="serial", allow_inaccurate=True)
     if cm.code is not code:  # e.g. an ε-code retuned for another worker format
         raise ValueError(
             f"CodedSGD: CodedMatrix would run {cm.code!r} instead of the study's "
-            f"{code!r} (tuned for {getattr(code, 'worker_dtype', '?')} workers, the data is "
+            f"{code!r} (tuned for {code.worker_dtype} workers, the data is "
             f"{Xtr.dtype}); build the code for {Xtr.dtype} workers"
         )
+    rows = EncodedRows(cm.M, code)
     if source == "stored":
-        cm.gather("B", [0], [0], source="stored")
-    return cm
+        rows.gather("B", [0], [0], source="stored")
+    return rows
 
 
 def train_coded(

@@ -78,7 +78,7 @@ def unit_gaussian_pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def min_answers(code: Code) -> int:
     """Fewest answers from which ``code`` gives any estimate (partial decode)."""
     if isinstance(code, EvaluationCode):
-        return int(code._block_need().max())
+        return int(code.block_need().max())
     return 1
 
 
