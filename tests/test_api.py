@@ -114,8 +114,8 @@ def test_answers_option_uses_more_workers():
     [
         (np.ones((3, 4)), np.ones((3, 4)), ValueError, "inner dimensions"),
         (np.ones(()), np.ones((3, 4)), ValueError, "at least 1 dimension"),
-        (np.ones((0, 4)), np.ones((4, 4)), ValueError, "empty"),
-        (np.ones((3, 3), dtype=int), np.ones((3, 3)), TypeError, "supported"),
+        (np.ones((3, 4)), np.ones(3), ValueError, "inner dimensions"),
+        (np.ones((3, 3), dtype=object), np.ones((3, 3)), TypeError, "supported"),
         (np.full((3, 3), np.nan), np.ones((3, 3)), ValueError, "NaN"),
     ],
 )
