@@ -195,7 +195,8 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
     A, B : array-like
         2-D, ``A.shape[1] == B.shape[0]``; dtypes as :func:`working_dtype` says
         (bool, integer and float16 operands are converted). Python sequences are
-        converted to NumPy arrays. Empty operands pass (:func:`empty_product`).
+        converted to NumPy arrays. Non-empty: callers answer empty products first
+        (:func:`empty_product`).
     nonfinite : {"raise", "propagate"}
         What to do with NaN/Inf in the inputs.
 
@@ -208,7 +209,7 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
     TypeError
         Unsupported dtype, mixed NumPy/CuPy operands, non-array input.
     ValueError
-        Wrong dimensionality, inner dimensions differ, operands on
+        Wrong dimensionality, empty operand, inner dimensions differ, operands on
         different GPUs, NaN/Inf with ``nonfinite="raise"``, unknown ``nonfinite``.
     """
     if nonfinite not in ("raise", "propagate"):
@@ -222,6 +223,11 @@ def check_operands(A: Any, B: Any, *, nonfinite: str = "raise") -> tuple[Any, An
                 f"(reshape it, e.g. {name}.reshape(-1, 1) for a column)"
             )
     for name, X in (("A", A), ("B", B)):
+        if X.size == 0:  # coded_matmul and CodedMatrix answer these before (empty_product)
+            raise ValueError(
+                f"{name} is empty (shape {X.shape}): nothing to encode; coded_matmul and "
+                "CodedMatrix products return NumPy's (zero or empty) result for these"
+            )
         try:
             working_dtype(X.dtype)
         except TypeError:
