@@ -4,8 +4,9 @@ Everything else (metadata, dependencies, package data) is in pyproject.toml. The
 project builds
 
 * ``libgpucoded_host.so``, the compiled CPU encode/decode loops
-  (``gpucoded/_host/hostops.cpp``, OpenMP, portable flags: no ``-march=native``), which
-  ``gpucoded.hostops`` loads from ``gpucoded/_host/``;
+  (``gpucoded/_host/hostops.cpp``, OpenMP, portable flags: no ``-march=native``) and,
+  on x86-64, its AVX2 variant ``libgpucoded_host_v3.so``, which ``gpucoded.hostops``
+  loads from ``gpucoded/_host/`` (the variant on CPUs that have AVX2);
 * the CUDA fatbin and its name map, when ``nvcc`` is found (``gpucoded/_kernels/``).
 
 Without ``cmake`` or a C++ compiler the package installs anyway and uses NumPy; the
@@ -29,6 +30,7 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 LIB = "libgpucoded_host.so"
+LIB_V3 = "libgpucoded_host_v3.so"
 KERNEL_FILES = ("gpucoded_kernels.fatbin", "gpucoded_kernels.names.json")
 
 
@@ -44,7 +46,9 @@ class CMakeBuild(build_ext):
         return os.path.join(*fullname.split(".")[:-1], LIB)
 
     #: files besides the library, relative to the package, that a build may produce
-    EXTRAS = (f"_host/{LIB}.sha256", *(f"_kernels/{f}" for f in KERNEL_FILES))
+    EXTRAS = (
+        f"_host/{LIB}.sha256", f"_host/{LIB_V3}", *(f"_kernels/{f}" for f in KERNEL_FILES)
+    )
 
     def copy_extensions_to_source(self) -> None:
         # editable install (pip install -e): the library and its companions go into the
@@ -82,10 +86,13 @@ class CMakeBuild(build_ext):
         if built.is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(built, dest)
+            variant = (tmp / LIB_V3).is_file()  # the AVX2 variant (x86-64), picked at run time
+            if variant:
+                shutil.copyfile(tmp / LIB_V3, dest.with_name(LIB_V3))
             # which source it was built from: gpucoded.hostops skips a stale library
             src = (ROOT / "gpucoded" / "_host" / "hostops.cpp").read_bytes()
             dest.with_name(LIB + ".sha256").write_text(hashlib.sha256(src).hexdigest() + "\n")
-            _say(f"CPU loops built: {dest.name}")
+            _say(f"CPU loops built: {dest.name}" + (f" and {LIB_V3} (AVX2)" if variant else ""))
         else:
             _say("no C++ compiler found: CPU loops not built, NumPy is used")
         kdir = dest.parent.parent / "_kernels"

@@ -73,6 +73,7 @@ __all__ = [
     "encode_into",
     "library",
     "pool",
+    "private_cache_dir",
     "source_path",
     "take_rows",
     "unsafe_reason",
@@ -81,7 +82,12 @@ __all__ = [
 #: Bumped with the entry points of ``_host/hostops.cpp`` (``gc_host_abi``).
 ABI = 3
 #: Compiler flags of :func:`build` (the CMake target uses the same): a portable
-#: baseline, no ``-march=native`` (``build(native=True)``, ``-DGPUCODED_NATIVE=ON``).
+#: baseline, no ``-march=native`` (``build(out, march="native")``, ``-DGPUCODED_NATIVE=ON``).
+#: The AVX2 (x86-64-v3) variant the CMake build adds on x86-64; :func:`library` loads
+#: it instead of the baseline on a CPU with every feature of that level.
+LIB_V3_NAME = "libgpucoded_host_v3.so"
+#: /proc/cpuinfo flags of x86-64-v3 (AVX, AVX2, BMI1/2, F16C, FMA, LZCNT = abm, MOVBE)
+V3_FLAGS = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
 CXX_FLAGS = (
     "-std=c++17",
     "-O3",
@@ -140,6 +146,20 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "gpucoded"
+
+
+def private_cache_dir() -> Path:
+    """:func:`cache_dir`, created 0700 if missing and checked to be yours and private.
+
+    Where anything compiled at run time goes (this module's :func:`build`, the
+    benchmarks' and the tests' helper libraries).
+
+    Raises
+    ------
+    PermissionError
+        It exists but another user owns it or others can enter or write it.
+    """
+    return _private_dir(cache_dir())
 
 
 def _private_dir(d: Path) -> Path:
@@ -207,7 +227,7 @@ def unsafe_reason(path: str | os.PathLike, *, private: bool = False) -> str | No
     return None
 
 
-def build(out: str | os.PathLike | None = None, *, native: bool = False) -> Path:
+def build(out: str | os.PathLike | None = None, *, march: str | None = None) -> Path:
     """Compile the CPU kernels with g++ and OpenMP; return the shared library's path.
 
     Without ``out`` the library goes to the per-user cache (:func:`cache_dir`,
@@ -220,9 +240,10 @@ def build(out: str | os.PathLike | None = None, *, native: bool = False) -> Path
     ----------
     out : path, optional
         Where to write the library instead.
-    native : bool
-        Add ``-march=native`` (only with ``out``: code for this CPU only, which stops
-        with "illegal instruction" on an older one; README, "CPU path").
+    march : str, optional
+        ``-march=`` target (only with ``out``), e.g. ``"x86-64-v3"`` (the AVX2
+        variant :func:`library` picks on CPUs that have it) or ``"native"`` (this CPU
+        only: "illegal instruction" on an older one; README, "CPU path").
 
     Raises
     ------
@@ -233,16 +254,16 @@ def build(out: str | os.PathLike | None = None, *, native: bool = False) -> Path
     RuntimeError
         The compiler failed (its output is in the message).
     ValueError
-        ``native=True`` without ``out``.
+        ``march`` without ``out``.
     """
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         raise OSError("no C++ compiler: install g++ or set $CXX to build the CPU kernels")
-    if native and out is None:
-        raise ValueError("native=True needs out=: the shared cache holds portable builds only")
-    flags = (*CXX_FLAGS, "-march=native") if native else CXX_FLAGS
+    if march is not None and out is None:
+        raise ValueError("march= needs out=: the per-user cache holds portable builds only")
+    flags = CXX_FLAGS if march is None else (*CXX_FLAGS, f"-march={march}")
     if out is None:
-        so = _private_dir(cache_dir()) / f"gpucoded-host-{_digest(cxx)}.so"
+        so = private_cache_dir() / f"gpucoded-host-{_digest(cxx)}.so"
         if so.is_file() and unsafe_reason(so, private=True) is None:
             return so
     else:
@@ -256,6 +277,26 @@ def build(out: str | os.PathLike | None = None, *, native: bool = False) -> Path
     os.chmod(tmp, 0o755)
     os.replace(tmp, so)
     return so
+
+
+def cpu_has_v3() -> bool:
+    """Whether this CPU has every x86-64-v3 feature (:data:`V3_FLAGS`; Linux, x86-64)."""
+    if "cpu_v3" not in _STATE:
+        try:
+            with open("/proc/cpuinfo") as f:
+                lines = [ln for ln in f if ln.startswith("flags")]
+            flags = lines[0].split(":", 1)[1].split() if lines else []
+        except OSError:
+            flags = []
+        _STATE["cpu_v3"] = V3_FLAGS <= set(flags)
+    return _STATE["cpu_v3"]
+
+
+def _variants(base: Path, v3: bool) -> list[Path]:
+    """The libraries to try for a build next to ``base``: the AVX2 variant first if the
+    CPU has it and the build made it (same source and stamp), then the baseline."""
+    alt = base.with_name(LIB_V3_NAME)
+    return [alt, base] if v3 and alt.is_file() else [base]
 
 
 def packaged_path() -> Path:
@@ -274,15 +315,16 @@ def _candidates() -> list[tuple[Path, bool]]:
     if env:
         return [(Path(env), False)]
     out = []
+    v3 = cpu_has_v3()
     repo_build = Path(__file__).resolve().parent.parent / "build" / LIB_NAME
     if repo_build.is_file():
         newest = max(p.stat().st_mtime for p in _sources())
         if repo_build.stat().st_mtime >= newest:  # stale builds are ignored
-            out.append((repo_build, False))
+            out += [(p, False) for p in _variants(repo_build, v3)]
     pkg = packaged_path()
     stamp = pkg.with_name(pkg.name + ".sha256")
     if pkg.is_file() and stamp.is_file() and stamp.read_text().strip() == source_digest():
-        out.append((pkg, False))
+        out += [(p, False) for p in _variants(pkg, v3)]
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if cxx is not None:
         out.append((cache_dir() / f"gpucoded-host-{_digest(cxx)}.so", True))
@@ -325,7 +367,8 @@ def library(reload: bool = False) -> ctypes.CDLL | None:
     """
     with _LOCK:
         if reload:
-            _STATE.clear()
+            _STATE.pop("lib", None)
+            _STATE.pop("path", None)
         if "lib" in _STATE:
             return _STATE["lib"]
         lib = None

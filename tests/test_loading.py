@@ -168,11 +168,48 @@ def test_packaged_library_needs_its_stamp(built, monkeypatch, tmp_path):
     assert (pkg, False) in hostops._candidates()
 
 
-def test_native_only_with_an_explicit_output():
+def test_march_only_with_an_explicit_output():
     if shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("no C++ compiler")
-    with pytest.raises(ValueError, match="native=True needs out="):
-        hostops.build(native=True)
+    with pytest.raises(ValueError, match="march= needs out="):
+        hostops.build(march="native")
+
+
+@needs_cxx
+def test_avx2_variant_only_where_the_cpu_has_it(built, monkeypatch, tmp_path):
+    """Runtime dispatch: the x86-64-v3 library next to the baseline is tried first
+    only on a CPU with every v3 feature; the baseline stays the fallback."""
+    pkg = _plant(built, tmp_path / "pkg", 0o755)
+    (pkg.parent / hostops.LIB_V3_NAME).write_bytes(pkg.read_bytes())
+    pkg.with_name(pkg.name + ".sha256").write_text(hostops.source_digest())
+    monkeypatch.delenv("GPUCODED_HOSTLIB", raising=False)
+    monkeypatch.setattr(hostops, "packaged_path", lambda: pkg)
+    v3 = (pkg.parent / hostops.LIB_V3_NAME, False)
+    for has, want in ((True, [v3, (pkg, False)]), (False, [(pkg, False)])):
+        monkeypatch.setitem(hostops._STATE, "cpu_v3", has)
+        got = [c for c in hostops._candidates() if c[0].parent == pkg.parent]
+        assert got == want
+
+
+@needs_cxx
+@pytest.mark.skipif(not hostops.cpu_has_v3(), reason="CPU without x86-64-v3")
+def test_avx2_variant_is_bit_identical(built, fresh, tmp_path):
+    """Same results bit for bit as the baseline (no contraction, no reassociation)."""
+    import numpy as np
+
+    v3 = hostops.build(tmp_path / hostops.LIB_V3_NAME, march="x86-64-v3")
+    rng = np.random.default_rng(1)
+    X, G = rng.standard_normal((301, 203)), rng.pareto(1.5, (7, 4))
+    Z, W = [rng.random((77, 51)) for _ in range(5)], rng.standard_normal((4, 5))
+    out = []
+    for lib in (built, v3):
+        fresh.setenv("GPUCODED_HOSTLIB", str(lib))
+        assert hostops.library(reload=True) is not None
+        Y, C = np.empty((7, 151, 102)), np.empty((150, 100))
+        assert hostops.encode_into(X, G, (2, 2), (151, 102), Y)
+        assert hostops.combine_into(W, Z, (2, 2), C)
+        out.append((Y, C))
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
 
 
 def test_no_march_native_by_default():
