@@ -9,6 +9,12 @@ project builds
   loads from ``gpucoded/_host/`` (the variant on CPUs that have AVX2);
 * the CUDA fatbin and its name map, when ``nvcc`` is found (``gpucoded/_kernels/``).
 
+Why setuptools with a CMake step rather than scikit-build-core: the editable install of
+README command 2 must put the library where the checkout's ``gpucoded`` imports find it
+(setuptools' editable mode builds extensions in place; scikit-build-core's default
+redirects imports to site-packages, and a ctypes-loaded file is not an import), and the
+package data keeps its ``gpucoded/_kernels`` link to ``kernels/``.
+
 Without ``cmake`` or a C++ compiler the package installs anyway and uses NumPy; the
 build says so in one line (shown by ``pip install -v .``). Editable installs
 (``pip install -e .``) build in place: the library lands in the checkout's
