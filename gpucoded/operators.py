@@ -140,7 +140,9 @@ class CodedMatrix:
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """``np.matmul(cm, X)``, ``np.matmul(A, cm)`` and ``A @ cm`` for an ndarray A."""
-        if ufunc is not np.matmul or method != "__call__" or set(kwargs) - {"out"}:
+        # by name: CuPy's matmul dispatches here too
+        named = getattr(ufunc, "__name__", "") == "matmul"
+        if not named or method != "__call__" or set(kwargs) - {"out"}:
             return NotImplemented
         out = kwargs.get("out")
         return _np_product(self, *inputs, {} if out is None else {"out": out[0]})
