@@ -58,12 +58,14 @@ def coded_matmul(
     Parameters
     ----------
     A : array (..., n, k) or (k,), B : array (..., k, l) or (k,)
-        NumPy or CuPy arrays (float32, float64, complex), with ``np.matmul``
+        NumPy or CuPy arrays (float32, float64, complex; bool and integers compute
+        in float64, float16 in float32: :func:`gpucoded.validate.working_dtype`;
+        an empty operand gives NumPy's zero or empty product), with ``np.matmul``
         semantics: a 1-D operand is a vector (its added axis is dropped from the
         result), stacks broadcast their leading axes (one coded product when one side
         is a single matrix, else one per broadcast pair; see
         :func:`gpucoded.pipeline.matmul_plan`). The result has the same array type
-        and the inputs' result dtype.
+        and that dtype.
     code : str, Code or None
         A code instance, or a name from :data:`gpucoded.codes.CODES`. Default
         (None): the exact Chebyshev code ``"chebyshev"`` with m=2, P=4 (any one

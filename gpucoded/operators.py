@@ -103,7 +103,10 @@ class CodedMatrix:
     Parameters
     ----------
     M : array (n, k)
-        NumPy or CuPy matrix (float32, float64, complex).
+        NumPy or CuPy matrix, non-empty (float32, float64, complex; bool and
+        integers are stored as float64, float16 as float32:
+        :func:`gpucoded.validate.working_dtype`). ``np.dot``, ``np.matmul`` and
+        ``@`` take the operator on either side.
     code : str, Code or None
         As in :func:`gpucoded.coded_matmul` (default: the exact Chebyshev code,
         m=2, P=4; ``"auto"`` with ``P=``, ``stragglers=``, ``rtol=`` among the
