@@ -6,7 +6,7 @@ project builds
 * ``libgpucoded_host.so``, the compiled CPU encode/decode loops
   (``gpucoded/_host/hostops.cpp``, OpenMP, portable flags: no ``-march=native``) and,
   on x86-64, its AVX2 variant ``libgpucoded_host_v3.so``, which ``gpucoded.hostops``
-  loads from ``gpucoded/_host/`` (the variant on CPUs that have AVX2);
+  loads from ``gpucoded/_host/`` (the variant for decode on CPUs that have AVX2);
 * the CUDA fatbin and its name map, when ``nvcc`` is found (``gpucoded/_kernels/``).
 
 Why setuptools with a CMake step rather than scikit-build-core: the editable install of
@@ -92,7 +92,7 @@ class CMakeBuild(build_ext):
         if built.is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(built, dest)
-            variant = (tmp / LIB_V3).is_file()  # the AVX2 variant (x86-64), picked at run time
+            variant = (tmp / LIB_V3).is_file()  # AVX2 variant (x86-64): decode, at run time
             if variant:
                 shutil.copyfile(tmp / LIB_V3, dest.with_name(LIB_V3))
             # which source it was built from: gpucoded.hostops skips a stale library

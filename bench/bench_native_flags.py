@@ -2,9 +2,10 @@ r"""The compiled CPU loops: portable baseline, AVX2 variant, ``-march=native``, 
 
 ``pip install .`` and ``cmake`` build ``gpucoded/_host/hostops.cpp`` with a portable
 baseline (``-O3``, the compiler's default target: x86-64 with SSE2) and, on x86-64,
-an ``-march=x86-64-v3`` (AVX2) variant that :func:`gpucoded.hostops.library` loads on
-CPUs that have it, because a wheel or a build directory can be copied to an older
-CPU, where ``-march=native`` code stops with "illegal instruction". This measures
+an ``-march=x86-64-v3`` (AVX2) variant that :func:`gpucoded.hostops.decode_library`
+uses for decode on CPUs that have it (encode keeps the baseline: measured here),
+and no ``-march=native``, because a wheel or a build directory can be copied to an
+older CPU, where such code stops with "illegal instruction". This measures
 what each costs: the builds are loaded in turn (``GPUCODED_HOSTLIB``) and timed
 interleaved, round by round, on
 

@@ -70,6 +70,7 @@ __all__ = [
     "build",
     "cache_dir",
     "combine_into",
+    "decode_library",
     "encode_into",
     "library",
     "pool",
@@ -83,8 +84,8 @@ __all__ = [
 ABI = 3
 #: Compiler flags of :func:`build` (the CMake target uses the same): a portable
 #: baseline, no ``-march=native`` (``build(out, march="native")``, ``-DGPUCODED_NATIVE=ON``).
-#: The AVX2 (x86-64-v3) variant the CMake build adds on x86-64; :func:`library` loads
-#: it instead of the baseline on a CPU with every feature of that level.
+#: The AVX2 (x86-64-v3) variant the CMake build adds on x86-64; :func:`decode_library`
+#: uses it for decode on a CPU with every feature of that level.
 LIB_V3_NAME = "libgpucoded_host_v3.so"
 #: /proc/cpuinfo flags of x86-64-v3 (AVX, AVX2, BMI1/2, F16C, FMA, LZCNT = abm, MOVBE)
 V3_FLAGS = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
@@ -292,11 +293,10 @@ def cpu_has_v3() -> bool:
     return _STATE["cpu_v3"]
 
 
-def _variants(base: Path, v3: bool) -> list[Path]:
-    """The libraries to try for a build next to ``base``: the AVX2 variant first if the
-    CPU has it and the build made it (same source and stamp), then the baseline."""
+def _variant(base: Path) -> Path | None:
+    """The AVX2 build next to ``base`` (same source and stamp) if this CPU can run it."""
     alt = base.with_name(LIB_V3_NAME)
-    return [alt, base] if v3 and alt.is_file() else [base]
+    return alt if cpu_has_v3() and alt.is_file() else None
 
 
 def packaged_path() -> Path:
@@ -315,16 +315,15 @@ def _candidates() -> list[tuple[Path, bool]]:
     if env:
         return [(Path(env), False)]
     out = []
-    v3 = cpu_has_v3()
     repo_build = Path(__file__).resolve().parent.parent / "build" / LIB_NAME
     if repo_build.is_file():
         newest = max(p.stat().st_mtime for p in _sources())
         if repo_build.stat().st_mtime >= newest:  # stale builds are ignored
-            out += [(p, False) for p in _variants(repo_build, v3)]
+            out.append((repo_build, False))
     pkg = packaged_path()
     stamp = pkg.with_name(pkg.name + ".sha256")
     if pkg.is_file() and stamp.is_file() and stamp.read_text().strip() == source_digest():
-        out += [(p, False) for p in _variants(pkg, v3)]
+        out.append((pkg, False))
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if cxx is not None:
         out.append((cache_dir() / f"gpucoded-host-{_digest(cxx)}.so", True))
@@ -367,8 +366,8 @@ def library(reload: bool = False) -> ctypes.CDLL | None:
     """
     with _LOCK:
         if reload:
-            _STATE.pop("lib", None)
-            _STATE.pop("path", None)
+            for key in ("lib", "path", "decode_lib", "decode_path"):
+                _STATE.pop(key, None)
         if "lib" in _STATE:
             return _STATE["lib"]
         lib = None
@@ -388,8 +387,29 @@ def library(reload: bool = False) -> ctypes.CDLL | None:
                         break
                     except (OSError, AttributeError) as e:
                         print(f"gpucoded: ignoring CPU kernels {path}: {e}", file=sys.stderr)
-        _STATE["lib"] = lib
+        _STATE["lib"] = _STATE["decode_lib"] = lib
+        _STATE["decode_path"] = _STATE.get("path")
+        alt = None if lib is None or "GPUCODED_HOSTLIB" in os.environ else _variant(_STATE["path"])
+        why = None if alt is None else unsafe_reason(alt)
+        if why is not None:
+            print(f"gpucoded: not loading CPU kernels {alt}: {why}", file=sys.stderr)
+        elif alt is not None:
+            try:  # the AVX2 build for decode only (README, "CPU path": measured)
+                _STATE["decode_lib"], _STATE["decode_path"] = _load(alt), alt
+            except (OSError, AttributeError) as e:
+                print(f"gpucoded: ignoring CPU kernels {alt}: {e}", file=sys.stderr)
         return lib
+
+
+def decode_library() -> ctypes.CDLL | None:
+    """The library :func:`combine_into` uses: the AVX2 build where the CPU has it and
+    the build made it (decode measured 1.3-2x faster with it), else :func:`library`.
+
+    Encode and :func:`take_rows` keep the baseline build, which was as fast or faster
+    for them (memory-bound; ``bench/bench_native_flags.py``).
+    """
+    library()
+    return _STATE.get("decode_lib")
 
 
 def available() -> bool:
@@ -581,7 +601,7 @@ def combine_into(
     ValueError
         Shapes that do not fit together.
     """
-    lib = library()
+    lib = decode_library()
     dt = C.dtype
     R = len(answers)
     if lib is None or dt not in _SUFFIX or W.dtype != dt or R == 0 or R > MAX_TERMS:

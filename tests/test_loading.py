@@ -176,19 +176,25 @@ def test_march_only_with_an_explicit_output():
 
 
 @needs_cxx
-def test_avx2_variant_only_where_the_cpu_has_it(built, monkeypatch, tmp_path):
-    """Runtime dispatch: the x86-64-v3 library next to the baseline is tried first
-    only on a CPU with every v3 feature; the baseline stays the fallback."""
+def test_avx2_variant_only_where_the_cpu_has_it(built, fresh, tmp_path):
+    """Runtime dispatch: the x86-64-v3 library next to the packaged one serves decode
+    only on a CPU with every v3 feature; encode keeps the baseline."""
     pkg = _plant(built, tmp_path / "pkg", 0o755)
-    (pkg.parent / hostops.LIB_V3_NAME).write_bytes(pkg.read_bytes())
+    v3 = pkg.parent / hostops.LIB_V3_NAME
+    v3.write_bytes(pkg.read_bytes())
     pkg.with_name(pkg.name + ".sha256").write_text(hostops.source_digest())
-    monkeypatch.delenv("GPUCODED_HOSTLIB", raising=False)
-    monkeypatch.setattr(hostops, "packaged_path", lambda: pkg)
-    v3 = (pkg.parent / hostops.LIB_V3_NAME, False)
-    for has, want in ((True, [v3, (pkg, False)]), (False, [(pkg, False)])):
-        monkeypatch.setitem(hostops._STATE, "cpu_v3", has)
-        got = [c for c in hostops._candidates() if c[0].parent == pkg.parent]
-        assert got == want
+    fresh.delenv("GPUCODED_HOSTLIB", raising=False)
+    fresh.setattr(hostops, "packaged_path", lambda: pkg)
+    fresh.setattr(hostops, "_candidates", lambda: [(pkg, False)])
+    for has, want in ((True, v3), (False, pkg)):
+        fresh.setitem(hostops._STATE, "cpu_v3", has)
+        assert hostops.library(reload=True) is not None and hostops._STATE["path"] == pkg
+        assert hostops.decode_library() is not None and hostops._STATE["decode_path"] == want
+        assert (hostops.decode_library() is hostops.library()) == (not has)
+    os.chmod(v3, 0o666)  # the variant passes the same checks
+    fresh.setitem(hostops._STATE, "cpu_v3", True)
+    hostops.library(reload=True)
+    assert hostops._STATE["decode_path"] == pkg
 
 
 @needs_cxx
