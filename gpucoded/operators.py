@@ -154,7 +154,7 @@ class CodedMatrix:
         """``np.dot`` and ``np.matmul`` (``np.dot`` with a 1-D or 2-D other operand)."""
         if func not in (np.dot, np.matmul) or len(args) != 2 or set(kwargs) - {"out"}:
             return NotImplemented
-        if func is np.dot and max(np.ndim(a) for a in args if a is not self) > 2:
+        if func is np.dot and max((np.ndim(a) for a in args if a is not self), default=0) > 2:
             raise ValueError(
                 "np.dot with a stacked operand sums over other axes than np.matmul; "
                 "use np.matmul (or @) with a CodedMatrix"
