@@ -54,8 +54,7 @@ M, P = 4, 8
 def build_floor() -> ctypes.CDLL:
     """Compile bench/encode_floor.cpp with the library's flags (into the host cache)."""
     src = HERE / "encode_floor.cpp"
-    out = hostops._cache_dir() / f"encode-floor-{os.getpid()}.so"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = hostops.private_cache_dir() / f"encode-floor-{os.getpid()}.so"
     cxx = os.environ.get("CXX", "g++")
     subprocess.run([cxx, *hostops.CXX_FLAGS, "-o", str(out), str(src)], check=True)
     lib = ctypes.CDLL(str(out))

@@ -9,6 +9,10 @@ True
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from typing import Any
+
 from . import codes, points
 from .api import CallInfo, coded_matmul
 from .backend import gpu_available
@@ -37,3 +41,24 @@ __all__ = [
     "points",
 ]
 __version__ = "0.1.0"
+
+
+def _submodules() -> list[str]:
+    """The public submodules and subpackages (no leading underscore)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def __getattr__(name: str) -> Any:
+    """``gpucoded.stragglers`` etc.: every public submodule, imported on first use.
+
+    Importing them all eagerly would make ``import gpucoded`` pay for Dask, CuPy
+    and the studies; this keeps ``import gpucoded`` light and still makes
+    ``gpucoded.<submodule>`` work without a separate import.
+    """
+    if name in _submodules():
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'gpucoded' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_submodules()})

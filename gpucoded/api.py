@@ -25,7 +25,7 @@ from .pipeline import (
     resolve_code,
     run_product,
 )
-from .validate import check_operands, inputs_finite
+from .validate import _as_array, check_inner, check_operands, empty_product, inputs_finite
 
 __all__ = ["CallInfo", "coded_matmul", "operand_norms"]
 
@@ -58,12 +58,14 @@ def coded_matmul(
     Parameters
     ----------
     A : array (..., n, k) or (k,), B : array (..., k, l) or (k,)
-        NumPy or CuPy arrays (float32, float64, complex), with ``np.matmul``
+        NumPy or CuPy arrays (float32, float64, complex; bool and integers compute
+        in float64, float16 in float32: :func:`gpucoded.validate.working_dtype`;
+        an empty operand gives NumPy's zero or empty product), with ``np.matmul``
         semantics: a 1-D operand is a vector (its added axis is dropped from the
         result), stacks broadcast their leading axes (one coded product when one side
         is a single matrix, else one per broadcast pair; see
         :func:`gpucoded.pipeline.matmul_plan`). The result has the same array type
-        and the inputs' result dtype.
+        and that dtype.
     code : str, Code or None
         A code instance, or a name from :data:`gpucoded.codes.CODES`. Default
         (None): the exact Chebyshev code ``"chebyshev"`` with m=2, P=4 (any one
@@ -146,6 +148,12 @@ def coded_matmul(
         digits.
     """
     t_start = time.perf_counter()
+    check_inner(*(_as_array(n, X) for n, X in (("A", A), ("B", B))))
+    if (Z := empty_product(A, B)) is not None:  # NumPy's product, no worker
+        check_out(out, Z.shape, Z.dtype, Z)
+        Z = Z if out is None else _fill(out, Z)
+        info = CallInfo(None, accuracy=0.0, selection="empty product: no worker ran")
+        return (Z, info) if return_info else Z
     plan = matmul_plan(A, B)
     pairs = [check_operands(A2, B2, nonfinite=nonfinite) for A2, B2 in plan.pairs]
     dtype = np.result_type(*(x.dtype for x in pairs[0]))
@@ -177,6 +185,11 @@ def coded_matmul(
         out[...] = C
         C = out
     return (C, worst(infos)) if return_info else C
+
+
+def _fill(out: Any, C: Any) -> Any:
+    out[...] = C
+    return out
 
 
 def worst(infos: list[CallInfo]) -> CallInfo:

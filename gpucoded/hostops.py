@@ -36,8 +36,14 @@ Rounding is the same as NumPy's: every output entry is one sequential sum of m
 :math:`|\hat y-y|\le\gamma_m\sum_a|g_a||x_a|`, :math:`\gamma_m=mu/(1-mu)`, the
 term the a-priori bound (:meth:`gpucoded.codes.base.DecodeWeights.bounds`) counts.
 
+Where the library comes from: ``pip install .`` builds it (CMakeLists.txt, portable
+flags) into ``gpucoded/_host/``; a checkout's ``cmake --build build`` or :func:`build`
+(into the per-user cache, :func:`cache_dir`) also work. Nothing is loaded from a
+directory that other users can write (:func:`unsafe_reason`).
+
 Environment: ``GPUCODED_HOST=0`` disables the library; ``GPUCODED_HOSTLIB=path``
-loads that file; ``GPUCODED_HOST_THREADS`` sets the OpenMP threads (default: the
+loads that file (if it passes the same checks); ``GPUCODED_HOST_CACHE`` moves the
+per-user cache; ``GPUCODED_HOST_THREADS`` sets the OpenMP threads (default: the
 CPU count, at most 8); ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle OpenMP
 threads sleep instead of spinning on the cores the workers need).
 """
@@ -48,9 +54,9 @@ import ctypes
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,21 +68,30 @@ __all__ = [
     "WorkspacePool",
     "available",
     "build",
+    "cache_dir",
     "combine_into",
+    "decode_library",
     "encode_into",
     "library",
     "pool",
+    "private_cache_dir",
     "source_path",
     "take_rows",
+    "unsafe_reason",
 ]
 
 #: Bumped with the entry points of ``_host/hostops.cpp`` (``gc_host_abi``).
 ABI = 3
-#: Compiler flags of :func:`build` (the CMake target uses the same).
+#: Compiler flags of :func:`build` (the CMake target uses the same): a portable
+#: baseline, no ``-march=native`` (``build(out, march="native")``, ``-DGPUCODED_NATIVE=ON``).
+#: The AVX2 (x86-64-v3) variant the CMake build adds on x86-64; :func:`decode_library`
+#: uses it for decode on a CPU with every feature of that level.
+LIB_V3_NAME = "libgpucoded_host_v3.so"
+#: /proc/cpuinfo flags of x86-64-v3 (AVX, AVX2, BMI1/2, F16C, FMA, LZCNT = abm, MOVBE)
+V3_FLAGS = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
 CXX_FLAGS = (
     "-std=c++17",
     "-O3",
-    "-march=native",
     "-fopenmp",
     "-fPIC",
     "-shared",
@@ -106,63 +121,212 @@ def _sources() -> list[Path]:
     return [source_path()]
 
 
-def _digest(cxx: str) -> str:
-    h = hashlib.sha256(" ".join((cxx, *CXX_FLAGS)).encode())
+def _digest(cxx: str, flags: Sequence[str] = CXX_FLAGS) -> str:
+    h = hashlib.sha256(" ".join((cxx, *flags)).encode())
     for p in _sources():
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
-def _cache_dir() -> Path:
-    return Path(
-        os.environ.get("GPUCODED_HOST_CACHE", Path(tempfile.gettempdir()) / "gpucoded-host")
-    )
+def source_digest() -> str:
+    """SHA-256 of the C++ source: the stamp next to a packaged library (setup.py)."""
+    return hashlib.sha256(source_path().read_bytes()).hexdigest()
 
 
-def build(out: str | os.PathLike | None = None) -> Path:
+def cache_dir() -> Path:
+    """The per-user cache of run-time builds (not created here).
+
+    ``$GPUCODED_HOST_CACHE``, else ``$XDG_CACHE_HOME/gpucoded``, else
+    ``~/.cache/gpucoded``. Never a shared temporary directory: a library there could
+    have been planted by another user (:func:`unsafe_reason`).
+    """
+    env = os.environ.get("GPUCODED_HOST_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "gpucoded"
+
+
+def private_cache_dir() -> Path:
+    """:func:`cache_dir`, created 0700 if missing and checked to be yours and private.
+
+    Where anything compiled at run time goes (this module's :func:`build`, the
+    benchmarks' and the tests' helper libraries).
+
+    Raises
+    ------
+    PermissionError
+        It exists but another user owns it or others can enter or write it.
+    """
+    return _private_dir(cache_dir())
+
+
+def _private_dir(d: Path) -> Path:
+    """``d`` created 0700 if missing; refuse it unless it is ours and private."""
+    d.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    reason = unsafe_reason(d, private=True)
+    if reason is not None:
+        raise PermissionError(
+            f"gpucoded: the build cache {d} is not private ({reason}); remove it, or set "
+            "GPUCODED_HOST_CACHE to a directory only you can write (mode 0700)"
+        )
+    return d
+
+
+def _writable_by_others(st: os.stat_result) -> bool:
+    return bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def unsafe_reason(path: str | os.PathLike, *, private: bool = False) -> str | None:
+    """Why code at ``path`` (a library, or a directory of libraries) must not be loaded.
+
+    Refused, so that no other user can have planted or replaced the code:
+
+    * ``path`` (resolved through links) or its directory writable by group or others;
+    * any further parent writable by group or others without the sticky bit (``/tmp``
+      itself is fine: others cannot rename or replace entries they do not own);
+    * with ``private=True`` (the per-user build cache and what it holds): ``path``
+      and its directory not owned by the current user, or the directory open to
+      group or others at all (it is created 0700).
+
+    The path as given and its resolved target are both checked.
+
+    Returns
+    -------
+    str or None
+        The reason, naming the offending path and the fix; None if it is safe.
+    """
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    given = Path(os.path.abspath(path))
+    try:
+        real = given.resolve(strict=True)
+    except OSError as e:
+        return f"{given} cannot be resolved ({e})"
+    for p in dict.fromkeys((given, real)):
+        try:
+            st = p.stat()
+        except OSError as e:
+            return f"{p} cannot be read ({e})"
+        strict = [p] if stat.S_ISDIR(st.st_mode) else [p, p.parent]
+        for i, q in enumerate([*strict, *p.parents[len(strict) - 1 :]]):
+            st = q.stat()
+            own = i < len(strict)
+            if own and _writable_by_others(st):
+                return f"{q} is writable by group or others (chmod go-w {q})"
+            if not own and _writable_by_others(st) and not st.st_mode & stat.S_ISVTX:
+                return f"its parent {q} is writable by group or others and not sticky"
+            if private and own and uid is not None and st.st_uid != uid:
+                return f"{q} is owned by uid {st.st_uid}, not by you (uid {uid})"
+            if private and own and stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077:
+                return f"{q} has mode {stat.S_IMODE(st.st_mode):o}, not 700 (chmod 700 {q})"
+    return None
+
+
+def build(out: str | os.PathLike | None = None, *, march: str | None = None) -> Path:
     """Compile the CPU kernels with g++ and OpenMP; return the shared library's path.
 
-    Without ``out`` the library goes to a cache (``$GPUCODED_HOST_CACHE`` or the temp
-    dir) named by the hash of the sources and flags, where :func:`library` finds it.
+    Without ``out`` the library goes to the per-user cache (:func:`cache_dir`,
+    created 0700 and checked to be yours and private before anything is written or
+    loaded), named by the hash of the sources and flags, where :func:`library`
+    finds it. ``pip install .`` builds the same library into the package, so this is
+    only needed for a checkout used without installing.
+
+    Parameters
+    ----------
+    out : path, optional
+        Where to write the library instead.
+    march : str, optional
+        ``-march=`` target (only with ``out``), e.g. ``"x86-64-v3"`` (the AVX2
+        variant :func:`library` picks on CPUs that have it) or ``"native"`` (this CPU
+        only: "illegal instruction" on an older one; README, "CPU path").
 
     Raises
     ------
     OSError
         No C++ compiler (``$CXX``, g++ or c++) on the PATH.
+    PermissionError
+        The cache directory is not private (another user could plant a library).
     RuntimeError
         The compiler failed (its output is in the message).
+    ValueError
+        ``march`` without ``out``.
     """
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         raise OSError("no C++ compiler: install g++ or set $CXX to build the CPU kernels")
-    so = Path(out) if out is not None else _cache_dir() / f"gpucoded-host-{_digest(cxx)}.so"
-    if out is None and so.is_file():
-        return so
-    so.parent.mkdir(parents=True, exist_ok=True)
+    if march is not None and out is None:
+        raise ValueError("march= needs out=: the per-user cache holds portable builds only")
+    flags = CXX_FLAGS if march is None else (*CXX_FLAGS, f"-march={march}")
+    if out is None:
+        so = private_cache_dir() / f"gpucoded-host-{_digest(cxx)}.so"
+        if so.is_file() and unsafe_reason(so, private=True) is None:
+            return so
+    else:
+        so = Path(out)
+        so.parent.mkdir(parents=True, exist_ok=True)
     tmp = so.with_name(f"{so.name}.{os.getpid()}.tmp")
-    cmd = [cxx, *CXX_FLAGS, "-o", str(tmp), str(source_path())]
+    cmd = [cxx, *flags, "-o", str(tmp), str(source_path())]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"CPU kernel build failed ({' '.join(cmd)}):\n{res.stderr}")
+    os.chmod(tmp, 0o755)
     os.replace(tmp, so)
     return so
 
 
-def _candidates() -> list[Path]:
-    """Where a built library may be: $GPUCODED_HOSTLIB, CMake's build/, the cache."""
+def cpu_has_v3() -> bool:
+    """Whether this CPU has every x86-64-v3 feature (:data:`V3_FLAGS`; Linux, x86-64)."""
+    if "cpu_v3" not in _STATE:
+        try:
+            with open("/proc/cpuinfo") as f:
+                lines = [ln for ln in f if ln.startswith("flags")]
+            flags = lines[0].split(":", 1)[1].split() if lines else []
+        except OSError:
+            flags = []
+        _STATE["cpu_v3"] = V3_FLAGS <= set(flags)
+    return _STATE["cpu_v3"]
+
+
+def _variant(base: Path) -> Path | None:
+    """The AVX2 build next to ``base`` (same source and stamp) if this CPU can run it."""
+    alt = base.with_name(LIB_V3_NAME)
+    return alt if cpu_has_v3() and alt.is_file() else None
+
+
+def packaged_path() -> Path:
+    """Where ``pip install .`` puts the library: ``gpucoded/_host/libgpucoded_host.so``."""
+    return Path(__file__).resolve().parent / "_host" / LIB_NAME
+
+
+def _candidates() -> list[tuple[Path, bool]]:
+    """Where a built library may be, with whether it must be private (the cache).
+
+    ``$GPUCODED_HOSTLIB``; CMake's ``build/`` of a source checkout (unless older
+    than the source); the installed package's (unless its stamp names another
+    source); the per-user cache.
+    """
     env = os.environ.get("GPUCODED_HOSTLIB")
     if env:
-        return [Path(env)]
+        return [(Path(env), False)]
     out = []
     repo_build = Path(__file__).resolve().parent.parent / "build" / LIB_NAME
     if repo_build.is_file():
         newest = max(p.stat().st_mtime for p in _sources())
         if repo_build.stat().st_mtime >= newest:  # stale builds are ignored
-            out.append(repo_build)
+            out.append((repo_build, False))
+    pkg = packaged_path()
+    stamp = pkg.with_name(pkg.name + ".sha256")
+    if pkg.is_file() and stamp.is_file() and stamp.read_text().strip() == source_digest():
+        out.append((pkg, False))
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if cxx is not None:
-        out.append(_cache_dir() / f"gpucoded-host-{_digest(cxx)}.so")
+        out.append((cache_dir() / f"gpucoded-host-{_digest(cxx)}.so", True))
     return out
 
 
@@ -194,26 +358,58 @@ def library(reload: bool = False) -> ctypes.CDLL | None:
     """The compiled CPU kernels, or None (not built, or ``GPUCODED_HOST=0``).
 
     Looks at ``$GPUCODED_HOSTLIB``, then ``build/libgpucoded_host.so`` of a source
-    checkout (CMake; ignored when older than the sources), then :func:`build`'s
-    cache. Never compiles on its own.
+    checkout (CMake; ignored when older than the sources), then the one ``pip
+    install .`` put into the package, then :func:`build`'s per-user cache. Never
+    compiles on its own. A library that another user could have written or replaced
+    (:func:`unsafe_reason`) is not loaded: one line on stderr says why, and NumPy is
+    used.
     """
     with _LOCK:
         if reload:
-            _STATE.clear()
+            for key in ("lib", "path", "decode_lib", "decode_path"):
+                _STATE.pop(key, None)
         if "lib" in _STATE:
             return _STATE["lib"]
         lib = None
         if os.environ.get("GPUCODED_HOST", "1") not in ("0", "", "off", "no"):
-            for path in _candidates():
+            for path, private in _candidates():
                 if path.is_file():
+                    reason = unsafe_reason(path, private=private)
+                    if reason is not None:
+                        print(
+                            f"gpucoded: not loading CPU kernels {path}: {reason}; using NumPy",
+                            file=sys.stderr,
+                        )
+                        continue
                     try:
                         lib = _load(path)
                         _STATE["path"] = path
                         break
                     except (OSError, AttributeError) as e:
                         print(f"gpucoded: ignoring CPU kernels {path}: {e}", file=sys.stderr)
-        _STATE["lib"] = lib
+        _STATE["lib"] = _STATE["decode_lib"] = lib
+        _STATE["decode_path"] = _STATE.get("path")
+        alt = None if lib is None or "GPUCODED_HOSTLIB" in os.environ else _variant(_STATE["path"])
+        why = None if alt is None else unsafe_reason(alt)
+        if why is not None:
+            print(f"gpucoded: not loading CPU kernels {alt}: {why}", file=sys.stderr)
+        elif alt is not None:
+            try:  # the AVX2 build for decode only (README, "CPU path": measured)
+                _STATE["decode_lib"], _STATE["decode_path"] = _load(alt), alt
+            except (OSError, AttributeError) as e:
+                print(f"gpucoded: ignoring CPU kernels {alt}: {e}", file=sys.stderr)
         return lib
+
+
+def decode_library() -> ctypes.CDLL | None:
+    """The library :func:`combine_into` uses: the AVX2 build where the CPU has it and
+    the build made it (decode measured 1.3-2x faster with it), else :func:`library`.
+
+    Encode and :func:`take_rows` keep the baseline build, which was as fast or faster
+    for them (memory-bound; ``bench/bench_native_flags.py``).
+    """
+    library()
+    return _STATE.get("decode_lib")
 
 
 def available() -> bool:
@@ -405,7 +601,7 @@ def combine_into(
     ValueError
         Shapes that do not fit together.
     """
-    lib = library()
+    lib = decode_library()
     dt = C.dtype
     R = len(answers)
     if lib is None or dt not in _SUFFIX or W.dtype != dt or R == 0 or R > MAX_TERMS:

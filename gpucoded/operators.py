@@ -38,6 +38,7 @@ from .executors import get_executor
 from .pipeline import (
     CALL_OPTIONS,
     Call,
+    CallInfo,
     check_call,
     check_out,
     col_norm,
@@ -48,7 +49,7 @@ from .pipeline import (
     row_norm,
     run_product,
 )
-from .validate import _as_array, check_operands, inputs_finite
+from .validate import _as_array, check_inner, check_operands, empty_product, inputs_finite
 
 __all__ = ["CodedMatrix", "encode_side"]
 
@@ -102,7 +103,10 @@ class CodedMatrix:
     Parameters
     ----------
     M : array (n, k)
-        NumPy or CuPy matrix (float32, float64, complex).
+        NumPy or CuPy matrix, non-empty (float32, float64, complex; bool and
+        integers are stored as float64, float16 as float32:
+        :func:`gpucoded.validate.working_dtype`). ``np.dot``, ``np.matmul`` and
+        ``@`` take the operator on either side.
     code : str, Code or None
         As in :func:`gpucoded.coded_matmul` (default: the exact Chebyshev code,
         m=2, P=4; ``"auto"`` with ``P=``, ``stragglers=``, ``rtol=`` among the
@@ -135,8 +139,26 @@ class CodedMatrix:
     sets: :class:`gpucoded.studies.gather.EncodedRows`.)
     """
 
-    #: NumPy defers ``ndarray @ CodedMatrix`` to :meth:`__rmatmul__`.
-    __array_ufunc__ = None
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """``np.matmul(cm, X)``, ``np.matmul(A, cm)`` and ``A @ cm`` for an ndarray A."""
+        # by name: CuPy's matmul dispatches here too
+        named = getattr(ufunc, "__name__", "") == "matmul"
+        if not named or method != "__call__" or set(kwargs) - {"out"}:
+            return NotImplemented
+        out = kwargs.get("out")
+        return _np_product(self, *inputs, {} if out is None else {"out": out[0]})
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        """``np.dot`` and ``np.matmul`` (``np.dot`` with a 1-D or 2-D other operand)."""
+        if func not in (np.dot, np.matmul) or len(args) != 2 or set(kwargs) - {"out"}:
+            return NotImplemented
+        if func is np.dot and max((np.ndim(a) for a in args if a is not self), default=0) > 2:
+            raise ValueError(
+                "np.dot with a stacked operand sums over other axes than np.matmul; "
+                "use np.matmul (or @) with a CodedMatrix"
+            )
+        out = kwargs.get("out")
+        return _np_product(self, *args, {} if out is None else {"out": out})
 
     def __init__(
         self,
@@ -151,9 +173,13 @@ class CodedMatrix:
         **code_options: Any,
     ) -> None:
         M = _as_array("M", M)
-        if M.ndim != 2:
-            raise ValueError(f"M must be a 2-D matrix, got shape {M.shape}")
+        if M.ndim != 2 or not M.size:
+            raise ValueError(
+                f"M must be a non-empty 2-D matrix, got shape {M.shape} (products with an "
+                "empty matrix need no code: use numpy, or coded_matmul, which returns them)"
+            )
         self.M, _ = check_operands(M, M[:1].T, nonfinite=nonfinite)
+        M = self.M  # in the dtype the workers compute in (validate.working_dtype)
         self.executor = get_executor(executor, like=M)
         n, k = M.shape
         fmt = self.executor.compute_format(M.dtype)
@@ -217,6 +243,21 @@ class CodedMatrix:
         call.stacklevel = 7
         if call.answers is None and self.code.auto_choice is not None:
             call.answers = self.code.auto_choice.answers  # what code="auto" predicted for
+        if isinstance(X, CodedMatrix):
+            raise TypeError(
+                "CodedMatrix @ CodedMatrix: only one operand can be encoded; multiply by "
+                "the other's matrix, e.g. cm1 @ cm2.M"
+            )
+        X = _as_array("X" if side == "A" else "A", X)
+        names = ("the CodedMatrix", "X") if side == "A" else ("A", "the CodedMatrix")
+        AB = (self.M, X) if side == "A" else (X, self.M)
+        check_inner(*AB, names=names)
+        if (Z := empty_product(*AB)) is not None:  # NumPy's, no worker
+            check_out(call.out, Z.shape, Z.dtype, Z)
+            if call.out is not None:
+                call.out[...], Z = Z, call.out
+            info = CallInfo(self.code, accuracy=0.0, selection="empty product: no worker ran")
+            return (Z, info) if call.return_info else Z
         plan = matmul_plan(self.M, X) if side == "A" else matmul_plan(X, self.M)
         ((A2, B2),) = plan.pairs  # M is 2-D: a stack on the other side folds into one
         if side == "A":  # M[:1] / M[:, :1]: the other operand is checked against M's shape
@@ -245,6 +286,11 @@ class CodedMatrix:
             call.out[...] = C
             C = call.out
         return (C, info) if call.return_info else C
+
+
+def _np_product(cm: CodedMatrix, A: Any, B: Any, call: dict[str, Any]) -> Any:
+    """A NumPy protocol's matmul with ``cm`` as one (or both) of A and B."""
+    return cm._product(B, "A", call) if A is cm else cm._product(A, "B", call)
 
 
 class _Encoder:

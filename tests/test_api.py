@@ -114,8 +114,8 @@ def test_answers_option_uses_more_workers():
     [
         (np.ones((3, 4)), np.ones((3, 4)), ValueError, "inner dimensions"),
         (np.ones(()), np.ones((3, 4)), ValueError, "at least 1 dimension"),
-        (np.ones((0, 4)), np.ones((4, 4)), ValueError, "empty"),
-        (np.ones((3, 3), dtype=int), np.ones((3, 3)), TypeError, "supported"),
+        (np.ones((3, 4)), np.ones(3), ValueError, "inner dimensions"),
+        (np.ones((3, 3), dtype=object), np.ones((3, 3)), TypeError, "supported"),
         (np.full((3, 3), np.nan), np.ones((3, 3)), ValueError, "NaN"),
     ],
 )
@@ -133,7 +133,12 @@ def test_default_gamma_follows_the_input_dtype():
     """
     A = unit_gaussian((60, 40), 40).astype(np.float32)
     B = unit_gaussian((40, 50), 41).astype(np.float32)
-    C, info = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=5, return_info=True)
+    # serial: answers 0, 1, 2 every run; the guard's estimate (relative to max|C| = 0.0135
+    # of these unit-norm operands) is 0.029 > 1e-2 for that set, so it warns
+    with pytest.warns(gpucoded.InaccurateResultWarning, match="decoded from 3 answers"):
+        C, info = gpucoded.coded_matmul(
+            A, B, "approx_matdot", m=3, P=5, return_info=True, executor="serial"
+        )
     assert info.code.worker_dtype == "float32" and info.code.gamma < 1e3
     assert np.abs(C - exact_product(A, B)).max() <= info.error_bound < 0.1
     c64 = gpucoded.make_code("approx_matdot", m=3, P=5)

@@ -102,14 +102,17 @@ def test_worst_case_failures_match_the_call():
     code = make_code("approx_matdot", m=3, P=5, gamma=20.0)
     A, B = unit_gaussian((24, 24), 11), unit_gaussian((24, 24), 12)
     F, err = worst_case_failures(code, 2, A, B)
+    # ε-MatDot at its threshold: the guard flags these decodes (estimate > 1e-2 of
+    # max|C|); this test compares errors with the worst case, so it is told to ignore
+    quiet = {"on_inaccurate": "ignore"}
     C, info = gpucoded.coded_matmul(
-        A, B, code, failed=F, answers=3, executor="serial", return_info=True
+        A, B, code, failed=F, answers=3, executor="serial", return_info=True, **quiet
     )
     Cx = exact_product(A, B)
     assert abs(float(np.abs(C - Cx).max()) - err) <= 2 * info.decode.fp_bound
     for G in [(0, 1), (1, 3), (2, 4)]:
         Cg, ig = gpucoded.coded_matmul(
-            A, B, code, failed=G, answers=3, executor="serial", return_info=True
+            A, B, code, failed=G, answers=3, executor="serial", return_info=True, **quiet
         )
         assert float(np.abs(Cg - Cx).max()) <= err + 2 * ig.decode.fp_bound
     Fb, bound = worst_case_failures(code, 2)  # a-priori version
@@ -159,7 +162,10 @@ def test_progressive_estimates_respect_their_bounds_and_refine():
     A, B = unit_gaussian((40, 40), 15), unit_gaussian((40, 40), 16)
     Cx = exact_product(A, B)
     delays = [0.0, 0.02, 0.04, 0.06, 0.08, 5.0]
-    out = list(progressive_matmul(A, B, "approx_matdot", m=3, P=6, gamma=30.0, delays=delays))
+    # the 3-answer estimate is flagged by the guard (estimate ≈ 0.1 of max|C|); the bounds,
+    # not the guard, are under test here
+    out = list(progressive_matmul(A, B, "approx_matdot", m=3, P=6, gamma=30.0, delays=delays,
+                                  on_inaccurate="ignore"))  # fmt: skip
     assert [len(i.workers) for _, i in out] == [3, 4, 5]
     for C, info in out:
         assert np.abs(C - Cx).max() <= info.error_bound

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -45,16 +46,14 @@ GOOD_A, GOOD_B = np.ones((4, 3)), np.ones((3, 2))
 @pytest.mark.parametrize(
     ("A", "B", "exc", "match"),
     [
-        (np.ones((4, 3)), np.ones((4, 2)), ValueError, r"inner dimensions differ.*A.shape\[1\]"),
+        (np.ones((4, 3)), np.ones((4, 2)), ValueError, r"A has shape \(4, 3\) and B .*\(4, 2\)"),
+        (np.ones((4, 3)), np.ones(4), ValueError, r"A has shape \(4, 3\) and B has shape \(4,\)"),
         (np.ones(()), np.ones((4, 2)), ValueError, r"at least 1 dimension.*scalar"),
-        (np.ones((4, 3)), np.ones((2, 2, 1)), ValueError, r"inner dimensions differ.*shape\[-2\]"),
+        (np.ones((4, 3)), np.ones((2, 2, 1)), ValueError, r"differ.*second-to-last axis of B"),
         (np.ones((2, 4, 3)), np.ones((3, 3, 2)), ValueError, r"stack shapes \(2,\) and \(3,\)"),
-        (np.ones((0, 3)), np.ones((3, 2)), ValueError, r"A is empty"),
-        (np.ones((4, 3)), np.ones((3, 0)), ValueError, r"B is empty"),
-        (np.ones((4, 3), int), GOOD_B, TypeError, r"A has dtype int64; supported: float32"),
-        (GOOD_A, np.ones((3, 2), bool), TypeError, r"B has dtype bool.*astype"),
         (np.ones((4, 3), object), GOOD_B, TypeError, r"A has dtype object"),
-        (np.ones((4, 3), np.float16), GOOD_B, TypeError, r"A has dtype float16"),
+        (np.ones((4, 3), np.longdouble), GOOD_B, TypeError, r"A has dtype float128.*astype"),
+        (GOOD_A, np.ones((3, 2), np.clongdouble), TypeError, r"B has dtype complex256"),
         ([[1, 2], [3]], GOOD_B, TypeError, r"A cannot be converted to a matrix"),
     ],
 )
@@ -205,7 +204,13 @@ def test_split_finer_than_matrix_allowed(name, opts, shape):
     gpucoded.validate), zero-padded blocks, result within the call's bound."""
     n, k, l = shape
     A, B = unit_gaussian((n, k), 83), unit_gaussian((k, l), 84)
-    C, info = gpucoded.coded_matmul(A, B, name, return_info=True, **opts)
+    # serial: the same answers every run. ε-PolyDot decodes approximately: its estimate
+    # is above the guard's 1e-2, which warns (asserted); the exact codes do not warn
+    warns = name.startswith("approx")
+    with pytest.warns(gpucoded.InaccurateResultWarning) if warns else warnings.catch_warnings():
+        if not warns:
+            warnings.simplefilter("error", gpucoded.InaccurateResultWarning)
+        C, info = gpucoded.coded_matmul(A, B, name, return_info=True, executor="serial", **opts)
     assert C.shape == (n, l)
     assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
 

@@ -14,11 +14,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from gpucoded import hostops
 from gpucoded import kernels as K
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Wno-unknown-pragmas")
@@ -44,7 +44,9 @@ def build() -> Path:
     for p in _sources():
         h.update(p.name.encode())
         h.update(p.read_bytes())
-    cache = Path(os.environ.get("GPUCODED_EMU_CACHE", tempfile.gettempdir()))
+    # never a shared temp dir: another user could plant the .so there (gpucoded.hostops)
+    env = os.environ.get("GPUCODED_EMU_CACHE")
+    cache = Path(env) if env else hostops.private_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     so = cache / f"gpucoded-emu-{h.hexdigest()[:16]}.so"
     if so.is_file():
