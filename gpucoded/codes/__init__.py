@@ -12,6 +12,7 @@ from typing import Any
 from .base import BlockGrid, Code, DecodeInfo, DecodeWeights, EvaluationCode
 from .chebyshev import ChebyshevMatDot
 from .circle import CircleMatDot
+from .hedged import Hedged
 from .matdot import ApproxMatDot, MatDot
 from .polydot import ApproxPolyDot, PolyDot
 from .polynomial import PolynomialCode
@@ -28,6 +29,7 @@ __all__ = [
     "DecodeInfo",
     "DecodeWeights",
     "EvaluationCode",
+    "Hedged",
     "MatDot",
     "PolyDot",
     "PolynomialCode",
@@ -40,6 +42,7 @@ __all__ = [
 CODES: dict[str, type[Code]] = {
     "uncoded": Uncoded,
     "replication": Replication,
+    "hedged": Hedged,
     "matdot": MatDot,
     "approx_matdot": ApproxMatDot,
     "polydot": PolyDot,
@@ -104,6 +107,8 @@ def make_code(
         if P is not None and P != m * r:
             raise ValueError(f"replication needs P = m*r; got P={P}, m={m} (use r=P/m)")
         return Replication(m, r)
+    if key == "hedged":
+        return Hedged(m if m is not None else 2, P, **options)
     if key in ("matdot", "approx_matdot", "chebyshev", "circle"):
         if m is None:
             raise ValueError(f"{key} needs m")
