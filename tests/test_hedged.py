@@ -116,6 +116,27 @@ def test_virtual_clock_closed_form(monkeypatch):
     _check_exact(C, A, B, info)
 
 
+def test_virtual_clock_answer_at_the_reissue_instant_is_taken_first(monkeypatch):
+    """Binary-exact times: worker 1 answers at exactly H = 0.5 (offset + compute +
+    delay), and the model's tie rule holds: the answer is taken, nothing re-issued."""
+    dt = 2.0**-10
+    _fixed_compute(monkeypatch, dt)
+    A, B = _data("gaussian")
+    d = [0.0, 0.5 - 2 * dt, 0.0, 0.0]
+    C, info = gpucoded.coded_matmul(
+        A, B, "hedged", m=2, P=4, delays=d, executor="serial", hedge_after=0.5,
+        return_info=True,
+    )  # fmt: skip
+    assert info.hedge.reissued == [] and info.time_to_decode == 0.5
+    assert hedged_time([dt + x for x in d], 2, 0.5, offsets=[0.0, dt]) == (0.5, [])
+    d[1] += dt  # one tick later: re-issued at 0.5 to spare 2
+    C, info = gpucoded.coded_matmul(
+        A, B, "hedged", m=2, P=4, delays=d, executor="serial", hedge_after=0.5,
+        return_info=True,
+    )  # fmt: skip
+    assert [(r.task, r.worker, r.at) for r in info.hedge.reissued] == [(1, 2, 0.5)]
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("rule", [None, 0.05])
 def test_virtual_clock_matches_model(monkeypatch, seed, rule):
@@ -267,6 +288,34 @@ def test_threads_losing_spare_copy_is_cancelled():
     assert spares[:3] == [3, 4, 5]  # each late copy backed up again while spares last
     assert info.hedge.winners[1] == 1 and set(spares) <= set(info.hedge.cancelled)
     assert info.time_to_decode < 5.0
+    _check_exact(C, A, B, info)
+    assert _gone()
+
+
+def test_losing_copy_cancelled_when_its_task_is_won_and_its_spare_reused():
+    """One spare: task 1 goes to it at 0.05 s, the original wins at 0.3 s, so the
+    spare's copy is cancelled *then* (not at the end of the call) and the spare takes
+    the still-late task 2 (its original answers at 0.8 s)."""
+    from gpucoded.executors.local import ThreadExecutor
+
+    log: list[tuple[str, int]] = []
+
+    class Spy(ThreadExecutor):
+        def start(self, At, Bt, **kw):
+            run, i = super().start(At, Bt, **kw), len([e for e in log if e[0] == "start"])
+            log.append(("start", i))
+            cancel = run.cancel
+            run.cancel = lambda: (log.append(("cancel", i)), cancel())[1]
+            return run
+
+    A, B = _data("nonneg")
+    C, info = gpucoded.coded_matmul(
+        A, B, "hedged", m=3, P=4, delays=[0.0, 0.3, 0.8, 5.0], executor=Spy(),
+        hedge_after=0.05, return_info=True,
+    )  # fmt: skip
+    assert [(r.task, r.worker) for r in info.hedge.reissued] == [(1, 3), (2, 3)]
+    assert log.index(("cancel", 1)) < log.index(("start", 2))
+    assert info.hedge.winners == {0: 0, 1: 1, 2: 2} and info.used == (0, 1, 2)
     _check_exact(C, A, B, info)
     assert _gone()
 
