@@ -374,3 +374,33 @@ def test_cuda_streams_late_worker(sim):
     assert info.time_to_decode < LATE and info.hedge.winners[1] >= 3
     _check_exact(C.get(), A, B, info)
     ex.close()
+
+
+# ------------------------------------------------------------------- advise
+def test_advise_lists_hedging_and_says_why(capsys):
+    """m=4, P=8, 2 stragglers, tol 1e-10: hedging is exact at 1/4 (the uncoded sum), the
+    codes at 1/4 are not, so hedging is preferred; under one slow device its expected
+    time (2 x median + a spare's latency) is above the exact Chebyshev m'=3's, which the
+    tool names as faster at more work."""
+    from gpucoded.studies import advise as adv
+
+    opts = adv.advise(4, 8, 2)
+    by = {o.name.split(" γ")[0]: o for o in opts}
+    h = by["hedged m=4"]
+    assert h.exact and h.m == 4 and h.error <= 1e-15 and h.bits > 50
+    adv.expected_times(opts, OneSlowDevice(base=0.1, slowdown=5.0, jitter=0.0), 2, draws=3)
+    # no jitter: every draw alike; hedged = 2 x 0.1 (median) + 0.1 (a spare), exactly
+    assert h.expected_time == pytest.approx(0.3)
+    assert by["Chebyshev m'=3"].expected_time == pytest.approx(0.1)
+    lines = adv.verdict(opts, 4, 1e-10)
+    assert any(s.startswith("What users do anyway") and "hedged m=4" in s for s in lines)
+    assert "Preferred: hedged m=4, a baseline" in "\n".join(lines)
+    assert any(s.startswith("Faster at more work") and "300 ms" in s for s in lines)
+    from gpucoded.cli import build_parser
+
+    argv = ["advise", "--m", "4", "--P", "8", "--stragglers", "2", "--latency", "pareto:0.1,2"]
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    assert "E[time]" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="use one of"):
+        adv.parse_latency("lognormal:1,2")
