@@ -85,7 +85,7 @@ def make_code(
         Storage fraction 1/m (PolyDot: m = p*q; give p and q to choose the split).
     P : int
         Workers. Default: the recovery threshold + 1 (one straggler tolerated); m for
-        uncoded, m·r for replication (r = 2 by default).
+        uncoded, m·r for replication (r = 2 by default), 2m for hedged (m spares).
     options
         Passed to the code's constructor (``gamma``, ``eps``, ``norm_bound``,
         ``points``, ``decode_points``).
