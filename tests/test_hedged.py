@@ -276,26 +276,26 @@ def test_threads_late_workers_do_not_hold_the_result(late):
 
 
 def test_threads_losing_spare_copy_is_cancelled():
-    """hedge_after=0.05 re-issues task 1 to spares 5 s late; the original (0.3 s)
-    wins, the spares' copies are cancelled: the call returns and their threads exit."""
+    """hedge_after=0.4 re-issues task 1 to spares 9 s late; the original (2 s) wins,
+    the spares' copies are cancelled: the call returns and their threads exit."""
     A, B = _data("gaussian")
-    d = [0.0, 0.3, 0.0, 5.0, 5.0, 5.0]
+    d = [0.0, 2.0, 0.0, 9.0, 9.0, 9.0]
     C, info = gpucoded.coded_matmul(
-        A, B, "hedged", m=3, P=6, delays=d, executor="threads", hedge_after=0.05,
+        A, B, "hedged", m=3, P=6, delays=d, executor="threads", hedge_after=0.4,
         return_info=True,
     )  # fmt: skip
-    spares = [r.worker for r in info.hedge.reissued if r.task == 1]  # every 0.05 s
+    spares = [r.worker for r in info.hedge.reissued if r.task == 1]  # every 0.4 s
     assert spares[:3] == [3, 4, 5]  # each late copy backed up again while spares last
     assert info.hedge.winners[1] == 1 and set(spares) <= set(info.hedge.cancelled)
-    assert info.time_to_decode < 5.0
+    assert info.time_to_decode < 9.0
     _check_exact(C, A, B, info)
     assert _gone()
 
 
 def test_losing_copy_cancelled_when_its_task_is_won_and_its_spare_reused():
-    """One spare: task 1 goes to it at 0.05 s, the original wins at 0.3 s, so the
-    spare's copy is cancelled *then* (not at the end of the call) and the spare takes
-    the still-late task 2 (its original answers at 0.8 s)."""
+    """One spare: task 1 goes to it at 0.5 s, the original wins at 1 s, so the spare's
+    copy is cancelled *then* (not at the end of the call) and the spare takes the
+    still-late task 2 (its original answers at 2 s)."""
     from gpucoded.executors.local import ThreadExecutor
 
     log: list[tuple[str, int]] = []
@@ -310,8 +310,8 @@ def test_losing_copy_cancelled_when_its_task_is_won_and_its_spare_reused():
 
     A, B = _data("nonneg")
     C, info = gpucoded.coded_matmul(
-        A, B, "hedged", m=3, P=4, delays=[0.0, 0.3, 0.8, 5.0], executor=Spy(),
-        hedge_after=0.05, return_info=True,
+        A, B, "hedged", m=3, P=4, delays=[0.0, 1.0, 2.0, 9.0], executor=Spy(),
+        hedge_after=0.5, return_info=True,
     )  # fmt: skip
     assert [(r.task, r.worker) for r in info.hedge.reissued] == [(1, 3), (2, 3)]
     assert log.index(("cancel", 1)) < log.index(("start", 2))
