@@ -34,6 +34,7 @@ costs. Usage::
     python bench/bench_engine.py                 # threads, prints a markdown table
     python bench/bench_engine.py --executor dask --reps 3
     python bench/bench_engine.py --wait 0.1      # latency cost of wait_for_accuracy
+    python bench/bench_engine.py --policies --configs 4,8 --plot bench/img/x.png
 
 ``--wait TAU`` (:func:`wait_bench`): for codes whose first K arrivals are often
 predicted inaccurate (:func:`gpucoded.guard.accurate_enough`) and for
@@ -75,9 +76,11 @@ from gpucoded.reference import exact_product  # noqa: E402
 from gpucoded.stragglers import (  # noqa: E402
     Bimodal,
     LatencyModel,
+    OneSlowDevice,
     Pareto,
     ShiftedExponential,
     decodable_time,
+    hedged_time,
 )
 
 SCHEMES = ["uncoded", "replication", "matdot", "approx_matdot", "polydot", "approx_polydot"]
@@ -482,6 +485,198 @@ def wait_bench(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------- policies side by side (issue 24)
+#: what a user would do anyway (wait for all, hedge, replicate) and the codes, at one P
+POLICIES = ["uncoded", "hedged", "replication", "matdot", "chebyshev", "approx_matdot"]
+
+
+def policy_models(scale: float = 1.0) -> dict[str, LatencyModel]:
+    """The three latency models of :func:`models` and "one slow device": worker 0 (a
+    first-copy worker of every scheme) 5x slower, the others base with 10 % jitter."""
+    b = 0.1 * scale
+    return {
+        **models(scale),
+        f"one-slow-device({b:g}, x5)": OneSlowDevice(base=b, slowdown=5.0, worker=0, jitter=0.1),
+    }
+
+
+def make_policy(name: str, m: int, P: int) -> Code:
+    """The policy at storage 1/m with P workers (uncoded: its m; replication: r = P/m)."""
+    if name == "uncoded":
+        return make_code(name, m=m)
+    if name == "replication":
+        if P % m:
+            raise ValueError(f"replication needs P a multiple of m; got m={m}, P={P}")
+        return make_code(name, m=m, P=P)
+    return make_code(name, m=m, P=P)
+
+
+def ideal_time(code: Code, T: list[float]) -> float:
+    """Time to result from the injected latencies alone (no GEMM, no engine):
+    :func:`~gpucoded.stragglers.hedged_time` for hedged (the default rule),
+    :func:`~gpucoded.stragglers.decodable_time` for the others."""
+    if getattr(code, "hedged", False):
+        return hedged_time(T, code.m, code.hedge_after)[0]
+    return decodable_time(code, T)[0]
+
+
+@dataclass
+class PolicyStats:
+    ideal: list[float] = field(default_factory=list)
+    wait: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    err: list[float] = field(default_factory=list)
+    holders: list[int] = field(default_factory=list)  # workers given blocks
+    sent: list[int] = field(default_factory=list)  # bytes the executor scattered
+
+
+def policies_bench(args: argparse.Namespace) -> tuple[str, dict]:
+    """Time-to-result and error of :data:`POLICIES` at one (m, P), per latency model.
+
+    Every repetition draws P latencies T (seeded, the same for every policy); each
+    policy runs ``coded_matmul(A, B, policy, delays=T)`` (uncoded: its m workers use
+    T[:m]; hedged: a copy issued to worker w at t answers at t + GEMM + T[w]).
+    Returns the markdown and the medians for the plot.
+    """
+    ex = make_executor(args.executor)
+    m, P = args.configs[0]
+    n = args.n
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    Cx = exact_product(A, B)
+    An, Bn = rng.uniform(0.0, 1.0, (n, n)), rng.uniform(0.0, 1.0, (n, n))  # non-negative
+    Cn = exact_product(An, Bn)
+    codes = {s: make_policy(s, m, P) for s in POLICIES}
+    err_nonneg = {}
+    for s, c in codes.items():  # warm the weight caches and pools; error on non-negative data
+        coded_matmul(A, B, c, executor=ex)
+        C = coded_matmul(An, Bn, c, executor=ex)
+        err_nonneg[s] = float(np.abs(C - Cn).max() / np.abs(Cn).max())
+    flops = 2 * n * n * n / m
+    store = 8 * 2 * n * n / m
+    lines = [
+        f"Executor: {ex.name}; m = {m}, P = {P}; n = {n} (float64; work per worker "
+        f"{flops / 1e6:.0f} MFLOP, storage per worker holding blocks {store / 1e6:.2f} MB, "
+        f"the same for every policy: all split A, B in m blocks); {args.reps} draws per "
+        f"model; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
+        "times in ms (medians over the draws); rel. error = max|Ĉ−AB|/max|AB| (max over "
+        "the draws) for Gaussian A, B and once for uniform [0, 1) A, B (non-negative).",
+        "",
+        "| model | policy | P' | K | workers given blocks | MB sent | ideal | wait | total "
+        "| vs hedged | rel. error (Gaussian) | rel. error (non-neg.) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    medians: dict[str, dict[str, float]] = {}
+    winners = []
+    for mname, model in policy_models(args.scale).items():
+        stats = {s: PolicyStats() for s in POLICIES}
+        for rep in range(args.reps):
+            T = [float(x) for x in model.sample(P, seed=1000 * rep + 17)]
+            for s, c in codes.items():
+                st = stats[s]
+                d = T[: c.P]
+                st.ideal.append(ideal_time(c, d))
+                sent0 = getattr(ex, "bytes_sent", 0)
+                t0 = time.perf_counter()
+                C, info = coded_matmul(A, B, c, delays=d, executor=ex, return_info=True)
+                st.total.append(time.perf_counter() - t0)
+                st.sent.append(getattr(ex, "bytes_sent", 0) - sent0)
+                st.wait.append(info.time_to_decode)
+                st.err.append(float(np.abs(C - Cx).max() / np.abs(Cx).max()))
+                hedge = info.hedge
+                st.holders.append(c.m + len(hedge.reissued) if hedge is not None else c.P)
+        med = statistics.median
+        medians[mname] = {s: med(stats[s].total) for s in POLICIES}
+        h = medians[mname]["hedged"]
+        for s, c in codes.items():
+            st = stats[s]
+            mb = f"{med(st.sent) / 1e6:.2f}" if getattr(ex, "bytes_sent", None) is not None else "–"
+            lines.append(
+                f"| {mname} | {s} | {c.P} | {c.recovery_threshold} | {med(st.holders):g} | "
+                f"{mb} | {1e3 * med(st.ideal):.0f} | {1e3 * med(st.wait):.0f} | "
+                f"{1e3 * med(st.total):.0f} | {med(st.total) / h:.2f}x | "
+                f"{max(st.err):.1e} | {err_nonneg[s]:.1e} |"
+            )
+        exact = [s for s in POLICIES if not codes[s].approximate]
+        order = sorted(POLICIES, key=lambda s: medians[mname][s])
+        best_exact = min(exact, key=lambda s: medians[mname][s])
+        code_best = min(("matdot", "chebyshev", "approx_matdot"), key=lambda s: medians[mname][s])
+        base_best = min(("uncoded", "hedged", "replication"), key=lambda s: medians[mname][s])
+        t = medians[mname]
+        winners.append(
+            f"| {mname} | {order[0]} | {order[1]} ({t[order[1]] / t[order[0]]:.2f}x) | "
+            f"{best_exact} | {code_best} vs {base_best}: "
+            f"{t[code_best] / t[base_best]:.2f}x |"
+        )
+    lines += [
+        "",
+        "Per model: the fastest policy (median total), the runner-up and its ratio, the "
+        "fastest exact one, and the best code against the best of what users do anyway "
+        "(< 1: coding wins).",
+        "",
+        "| model | fastest | runner-up | fastest exact | best code vs best baseline |",
+        "|---|---|---|---|---|",
+        *winners,
+    ]
+    return "\n".join(lines), medians
+
+
+def hedge_demo(args: argparse.Namespace, late: float = 3.0) -> str:
+    """Issue 24's check: one, then two, of the first m = 4 workers ``late`` s late;
+    ``coded_matmul(A, B, "hedged", m=4, P=8, delays=...)`` on threads and on the
+    in-process Dask cluster: wall time of the call, re-issues, bytes to spares, error."""
+    rng = np.random.default_rng(5)
+    A, B = rng.uniform(0, 1, (args.n, args.n)), rng.standard_normal((args.n, args.n))
+    Cx = exact_product(A, B)
+    rows = [
+        f"n = {args.n} (A uniform [0, 1), B Gaussian), m = 4, P = 8, default hedge_after "
+        f"rule; load average {os.getloadavg()[0]:.1f}.",
+        "",
+        "| executor | late workers | call (ms) | re-issued (task→spare @ ms) | MB to spares "
+        "| rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("threads", "dask"):
+        ex = make_executor(name)
+        coded_matmul(A, B, "hedged", m=4, P=8, executor=ex)  # warm up
+        for slow in ([1], [1, 2]):
+            d = [late if w in slow else 0.0 for w in range(8)]
+            t0 = time.perf_counter()
+            C, info = coded_matmul(A, B, "hedged", m=4, P=8, delays=d, executor=ex,
+                                   return_info=True)  # fmt: skip
+            dt = time.perf_counter() - t0
+            re = ", ".join(f"{r.task}→{r.worker} @ {1e3 * r.at:.0f}" for r in info.hedge.reissued)
+            err = float(np.abs(C - Cx).max() / np.abs(Cx).max())
+            rows.append(
+                f"| {name} | {slow} ({late:g} s) | {1e3 * dt:.0f} | {re} | "
+                f"{info.hedge.bytes_to_spares / 1e6:.2f} | {err:.1e} |"
+            )
+    return "\n".join(rows)
+
+
+def plot_policies(medians: dict, path: Path, title: str) -> None:
+    """Grouped bars: median time-to-result per policy, one group per latency model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(POLICIES)
+    for i, s in enumerate(POLICIES):
+        xs = [j + i * width for j in range(len(medians))]
+        ax.bar(xs, [1e3 * medians[mn][s] for mn in medians], width, label=s)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(medians))])
+    ax.set_xticklabels(list(medians), fontsize=8)
+    ax.set_ylabel("median time to result (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 BREAKDOWN_HEAD = (
     "| executor | scale (s) | start | sched | GEMM | fetch | late | cancel | T_(K) | floor "
     "| wait | wait / floor − 1 | Dask round trip: no-op / answer |\n"
@@ -514,7 +709,29 @@ def main(argv: list[str] | None = None) -> None:
         help="only the wait_for_accuracy benchmark, with a budget of TAU seconds",
     )  # fmt: skip
     p.add_argument("--warm", action="store_true", help="--wait with the weights cached")
+    p.add_argument(
+        "--policies", action="store_true",
+        help="uncoded, hedged, replication and the codes side by side at the first m,P of "
+        "--configs, with the one-slow-device model; --plot writes the bar chart",
+    )  # fmt: skip
+    p.add_argument("--plot", type=Path, help="--policies: PNG of the time per policy")
+    p.add_argument(
+        "--hedge-demo", action="store_true",
+        help="code='hedged' with one and two of the first m workers 3 s late (threads, Dask)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.hedge_demo:
+        print(hedge_demo(args))
+        return
+    if args.policies:
+        table, medians = policies_bench(args)
+        print(table)
+        if args.out:
+            args.out.write_text(table + "\n")
+        if args.plot:
+            m, P = args.configs[0]
+            plot_policies(medians, args.plot, f"{args.executor}, m={m}, P={P}, n={args.n}")
+        return
     if args.wait is not None:
         table = wait_bench(args)
         print(table)

@@ -40,6 +40,7 @@ from .codes import CODES, Code, DecodeInfo, lookup, make_code
 from .errors import NotEnoughAnswersError
 from .executors.base import Executor, Run, check_delays
 from .formats import Format, get_format
+from .hedging import HedgePolicy, HedgeReport, run_tasks, task_stacks
 from .integrity import (
     IntegrityReport,
     answer_problem,
@@ -132,6 +133,10 @@ class CallInfo:
     format: str = ""
     accuracy: float | None = None
     selection: str = ""
+    #: ``code="hedged"``: which tasks were re-issued to which spare and when, the
+    #: winners, the cancelled copies and the bytes handed to spares
+    #: (:class:`gpucoded.hedging.HedgeReport`); None for codes.
+    hedge: HedgeReport | None = None
 
     @property
     def error_bound(self) -> float | None:
@@ -743,6 +748,8 @@ def run_product(
     operator keeps encoded.
     """
     t_start = time.perf_counter() if t_start is None else t_start
+    if code.hedged:  # trait of codes.Hedged: tasks, not a decode rule
+        return run_hedged(code, encode, ops, executor, call, fmt, t_start)
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
@@ -765,6 +772,54 @@ def run_product(
     return C, info
 
 
+def run_hedged(
+    code: Code, encode: Encoder, ops: Operands, executor: Executor, call: Call, fmt: Format,
+    t_start: float,
+) -> tuple[Any, CallInfo]:  # fmt: skip
+    """:func:`run_product` for ``code="hedged"``: the m tasks through
+    :func:`gpucoded.hedging.run_tasks`, then the sum of the winners (``Uncoded``'s
+    decode, bounds and guard). ``answers``/``verify`` need a code's redundant
+    answers and are refused; ``wait_for_accuracy`` has nothing to wait for (exact)."""
+    for opt in ("answers", "verify"):
+        if getattr(call, opt) not in (None, code.m):
+            raise TypeError(f"{opt}= does not apply to code='hedged' (one answer per task)")
+    info = CallInfo(code=code, nonfinite_input=not ops.finite)
+    t0 = time.perf_counter()
+    At, Bt = encode()
+    info.encode_time = time.perf_counter() - t0
+    info.erased.update({w: "failed" for w in sorted(call.failed)})
+    shape, dt = (At.shape[1], Bt.shape[2]), stack_dtype(code, ops.dtype)
+    m = code.m  # rows m..P-1 (the static view's spare copies) are not sent up front
+    out = run_tasks(
+        executor, *task_stacks(At, Bt, m), code.P, policy=HedgePolicy(code.hedge_after),
+        delays=call.delays, failed=call.failed, deadline=call.deadline,
+        check=lambda p: answer_problem(p, shape, dt, check_finite=ops.finite),
+    )  # fmt: skip
+    info.time_to_decode = out.report.task_time
+    info.answered, info.worker_times, info.hedge = out.answered, out.worker_times, out.report
+    info.erased.update(out.erased)
+    if not out.complete:
+        missing = [j for j, p in enumerate(out.products) if p is None]
+        late = "" if call.deadline is None else f" by the deadline of {call.deadline} s"
+        raise NotEnoughAnswersError(
+            f"{code!r}: task(s) {missing} had no usable answer{late} and no spare was left "
+            f"(re-issued: {out.report.reissued}); erased: {info.erased}. Use more spares "
+            "(P=...), a later deadline or hedge_after=",
+            needed=code.m, answered=sorted(out.report.winners), erased=info.erased,
+        )  # fmt: skip
+    winners = out.report.winners
+    info.abandoned = sorted(
+        w for w in range(code.P) if w not in call.failed and w not in info.answered
+        and (w < code.m or any(r.worker == w for r in out.report.reissued))
+    )  # fmt: skip
+    C = decode(code.tasks, list(range(code.m)), out.products, ops, call, fmt, info)
+    info.used = tuple(winners[j] for j in range(code.m))
+    n_re = len(out.report.reissued)
+    info.selection = f"one answer per task ({n_re} task cop{'y' if n_re == 1 else 'ies'} re-issued)"
+    info.total_time = time.perf_counter() - t_start
+    return C, info
+
+
 def stack_dtype(code: Code, dtype: Any) -> np.dtype:
     """Dtype of the encoded stacks and answers for operands of result dtype ``dtype``."""
     return code.work_dtype(dtype)
@@ -783,6 +838,8 @@ def progressive(
 
     Yields ``(C, DecodeInfo)``; stops at the first exact decode when ``until_exact``.
     """
+    if code.hedged:
+        raise TypeError("code='hedged' gives one exact result: use coded_matmul, not progressive")
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])

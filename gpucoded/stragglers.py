@@ -8,7 +8,9 @@ seed:
 * :class:`Pareto`: :math:`T = x_m U^{-1/\alpha}` (heavy tail; infinite variance for
   :math:`\alpha\le 2`);
 * :class:`Bimodal`: ``round(fraction·P)`` workers, chosen at random, are ``slowdown``
-  times slower than the others (optionally with a multiplicative jitter).
+  times slower than the others (optionally with a multiplicative jitter);
+* :class:`OneSlowDevice`: one *fixed* worker is ``slowdown`` times slower (the common
+  multi-GPU case: one device throttled or shared), the others ``base`` with jitter.
 
 Failure patterns choose workers that never answer: :func:`fixed_failures`,
 :func:`random_failures` (s per call) and :func:`worst_case_failures` (the s workers
@@ -20,7 +22,8 @@ draws an :class:`Injection` whose :meth:`Injection.kwargs` plug into
 The time at which a code can decode, given the workers' finish times, is
 :func:`decodable_time`: for MDS-like codes the K-th order statistic
 :math:`T_{(K)}` of the finish times (K the recovery threshold); for replication the
-first time every block has a copy.
+first time every block has a copy. The time of hedged execution
+(:mod:`gpucoded.hedging`) given each worker's latency is :func:`hedged_time`.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ __all__ = [
     "FaultyExecutor",
     "Injection",
     "LatencyModel",
+    "OneSlowDevice",
     "Pareto",
     "Scenario",
     "ShiftedExponential",
     "decodable_time",
+    "hedged_time",
     "fixed_failures",
     "random_failures",
     "tamper",
@@ -133,6 +138,33 @@ class Bimodal(LatencyModel):
         t[slow] *= self.slowdown
         if self.jitter:
             t *= rng.uniform(1.0, 1.0 + self.jitter, size=int(P))
+        return t
+
+
+@dataclass(frozen=True)
+class OneSlowDevice(LatencyModel):
+    """Worker ``worker`` takes ``slowdown × base``, every other ``base``; all times are
+    multiplied by independent U(1, 1+jitter) draws."""
+
+    base: float = 1.0
+    slowdown: float = 5.0
+    worker: int = 0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        _positive("base", self.base)
+        _positive("slowdown", self.slowdown)
+        _positive("jitter", self.jitter, zero_ok=True)
+        if self.worker < 0:
+            raise ValueError(f"worker must be >= 0, got {self.worker}")
+
+    def sample(self, P: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
+        if not 0 <= self.worker < P:
+            raise ValueError(f"the slow worker {self.worker} is not among P={P} workers")
+        t = np.full(int(P), self.base)
+        t[self.worker] *= self.slowdown
+        if self.jitter:
+            t *= _rng(seed).uniform(1.0, 1.0 + self.jitter, size=int(P))
         return t
 
 
@@ -230,6 +262,75 @@ def decodable_time(
         if len(got) >= need and code.can_decode(got):
             return float(finish_times[w]), tuple(got)
     return math.inf, ()
+
+
+def hedged_time(
+    latency: Sequence[float],
+    m: int,
+    hedge_after: float | None = None,
+    *,
+    offsets: Sequence[float] | None = None,
+    factor: float = 2.0,
+    floor: float = 0.02,
+) -> tuple[float, list[tuple[int, int, float]]]:
+    r"""When hedged execution (:mod:`gpucoded.hedging`) has every task, given latencies.
+
+    A copy issued to worker w at time t answers at :math:`t+L_w` (``latency[w]``,
+    ``math.inf``: never); task j's first copy runs on worker j from time 0 and answers
+    at ``offsets[j]`` + :math:`L_j` (``offsets``: a start lag, e.g. the serial
+    executor's one-after-another clock; default 0). Workers m..P-1 are spares. A task
+    whose newest copy was issued :math:`H` ago is re-issued to the lowest idle spare
+    (tasks in index order); the first copy to answer wins and frees the spares of the
+    task's copies. :math:`H` = ``hedge_after``, or
+    :math:`\max(	ext{floor},	ext{factor}\cdot\mathrm{median})` of the durations of
+    the copies won so far (no re-issue before the first). An answer at the same
+    instant as a re-issue is taken first. This is an event simulation written apart
+    from :func:`gpucoded.hedging.run_tasks`, which must agree with it exactly on the
+    serial executor's virtual clock.
+
+    Returns
+    -------
+    time : float
+        When the last task was won (``inf`` if never).
+    reissues : list of (task, spare, time)
+    """
+    P = len(latency)
+    if not 1 <= m <= P:
+        raise ValueError(f"need 1 <= m <= P; got m={m}, P={P}")
+    off = [0.0] * m if offsets is None else [float(x) for x in offsets]
+    live: dict[int, list[tuple[int, float, float]]] = {
+        j: [(j, 0.0, off[j] + float(latency[j]))] for j in range(m)
+    }  # task -> copies (worker, issued, answers at)
+    won: dict[int, float] = {}
+    idle = list(range(m, P))
+    durations: list[float] = []
+    reissues: list[tuple[int, int, float]] = []
+    now = 0.0
+    while len(won) < m:
+        H = hedge_after
+        if H is None and durations:
+            H = max(floor, factor * float(np.median(durations)))
+        nxt = min((a for j in live for (_, _, a) in live[j]), default=math.inf)
+        hedge = math.inf
+        if H is not None and idle:
+            hedge = max(now, min(max(i for (_, i, _) in live[j]) + H for j in live))
+        if math.isinf(nxt) and math.isinf(hedge):
+            return math.inf, reissues
+        if hedge < nxt:  # (a spare freed late re-issues an overdue task at once)
+            now = hedge
+            for j in sorted(live):
+                if idle and hedge >= max(i for (_, i, _) in live[j]) + H:
+                    w = idle.pop(0)
+                    live[j].append((w, hedge, hedge + float(latency[w])))
+                    reissues.append((j, w, hedge))
+            continue
+        j, (w, issued, at) = min(
+            ((j, c) for j in live for c in live[j] if c[2] == nxt), key=lambda x: (x[0], x[1][0])
+        )
+        now = won[j] = at
+        durations.append(at - issued)
+        idle = sorted(idle + [x for (x, _, _) in live.pop(j) if x >= m])
+    return max(won.values()), reissues
 
 
 # ---------------------------------------------------------------- injection

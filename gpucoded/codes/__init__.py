@@ -15,6 +15,7 @@ from .registry import CODES, lookup, make_code, register, registered_elsewhere
 
 # the built-in families register themselves on import (this order lists their names)
 from .replication import Replication, Uncoded  # isort: skip
+from .hedged import Hedged  # isort: skip
 from .matdot import ApproxMatDot, MatDot  # isort: skip
 from .polydot import ApproxPolyDot, PolyDot  # isort: skip
 from .chebyshev import ChebyshevMatDot  # isort: skip
@@ -32,6 +33,7 @@ __all__ = [
     "DecodeInfo",
     "DecodeWeights",
     "EvaluationCode",
+    "Hedged",
     "MatDot",
     "PolyDot",
     "PolynomialCode",

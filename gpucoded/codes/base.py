@@ -114,6 +114,8 @@ class Code:
     auto_choice: Any = None
     #: Rounding error of the float encoding coefficients, in units of u.
     coef_ulps: float = 1.0
+    #: Run as tasks re-issued to spares (:mod:`gpucoded.hedging`), not by a decode rule.
+    hedged: bool = False
 
     P: int
     grid: BlockGrid

@@ -155,6 +155,8 @@ class _ThreadRun(Run):
                 ans = self._answers.get(timeout=wait)
             except queue.Empty:
                 return
+            if ans is None:  # cancel() woke an iterator waiting in another thread
+                return
             got += 1
             yield ans
         if got == self._n:
@@ -166,6 +168,7 @@ class _ThreadRun(Run):
             return
         self._cancelled = True
         self._stop.set()
+        self._answers.put(None)  # ends an iteration blocked in another thread
         self.threads = list(getattr(self._pool, "_threads", ()))
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._restore_blas()

@@ -10,6 +10,8 @@ worker arithmetic asked for. Candidates:
 * MatDot λ(1) and Chebyshev MatDot with storage 1/m (exact only if r ≥ 2m − 1,
   otherwise truncated interpolation without guarantee);
 * replication of m blocks (exact only if S < ⌊P/m⌋ copies);
+* hedged execution of m exact tasks with P − m spares (:mod:`gpucoded.hedging`;
+  always exact, late when stragglers outnumber the spares);
 * the exact alternatives at the same P and S: MatDot/Chebyshev with the largest m′
   with 2m′ − 1 ≤ r, and replication with m″ = ⌊P/(S+1)⌋ blocks — each worker then
   stores and computes 1/m′ or 1/m″ instead of 1/m;
@@ -36,7 +38,11 @@ unit of worker load, :math:`b\cdot m` (bits per 1/m of the product each worker
 computes): the accounting of Wang, Jia and Jafar, "Price of Precision in Coded
 Distributed Matrix Multiplication" (2021), under which ε-MatDot's smaller recovery
 threshold is paid for in precision and can lose to exact codes or replication with a
-coarser split. The tool says so whenever it happens.
+coarser split. The tool says so whenever it happens. It also lists replication and
+hedging (what users do anyway) where they meet ``--tol`` at no more work per worker,
+and says why the preferred option beat them: work per worker, bits per load and, with
+``--latency``, the expected time to result under that model
+(:func:`expected_times`).
 """
 
 from __future__ import annotations
@@ -52,14 +58,17 @@ from ..codes import (
     ApproxMatDot,
     ChebyshevMatDot,
     Code,
+    Hedged,
     MatDot,
     Replication,
+    Uncoded,
     make_code,
     registered_elsewhere,
 )
 from ..codes.gamma import ErrorModel, auto_gamma
 from ..formats import FORMATS, unit_roundoff
 from ..reference import exact_product
+from ..stragglers import LatencyModel
 from .sweep import subset_sweep, unit_gaussian_pair
 
 __all__ = ["Option", "Progressive", "advise", "main", "progressive", "progressive_lines", "verdict"]
@@ -85,6 +94,10 @@ class Option:
     patterns: int
     note: str = ""
     load: float | None = None
+    #: the scheme (for the expected time under a latency model; None: not modelled)
+    code: Code | None = None
+    #: mean time to result under ``--latency`` (:func:`expected_times`), seconds
+    expected_time: float | None = None
 
     @property
     def storage(self) -> float:
@@ -152,7 +165,8 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
         if npat < math.comb(workers, ans):
             note = f"{note}; worst of {npat} sampled patterns".lstrip("; ")
         opts.append(
-            Option(name, mm, workers, need, exact, err, _bits(err, scale, dtype), npat, note)
+            Option(name, mm, workers, need, exact, err, _bits(err, scale, dtype), npat, note,
+                   code=code)  # fmt: skip
         )
 
     g = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
@@ -168,6 +182,7 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
         lost = stragglers >= copies
         note = f"{copies} copies; a block can be lost" if lost else f"{copies} copies"
         add(f"replication m={m}", rep, m, m * copies, rep.recovery_threshold, not lost, note)
+    opts.append(_hedged_option(m, P, stragglers, A, B, C, scale, dtype))
     m1 = (r + 1) // 2
     if m1 >= 1 and m1 != m:
         add(f"Chebyshev m'={m1}", ChebyshevMatDot(m1, P), m1, P, 2 * m1 - 1, True, "exact")
@@ -189,6 +204,73 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
     if dtype == "float32":
         opts.append(_mixed_option(m, P, r, A, B, C, scale))
     return opts
+
+
+def _hedged_option(
+    m: int, P: int, stragglers: int, A: np.ndarray, B: np.ndarray, C: np.ndarray, scale: float,
+    dtype: str,
+) -> Option:  # fmt: skip
+    """Hedged execution (:mod:`gpucoded.hedging`): m exact tasks, P − m spares.
+
+    Its result is the sum of one answer per task, whichever copy won, so its error is
+    that of ``Uncoded(m)`` from all m answers (one pattern). It never loses a task:
+    with more stragglers than spares a task waits for its own straggler (exact, late).
+    """
+    err, _ = _measure(Uncoded(m), m, m, A, B, C, dtype)
+    spares = P - m
+    note = f"exact; {spares} spare(s), a late task re-issued"
+    if stragglers > spares:
+        note += f"; {stragglers} stragglers > spares: waits for some"
+    return Option(
+        f"hedged m={m}", m, P, m, True, err, _bits(err, scale, dtype), 1, note,
+        code=Hedged(m, P),
+    )  # fmt: skip
+
+
+def expected_times(
+    opts: list[Option], model: LatencyModel, stragglers: int, draws: int = 400, seed: int = 0
+) -> None:
+    r"""Fill ``Option.expected_time``: the mean time to result over ``draws`` latency
+    draws (the same draws for every option; a scheme with P′ workers uses the first
+    P′). Exact options: when they can decode
+    (:func:`~gpucoded.stragglers.decodable_time`); approximate or below-threshold
+    ones: when the P′ − ``stragglers`` answers their error was measured with are in;
+    hedging: :func:`~gpucoded.stragglers.hedged_time` (default rule). Injected
+    latency only, no GEMM time (each option computes one GEMM of its load per
+    worker)."""
+    from ..stragglers import decodable_time, hedged_time
+
+    P = max(o.workers for o in opts)
+    T = [model.sample(P, seed=seed + i) for i in range(draws)]
+    for o in opts:
+        c = o.code
+        if c is None:
+            continue
+        if c.hedged:
+            ts = [hedged_time(list(t[: c.P]), c.m, c.hedge_after)[0] for t in T]
+        else:
+            need = None if o.exact else max(1, o.workers - stragglers)
+            ts = [decodable_time(c, list(t[: c.P]), answers=need)[0] for t in T]
+        o.expected_time = float(np.mean(ts))
+
+
+def parse_latency(spec: str) -> LatencyModel:
+    """``--latency``: ``shifted-exp:SHIFT,SCALE``, ``pareto:SCALE,ALPHA``,
+    ``bimodal:BASE,FRACTION,SLOWDOWN`` or ``one-slow:BASE,SLOWDOWN`` (seconds)."""
+    from ..stragglers import Bimodal, OneSlowDevice, Pareto, ShiftedExponential
+
+    kinds = {
+        "shifted-exp": ShiftedExponential, "pareto": Pareto, "bimodal": Bimodal,
+        "one-slow": OneSlowDevice,
+    }  # fmt: skip
+    name, _, args = spec.partition(":")
+    if name not in kinds:
+        raise ValueError(f"--latency {spec!r}: use one of {', '.join(kinds)} (NAME:a,b[,c])")
+    try:
+        vals = [float(x) for x in args.split(",") if x]
+        return kinds[name](*vals)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--latency {spec!r}: {e}") from None
 
 
 def _mixed_option(
@@ -286,7 +368,8 @@ def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
     """Plain-language conclusions from the measured options."""
     eps = opts[0]
     lines = []
-    same = [o for o in opts[1:] if o.m == m and o.exact]
+    # codes that decode from the first answers (hedging waits for a re-issue: below)
+    same = [o for o in opts[1:] if o.m == m and o.exact and not o.name.startswith("hedged")]
     if same:
         lines.append(
             f"At storage 1/{m} an exact code also tolerates these stragglers "
@@ -330,6 +413,59 @@ def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
             )
         else:
             lines.append(f"No option meets error <= {tol:g} in this arithmetic.")
+    return lines + baseline_lines(opts, m, tol)
+
+
+def _why(o: Option, rival: Option) -> str:
+    """How ``o`` compares with ``rival``: work per worker, bits per load, expected time."""
+    parts = [f"work per worker {_load(o)} vs {_load(rival)}"]
+    parts.append(f"bits x load {o.bits_per_load:.0f} vs {rival.bits_per_load:.0f}")
+    if o.expected_time is not None and rival.expected_time is not None:
+        parts.append(
+            f"expected time {1e3 * o.expected_time:.0f} vs {1e3 * rival.expected_time:.0f} ms"
+        )
+    return ", ".join(parts)
+
+
+def baseline_lines(opts: list[Option], m: int, tol: float | None) -> list[str]:
+    """What users would do anyway (replication, hedging) against the codes.
+
+    Lists the baselines that meet ``tol`` (every one, without ``tol``) at a work per
+    worker no larger than 1/m, then the preferred option among all that do, ranked by
+    work per worker, then expected time (when a latency model was given), then bits;
+    and why it beat the best baseline (work, bits per load as in Wang-Jia-Jafar,
+    expected time).
+    """
+    base = [o for o in opts if o.name.startswith(("replication", "hedged"))]
+    fits = [o for o in base if o.exact and o.storage <= 1.0 / m and (tol is None or o.error <= tol)]
+    if not fits:
+        return []
+    lines = [
+        "What users do anyway, exact at work per worker <= 1/" + str(m)
+        + (f" and error <= {tol:g}" if tol is not None else "") + ": "
+        + "; ".join(f"{o.name} ({o.note})" for o in fits) + "."
+    ]  # fmt: skip
+    ok = [o for o in opts if o.error <= (math.inf if tol is None else tol) and o.exact]
+    ok = [o for o in ok if o.storage <= 1.0 / m] or ok
+
+    def key(o: Option) -> tuple:
+        t = o.expected_time if o.expected_time is not None else 0.0
+        return (o.storage, t, -o.bits)
+
+    best = min(ok, key=key)
+    rival = min(fits, key=key)
+    if best is rival:
+        lines.append(f"Preferred: {best.name}, a baseline: no code beats it here.")
+    else:
+        lines.append(f"Preferred: {best.name} over {rival.name}: {_why(best, rival)}.")
+    timed = [o for o in opts if o.expected_time is not None and o.exact]
+    if best.expected_time is None:
+        timed = []
+    faster = [o for o in timed if o.expected_time < best.expected_time]
+    faster = [o for o in faster if tol is None or o.error <= tol]
+    if faster:
+        f = min(faster, key=lambda o: o.expected_time)
+        lines.append(f"Faster at more work per worker: {f.name} ({_why(f, best)}).")
     return lines
 
 
@@ -384,6 +520,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="explain what code='auto' picks for this relative error (P, stragglers, dtype)",
     )
     p.add_argument(
+        "--latency",
+        default=None,
+        help="expected time per option under a latency model: shifted-exp:SHIFT,SCALE | "
+        "pareto:SCALE,ALPHA | bimodal:BASE,FRACTION,SLOWDOWN | one-slow:BASE,SLOWDOWN",
+    )
+    p.add_argument(
         "--usual-stragglers",
         type=int,
         default=None,
@@ -403,6 +545,11 @@ def auto_lines(P: int, stragglers: int, dtype: str, rtol: float, n: int) -> list
     return [head, *choice.explain(), f"-> {choice.code!r} (1/{choice.code.m} per worker)"]
 
 
+def _etime(o: Option) -> str:
+    t = o.expected_time
+    return "        –" if t is None else f" {1e3 * t:5.0f} ms"
+
+
 def _load(o: Option) -> str:
     return f"1/{o.m}" if o.load is None else f"{o.load:.3g}"
 
@@ -412,6 +559,9 @@ def main(args: argparse.Namespace) -> int:
     S = args.P - args.m if args.stragglers is None else args.stragglers
     try:
         opts = advise(args.m, args.P, S, args.dtype, args.n)
+        spec = getattr(args, "latency", None)
+        if spec is not None:
+            expected_times(opts, parse_latency(spec), S)
     except ValueError as e:
         raise SystemExit(f"gpucoded advise: {e}") from None
     print(
@@ -420,14 +570,16 @@ def main(args: argparse.Namespace) -> int:
     )
     hdr = (
         f"{'scheme':24s} {'load':>6s} {'workers':>7s} {'needs':>5s} {'worst err':>10s} "
-        f"{'bits':>5s} {'bits*m':>6s}  note"
+        f"{'bits':>5s} {'bits*m':>6s}" + (" E[time]" if spec is not None else "") + "  note"
     )
     print(hdr)
     print("-" * len(hdr))
     for o in opts:
         print(
             f"{o.name:24s} {_load(o):>6s} {o.workers:7d} {o.answers_needed:5d} "
-            f"{o.error:10.2e} {o.bits:5.1f} {o.bits_per_load:6.0f}  {o.note}"
+            f"{o.error:10.2e} {o.bits:5.1f} {o.bits_per_load:6.0f}"
+            + (_etime(o) if spec is not None else "")
+            + f"  {o.note}"
         )
     print()
     for line in verdict(opts, args.m, args.tol):
