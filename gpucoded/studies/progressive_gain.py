@@ -44,6 +44,7 @@ from ..codes.gamma import auto_gamma
 from ..progress import Progress
 from ..reference import exact_product
 from .beyond import subset_sample
+from .plotting import ANSWERS, error_label, plots_or_note
 from .sweep import subset_sweep, unit_gaussian_pair
 
 __all__ = [
@@ -211,6 +212,8 @@ def plot(rows: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
     fig, axes = plt.subplots(1, len(dtypes), figsize=(5.4 * len(dtypes), 4.0), squeeze=False)
@@ -229,11 +232,16 @@ def plot(rows: list[dict], path: Path) -> Path:
                 label=f"m={m}",
             )
             ax.semilogy(x, [max(r["err_gamma_r"], 1e-18) for r in sel], "--", color=col)
-        ax.set_title(f"ε-MatDot, P = 2m, worker {dt}\nsolid: γ tuned for m; dashed: for r")
-        ax.set_xlabel("answers beyond the threshold, r − m")
-        ax.set_ylabel("worst max-norm error")
+        ax.set_title(f"ε-MatDot, P = 2m workers, {dt} workers: worst case", fontsize=10)
+        ax.set_xlabel(f"extra {ANSWERS} beyond the m needed (r − m)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # answers are counted
+        ax.set_ylabel(error_label("worst-case"), fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        handles, labels = ax.get_legend_handles_labels()
+        for ls, lab in (("-", "γ tuned for m answers"), ("--", "γ tuned for the r received")):
+            handles.append(Line2D([], [], color="0.3", ls=ls))
+            labels.append(lab)
+        ax.legend(handles, labels, fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -277,8 +285,11 @@ def run(a: argparse.Namespace) -> int:
         w.writeheader()
         w.writerows(rows)
     (a.out / "progressive.md").write_text(markdown(rows) + "\n")
-    png = plot(rows, a.plot or a.out / "progressive.png")
-    print(f"{len(rows)} rows in {time.perf_counter() - t0:.1f} s -> {a.out}, {png}")
+    print(f"{len(rows)} rows in {time.perf_counter() - t0:.1f} s -> {a.out}")
+    data = [a.out / "progressive.csv", a.out / "progressive.md"]
+    make = lambda: [plot(rows, a.plot or a.out / "progressive.png")]  # noqa: E731
+    for png in plots_or_note(make, "progressive", data):
+        print(f"wrote {png}")
     return 0
 
 
