@@ -135,6 +135,22 @@ class CodedMatrix:
     executor): what a simulation of fixed answer sets over batches of a fixed data
     matrix needs (the logistic-regression study's ``CodedSGD`` takes Z's B blocks
     from it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpucoded import CodedMatrix
+    >>> rng = np.random.default_rng(1)
+    >>> M = rng.random((60, 40))
+    >>> cm = CodedMatrix(M, "chebyshev", m=4, P=8)  # M encoded once, kept by the workers
+    >>> x = np.arange(40.0)
+    >>> bool(np.allclose(cm @ x, M @ x))  # M·x: only x travels
+    True
+    >>> bool(np.allclose(np.ones(60) @ cm, np.ones(60) @ M))  # x·M
+    True
+    >>> y = cm.matmul(x, failed=[2])  # any 8 - (2m - 1) = 1 worker may fail
+    >>> bool(np.allclose(y, M @ x))
+    True
     """
 
     #: NumPy defers ``ndarray @ CodedMatrix`` to :meth:`__rmatmul__`.

@@ -1,18 +1,18 @@
 """Executors: where the worker multiplies run (see :mod:`.base` for the interface).
 
-=====================  ==========================================================
-``executor=``          executor
-=====================  ==========================================================
-None                   :class:`ThreadExecutor` for NumPy inputs,
-                       :class:`~.cuda.CudaStreamExecutor` for CuPy inputs
-``"threads"``          :class:`ThreadExecutor`
-``"serial"``           :class:`SerialExecutor` (deterministic, virtual clock)
-``"cuda"``             :class:`~.cuda.CudaStreamExecutor`
-``"dask"``             :class:`~.dask.DaskExecutor` on an embedded ``LocalCluster``
+========================  ==========================================================
+``executor=``             executor
+========================  ==========================================================
+None                      :class:`ThreadExecutor` for NumPy inputs,
+                          :class:`~.cuda.CudaStreamExecutor` for CuPy inputs
+``"threads"``             :class:`ThreadExecutor`
+``"serial"``              :class:`SerialExecutor` (deterministic, virtual clock)
+``"cuda"``                :class:`~.cuda.CudaStreamExecutor`
+``"dask"``                :class:`~.dask.DaskExecutor` on an embedded ``LocalCluster``
 a ``distributed.Client``  :class:`~.dask.DaskExecutor` on that client's cluster
-``"tcp://host:port"``  :class:`~.dask.DaskExecutor` on the scheduler at that address
-an :class:`Executor`   used as is
-=====================  ==========================================================
+``"tcp://host:port"``     :class:`~.dask.DaskExecutor` on the scheduler at that address
+an :class:`Executor`      used as is
+========================  ==========================================================
 """
 
 from __future__ import annotations
