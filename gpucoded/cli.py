@@ -43,7 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: what is wrong and where to read more."""
 
-    def error(self, message: str) -> NoReturn:  # noqa: D102 (argparse's hook)
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see: {self.prog} --help)\n")
 
 
