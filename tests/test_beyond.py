@@ -94,17 +94,13 @@ def test_cli_quick_writes_csv_and_png(tmp_path, capsys):
     assert (tmp_path / "beyond.md").read_text().startswith("| m | P | dtype |")
 
 
-def test_cli_bad_arguments_are_clear_errors(tmp_path, capsys):
-    """``python -m gpucoded.studies.beyond`` checks its options as ``gpucoded beyond``."""
+def test_cli_bad_arguments_are_clear_errors(tmp_path):
     from gpucoded.studies.beyond import main
 
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit, match="unknown scheme"):
         main(["--out", str(tmp_path), "--schemes", "nope", "--m", "2"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "argument --schemes" in err and "eps_matdot" in err
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit, match="--m"):
         main(["--out", str(tmp_path), "--m", "x-y"])
-    assert e.value.code == 2 and "argument --m: must be a range" in capsys.readouterr().err
 
 
 def test_heavy_schemes_cap_their_subsets():

@@ -656,9 +656,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gpucoded.studies.beyond`` (same options as ``gpucoded beyond``)."""
     p = argparse.ArgumentParser(prog="python -m gpucoded.studies.beyond", description=__doc__)
     add_arguments(p)
-    from .cli import tighten
-
-    tighten(p, "beyond")  # the validators of ``gpucoded beyond``
     return run(p.parse_args(argv))
 
 

@@ -299,9 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m gpucoded.studies.progressive_gain", description=__doc__
     )
     add_arguments(p)
-    from .cli import tighten
-
-    tighten(p, "progressive")  # the validators of ``gpucoded progressive``
     return run(p.parse_args(argv))
 
 
