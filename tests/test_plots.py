@@ -97,7 +97,7 @@ def test_no_jargon_and_a_scale_note_on_every_error_axis(figures, tmp_path):
         t.get_text() for fig in figures for t in fig.texts
     ]
     assert sum("answers received" in x for x in xlabels) >= 3  # fig1 (a), (c), progressive
-    progressive_legend = _legend(figures[-1].axes[0])
+    progressive_legend = [t.get_text() for t in figures[-1].legends[0].get_texts()]
     assert "γ tuned for m answers" in progressive_legend  # the line styles are explained
 
 
