@@ -146,6 +146,37 @@ def coded_matmul(
     InaccurateResultError
         ``on_inaccurate="raise"`` and the result may have fewer than two correct
         digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gpucoded
+    >>> rng = np.random.default_rng(0)
+    >>> A, B = rng.random((60, 40)), rng.random((40, 30))  # non-negative, not centred
+    >>> C = gpucoded.coded_matmul(A, B)  # exact Chebyshev code, m=2, P=4
+    >>> bool(np.allclose(C, A @ B))
+    True
+
+    Workers 0 and 3 fail; the serial executor makes the arrival order reproducible:
+
+    >>> C, info = gpucoded.coded_matmul(
+    ...     A, B, "chebyshev", m=3, P=8, failed=[0, 3], executor="serial", return_info=True
+    ... )
+    >>> info.used  # the first 2m - 1 = 5 answers
+    (1, 2, 4, 5, 6)
+    >>> bool(np.allclose(C, A @ B)), bool(info.accuracy < 1e-12)
+    (True, True)
+
+    ``code="auto"``: the lightest code whose predicted error meets ``rtol`` when 3 of
+    the 8 workers straggle:
+
+    >>> C, info = gpucoded.coded_matmul(
+    ...     A, B, "auto", P=8, stragglers=3, rtol=1e-2, executor="serial", return_info=True
+    ... )
+    >>> info.code.recovery_threshold <= 8 - 3
+    True
+    >>> bool(np.abs(C - A @ B).max() <= 1e-2 * np.abs(A @ B).max())
+    True
     """
     t_start = time.perf_counter()
     check_inner(*(_as_array(n, X) for n, X in (("A", A), ("B", B))))

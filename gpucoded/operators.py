@@ -137,6 +137,22 @@ class CodedMatrix:
     bound's :math:`\rho_M` is computed once. (Chosen workers' encoded blocks for a
     subset of M's rows or columns, as array work only, for simulations of fixed answer
     sets: :class:`gpucoded.studies.gather.EncodedRows`.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpucoded import CodedMatrix
+    >>> rng = np.random.default_rng(1)
+    >>> M = rng.random((60, 40))
+    >>> cm = CodedMatrix(M, "chebyshev", m=4, P=8)  # M encoded once, kept by the workers
+    >>> x = np.arange(40.0)
+    >>> bool(np.allclose(cm @ x, M @ x))  # M·x: only x travels
+    True
+    >>> bool(np.allclose(np.ones(60) @ cm, np.ones(60) @ M))  # x·M
+    True
+    >>> y = cm.matmul(x, failed=[2])  # any 8 - (2m - 1) = 1 worker may fail
+    >>> bool(np.allclose(y, M @ x))
+    True
     """
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

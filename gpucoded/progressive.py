@@ -85,6 +85,21 @@ def progressive_matmul(
     ------
     NotEnoughAnswersError
         When the answers run out (failures, deadline) before the threshold.
+
+    Examples
+    --------
+    ε-MatDot with m = 3 gives its first estimate from 3 of the 6 answers, then one
+    per further answer, each with its error bound:
+
+    >>> import numpy as np
+    >>> from gpucoded.progressive import progressive_matmul
+    >>> rng = np.random.default_rng(2)
+    >>> A, B = rng.random((40, 30)), rng.random((30, 20))
+    >>> steps = list(progressive_matmul(A, B, "approx_matdot", m=3, P=6, executor="serial"))
+    >>> [len(info.workers) for _, info in steps]
+    [3, 4, 5, 6]
+    >>> all(np.abs(C - A @ B).max() <= info.error_bound for C, info in steps)
+    True
     """
     A, B = check_operands(A, B, nonfinite=nonfinite)
     c = resolve_code(code, m, P, code_options, np.result_type(A.dtype, B.dtype))

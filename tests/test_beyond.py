@@ -80,7 +80,7 @@ def test_unknown_scheme_is_a_clear_error():
 
 
 def test_cli_quick_writes_csv_and_png(tmp_path, capsys):
-    """``gpucoded beyond --quick`` runs end to end (m = 2..3, 4 subsets per case) and
+    """``gpucoded beyond --quick`` runs end to end (m = 2..4, 4 subsets per case) and
     writes the CSV (one row per scheme, m, P and format), the Markdown table and the PNG."""
     from gpucoded.cli import main as cli_main
 
@@ -89,7 +89,7 @@ def test_cli_quick_writes_csv_and_png(tmp_path, capsys):
     assert "m= 2" in out and "rows in" in out  # progress lines, then the summary
     lines = (tmp_path / "beyond.csv").read_text().splitlines()
     assert lines[0].startswith("scheme,m,P,dtype")
-    assert {ln.split(",")[1] for ln in lines[1:]} == {"2", "3"}
+    assert {ln.split(",")[1] for ln in lines[1:]} == {"2", "3", "4"}
     assert (tmp_path / "beyond.png").stat().st_size > 0
     assert (tmp_path / "beyond.md").read_text().startswith("| m | P | dtype |")
 

@@ -17,25 +17,119 @@ def test_bare_command_prints_help(capsys):
     assert out.startswith("usage: gpucoded") and "demo" in out and "figure1" in out
 
 
-def test_version(capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["--version"])
-    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"gpucoded {__version__}"
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(capsys, flag):
+    assert cli.main([flag]) == 0
+    assert capsys.readouterr().out.strip() == f"gpucoded {__version__}"
 
 
-def test_missing_matplotlib_is_one_line_with_the_fix(monkeypatch, capsys, tmp_path):
-    from gpucoded.studies import figure1
-
-    def no_mpl(*a, **k):
-        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
-
-    monkeypatch.setattr(figure1, "plot", no_mpl)
-    monkeypatch.setattr(figure1, "figure1", lambda cfg, progress=False: [])
-    monkeypatch.setattr(figure1, "write_csv", lambda rows, path: None, raising=False)
-    rc = cli.main(["figure1", "--quick", "--out", str(tmp_path)])
+def test_help_command(capsys):
+    """``gpucoded help`` is the top-level help, ``help CMD`` that command's options, an
+    unknown topic one line listing the commands."""
+    assert cli.main(["help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: gpucoded") and "advise" in out and "help" in out
+    assert cli.main(["help", "advise"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: gpucoded advise") and "--stragglers" in out
+    assert cli.main(["help", "nope"]) == 2
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and "\n" not in err
-    assert "pip install 'gpucoded[plot]'" in err and "--no-plots" in err
+    assert "\n" not in err and "'nope'" in err and "figure1" in err
+
+
+#: each misuse: the argv and what the one line must name (the option, the valid range)
+MISUSES = [
+    (["advise", "--m", "4", "--P", "9", "--rtol", "-1"], ["--rtol", "> 0"]),
+    (["advise", "--m", "4", "--P", "9", "--tol", "0"], ["--tol", "> 0"]),
+    (["advise", "--m", "4", "--P", "9", "--n", "0"], ["--n", ">= 1"]),
+    (["advise", "--m", "4", "--P", "9", "--n", "2"], ["--n", ">= --m"]),
+    (["advise", "--m", "4", "--P", "9", "--stragglers", "-1"], ["--stragglers", ">= 0"]),
+    (["advise", "--m", "4", "--P", "9", "--stragglers", "6"], ["--stragglers", "[0, 5]"]),
+    (["advise", "--m", "4", "--P", "3"], ["--P", ">= --m"]),
+    (["advise", "--m", "0", "--P", "3"], ["--m", ">= 1"]),
+    (["advise", "--m", "2", "--P", "5", "--stragglers", "1", "--usual-stragglers", "2"],
+     ["--usual-stragglers", "[0, stragglers=1]"]),
+    (["advise", "--m", "x", "--P", "5"], ["--m", "integer"]),
+    (["figure1", "--m", "0", "--out", "unused"], ["--m", ">= 1"]),
+    (["figure1", "--m", "5", "--P", "4", "--out", "unused"], ["--P", ">= --m"]),
+    (["figure1", "--n", "2", "--out", "unused"], ["--n", ">= --m"]),
+    (["figure1", "--approx-gamma", "-3", "--out", "unused"], ["--approx-gamma", "> 0"]),
+    (["figure1", "--approx-gamma", "nan", "--out", "unused"], ["--approx-gamma", "finite"]),
+    (["figure1", "--dtypes", "float63", "--out", "unused"], ["--dtypes", "float64"]),
+    (["figure1", "--gammas", "0", "--out", "unused"], ["--gammas", ">= 1"]),
+    (["beyond", "--m", "1-3", "--out", "unused"], ["--m", ">= 2"]),
+    (["beyond", "--m", "4-2", "--out", "unused"], ["--m", "a <= b"]),
+    (["beyond", "--max-subsets", "0", "--out", "unused"], ["--max-subsets", ">= 1"]),
+    (["beyond", "--schemes", "nope", "--out", "unused"], ["--schemes", "eps_matdot"]),
+    (["progressive", "--m", "3,4", "--out", "unused"], ["--m", "a-b"]),
+    (["progressive", "--dtypes", "int8", "--out", "unused"], ["--dtypes", "float32"]),
+    (["logreg", "--iterations", "0", "--out", "unused"], ["--iterations", ">= 1"]),
+    (["logreg", "--modes", "best", "--out", "unused"], ["--modes", "worst"]),
+    (["demo", "--n", "0"], ["--n", ">= 1"]),
+    (["demo", "--n", "2", "--m", "4"], ["--n", ">= --m"]),
+    (["demo", "--straggler-delay", "-1"], ["--straggler-delay", ">= 0"]),
+    (["advise", "--m", "4"], ["--P", "required"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "names"), MISUSES, ids=lambda v: " ".join(v))
+def test_bad_values_are_one_line_naming_option_and_range(capsys, argv, names):
+    """Refused before any work: exit 2, one line on stderr naming the option and what
+    it accepts, no Namespace dump, nothing on stdout."""
+    assert cli.main(argv) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert err.startswith(f"gpucoded {argv[0]}: ") and "\n" not in err, err
+    assert "Namespace" not in err and cap.out == ""
+    for name in names:
+        assert name in err, (name, err)
+
+
+def test_bad_values_exit_nonzero_as_a_command():
+    """The command itself (python -m gpucoded) exits 2 with the one line."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "gpucoded", "advise", "--m", "4", "--P", "9", "--rtol", "-1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "--rtol" in r.stderr and "> 0" in r.stderr
+
+
+def _no_matplotlib(monkeypatch):
+    """Make ``import matplotlib`` fail as it does where it is not installed."""
+    import sys
+
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import -> ModuleNotFoundError
+
+
+STUDY_RUNS = [
+    (["figure1", "--quick", "--gammas", "3", "--dtypes", "float64", "--no-split"],
+     ["figure1.csv"]),
+    (["beyond", "--m", "2", "--schemes", "eps_matdot", "--dtypes", "float64",
+      "--max-subsets", "2", "--no-split"], ["beyond.csv", "beyond.md"]),
+    (["progressive", "--m", "2-2", "--dtypes", "float64", "--max-subsets", "2"],
+     ["progressive.csv", "progressive.md"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "files"), STUDY_RUNS, ids=lambda v: v[0])
+def test_without_matplotlib_data_first_then_exit_0(monkeypatch, capsys, tmp_path, argv, files):
+    """Without matplotlib a study writes its data, says where and how to get the plots
+    (pip install matplotlib / the plot extra) and exits 0; no PNG."""
+    _no_matplotlib(monkeypatch)
+    rc = cli.main([*argv, "--out", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for f in files:
+        assert (tmp_path / f).stat().st_size > 0 and str(tmp_path / f) in out
+    assert "pip install matplotlib" in out and "gpucoded[plot]" in out
+    assert not list(tmp_path.glob("*.png"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy installed")

@@ -1,20 +1,21 @@
 """Executors: where the worker multiplies run (see :mod:`.base` for the interface).
 
-=====================  ==========================================================
-``executor=``          executor
-=====================  ==========================================================
-None                   the default :class:`ThreadExecutor` for NumPy inputs, the
-                       default :class:`~.cuda.CudaStreamExecutor` of the input's
-                       device for CuPy inputs
-``"threads"``          the default :class:`ThreadExecutor`
-``"serial"``           the default :class:`SerialExecutor` (deterministic, virtual clock)
-``"cuda"``             the default :class:`~.cuda.CudaStreamExecutor` of the input's
-                       device (the current device for NumPy inputs)
-``"dask"``             :class:`~.dask.DaskExecutor` on an embedded ``LocalCluster``
+========================  ==========================================================
+``executor=``             executor
+========================  ==========================================================
+None                      the default :class:`ThreadExecutor` for NumPy inputs, the
+                          default :class:`~.cuda.CudaStreamExecutor` of the input's
+                          device for CuPy inputs
+``"threads"``             the default :class:`ThreadExecutor`
+``"serial"``              the default :class:`SerialExecutor` (deterministic, virtual
+                          clock)
+``"cuda"``                the default :class:`~.cuda.CudaStreamExecutor` of the
+                          input's device (the current device for NumPy inputs)
+``"dask"``                :class:`~.dask.DaskExecutor` on an embedded ``LocalCluster``
 a ``distributed.Client``  :class:`~.dask.DaskExecutor` on that client's cluster
-``"tcp://host:port"``  :class:`~.dask.DaskExecutor` on the scheduler at that address
-an :class:`Executor`   used as is
-=====================  ==========================================================
+``"tcp://host:port"``     :class:`~.dask.DaskExecutor` on the scheduler at that address
+an :class:`Executor`      used as is
+========================  ==========================================================
 
 Named executors are **long-lived**: :func:`get_executor` builds one per kind (and per
 device for ``"cuda"``) on first use and returns that instance afterwards (one table,

@@ -142,6 +142,19 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
     ------
     ValueError
         For m < 1, P < m or a number of stragglers that leaves fewer than m answers.
+
+    Examples
+    --------
+    Storage 1/2 per worker, 4 workers, 1 of them may straggle: 3 answers, enough for
+    the exact codes (2m − 1 = 3), which then lose no digit in float64:
+
+    >>> from gpucoded.studies.advise import advise
+    >>> options = advise(m=2, P=4, stragglers=1, n=20)
+    >>> exact = [o for o in options if o.exact and o.answers_needed <= 3]
+    >>> len(exact) > 0 and all(o.error < 1e-15 for o in exact)
+    True
+    >>> all(o.bits <= 53 for o in options)  # bits: log2(max|C| / error), capped at float64's
+    True
     """
     if dtype not in WORKER_DTYPES:
         raise ValueError(f"dtype must be one of {WORKER_DTYPES}, got {dtype!r}")

@@ -43,6 +43,7 @@ from ..codes import ApproxMatDot, ChebyshevMatDot, Code, EvaluationCode, MatDot
 from ..formats import FORMATS
 from ..progress import Progress
 from ..reference import exact_product
+from .plotting import ANSWERS, error_label, plots_or_note
 from .sweep import (
     SweepResult,
     all_subsets,
@@ -368,6 +369,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     paths = []
@@ -375,7 +377,7 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
         rs = [r for r in rows if r["dtype"] == dtype]
         m = rs[0]["m"]
         # (a)
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
         names = ("matdot", "chebyshev", "approx_matdot")
         for code, col in zip(names, ("C0", "C1", "C2"), strict=True):
             pts = sorted((r["n_succ"], r) for r in rs if r["panel"] == "a" and r["code"] == code)
@@ -385,33 +387,46 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
             g = pts[0][1]["gamma"]
             lab = {"matdot": "MatDot λ(1)", "chebyshev": "Chebyshev"}.get(code)
             lab = lab or f"ε-MatDot λ({g:g})"
-            ax.semilogy(x, [r["max_err"] for _, r in pts], "o-", color=col, label=f"{lab} worst")
+            worst = [r["max_err"] for _, r in pts]
+            ax.semilogy(x, worst, "o-", color=col, label=f"{lab}: worst case")
             mean = [r["mean_err"] for _, r in pts]
-            ax.semilogy(x, mean, "x--", color=col, alpha=0.6, label="mean")
-        ax.axvline(2 * m - 1, color="red", ls=":", label="2m−1")
-        title = f"Fig. 1(a) m={m}, P={rs[0]['P']}, {dtype}"
-        ax.set(xlabel="N_succ", ylabel="‖Ĉ−C‖_max", title=title)
+            ax.semilogy(x, mean, "x--", color=col, alpha=0.6, label=f"{lab}: mean")
+        ax.axvline(2 * m - 1, color="red", ls=":", label=f"2m−1 = {2 * m - 1}: exact codes exact")
+        title = f"Fig. 1(a) m={m}, P={rs[0]['P']} workers, {dtype} workers"
+        ax.set(xlabel=f"{ANSWERS} (of P = {rs[0]['P']})", ylabel=error_label(""))
+        ax.set_title(title + "\nworst case and mean over the answer patterns", fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1a_{dtype}.png"))
         # (b)
         rb = [r for r in rs if r["panel"] == "b"]
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        fig, ax = plt.subplots(figsize=(6.8, 4.8))
+        split = False
         for i, ns in enumerate(sorted({r["n_succ"] for r in rb})):
             pts = sorted((r["gamma"], r) for r in rb if r["n_succ"] == ns)
             g = [p for p, _ in pts]
-            ax.loglog(g, [r["max_err"] for _, r in pts], "-", color=f"C{i}", label=f"N_succ={ns}")
+            ax.loglog(
+                g, [r["max_err"] for _, r in pts], "-", color=f"C{i}",
+                label=f"{ns} {ANSWERS}: worst case",
+            )  # fmt: skip
             if any(np.isfinite(r["eps1"]) for _, r in pts):
+                split = True
                 ax.loglog(g, [max(r["eps1"], 1e-20) for _, r in pts], ":", color=f"C{i}")
                 ax.loglog(g, [r["eps2"] for _, r in pts], "-.", color=f"C{i}", alpha=0.6)
+        handles, labels = ax.get_legend_handles_labels()
+        if split:  # one legend entry per line style, in grey: the colours are the answers
+            for ls, lab in ((":", "ε₁ interpolation (its worst pattern)"),
+                            ("-.", "ε₂ rounding (its worst pattern)")):  # fmt: skip
+                handles.append(Line2D([], [], color="0.4", ls=ls))
+                labels.append(lab)
         ax.set(
-            xlabel="γ (points λ(γ) in (−1/γ, 1/γ))",
-            ylabel="worst-case ‖Ĉ−C‖_max",
-            title=f"Fig. 1(b) ε-MatDot, {dtype}  (solid ε, dotted ε₁, dash-dot ε₂)",
+            xlabel="γ (ε-MatDot points λ(γ) in (−1/γ, 1/γ))",
+            ylabel=error_label("worst-case"),
             ylim=(1e-18, None),
         )
-        ax.legend(fontsize=7)
+        ax.set_title(f"Fig. 1(b) ε-MatDot m={m}, P={rs[0]['P']}, {dtype} workers", fontsize=10)
+        ax.legend(handles, labels, fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1b_{dtype}.png"))
         # (c)
@@ -423,10 +438,11 @@ def plot(rows: list[dict], outdir: Path) -> list[Path]:
             g = gams[np.argmin(np.abs(np.log(gams / target)))]
             pts = sorted((r["n_succ"], r) for r in rb if r["gamma"] == g)
             errs = [r["max_err"] for _, r in pts]
-            ax.semilogy([p for p, _ in pts], errs, "o-", label=f"γ={g:.3g}")
-        ax.axvline(2 * m - 1, color="red", ls=":")
-        ax.set(xlabel="N_succ", ylabel="worst-case ‖Ĉ−C‖_max", title=f"Fig. 1(c) ε-MatDot, {dtype}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # N_succ counts answers
+            ax.semilogy([p for p, _ in pts], errs, "o-", label=f"γ = {g:.3g}: worst case")
+        ax.axvline(2 * m - 1, color="red", ls=":", label=f"2m−1 = {2 * m - 1}")
+        ax.set(xlabel=f"{ANSWERS} (of P = {rs[0]['P']})", ylabel=error_label("worst-case"))
+        ax.set_title(f"Fig. 1(c) ε-MatDot m={m}, P={rs[0]['P']}, {dtype} workers", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # answers are counted
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         paths.append(_save(fig, outdir / f"fig1c_{dtype}.png"))
@@ -489,19 +505,35 @@ def main(args: argparse.Namespace) -> int:
     if bad:
         raise SystemExit(f"gpucoded figure1: unknown --dtypes {bad}; choose from {WORKER_DTYPES}")
     if cfg.m < 1 or cfg.P < cfg.m or cfg.n < cfg.m:
-        raise SystemExit(f"gpucoded figure1: need 1 <= m <= P and n >= m; got {args}")
+        raise SystemExit(
+            f"gpucoded figure1: need 1 <= --m <= --P and --n >= --m; "
+            f"got --m {cfg.m}, --P {cfg.P}, --n {cfg.n}"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = figure1(cfg, progress=True)
     write_csv(rows, out / "figure1.csv")
-    paths = [] if args.no_plots else plot(rows, out)
     print(f"wrote {out / 'figure1.csv'} ({len(rows)} rows) in {time.perf_counter() - t0:.1f} s")
+    data = [out / "figure1.csv"]
+    grows: list[dict] = []
+    curves: dict = {}
     if getattr(args, "auto_gamma_check", False):
-        from .gamma_check import gamma_check, plot_gamma_check
+        from .gamma_check import gamma_check, write_gamma_check
 
         grows, curves = gamma_check()
-        paths += plot_gamma_check(grows, curves, out)
+        data.append(write_gamma_check(grows, out))
+        print(f"wrote {data[-1]}")
+
+    def make() -> list[Path]:
+        paths = plot(rows, out)
+        if grows:
+            from .gamma_check import plot_gamma_check
+
+            paths.append(plot_gamma_check(grows, curves, out))
+        return paths
+
+    paths = [] if args.no_plots else plots_or_note(make, "figure1", data)
     for p in paths:
         print(f"wrote {p}")
     return 0

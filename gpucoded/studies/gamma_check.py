@@ -22,9 +22,10 @@ from ..codes.gamma import ErrorModel, best_gamma, typical_scale
 from ..formats import unit_roundoff
 from ..points import default_gamma
 from ..reference import exact_product
+from .plotting import ANSWERS, error_label
 from .sweep import stacked_weights_many, subset_sweep, unit_gaussian_pair
 
-__all__ = ["gamma_check", "plot_gamma_check"]
+__all__ = ["gamma_check", "plot_gamma_check", "write_gamma_check"]
 
 
 def gamma_check(
@@ -77,18 +78,28 @@ def gamma_check(
     return rows, curves
 
 
-def plot_gamma_check(rows: list[dict], curves: dict, outdir: Path) -> list[Path]:
-    """``autogamma.csv`` and ``autogamma.png`` (one panel per (dtype, m))."""
+def write_gamma_check(rows: list[dict], outdir: Path) -> Path:
+    """The rows of :func:`gamma_check` as ``outdir/autogamma.csv``; returns its path."""
+    path = Path(outdir) / "autogamma.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def plot_gamma_check(rows: list[dict], curves: dict, outdir: Path) -> Path:
+    """``outdir/autogamma.png``: one panel per (worker dtype, m); returns its path.
+
+    Each panel: the measured worst case over all answer sets of m of P = m + 3 answers
+    against γ, the model's prediction, and the γ that ``gamma="auto"`` picks.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     outdir = Path(outdir)
-    with open(outdir / "autogamma.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
     ms = sorted({k[0] for k in curves})
     dts = list(dict.fromkeys(k[1] for k in curves))
     fig, axes = plt.subplots(
@@ -98,19 +109,19 @@ def plot_gamma_check(rows: list[dict], curves: dict, outdir: Path) -> list[Path]
         for j, m in enumerate(ms):
             ax = axes[i][j]
             gs, meas, pred, ga, ea = curves[(m, dt)]
-            ax.loglog(gs, meas, "-", label="measured worst case")
-            ax.loglog(gs, pred, "--", label="predicted × typical scale")
-            ax.plot([ga], [ea], "r*", ms=10, label="auto γ (measured)")
-            ax.set_title(f"m={m}, P={m + 3}, N_succ={m}, {dt}", fontsize=8)
+            ax.loglog(gs, meas, "-", label="ε-MatDot: measured worst case")
+            ax.loglog(gs, pred, "--", label="ε-MatDot: predicted worst case × typical scale")
+            ax.plot([ga], [ea], "r*", ms=10, label="γ = 'auto' (measured)")
+            ax.set_title(f"m={m}, P={m + 3}, {m} {ANSWERS}, {dt}", fontsize=8)
             ax.tick_params(labelsize=7)
             fin = np.concatenate([meas[np.isfinite(meas)], pred[np.isfinite(pred)]])
             ax.set_ylim(max(fin.min() / 10, 1e-18), min(fin.max() * 10, 1e8))
             if i == 0 and j == 0:
                 ax.legend(fontsize=6)
-    fig.supxlabel("γ")
-    fig.supylabel("‖Ĉ−C‖_max")
+    fig.supxlabel("γ (ε-MatDot points λ(γ) in (−1/γ, 1/γ))")
+    fig.supylabel(error_label("worst-case"))
     fig.tight_layout()
     path = outdir / "autogamma.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return [outdir / "autogamma.csv", path]
+    return path
