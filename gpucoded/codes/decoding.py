@@ -64,12 +64,9 @@ def _complex_spec(spec: Any) -> bool:
 
 
 def rounding_level(fmt: Format, code: Code, answers: int, inner: int) -> float:
-    r"""Typical relative rounding of one decoded answer, :math:`u_{
-m eff}`.
+    r"""Typical relative rounding of one decoded answer, :math:`u_{\mathrm{eff}}`.
 
-    :math:`u_{
-m eff}^2=u_s^2\,(n_{
-m inner}/2+n_A+n_B+|S|+c_u)+4u_f^2`, with
+    :math:`u_{\mathrm{eff}}^2=u_s^2\,(n_{\mathrm{inner}}/2+n_A+n_B+|S|+c_u)+4u_f^2`, with
     :math:`u_s` the unit roundoff of the storage (accumulation, encode and decode sums),
     :math:`u_f` that of the GEMM operands (TF32/BF16 round them) and :math:`c_u` the
     encoding coefficients' rounding in ulps: root-sum-square of independent roundings
@@ -80,7 +77,6 @@ m inner}/2+n_A+n_B+|S|+c_u)+4u_f^2`, with
     terms = inner / 2 + g.n_a + g.n_b + answers + code.coef_ulps
     val = math.sqrt(u_s**2 * terms + 4 * fmt.u**2)
     return 2 * val if code.is_complex else val
-
 
 
 @dataclass
