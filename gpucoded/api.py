@@ -44,6 +44,7 @@ def coded_matmul(
     deadline: float | None = None,
     nonfinite: str = "raise",
     verify: str | None = None,
+    check: str | None = "probes",
     return_info: bool = False,
     out: Any = None,
     on_inaccurate: str = "warn",
@@ -99,6 +100,11 @@ def coded_matmul(
         (:class:`~gpucoded.errors.CorruptionWarning`), raise
         :class:`~gpucoded.errors.CorruptAnswerError`, or exclude the corrupt worker
         and decode from the rest. ``CallInfo.error_bound`` is then the verified bound.
+    check : {"probes", None}
+        Measure the error of the returned product (:mod:`gpucoded.probes`: 8 random
+        probes :math:`\hat Cx-A(Bx)` in float64, or the exact columns when l ≤ 8)
+        and let the accuracy guard judge it by that measurement (default); ``None``:
+        no measurement, the guard uses the decode's error model.
     return_info : bool
         Also return a :class:`CallInfo` (for a stack computed as several products:
         the one with the largest estimated error).
@@ -158,7 +164,7 @@ def coded_matmul(
         answers = code_obj.auto_choice.answers  # what its prediction assumes
     call = check_call(
         code_obj, failed=failed, delays=delays, deadline=deadline, answers=answers,
-        nonfinite=nonfinite, verify=verify, on_inaccurate=on_inaccurate,
+        nonfinite=nonfinite, verify=verify, check=check, on_inaccurate=on_inaccurate,
         allow_inaccurate=allow_inaccurate, wait_for_accuracy=wait_for_accuracy,
         return_info=return_info, out=out,
     )  # fmt: skip

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import guard
+from . import guard, probes
 from .backend import array_module
 from .codes import CODES, Code, DecodeInfo, make_code
 from .errors import NotEnoughAnswersError
@@ -71,6 +71,7 @@ CALL_OPTIONS = (
     "deadline",
     "nonfinite",
     "verify",
+    "check",
     "on_inaccurate",
     "allow_inaccurate",
     "wait_for_accuracy",
@@ -132,6 +133,8 @@ class CallInfo:
     format: str = ""
     accuracy: float | None = None
     selection: str = ""
+    #: ``check="probes"``: the measured error (:class:`gpucoded.probes.Measured`)
+    measured: probes.Measured | None = None
 
     @property
     def error_bound(self) -> float | None:
@@ -156,6 +159,8 @@ class Call:
     answers: int | None = None
     nonfinite: str = "raise"
     verify: str | None = None
+    #: measure each product's error (``"probes"``, :mod:`gpucoded.probes`) or not
+    check: str | None = "probes"
     on_inaccurate: str = "warn"
     allow_inaccurate: bool = False
     wait_for_accuracy: float | None = None
@@ -230,6 +235,7 @@ def check_call(code: Code, **options: Any) -> Call:
         raise ValueError(f"nonfinite must be 'raise' or 'propagate', got {c.nonfinite!r}")
     verify_ready(c.verify, None, ())  # refuses an unknown mode
     guard.check_mode(c.on_inaccurate)
+    probes.check_mode(c.check)
     if not isinstance(c.allow_inaccurate, bool):
         raise TypeError(f"allow_inaccurate must be True or False, got {c.allow_inaccurate!r}")
     return c
@@ -499,6 +505,8 @@ class Operands:
     real: bool
     finite: bool
     dtype: Any  # of the result
+    A: Any = None  # the operands themselves, for the measured check (gpucoded.probes)
+    B: Any = None
 
 
 def select(code: Code, got: list[int], fmt: Format, call: Call, note: str) -> tuple[list, str]:
@@ -531,7 +539,7 @@ def decode(
     if call.verify is not None and ops.finite:
         xp = array_module(prods[0])
         C, dinfo, info.integrity, used = verify_decode(
-            code, xp.stack(prods), got, mode=call.verify, **kw
+            code, xp.stack(prods), got, mode=call.verify, fmt=fmt, **kw
         )
         info.erased.update({w: "corrupt answer (excluded)" for w in info.integrity.excluded})
     else:
@@ -544,17 +552,23 @@ def decode(
         C = C.astype(ops.dtype)
     info.decode_time = time.perf_counter() - t1
     info.used, info.decode, info.format = tuple(used), dinfo, fmt.name
-    info.accuracy = apply_guard(C, dinfo, code, fmt, call, ops.finite, info.integrity)
+    info.accuracy = apply_guard(
+        C, dinfo, code, fmt, call, ops.finite, info.integrity, ops=ops, info=info
+    )
     return C
 
 
 def apply_guard(
     C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool,
-    integrity: IntegrityReport | None = None,
+    integrity: IntegrityReport | None = None, *, ops: Operands | None = None,
+    info: CallInfo | None = None,
 ) -> float | None:  # fmt: skip
-    """:func:`gpucoded.guard.check_accuracy` with the scale :math:`\\max|\\hat C|`.
+    """:func:`gpucoded.guard.check_accuracy` on the measured error, or the model's.
 
-    The scale is one reduction over C (on the GPU one scalar comes back to the host).
+    With ``call.check == "probes"`` and the operands in ``ops``, the error of C is
+    measured (:func:`gpucoded.probes.measure`: a few probes, the scale from them and
+    :math:`\\max|\\hat C|`, one transfer of four numbers on the GPU) and recorded in
+    ``info.measured``; otherwise the scale is :math:`\\max|\\hat C|` (one reduction).
     With non-finite inputs (``nonfinite="propagate"``) there is nothing to guard.
     With ``verify``, a verified bound at least as large as :math:`\\max|\\hat C|`
     (:func:`gpucoded.guard.bound_exceeds_result`: the check vouches for no digit) is
@@ -563,10 +577,17 @@ def apply_guard(
     """
     if not finite:
         return None
-    scale = absmax(C)
+    measured = None
+    if call.check == "probes" and ops is not None and ops.A is not None:
+        measured = probes.measure(C, ops.A, ops.B)
+        scale = measured.result_max
+        if info is not None:
+            info.measured = measured
+    else:
+        scale = absmax(C)
     rel = guard.check_accuracy(
         dinfo, scale, code=code, fmt=fmt, on_inaccurate=call.on_inaccurate,
-        stacklevel=call.stacklevel,
+        stacklevel=call.stacklevel, measured=measured,
     )  # fmt: skip
     if integrity is not None and guard.bound_exceeds_result(integrity.error_bound, scale):
         integrity.bound_exceeds_result = True
@@ -677,6 +698,8 @@ def operands(code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = Non
         real=A.dtype.kind != "c" and B.dtype.kind != "c",
         finite=finite,
         dtype=np.result_type(A.dtype, B.dtype),
+        A=A,
+        B=B,
     )
 
 
