@@ -812,7 +812,14 @@ def progressive(
     """The pipeline with a decode (and guard) after the threshold and every later answer.
 
     Yields ``(C, DecodeInfo)``; stops at the first exact decode when ``until_exact``.
+    Never worse with an answer: a decode can ignore answers, so when the set of all
+    answers so far has a larger a-priori bound than the best set decoded before, the
+    best one is yielded again (the reported bound is non-increasing).
     """
+    import dataclasses
+
+    quiet = dataclasses.replace(call, on_inaccurate="ignore", check=None)
+    best: tuple[Any, DecodeInfo, float] | None = None
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
@@ -825,9 +832,16 @@ def progressive(
             prods.append(p)
             if not code.can_decode(got):
                 continue
-            C = decode(code, list(got), list(prods), ops, call, fmt, info)
-            yield C, info.decode
-            if until_exact and info.decode.interp_bound == 0:
+            C = decode(code, list(got), list(prods), ops, quiet, fmt, info)
+            d = info.decode
+            bound = math.inf if d.error_bound is None else d.error_bound
+            if best is not None and not bound <= best[2]:
+                C, d = best[0], best[1]  # this answer made it worse: keep the best set
+            else:
+                info.accuracy = apply_guard(C, d, code, fmt, call, ops.finite, ops=ops, info=info)
+                best = (C, d, bound)
+            yield C, d
+            if until_exact and d.interp_bound == 0:
                 return
     if not code.can_decode(got):
         err = not_enough(code, got, info, call, [])
