@@ -116,12 +116,92 @@ def false_alarms() -> None:
                 )
 
 
+#: Operand families of issue 20 (as tests/_trust.py's FAMILIES).
+FAMILIES = {
+    "gaussian": lambda rng, s: rng.standard_normal(s),
+    "uniform [0,1)": lambda rng, s: rng.random(s),
+    "pixels uint8/255": lambda rng, s: rng.integers(0, 256, size=s) / 255.0,
+    "exponential": lambda rng, s: rng.exponential(size=s),
+    "gaussian mean 5": lambda rng, s: 5.0 + rng.standard_normal(s),
+    "sparse 0/1": lambda rng, s: (rng.random(s) < 0.1).astype(float),
+    "one-hot rows": lambda rng, s: np.eye(s[1])[rng.integers(s[1], size=s[0])],
+    "student t (3)": lambda rng, s: rng.standard_t(3, size=s),
+}
+#: (code, options, exact and well conditioned): the families table's codes.
+FAMILY_CODES = [
+    ("chebyshev", {"m": 4, "P": 9}, True),
+    ("matdot", {"m": 3, "P": 7}, True),
+    ("polynomial", {"p": 2, "q": 2, "P": 6}, True),
+    ("polydot", {"p": 2, "q": 3, "P": 20}, False),
+    ("matdot", {"m": 10, "P": 20}, False),
+    ("approx_matdot", {"m": 3, "P": 5}, False),
+    ("approx_matdot", {"m": 8, "P": 10}, False),
+    ("approx_polydot", {"p": 2, "q": 2, "P": 10}, False),
+]
+
+
+def families(shape: tuple[int, int, int], seeds: int) -> None:
+    """Per data family and dtype: silent results with error > 1e-2 max|AB| and false
+    alarms (exact well-conditioned codes flagged), with check=None (the model rule of
+    the base commit) and check="probes" (the measured rule)."""
+    n, k, l = shape
+    print(f"operands {n}x{k} @ {k}x{l}, seeds 0..{seeds - 1}, failed in ([], [1]), codes:")
+    print(", ".join(f"{c} {o}" for c, o, _ in FAMILY_CODES))
+    print("| family | dtype | results | silent > 1e-2: model / measured "
+          "| false alarms: model / measured | other flags with error <= 1e-2: model / measured "
+          "| worst silent error: model / measured |")
+    print("|---|---|---|---|---|---|---|")
+    for fam, draw in FAMILIES.items():
+        for dt in ("float64", "float32"):
+            tot = 0
+            silent = {None: 0, "probes": 0}
+            alarms = {None: 0, "probes": 0}
+            worst = {None: 0.0, "probes": 0.0}
+            cautious = {None: 0, "probes": 0}
+            for seed in range(seeds):
+                rng = np.random.default_rng(seed)
+                A, B = draw(rng, (n, k)).astype(dt), draw(rng, (k, l)).astype(dt)
+                E = exact_product(A, B).astype(np.float64)
+                sc = float(np.abs(E).max()) or 1.0
+                for name, opts, well in FAMILY_CODES:
+                    for failed in ([], [1]):
+                        tot += 1
+                        for check in (None, "probes"):
+                            with warnings.catch_warnings(record=True) as caught:
+                                warnings.simplefilter("always")
+                                try:
+                                    C = gpucoded.coded_matmul(
+                                        A, B, name, failed=failed, check=check, **opts
+                                    )
+                                except ValueError:
+                                    continue
+                            flagged = any(
+                                w.category.__name__.startswith("Inaccurate") for w in caught
+                            )
+                            with np.errstate(all="ignore"):
+                                rel = float(np.abs(C - E).max()) / sc
+                            if not flagged:
+                                worst[check] = max(worst[check], rel)
+                                silent[check] += not rel <= 1e-2
+                            alarms[check] += flagged and well
+                            cautious[check] += flagged and not well and rel <= 1e-2
+            print(f"| {fam} | {dt} | {tot} | {silent[None]} / {silent['probes']} | "
+                  f"{alarms[None]} / {alarms['probes']} | "
+                  f"{cautious[None]} / {cautious['probes']} | "
+                  f"{worst[None]:.2g} / {worst['probes']:.2g} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--big", action="store_true", help="also matdot m=200, P=400")
     ap.add_argument("--false-alarms", action="store_true", help="the well-conditioned set")
+    ap.add_argument("--families", action="store_true", help="issue 20's data families")
+    ap.add_argument("--shape", type=int, nargs=3, default=(500, 784, 200), help="n k l")
+    ap.add_argument("--seeds", type=int, default=2)
     a = ap.parse_args()
-    if a.false_alarms:
+    if a.families:
+        families(tuple(a.shape), a.seeds)
+    elif a.false_alarms:
         false_alarms()
     else:
         table(CASES + (BIG if a.big else []))
