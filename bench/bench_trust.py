@@ -191,6 +191,102 @@ def families(shape: tuple[int, int, int], seeds: int) -> None:
                   f"{worst[None]:.2g} / {worst['probes']:.2g} |")
 
 
+def _median_time(f, reps: int) -> float:
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def cost(sizes: list[int], reps: int) -> None:
+    """The measured check's cost: coded_matmul (chebyshev m=2, P=3, threads) with
+    check="probes" and check=None, interleaved, median of ``reps``; and
+    probes.measure alone against the call."""
+    from gpucoded import probes
+
+    print("| n | dtype | call, check=None | call, check='probes' | measure() alone "
+          "| measure / call |")
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        for dt in ("float64", "float32"):
+            A = rng.random((n, n)).astype(dt)
+            B = rng.random((n, n)).astype(dt)
+            kw = {"m": 2, "P": 3}
+            gpucoded.coded_matmul(A, B, "chebyshev", **kw)  # warm the weights
+            t_none, t_probe = [], []
+            for _ in range(reps):
+                t_none.append(_median_time(
+                    lambda: gpucoded.coded_matmul(A, B, "chebyshev", check=None, **kw), 1))
+                t_probe.append(_median_time(
+                    lambda: gpucoded.coded_matmul(A, B, "chebyshev", **kw), 1))
+            C = gpucoded.coded_matmul(A, B, "chebyshev", check=None, **kw)
+            t_meas = _median_time(lambda: probes.measure(C, A, B), reps)
+            tn, tp = float(np.median(t_none)), float(np.median(t_probe))
+            print(f"| {n} | {dt} | {tn * 1e3:.1f} ms | {tp * 1e3:.1f} ms | "
+                  f"{t_meas * 1e3:.2f} ms | {t_meas / tn:.1%} |")
+
+
+def cost_vs_gemm(sizes: list[int], reps: int) -> None:
+    """probes.measure against one plain A @ B (where a full coded call is too slow here)."""
+    from gpucoded import probes
+
+    print("| n | dtype | A @ B (one GEMM) | measure() | measure / GEMM |\n|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        for dt in ("float64", "float32"):
+            A = rng.random((n, n)).astype(dt)
+            B = rng.random((n, n)).astype(dt)
+            t0 = time.perf_counter()
+            C = A @ B
+            tg = time.perf_counter() - t0
+            tm = _median_time(lambda: probes.measure(C, A, B), reps)
+            print(f"| {n} | {dt} | {tg * 1e3:.0f} ms | {tm * 1e3:.1f} ms | {tm / tg:.2%} |")
+
+
+def detection(n: int, trials: int) -> None:
+    """Silent corruption: one answer of matdot m=3, P=8 perturbed (one entry by e, or
+    the whole answer scaled by 1+e); detection rate and time of the measured check
+    (flagged) against verify="warn" (leave-one-out decodes, CorruptionWarning)."""
+    from gpucoded.errors import CorruptionWarning, InaccurateResultWarning
+    from gpucoded.executors import SerialExecutor
+    from gpucoded.stragglers import FaultyExecutor
+
+    rng = np.random.default_rng(3)
+    A, B = rng.random((n, n)), rng.random((n, n))
+    E = A @ B
+    sc = float(np.abs(E).max())
+    print("| fault | size (x max|AB|) | probes: detected | verify: detected "
+          "| error > 1e-2 silent: probes / verify | time: probes / verify |")
+    print("|---|---|---|---|---|---|")
+    for kind in ("perturb", "scale"):
+        for e in (1e-4, 1e-2, 1.0):
+            det = {"probes": 0, "verify": 0}
+            bad = {"probes": 0, "verify": 0}
+            tim = {"probes": 0.0, "verify": 0.0}
+            for t in range(trials):
+                w = int(rng.integers(4))
+                size = e * sc if kind == "perturb" else e
+                fault = (kind, size) if kind == "perturb" else (kind, 1.0 + e)
+                for mode in ("probes", "verify"):
+                    ex = FaultyExecutor(SerialExecutor(), {w: fault})
+                    kw = {"verify": "warn", "check": None} if mode == "verify" else {}
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        t0 = time.perf_counter()
+                        C = gpucoded.coded_matmul(A, B, "matdot", m=3, P=8, executor=ex, **kw)
+                        tim[mode] += time.perf_counter() - t0
+                    cat = CorruptionWarning if mode == "verify" else InaccurateResultWarning
+                    hit = any(issubclass(x.category, cat) for x in caught)
+                    det[mode] += hit
+                    bad[mode] += (not hit) and float(np.abs(C - E).max()) > 1e-2 * sc
+            print(f"| {kind} | {e:g} | {det['probes']}/{trials} | {det['verify']}/{trials} | "
+                  f"{bad['probes']} / {bad['verify']} | "
+                  f"{tim['probes'] / trials * 1e3:.1f} / {tim['verify'] / trials * 1e3:.1f} ms |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--big", action="store_true", help="also matdot m=200, P=400")
@@ -198,8 +294,18 @@ def main() -> None:
     ap.add_argument("--families", action="store_true", help="issue 20's data families")
     ap.add_argument("--shape", type=int, nargs=3, default=(500, 784, 200), help="n k l")
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--cost", type=int, nargs="*", help="probe cost at these n")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--vs-gemm", type=int, nargs="*", help="measure() vs one A @ B at these n")
+    ap.add_argument("--detection", type=int, default=0, help="n of the corruption table")
     a = ap.parse_args()
-    if a.families:
+    if a.cost:
+        cost(a.cost, a.reps)
+    elif a.vs_gemm:
+        cost_vs_gemm(a.vs_gemm, a.reps)
+    elif a.detection:
+        detection(a.detection, 20)
+    elif a.families:
         families(tuple(a.shape), a.seeds)
     elif a.false_alarms:
         false_alarms()

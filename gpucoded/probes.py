@@ -88,7 +88,7 @@ KAPPA = 2.5
 #: Values of the call option ``check=``.
 CHECKS = ("probes", None)
 #: Rows of float32 operands widened to float64 at a time (bounded temporaries).
-_CHUNK = 1024
+_CHUNK = 256
 
 
 def chi2_cdf(x: float, dof: int) -> float:
@@ -168,6 +168,15 @@ def _wide(M: Any, xp: Any) -> Any:
     return M if M.dtype == dt else M.astype(dt)
 
 
+def _times(M: Any, X: Any, xp: Any) -> Any:
+    """M @ X in float64, widening M a block of rows at a time on the host."""
+    if xp is not np or M.dtype in (np.float64, np.complex128) or M.shape[0] <= _CHUNK:
+        return _wide(M, xp) @ X
+    return xp.concatenate(
+        [_wide(M[i : i + _CHUNK], xp) @ X for i in range(0, M.shape[0], _CHUNK)]
+    )
+
+
 def measure(
     C: Any,
     A: Any,
@@ -209,7 +218,7 @@ def measure(
         X = xp.asarray(Xh)
         s = probes
         l1 = np.abs(Xh).sum(axis=0)
-    V = _wide(B, xp) @ X  # (k, s)
+    V = _times(B, X, xp)  # (k, s)
     chunk = n if xp is not np else _CHUNK
     stats = []
     for i in range(0, n, chunk):
