@@ -218,12 +218,12 @@ def cost(sizes: list[int], reps: int) -> None:
             gpucoded.coded_matmul(A, B, "chebyshev", **kw)  # warm the weights
             t_none, t_probe = [], []
             for _ in range(reps):
-                t_none.append(_median_time(
-                    lambda: gpucoded.coded_matmul(A, B, "chebyshev", check=None, **kw), 1))
-                t_probe.append(_median_time(
-                    lambda: gpucoded.coded_matmul(A, B, "chebyshev", **kw), 1))
+                for check, acc in ((None, t_none), ("probes", t_probe)):
+                    t0 = time.perf_counter()
+                    gpucoded.coded_matmul(A, B, "chebyshev", check=check, **kw)
+                    acc.append(time.perf_counter() - t0)
             C = gpucoded.coded_matmul(A, B, "chebyshev", check=None, **kw)
-            t_meas = _median_time(lambda: probes.measure(C, A, B), reps)
+            t_meas = _median_time(lambda C=C, A=A, B=B: probes.measure(C, A, B), reps)
             tn, tp = float(np.median(t_none)), float(np.median(t_probe))
             print(f"| {n} | {dt} | {tn * 1e3:.1f} ms | {tp * 1e3:.1f} ms | "
                   f"{t_meas * 1e3:.2f} ms | {t_meas / tn:.1%} |")
@@ -242,7 +242,7 @@ def cost_vs_gemm(sizes: list[int], reps: int) -> None:
             t0 = time.perf_counter()
             C = A @ B
             tg = time.perf_counter() - t0
-            tm = _median_time(lambda: probes.measure(C, A, B), reps)
+            tm = _median_time(lambda C=C, A=A, B=B: probes.measure(C, A, B), reps)
             print(f"| {n} | {dt} | {tg * 1e3:.0f} ms | {tm * 1e3:.1f} ms | {tm / tg:.2%} |")
 
 
@@ -266,7 +266,7 @@ def detection(n: int, trials: int) -> None:
             det = {"probes": 0, "verify": 0}
             bad = {"probes": 0, "verify": 0}
             tim = {"probes": 0.0, "verify": 0.0}
-            for t in range(trials):
+            for _ in range(trials):
                 w = int(rng.integers(4))
                 size = e * sc if kind == "perturb" else e
                 fault = (kind, size) if kind == "perturb" else (kind, 1.0 + e)
