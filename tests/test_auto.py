@@ -122,3 +122,27 @@ def test_large_p_is_refused_not_exhausting_memory():
         choose_code(MAX_P + 1, 1, "float64", rtol=1e-2)
     with pytest.raises(ValueError, match="at most P="):
         ErrorModel("matdot", 1, 3, MAX_P + 1)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-4), ("float32", 1e-3)])
+def test_auto_meets_rtol_on_every_data_family(dtype, rtol):
+    """Issue 20 item 2: code="auto" meets its rtol on non-negative and non-centred data
+    too (its prediction is a worst case over inputs, relative to ρ_Aρ_B, which the mean
+    part of such data only makes smaller relative to max|AB|), without a warning."""
+    import warnings
+
+    from _trust import FAMILIES, family_operands
+
+    from gpucoded.errors import InaccurateResultWarning
+
+    for i, fam in enumerate(sorted(FAMILIES)):
+        A, B = family_operands(fam, 120, 300, 60, dtype, i)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            C, info = gpucoded.coded_matmul(
+                A, B, "auto", P=8, stragglers=1, rtol=rtol, return_info=True
+            )
+        E = exact_product(A, B).astype(np.float64)
+        rel = float(np.abs(C - E).max() / np.abs(E).max())
+        warned = any(issubclass(w.category, InaccurateResultWarning) for w in caught)
+        assert rel <= rtol and not warned, (fam, info.code, rel, rtol, warned)
