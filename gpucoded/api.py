@@ -112,8 +112,9 @@ def coded_matmul(
         Filled in place with the result and returned; must have the result's shape
         and dtype and live with the operands (host or the same GPU).
     on_inaccurate : {"warn", "raise", "ignore"}
-        What the accuracy guard (:mod:`gpucoded.guard`) does when the decode's error
-        estimate exceeds 1e-2·max|C|: warn
+        What the accuracy guard (:mod:`gpucoded.guard`) does when the measured error
+        (``check``) exceeds 1e-2·max|AB| (with ``check=None``: the decode's error
+        estimate exceeds 1e-2·max|C|): warn
         (:class:`~gpucoded.errors.InaccurateResultWarning`), raise
         :class:`~gpucoded.errors.InaccurateResultError`, or only report it
         (``CallInfo.accuracy``).

@@ -18,8 +18,10 @@ Every coded product of the library runs through this module:
    a-priori bound in the worker format (the executor's
    :meth:`~gpucoded.executors.base.Executor.compute_format`) and the tight
    :math:`\rho_A=\sqrt p\max_v\|A_{v,:}\|_2`, :math:`\rho_B=\sqrt t\max_w\|B_{:,w}\|_2`;
-5. **guard** (:func:`gpucoded.guard.check_accuracy`): the decode's error estimate
-   against :math:`\max|\hat C|` (one reduction), warn / raise / ignore;
+5. **guard** (:func:`gpucoded.guard.check_accuracy`): the product's measured error
+   (``check="probes"``, :mod:`gpucoded.probes`) against a lower bound on
+   :math:`\max|AB|`, or the decode's model estimate against :math:`\max|\hat C|`
+   (``check=None``), warn / raise / ignore;
 6. **report**: a :class:`CallInfo`.
 """
 
