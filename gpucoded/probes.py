@@ -232,7 +232,9 @@ def measure(
             rmax = R2.sum(axis=1).max()
         ymax = xp.abs(Y).max(axis=0)  # (s,)
         cmax = xp.abs(Ci).max() if Ci.dtype.kind == "c" else xp.maximum(Ci.max(), -Ci.min())
-        stats.append(xp.concatenate([xp.stack([rmax, cmax.astype(xp.float64)]), ymax]))
+        row = xp.empty(2 + s, dtype=xp.float64)
+        row[0], row[1], row[2:] = rmax, cmax, ymax
+        stats.append(row)
     allst = to_numpy(xp.stack(stats) if len(stats) > 1 else stats[0][None, :])  # one transfer
     with np.errstate(invalid="ignore"):
         rmax = float(np.max(allst[:, 0]))
