@@ -222,6 +222,8 @@ class ErrorModel:
             for d in np.unique(self.d[self.d >= n]):
                 self.Y[int(d)] = np.einsum("njk,nk->nj", self.Vinv, c ** int(d))  # (N, n)
         self.c = c
+        self._ca2 = (c[..., None] ** code.a_index * code.a_scale) ** 2  # (N, r, n_a)
+        self._cb2 = (c[..., None] ** code.b_index * code.b_scale) ** 2  # (N, r, n_b)
 
     def factors(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(I, F): interpolation and rounding factors, arrays (N subsets, G).
@@ -263,11 +265,9 @@ class ErrorModel:
                     I = I.max(axis=-1)
             gp = g[:, None] ** np.arange(n)[None, :]  # (G, n)
             W = np.einsum("cj,gj,njk->ngck", self.T, gp, self.Vinv)  # (N, G, n_c, r)
-            x = self.c[:, None, :] / g[None, :, None]  # (N, G, r)
-            ga = np.sqrt(
-                ((x[..., None] ** code.a_index) ** 2 * code.a_scale**2).sum(axis=-1)
-            )  # (N, G, r)
-            gb = np.sqrt(((x[..., None] ** code.b_index) ** 2 * code.b_scale**2).sum(axis=-1))
+            # ‖G_A[s]‖² = Σ_a (c_s^α_a s_a)² γ^(−2α_a): one product with the γ-free part
+            ga = np.sqrt(np.einsum("nra,ga->ngr", self._ca2, g[:, None] ** (-2.0 * code.a_index)))
+            gb = np.sqrt(np.einsum("nrb,gb->ngr", self._cb2, g[:, None] ** (-2.0 * code.b_index)))
             F = (np.abs(W) * (ga * gb)[:, :, None, :]).sum(axis=-1).max(axis=-1)
         F = np.where(np.isfinite(F), F, np.inf)
         I = np.where(np.isfinite(I), I, np.inf)
