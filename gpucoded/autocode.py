@@ -108,8 +108,8 @@ def chebyshev_error(m: int, P: int, r: int, u: float) -> float:
     (:func:`~gpucoded.codes.gamma.answer_sets`, at most :data:`AUTO_SUBSETS`).
 
     :math:`F_S=\max_c\sum_k|W_{ck}|\,\|G_A[s_k]\|_2\|G_B[s_k]\|_2` with the
-    minimum-norm interpolation weights :math:`W=T\,V_S^{+}` of the Chebyshev basis
-    matrix :math:`V_S` (float64 pseudo-inverse: a model, agreeing with
+    minimum-norm interpolation weights :math:`W=T\,V_S^{+}=T R^{-1}Q^\top` of the
+    Chebyshev basis matrix :math:`V_S=QR` (float64 QR: a model, agreeing with
     ``DecodeWeights.fp_factor`` to about cond·u relative, without its mpmath solves).
     """
     code = ChebyshevMatDot(m, P)
@@ -119,7 +119,10 @@ def chebyshev_error(m: int, P: int, r: int, u: float) -> float:
     T = np.asarray(code.targets, dtype=float)[:, :K]
     ga, gb = np.linalg.norm(code.GA, axis=1), np.linalg.norm(code.GB, axis=1)
     V = np.cos(np.arange(K)[None, None, :] * np.arccos(np.clip(x[subs], -1, 1))[:, :, None])
-    W = np.einsum("cj,njk->nck", T, np.linalg.pinv(V))  # (N, n_c, r)
+    # minimum-norm weights W = T V⁺ = T R⁻¹ Qᵀ (V = QR, full column rank: r ≥ K)
+    Q, R = np.linalg.qr(V)
+    Z = np.linalg.solve(np.swapaxes(R, -1, -2), np.broadcast_to(T.T, (len(subs), *T.T.shape)))
+    W = np.einsum("njc,nkj->nck", Z, Q)  # (N, n_c, r)
     F = (np.abs(W) * (ga[subs] * gb[subs])[:, None, :]).sum(axis=-1).max()
     return u * float(F)
 
