@@ -94,11 +94,12 @@ def table(cases) -> None:
         print(f"| {name} | {out[0]} | {out[1]:.3g} | {dt_s:.2f} s | {out[2][:70]}… |")
 
 
-def false_alarms() -> None:
+def false_alarms(small: bool = False) -> None:
     rng = np.random.default_rng(1)
-    print("| shape | code | cond | estimate/max|C| | error/max|AB| | warned |")
-    print("|---|---|---|---|---|---|")
-    for n, k, l in [(64, 16384, 64), (512, 512, 512), (1500, 1500, 1500)]:
+    print("| shape | code | cond | estimate/max|C| | measured/scale | error/max|AB| | warned |")
+    print("|---|---|---|---|---|---|---|")
+    shapes = [(64, 16384, 64), (512, 512, 512), (1500, 1500, 1500)]
+    for n, k, l in shapes[:2] if small else shapes:
         A, B = rng.standard_normal((n, k)), rng.standard_normal((k, l))
         E = A @ B
         for name, kw in WELL:
@@ -111,18 +112,206 @@ def false_alarms() -> None:
                 s = np.abs(C).max()
                 print(
                     f"| {n}×{k}×{l} | {name} {kw} failed={failed} | {info.cond:.2g} | "
-                    f"{info.decode.estimate / s:.2g} | {np.abs(C - E).max() / np.abs(E).max():.2g}"
+                    f"{info.decode.estimate / s:.2g} | {info.accuracy:.2g} | "
+                    f"{np.abs(C - E).max() / np.abs(E).max():.2g}"
                     f" | {len(caught) > 0} |"
                 )
+
+
+#: Operand families of issue 20 (as tests/_trust.py's FAMILIES).
+FAMILIES = {
+    "gaussian": lambda rng, s: rng.standard_normal(s),
+    "uniform [0,1)": lambda rng, s: rng.random(s),
+    "pixels uint8/255": lambda rng, s: rng.integers(0, 256, size=s) / 255.0,
+    "exponential": lambda rng, s: rng.exponential(size=s),
+    "gaussian mean 5": lambda rng, s: 5.0 + rng.standard_normal(s),
+    "sparse 0/1": lambda rng, s: (rng.random(s) < 0.1).astype(float),
+    "one-hot rows": lambda rng, s: np.eye(s[1])[rng.integers(s[1], size=s[0])],
+    "student t (3)": lambda rng, s: rng.standard_t(3, size=s),
+}
+#: (code, options, exact and well conditioned): the families table's codes.
+FAMILY_CODES = [
+    ("chebyshev", {"m": 4, "P": 9}, True),
+    ("matdot", {"m": 3, "P": 7}, True),
+    ("polynomial", {"p": 2, "q": 2, "P": 6}, True),
+    ("polydot", {"p": 2, "q": 3, "P": 20}, False),
+    ("matdot", {"m": 10, "P": 20}, False),
+    ("approx_matdot", {"m": 3, "P": 5}, False),
+    ("approx_matdot", {"m": 8, "P": 10}, False),
+    ("approx_polydot", {"p": 2, "q": 2, "P": 10}, False),
+]
+
+
+def families(shape: tuple[int, int, int], seeds: int) -> None:
+    """Per data family and dtype: silent results with error > 1e-2 max|AB| and false
+    alarms (exact well-conditioned codes flagged), with check=None (the model rule of
+    the base commit) and check="probes" (the measured rule)."""
+    n, k, l = shape
+    print(f"operands {n}x{k} @ {k}x{l}, seeds 0..{seeds - 1}, failed in ([], [1]), codes:")
+    print(", ".join(f"{c} {o}" for c, o, _ in FAMILY_CODES))
+    print("| family | dtype | results | silent > 1e-2: model / measured "
+          "| false alarms: model / measured | other flags with error <= 1e-2: model / measured "
+          "| worst silent error: model / measured |")
+    print("|---|---|---|---|---|---|---|")
+    for fam, draw in FAMILIES.items():
+        for dt in ("float64", "float32"):
+            tot = 0
+            silent = {None: 0, "probes": 0}
+            alarms = {None: 0, "probes": 0}
+            worst = {None: 0.0, "probes": 0.0}
+            cautious = {None: 0, "probes": 0}
+            for seed in range(seeds):
+                rng = np.random.default_rng(seed)
+                A, B = draw(rng, (n, k)).astype(dt), draw(rng, (k, l)).astype(dt)
+                E = exact_product(A, B).astype(np.float64)
+                sc = float(np.abs(E).max()) or 1.0
+                for name, opts, well in FAMILY_CODES:
+                    for failed in ([], [1]):
+                        tot += 1
+                        for check in (None, "probes"):
+                            with warnings.catch_warnings(record=True) as caught:
+                                warnings.simplefilter("always")
+                                try:
+                                    C = gpucoded.coded_matmul(
+                                        A, B, name, failed=failed, check=check, **opts
+                                    )
+                                except ValueError:
+                                    continue
+                            flagged = any(
+                                w.category.__name__.startswith("Inaccurate") for w in caught
+                            )
+                            with np.errstate(all="ignore"):
+                                rel = float(np.abs(C - E).max()) / sc
+                            if not flagged:
+                                worst[check] = max(worst[check], rel)
+                                silent[check] += not rel <= 1e-2
+                            alarms[check] += flagged and well
+                            cautious[check] += flagged and not well and rel <= 1e-2
+            print(f"| {fam} | {dt} | {tot} | {silent[None]} / {silent['probes']} | "
+                  f"{alarms[None]} / {alarms['probes']} | "
+                  f"{cautious[None]} / {cautious['probes']} | "
+                  f"{worst[None]:.2g} / {worst['probes']:.2g} |")
+
+
+def _median_time(f, reps: int) -> float:
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def cost(sizes: list[int], reps: int) -> None:
+    """The measured check's cost: coded_matmul (chebyshev m=2, P=3, threads) with
+    check="probes" and check=None, interleaved, median of ``reps``; and
+    probes.measure alone against the call."""
+    from gpucoded import probes
+
+    print("| n | dtype | call, check=None | call, check='probes' | measure() alone "
+          "| measure / call |")
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        for dt in ("float64", "float32"):
+            A = rng.random((n, n)).astype(dt)
+            B = rng.random((n, n)).astype(dt)
+            kw = {"m": 2, "P": 3}
+            gpucoded.coded_matmul(A, B, "chebyshev", **kw)  # warm the weights
+            t_none, t_probe = [], []
+            for _ in range(reps):
+                for check, acc in ((None, t_none), ("probes", t_probe)):
+                    t0 = time.perf_counter()
+                    gpucoded.coded_matmul(A, B, "chebyshev", check=check, **kw)
+                    acc.append(time.perf_counter() - t0)
+            C = gpucoded.coded_matmul(A, B, "chebyshev", check=None, **kw)
+            t_meas = _median_time(lambda C=C, A=A, B=B: probes.measure(C, A, B), reps)
+            tn, tp = float(np.median(t_none)), float(np.median(t_probe))
+            print(f"| {n} | {dt} | {tn * 1e3:.1f} ms | {tp * 1e3:.1f} ms | "
+                  f"{t_meas * 1e3:.2f} ms | {t_meas / tn:.1%} |")
+
+
+def cost_vs_gemm(sizes: list[int], reps: int) -> None:
+    """probes.measure against one plain A @ B (where a full coded call is too slow here)."""
+    from gpucoded import probes
+
+    print("| n | dtype | A @ B (one GEMM) | measure() | measure / GEMM |\n|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        for dt in ("float64", "float32"):
+            A = rng.random((n, n)).astype(dt)
+            B = rng.random((n, n)).astype(dt)
+            t0 = time.perf_counter()
+            C = A @ B
+            tg = time.perf_counter() - t0
+            tm = _median_time(lambda C=C, A=A, B=B: probes.measure(C, A, B), reps)
+            print(f"| {n} | {dt} | {tg * 1e3:.0f} ms | {tm * 1e3:.1f} ms | {tm / tg:.2%} |")
+
+
+def detection(n: int, trials: int) -> None:
+    """Silent corruption: one answer of matdot m=3, P=8 perturbed (one entry by e, or
+    the whole answer scaled by 1+e); detection rate and time of the measured check
+    (flagged) against verify="warn" (leave-one-out decodes, CorruptionWarning)."""
+    from gpucoded.errors import CorruptionWarning, InaccurateResultWarning
+    from gpucoded.executors import SerialExecutor
+    from gpucoded.stragglers import FaultyExecutor
+
+    rng = np.random.default_rng(3)
+    A, B = rng.random((n, n)), rng.random((n, n))
+    E = A @ B
+    sc = float(np.abs(E).max())
+    print("| fault | size (x max|AB|) | probes: detected | verify: detected "
+          "| error > 1e-2 silent: probes / verify | time: probes / verify |")
+    print("|---|---|---|---|---|---|")
+    for kind in ("perturb", "scale"):
+        for e in (1e-4, 1e-2, 1.0):
+            det = {"probes": 0, "verify": 0}
+            bad = {"probes": 0, "verify": 0}
+            tim = {"probes": 0.0, "verify": 0.0}
+            for _ in range(trials):
+                w = int(rng.integers(4))
+                size = e * sc if kind == "perturb" else e
+                fault = (kind, size) if kind == "perturb" else (kind, 1.0 + e)
+                for mode in ("probes", "verify"):
+                    ex = FaultyExecutor(SerialExecutor(), {w: fault})
+                    kw = {"verify": "warn", "check": None} if mode == "verify" else {}
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        t0 = time.perf_counter()
+                        C = gpucoded.coded_matmul(A, B, "matdot", m=3, P=8, executor=ex, **kw)
+                        tim[mode] += time.perf_counter() - t0
+                    cat = CorruptionWarning if mode == "verify" else InaccurateResultWarning
+                    hit = any(issubclass(x.category, cat) for x in caught)
+                    det[mode] += hit
+                    bad[mode] += (not hit) and float(np.abs(C - E).max()) > 1e-2 * sc
+            print(f"| {kind} | {e:g} | {det['probes']}/{trials} | {det['verify']}/{trials} | "
+                  f"{bad['probes']} / {bad['verify']} | "
+                  f"{tim['probes'] / trials * 1e3:.1f} / {tim['verify'] / trials * 1e3:.1f} ms |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--big", action="store_true", help="also matdot m=200, P=400")
     ap.add_argument("--false-alarms", action="store_true", help="the well-conditioned set")
+    ap.add_argument("--families", action="store_true", help="issue 20's data families")
+    ap.add_argument("--small", action="store_true", help="--false-alarms without 1500^3")
+    ap.add_argument("--shape", type=int, nargs=3, default=(500, 784, 200), help="n k l")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--cost", type=int, nargs="*", help="probe cost at these n")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--vs-gemm", type=int, nargs="*", help="measure() vs one A @ B at these n")
+    ap.add_argument("--detection", type=int, default=0, help="n of the corruption table")
     a = ap.parse_args()
-    if a.false_alarms:
-        false_alarms()
+    if a.cost:
+        cost(a.cost, a.reps)
+    elif a.vs_gemm:
+        cost_vs_gemm(a.vs_gemm, a.reps)
+    elif a.detection:
+        detection(a.detection, 20)
+    elif a.families:
+        families(tuple(a.shape), a.seeds)
+    elif a.false_alarms:
+        false_alarms(a.small)
     else:
         table(CASES + (BIG if a.big else []))
 

@@ -44,6 +44,7 @@ def coded_matmul(
     deadline: float | None = None,
     nonfinite: str = "raise",
     verify: str | None = None,
+    check: str | None = "probes",
     return_info: bool = False,
     out: Any = None,
     on_inaccurate: str = "warn",
@@ -101,6 +102,11 @@ def coded_matmul(
         (:class:`~gpucoded.errors.CorruptionWarning`), raise
         :class:`~gpucoded.errors.CorruptAnswerError`, or exclude the corrupt worker
         and decode from the rest. ``CallInfo.error_bound`` is then the verified bound.
+    check : {"probes", None}
+        Measure the error of the returned product (:mod:`gpucoded.probes`: 8 random
+        probes :math:`\hat Cx-A(Bx)` in float64, or the exact columns when l ≤ 8)
+        and let the accuracy guard judge it by that measurement (default); ``None``:
+        no measurement, the guard uses the decode's error model.
     return_info : bool
         Also return a :class:`CallInfo` (for a stack computed as several products:
         the one with the largest estimated error).
@@ -108,8 +114,9 @@ def coded_matmul(
         Filled in place with the result and returned; must have the result's shape
         and dtype and live with the operands (host or the same GPU).
     on_inaccurate : {"warn", "raise", "ignore"}
-        What the accuracy guard (:mod:`gpucoded.guard`) does when the decode's error
-        estimate exceeds 1e-2·max|C|: warn
+        What the accuracy guard (:mod:`gpucoded.guard`) does when the measured error
+        (``check``) exceeds 1e-2·max|AB| (with ``check=None``: the decode's error
+        estimate exceeds 1e-2·max|C|): warn
         (:class:`~gpucoded.errors.InaccurateResultWarning`), raise
         :class:`~gpucoded.errors.InaccurateResultError`, or only report it
         (``CallInfo.accuracy``).
@@ -197,7 +204,7 @@ def coded_matmul(
         answers = code_obj.auto_choice.answers  # what its prediction assumes
     call = check_call(
         code_obj, failed=failed, delays=delays, deadline=deadline, answers=answers,
-        nonfinite=nonfinite, verify=verify, on_inaccurate=on_inaccurate,
+        nonfinite=nonfinite, verify=verify, check=check, on_inaccurate=on_inaccurate,
         allow_inaccurate=allow_inaccurate, wait_for_accuracy=wait_for_accuracy,
         return_info=return_info, out=out,
     )  # fmt: skip

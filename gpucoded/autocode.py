@@ -8,8 +8,11 @@ decoded), the candidates are, for every storage fraction 1/m:
 * ε-MatDot at the automatic γ for r answers (threshold m ≤ r): the auto-γ error
   model :math:`\max_S[I_S+u\,F_S]` (:func:`gpucoded.codes.gamma.best_gamma`).
 
-Both predictions are worst cases over the answer sets S (all of them, or a
-deterministic sample of 400) *relative to* :math:`\rho_A\rho_B` (the ρ norms of
+Both predictions are worst cases over the answer sets S
+(:func:`gpucoded.codes.gamma.answer_sets`: all of them when there are at most
+:data:`AUTO_SUBSETS`, else that many searched — every contiguous gap, the end splits
+and a seeded sample — a lower estimate of the worst case; ``AutoChoice.exact`` says
+which) *relative to* :math:`\rho_A\rho_B` (the ρ norms of
 :func:`gpucoded.pipeline.operand_norms`), in the unit roundoff u of the worker
 format. ``rtol`` is relative to the result's scale, :math:`\max|\hat C-AB|\le
 \mathrm{rtol}\cdot\max|AB|` — the scale the accuracy guard uses — and the product
@@ -28,22 +31,30 @@ and the accuracy guard (:mod:`gpucoded.guard`) flags it. The chosen code is the 
 with the largest m (smallest load per worker) that meets ``rtol``; between codes of
 equal m the exact one. ``rtol=None`` asks for working precision,
 :math:`10^3u` (float64: 1.1e-13, float32: 6e-5).
+
+**Bounded cost.** The predicted error of each family grows with m, so the largest m
+meeting ``rtol`` is found by galloping and bisection (about :math:`2\log_2 m`
+predictions, none at more than twice the chosen m; not one per m),
+each over at most :data:`AUTO_SUBSETS` answer sets; P above
+:data:`gpucoded.codes.gamma.MAX_P` is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .codes import ApproxMatDot, ChebyshevMatDot, Code
-from .codes.gamma import MAX_SUBSETS, best_gamma
+from .codes.gamma import MAX_P, answer_sets, best_gamma
 from .formats import FormatSpec, get_format
 
 __all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
 
+#: Answer sets per prediction of ``code="auto"`` (all of them up to this many).
+AUTO_SUBSETS = 64
 #: Working precision of ``rtol=None``, in unit roundoffs.
 WORKING_PRECISION_ULPS = 1e3
 
@@ -79,6 +90,8 @@ class AutoChoice:
     rtol: float
     candidates: list[tuple[str, int, float]]
     answers: int = 0
+    #: whether the worst cases were over every answer set (else a bounded search)
+    exact: bool = True
 
     def explain(self) -> list[str]:
         """Plain-language lines: the candidates and the choice."""
@@ -90,20 +103,55 @@ class AutoChoice:
         return lines
 
 
-def _subsets(P: int, r: int) -> list[tuple[int, ...]]:
-    subs = list(itertools.combinations(range(P), r))
-    if len(subs) > MAX_SUBSETS:
-        idx = np.random.default_rng(0).choice(len(subs), MAX_SUBSETS, replace=False)
-        subs = [subs[i] for i in sorted(idx)]
-    return subs
-
-
 def chebyshev_error(m: int, P: int, r: int, u: float) -> float:
-    r"""Worst :math:`u\,F_S` of the exact Chebyshev code over the sets of r answers."""
+    r"""Worst :math:`u\,F_S` of the exact Chebyshev code over the sets of r answers
+    (:func:`~gpucoded.codes.gamma.answer_sets`, at most :data:`AUTO_SUBSETS`).
+
+    :math:`F_S=\max_c\sum_k|W_{ck}|\,\|G_A[s_k]\|_2\|G_B[s_k]\|_2` with the
+    minimum-norm interpolation weights :math:`W=T\,V_S^{+}=T R^{-1}Q^\top` of the
+    Chebyshev basis matrix :math:`V_S=QR` (float64 QR: a model, agreeing with
+    ``DecodeWeights.fp_factor`` to about cond·u relative, without its mpmath solves).
+    """
     code = ChebyshevMatDot(m, P)
-    subs = _subsets(P, r)
-    subs = [subs[i] for i in np.linspace(0, len(subs) - 1, min(len(subs), 64)).astype(int)]
-    return u * max(float(code.decode_weights(S).fp_factor) for S in subs)
+    subs, _ = answer_sets(P, r, AUTO_SUBSETS)
+    x = np.asarray(code.points).real
+    K = int(code.K)
+    T = np.asarray(code.targets, dtype=float)[:, :K]
+    ga, gb = np.linalg.norm(code.GA, axis=1), np.linalg.norm(code.GB, axis=1)
+    V = np.cos(np.arange(K)[None, None, :] * np.arccos(np.clip(x[subs], -1, 1))[:, :, None])
+    # minimum-norm weights W = T V⁺ = T R⁻¹ Qᵀ (V = QR, full column rank: r ≥ K)
+    Q, R = np.linalg.qr(V)
+    Z = np.linalg.solve(np.swapaxes(R, -1, -2), np.broadcast_to(T.T, (len(subs), *T.T.shape)))
+    W = np.einsum("njc,nkj->nck", Z, Q)  # (N, n_c, r)
+    F = (np.abs(W) * (ga[subs] * gb[subs])[:, None, :]).sum(axis=-1).max()
+    return u * float(F)
+
+
+def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    r"""Largest m in [lo, hi] with ``ok(m)``, for ``ok`` true up to some m (lo − 1: none).
+
+    Galloping from ``lo`` (lo, lo+1, lo+3, lo+7, ...) until ``ok`` fails, then
+    bisection: about :math:`2\log_2` of the answer evaluations, the largest at most
+    twice the answer (the cost of a prediction grows with m).
+    """
+    if hi < lo or not ok(lo):
+        return lo - 1
+    good, step = lo, 1
+    while True:
+        probe = min(good + step, hi)
+        if probe == good:
+            return good
+        if not ok(probe):
+            bad = probe
+            break
+        good, step = probe, 2 * step
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 def choose_code(
@@ -132,11 +180,18 @@ def choose_code(
     Raises
     ------
     ValueError
-        Bad counts, or no candidate meets ``rtol`` (names the best reachable).
+        Bad counts, P above :data:`~gpucoded.codes.gamma.MAX_P`, or no candidate
+        meets ``rtol`` (names the best reachable).
     """
     fmt = get_format(fmt)
     if P < 1 or not 0 <= stragglers < P:
         raise ValueError(f"need P >= 1 and 0 <= stragglers < P; got P={P}, stragglers={stragglers}")
+    if P > MAX_P:
+        raise ValueError(
+            f"code='auto' chooses among codes for at most P={MAX_P} workers (the error "
+            f"model's cost grows with P); got P={P}: name a code (e.g. code='chebyshev', "
+            f"m=...) or use fewer workers"
+        )
     tol = default_rtol(fmt) if rtol is None else float(rtol)
     if not tol > 0:
         raise ValueError(f"rtol must be > 0, got {rtol}")
@@ -144,12 +199,23 @@ def choose_code(
     n, k, l = shape
     ratio = scale_ratio(n, k, l)
     cands: list[tuple[str, int, float]] = []
-    for m in range(r, 0, -1):
-        if 2 * m - 1 <= r:
-            cands.append(("chebyshev", m, chebyshev_error(m, P, r, fmt.u) * ratio))
-        if m >= 2:
-            pred = best_gamma("matdot", 1, m, P, r, fmt.name)
-            cands.append(("approx_matdot", m, pred.error * ratio))
+    exact = [True]
+
+    def cheb_ok(m: int) -> bool:
+        e = chebyshev_error(m, P, r, fmt.u) * ratio
+        cands.append(("chebyshev", m, e))
+        exact[0] &= math.comb(P, r) <= AUTO_SUBSETS
+        return e <= tol
+
+    def approx_ok(m: int) -> bool:
+        pred = best_gamma("matdot", 1, m, P, r, fmt.name, AUTO_SUBSETS)
+        cands.append(("approx_matdot", m, pred.error * ratio))
+        exact[0] &= math.comb(P, r) <= AUTO_SUBSETS
+        return pred.error * ratio <= tol
+
+    _largest(cheb_ok, 1, (r + 1) // 2)
+    _largest(approx_ok, 2, r)
+    cands.sort(key=lambda c: (-c[1], c[0]))
     ok = [c for c in cands if c[2] <= tol]
     if not ok:
         best = min(cands, key=lambda c: c[2])
@@ -162,7 +228,7 @@ def choose_code(
     if name == "chebyshev":
         code: Code = ChebyshevMatDot(m, P)
     else:
-        g = best_gamma("matdot", 1, m, P, r, fmt.name).gamma
+        g = best_gamma("matdot", 1, m, P, r, fmt.name, AUTO_SUBSETS).gamma
         code = ApproxMatDot(m, P, gamma=g, dtype=fmt.name)
-    code.auto_choice = AutoChoice(code, e, tol, cands, r)
+    code.auto_choice = AutoChoice(code, e, tol, cands, r, exact[0])
     return code.auto_choice

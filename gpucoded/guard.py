@@ -6,21 +6,32 @@ the code, the worker number format (:mod:`gpucoded.formats`), the decode weights
 the a-priori error analysis of :mod:`gpucoded.weights`.
 
 After the decode (:func:`check_accuracy`)
-    The result's scale is :math:`s=\max|\hat C|`; the error estimate is
-    :math:`e=\min(\text{bound},\ \text{typical})`, where ``bound`` is the decode's
-    rigorous a-priori bound (:attr:`DecodeInfo.error_bound`: interpolation defect +
-    first-order worst-case rounding in the worker format) and ``typical`` its
-    typical-case counterpart (:attr:`DecodeInfo.estimate`, when the decode provides
-    one: the same terms with the worst-case sums replaced by root-sum-squares, so
-    ``typical ≤ bound``).
+    **Measured (default, ``check="probes"``).** The error of the returned product is
+    measured with a few random probes (:mod:`gpucoded.probes`):
+    :math:`\hat e=\kappa\max_i\hat\sigma_i`, an upper estimate of
+    :math:`\max|\hat C-AB|` that holds with probability
+    :data:`~gpucoded.probes.CONFIDENCE` (99.58 %) for any data and any error, and
+    the scale :math:`s_{\rm low}\le\max|AB|` from the probes and
+    :math:`\max|\hat C|-\hat e` (never :math:`\max|\hat C|` alone).
 
-    **Rule.** The result is flagged when :math:`e > 10^{-2}\,s` (fewer than about two
-    correct digits relative to the largest entry), or when :math:`\hat C` is not
-    finite. Since :math:`|C|\ge s-e`, an unflagged result has
-    :math:`e\le 1.02\cdot10^{-2}\max|C|`. ``on_inaccurate`` then decides: ``"warn"``
-    (default) emits :class:`~gpucoded.errors.InaccurateResultWarning`, ``"raise"``
-    raises :class:`~gpucoded.errors.InaccurateResultError`, ``"ignore"`` does nothing
-    (the estimate is still reported).
+    **Rule (max norm).** The result is flagged when :math:`\hat e>10^{-2}s_{\rm low}`
+    or when :math:`\hat C` is not finite. An unflagged result therefore has
+    :math:`\max|\hat C-AB|\le10^{-2}\max|AB|` with that probability. The decode's
+    rigorous a-priori bound (:attr:`DecodeInfo.error_bound`: interpolation defect +
+    first-order worst-case rounding in the worker format) and its typical-case model
+    estimate (:attr:`DecodeInfo.estimate`, root-sum-squares, which assumes centred
+    operands and underestimates on non-negative data) stay reported; they decide
+    nothing after the decode when the product is measured.
+
+    **Unmeasured (``check=None``).** :math:`e=\min(\text{bound},\text{typical})`
+    against :math:`s=\max|\hat C|`, flagged when :math:`e>10^{-2}s`: the model's
+    word only (the scale from :math:`\hat C` itself and, on non-centred data, a
+    typical estimate that can be 2–15× low: issue 20's cases).
+
+    ``on_inaccurate`` then decides: ``"warn"`` (default) emits
+    :class:`~gpucoded.errors.InaccurateResultWarning`, ``"raise"`` raises
+    :class:`~gpucoded.errors.InaccurateResultError`, ``"ignore"`` does nothing (the
+    estimate is still reported).
 
 Before any worker runs (:func:`check_feasible`, :func:`check_code_format`)
     A polynomial code in the monomial basis with real points of radius R decodes
@@ -102,7 +113,10 @@ def check_mode(on_inaccurate: str) -> str:
 
 # --------------------------------------------------------------- after the decode
 def relative_estimate(info: Any, scale: float) -> float:
-    """The decode's error estimate relative to ``scale`` (inf when scale is 0 or NaN)."""
+    """The decode's model estimate e = min(bound, typical) relative to ``scale``.
+
+    NaN when the decode reported no estimate, inf when the scale is 0 or NaN.
+    """
     cands = [x for x in (info.error_bound, getattr(info, "estimate", None)) if x is not None]
     if not cands:
         return math.nan
@@ -122,11 +136,14 @@ def check_accuracy(
     fmt: Format,
     on_inaccurate: str = "warn",
     stacklevel: int = 3,
+    measured: Any = None,
 ) -> float:
     r"""Apply the rule of this module to one decode; return the relative estimate.
 
-    Flags the result when :math:`\min(\text{bound},\text{typical}) > 10^{-2}\max|\hat C|`
-    or when :math:`\hat C` is not finite (``scale`` NaN or inf).
+    With ``measured`` (the probes' :class:`~gpucoded.probes.Measured`): flags when
+    :math:`\hat e>10^{-2}s_{\rm low}`; otherwise when
+    :math:`\min(\text{bound},\text{typical})>10^{-2}\max|\hat C|`; always
+    when :math:`\hat C` is not finite.
 
     Parameters
     ----------
@@ -141,11 +158,14 @@ def check_accuracy(
     on_inaccurate : {"warn", "raise", "ignore"}
     stacklevel : int
         Passed to :func:`warnings.warn` (the user's call line).
+    measured : Measured, optional
+        The measured error (:func:`gpucoded.probes.measure`).
 
     Returns
     -------
     float
-        The relative estimate :math:`e/s` (NaN when the decode reported no bound).
+        The relative estimate (measured :math:`\hat e/s_{\rm low}`, or the model's;
+        NaN when there is neither).
 
     Raises
     ------
@@ -153,19 +173,32 @@ def check_accuracy(
         ``on_inaccurate="raise"`` and the result is flagged.
     """
     fmt = get_format(fmt)
-    rel = relative_estimate(info, scale)
+    if measured is not None:
+        scale = measured.result_max
+        rel = measured.relative if math.isfinite(measured.error) else math.inf
+    else:
+        rel = relative_estimate(info, scale)
     finite = math.isfinite(scale)
     if on_inaccurate == "ignore" or (finite and not rel > RTOL_GUARD):
         return rel
-    what = (
-        f"estimated error {rel:.2g} relative to max|C| = {scale:.3g}"
-        if finite
-        else "the result is not finite (NaN/Inf)"
-    )
+    if not finite:
+        what = "the result is not finite (NaN/Inf)"
+    elif measured is not None:
+        how = (
+            f"checked column by column ({measured.probes} columns, exact)"
+            if measured.exact
+            else f"{measured.probes} random probes, {measured.confidence:.2%} confidence"
+        )
+        what = (
+            f"measured error {measured.error:.3g} ({how}) = {rel:.2g} x max|AB| "
+            f"(max|AB| >= {measured.scale:.3g}, max|C| = {scale:.3g})"
+        )
+    else:
+        what = f"estimated error {rel:.2g} relative to max|C| = {scale:.3g} (error model)"
     est = getattr(info, "estimate", None)
-    kinds = f"bound {info.error_bound:.3g}" if info.error_bound is not None else "no bound"
+    kinds = f"a-priori bound {info.error_bound:.3g}" if info.error_bound is not None else "no bound"
     if est is not None:
-        kinds += f", typical-case estimate {est:.3g}"
+        kinds += f", model estimate {est:.3g}"
     msg = (
         f"{code!r} (m={code.m}) decoded from {len(info.workers)} answers "
         f"(workers {list(info.workers)}) in {fmt.name}: cond {info.cond:.2g}, {what} "

@@ -292,6 +292,7 @@ def verify_decode(
     norms: tuple[float, float],
     inner: int,
     real: bool,
+    fmt: Any = None,
 ) -> tuple[Any, DecodeInfo, IntegrityReport, tuple[int, ...]]:
     """Decode with a leave-one-out consistency check (see the module docstring).
 
@@ -307,6 +308,10 @@ def verify_decode(
         worker(s), exclude them and decode from the rest.
     shape, norms, inner, real
         As for :meth:`Code.decode` (``norms`` is required: the check needs bounds).
+    fmt : Format, format name or dtype, optional
+        The format the workers computed in (``Executor.compute_format``): every decode
+        and bound of the check is in it, like the unverified decode's (a TF32 or BF16
+        worker's rounding is not flagged as corruption). Default: the answers' dtype.
 
     Returns
     -------
@@ -323,6 +328,8 @@ def verify_decode(
     if mode not in VERIFY_MODES:
         raise ValueError(f"verify must be None or one of {VERIFY_MODES}, got {mode!r}")
     kw = {"shape": shape, "norms": norms, "inner": inner, "real": real}
+    if fmt is not None:
+        kw["fmt"] = fmt
     ck = _Checker(code, products, workers, kw)
     W = ck.workers
     full = ck.check(tuple(range(len(W))))

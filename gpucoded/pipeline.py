@@ -18,8 +18,10 @@ Every coded product of the library runs through this module:
    a-priori bound in the worker format (the executor's
    :meth:`~gpucoded.executors.base.Executor.compute_format`) and the tight
    :math:`\rho_A=\sqrt p\max_v\|A_{v,:}\|_2`, :math:`\rho_B=\sqrt t\max_w\|B_{:,w}\|_2`;
-5. **guard** (:func:`gpucoded.guard.check_accuracy`): the decode's error estimate
-   against :math:`\max|\hat C|` (one reduction), warn / raise / ignore;
+5. **guard** (:func:`gpucoded.guard.check_accuracy`): the product's measured error
+   (``check="probes"``, :mod:`gpucoded.probes`) against a lower bound on
+   :math:`\max|AB|`, or the decode's model estimate against :math:`\max|\hat C|`
+   (``check=None``), warn / raise / ignore;
 6. **report**: a :class:`CallInfo`.
 """
 
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from . import guard
+from . import guard, probes
 from .backend import array_module
 from .codes import CODES, Code, DecodeInfo, lookup, make_code
 from .errors import NotEnoughAnswersError
@@ -72,6 +74,7 @@ CALL_OPTIONS = (
     "deadline",
     "nonfinite",
     "verify",
+    "check",
     "on_inaccurate",
     "allow_inaccurate",
     "wait_for_accuracy",
@@ -137,6 +140,8 @@ class CallInfo:
     #: winners, the cancelled copies and the bytes handed to spares
     #: (:class:`gpucoded.hedging.HedgeReport`); None for codes.
     hedge: HedgeReport | None = None
+    #: ``check="probes"``: the measured error (:class:`gpucoded.probes.Measured`)
+    measured: probes.Measured | None = None
 
     @property
     def error_bound(self) -> float | None:
@@ -161,6 +166,8 @@ class Call:
     answers: int | None = None
     nonfinite: str = "raise"
     verify: str | None = None
+    #: measure each product's error (``"probes"``, :mod:`gpucoded.probes`) or not
+    check: str | None = "probes"
     on_inaccurate: str = "warn"
     allow_inaccurate: bool = False
     wait_for_accuracy: float | None = None
@@ -235,6 +242,7 @@ def check_call(code: Code, **options: Any) -> Call:
         raise ValueError(f"nonfinite must be 'raise' or 'propagate', got {c.nonfinite!r}")
     verify_ready(c.verify, None, ())  # refuses an unknown mode
     guard.check_mode(c.on_inaccurate)
+    probes.check_mode(c.check)
     if not isinstance(c.allow_inaccurate, bool):
         raise TypeError(f"allow_inaccurate must be True or False, got {c.allow_inaccurate!r}")
     return c
@@ -497,6 +505,8 @@ class Operands:
     real: bool
     finite: bool
     dtype: Any  # of the result
+    A: Any = None  # the operands themselves, for the measured check (gpucoded.probes)
+    B: Any = None
 
 
 def select(code: Code, got: list[int], fmt: Format, call: Call, note: str) -> tuple[list, str]:
@@ -529,7 +539,7 @@ def decode(
     if call.verify is not None and ops.finite:
         xp = array_module(prods[0])
         C, dinfo, info.integrity, used = verify_decode(
-            code, xp.stack(prods), got, mode=call.verify, **kw
+            code, xp.stack(prods), got, mode=call.verify, fmt=fmt, **kw
         )
         info.erased.update({w: "corrupt answer (excluded)" for w in info.integrity.excluded})
     else:
@@ -542,17 +552,23 @@ def decode(
         C = C.astype(ops.dtype)
     info.decode_time = time.perf_counter() - t1
     info.used, info.decode, info.format = tuple(used), dinfo, fmt.name
-    info.accuracy = apply_guard(C, dinfo, code, fmt, call, ops.finite, info.integrity)
+    info.accuracy = apply_guard(
+        C, dinfo, code, fmt, call, ops.finite, info.integrity, ops=ops, info=info
+    )
     return C
 
 
 def apply_guard(
     C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool,
-    integrity: IntegrityReport | None = None,
+    integrity: IntegrityReport | None = None, *, ops: Operands | None = None,
+    info: CallInfo | None = None,
 ) -> float | None:  # fmt: skip
-    """:func:`gpucoded.guard.check_accuracy` with the scale :math:`\\max|\\hat C|`.
+    """:func:`gpucoded.guard.check_accuracy` on the measured error, or the model's.
 
-    The scale is one reduction over C (on the GPU one scalar comes back to the host).
+    With ``call.check == "probes"`` and the operands in ``ops``, the error of C is
+    measured (:func:`gpucoded.probes.measure`: a few probes, the scale from them and
+    :math:`\\max|\\hat C|`, one transfer of four numbers on the GPU) and recorded in
+    ``info.measured``; otherwise the scale is :math:`\\max|\\hat C|` (one reduction).
     With non-finite inputs (``nonfinite="propagate"``) there is nothing to guard.
     With ``verify``, a verified bound at least as large as :math:`\\max|\\hat C|`
     (:func:`gpucoded.guard.bound_exceeds_result`: the check vouches for no digit) is
@@ -561,10 +577,17 @@ def apply_guard(
     """
     if not finite:
         return None
-    scale = absmax(C)
+    measured = None
+    if call.check == "probes" and ops is not None and ops.A is not None:
+        measured = probes.measure(C, ops.A, ops.B)
+        scale = measured.result_max
+        if info is not None:
+            info.measured = measured
+    else:
+        scale = absmax(C)
     rel = guard.check_accuracy(
         dinfo, scale, code=code, fmt=fmt, on_inaccurate=call.on_inaccurate,
-        stacklevel=call.stacklevel,
+        stacklevel=call.stacklevel, measured=measured,
     )  # fmt: skip
     if integrity is not None and guard.bound_exceeds_result(integrity.error_bound, scale):
         integrity.bound_exceeds_result = True
@@ -675,6 +698,8 @@ def operands(code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = Non
         real=A.dtype.kind != "c" and B.dtype.kind != "c",
         finite=finite,
         dtype=np.result_type(A.dtype, B.dtype),
+        A=A,
+        B=B,
     )
 
 
@@ -837,9 +862,16 @@ def progressive(
     """The pipeline with a decode (and guard) after the threshold and every later answer.
 
     Yields ``(C, DecodeInfo)``; stops at the first exact decode when ``until_exact``.
+    Never worse with an answer: a decode can ignore answers, so when the set of all
+    answers so far has a larger a-priori bound than the best set decoded before, the
+    best one is yielded again (the reported bound is non-increasing).
     """
     if code.hedged:
         raise TypeError("code='hedged' gives one exact result: use coded_matmul, not progressive")
+    import dataclasses
+
+    quiet = dataclasses.replace(call, on_inaccurate="ignore", check=None)
+    best: tuple[Any, DecodeInfo, float] | None = None
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
@@ -852,9 +884,16 @@ def progressive(
             prods.append(p)
             if not code.can_decode(got):
                 continue
-            C = decode(code, list(got), list(prods), ops, call, fmt, info)
-            yield C, info.decode
-            if until_exact and info.decode.interp_bound == 0:
+            C = decode(code, list(got), list(prods), ops, quiet, fmt, info)
+            d = info.decode
+            bound = math.inf if d.error_bound is None else d.error_bound
+            if best is not None and not bound <= best[2]:
+                C, d = best[0], best[1]  # this answer made it worse: keep the best set
+            else:
+                info.accuracy = apply_guard(C, d, code, fmt, call, ops.finite, ops=ops, info=info)
+                best = (C, d, bound)
+            yield C, d
+            if until_exact and d.interp_bound == 0:
                 return
     if not code.can_decode(got):
         err = not_enough(code, got, info, call, [])

@@ -51,6 +51,7 @@ def progressive_matmul(
     nonfinite: str = "raise",
     on_inaccurate: str = "warn",
     allow_inaccurate: bool = False,
+    check: str | None = "probes",
     **code_options: Any,
 ) -> Iterator[tuple[Any, DecodeInfo]]:
     r"""Yield ``(C_estimate, DecodeInfo)`` after the threshold and after every later answer.
@@ -64,7 +65,7 @@ def progressive_matmul(
     ----------
     A, B, code, m, P, failed, delays, executor, nonfinite, **code_options
         As in :func:`gpucoded.coded_matmul` (2-D operands).
-    on_inaccurate, allow_inaccurate
+    on_inaccurate, allow_inaccurate, check
         As in :func:`gpucoded.coded_matmul`, applied to every estimate.
     deadline : float, optional
         Seconds after the start of the run after which no more answers are waited for.
@@ -105,7 +106,7 @@ def progressive_matmul(
     c = resolve_code(code, m, P, code_options, np.result_type(A.dtype, B.dtype))
     call = check_call(
         c, failed=failed, delays=delays, deadline=deadline, nonfinite=nonfinite,
-        on_inaccurate=on_inaccurate, allow_inaccurate=allow_inaccurate,
+        on_inaccurate=on_inaccurate, allow_inaccurate=allow_inaccurate, check=check,
     )  # fmt: skip
     ex = get_executor(executor, like=A)
     c, fmt = fit_code(c, ex, np.result_type(A.dtype, B.dtype), call)

@@ -77,3 +77,72 @@ def test_code_auto_operator():
     y, info = cm.matmul(x, failed=[0, 1, 2], return_info=True)
     assert len(info.used) == 5  # waits for the P - stragglers answers it predicted for
     assert np.abs(y - M @ x).max() <= 1e-2 * np.abs(M @ x).max()
+
+
+# ----------------------------------------------------- bounded cost (issue 20 item 3)
+def test_answer_sets_never_enumerate():
+    """C(200, 100) ~ 9e58 sets: a bounded search, returned at once; small cases: all."""
+    import math
+
+    from gpucoded.codes.gamma import MAX_SUBSETS, answer_sets
+
+    sets, exact = answer_sets(200, 100)
+    assert not exact and len(sets) <= MAX_SUBSETS and sets.shape[1] == 100
+    assert all(len(set(s)) == 100 for s in sets.tolist())
+    sets, exact = answer_sets(8, 5)
+    assert exact and len(sets) == math.comb(8, 5)
+    # every contiguous gap of missing workers is searched
+    sets, exact = answer_sets(30, 26, budget=200)
+    missing = {tuple(sorted(set(range(30)) - set(s))) for s in sets.tolist()}
+    assert all(tuple(range(i, i + 4)) in missing for i in range(27))
+
+
+@pytest.mark.parametrize(("m", "P", "r"), [(4, 12, 8), (3, 13, 9)])
+def test_searched_worst_case_matches_the_exhaustive_one(m, P, r):
+    """Where all sets can still be enumerated (495 / 715), the bounded search (64 sets:
+    the gaps, end splits and a sample) finds the same worst case as all of them."""
+    import numpy as np
+
+    from gpucoded.codes.gamma import ErrorModel
+
+    gs = np.array([1.0, 10.0, 1e3, 1e5])
+    full = ErrorModel("matdot", 1, m, P, r, budget=10_000)
+    part = ErrorModel("matdot", 1, m, P, r, budget=64)
+    assert full.exact and not part.exact
+    for dtype in ("float64", "float32"):
+        a = full.predict(gs, dtype).total
+        b = part.predict(gs, dtype).total
+        np.testing.assert_allclose(b, a, rtol=1e-9)
+
+
+def test_large_p_is_refused_not_exhausting_memory():
+    from gpucoded.codes.gamma import MAX_P, ErrorModel
+
+    with pytest.raises(ValueError, match="at most P="):
+        choose_code(MAX_P + 1, 1, "float64", rtol=1e-2)
+    with pytest.raises(ValueError, match="at most P="):
+        ErrorModel("matdot", 1, 3, MAX_P + 1)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-4), ("float32", 1e-3)])
+def test_auto_meets_rtol_on_every_data_family(dtype, rtol):
+    """Issue 20 item 2: code="auto" meets its rtol on non-negative and non-centred data
+    too (its prediction is a worst case over inputs, relative to ρ_Aρ_B, which the mean
+    part of such data only makes smaller relative to max|AB|), without a warning."""
+    import warnings
+
+    from _trust import FAMILIES, family_operands
+
+    from gpucoded.errors import InaccurateResultWarning
+
+    for i, fam in enumerate(sorted(FAMILIES)):
+        A, B = family_operands(fam, 120, 300, 60, dtype, i)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            C, info = gpucoded.coded_matmul(
+                A, B, "auto", P=8, stragglers=1, rtol=rtol, return_info=True
+            )
+        E = exact_product(A, B).astype(np.float64)
+        rel = float(np.abs(C - E).max() / np.abs(E).max())
+        warned = any(issubclass(w.category, InaccurateResultWarning) for w in caught)
+        assert rel <= rtol and not warned, (fam, info.code, rel, rtol, warned)

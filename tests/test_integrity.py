@@ -241,10 +241,12 @@ def test_warn_mode_flags_and_voids_bound(operands):
     code = _code("polynomial", EXACT["polynomial"], 1)
     ex = FaultyExecutor(SerialExecutor(), {2: ("perturb", 1.0)})
     COUNTS["injected"] += 1
-    # and the guard says that an infinite verified bound vouches for no digit
+    # and the guard says that an infinite verified bound vouches for no digit; the
+    # measured check (probes) sees the corrupted product too
     with (
         pytest.warns(CorruptionWarning, match="inconsistent"),
         pytest.warns(gpucoded.InaccurateResultWarning, match="vouches for no digit"),
+        pytest.warns(gpucoded.InaccurateResultWarning, match="measured error"),
     ):
         _, info = gpucoded.coded_matmul(A, B, code, executor=ex, verify="warn", return_info=True)
     assert info.integrity.consistent is False
@@ -306,3 +308,37 @@ def test_counts_reported():
     assert COUNTS["located"] <= COUNTS["detected"]
     if COUNTS["injected"] >= 100:  # the whole module ran: these outcomes all occur
         assert COUNTS["located"] >= 50 and COUNTS["must detect"] >= 5
+
+
+class _TF32Serial(SerialExecutor):
+    """Workers that compute in TF32 (as tensor-core GEMMs report): the answers are
+    float32 arrays, the format of their rounding is tf32."""
+
+    def compute_format(self, dtype):
+        from gpucoded.formats import get_format
+
+        if np.dtype(dtype) == np.float32:
+            return get_format("tf32")
+        return super().compute_format(dtype)
+
+
+def test_verify_decodes_in_the_workers_format():
+    """Issue 20 item 5: with TF32 workers, verify= bounds and decodes in tf32 (not the
+    answers' float32), like the unverified call: no 2,000x too tight verified bound."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((32, 24)).astype(np.float32)
+    B = rng.standard_normal((24, 16)).astype(np.float32)
+    opts = {"m": 2, "P": 5, "executor": _TF32Serial(), "return_info": True}
+    _, plain = gpucoded.coded_matmul(A, B, "chebyshev", **opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptionWarning)
+        _, checked = gpucoded.coded_matmul(A, B, "chebyshev", verify="warn", **opts)
+    assert plain.format == checked.format == "tf32"
+    assert checked.decode.format == "tf32"
+    # the verified bound contains the decode's own tf32 bound (e_S + 2 max e_S\w)
+    assert checked.integrity.error_bound >= plain.decode.error_bound
+    # and the same decode in float32 (what verify did before) is hundreds of times tighter
+    f32 = dict(opts, executor=SerialExecutor())
+    _, tight = gpucoded.coded_matmul(A, B, "chebyshev", verify="warn", **f32)
+    assert tight.decode.workers == checked.decode.workers
+    assert checked.decode.error_bound > 100 * tight.decode.error_bound

@@ -98,11 +98,15 @@ def test_guard_modes():
 
 
 def test_guard_accuracy_is_estimate_over_result_scale():
-    """CallInfo.accuracy = min(bound, typical estimate) / max|C| (one reduction)."""
+    """check=None: CallInfo.accuracy = min(bound, typical estimate) / max|C| (one
+    reduction); by default the measured error over its scale (gpucoded.probes)."""
     A, B = unit_gaussian((50, 40), 9), unit_gaussian((40, 30), 10)
-    C, info = gpucoded.coded_matmul(A, B, "matdot", m=3, return_info=True)
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=3, return_info=True, check=None)
     est = [x for x in (info.decode.error_bound, info.decode.estimate) if x is not None]
     assert info.accuracy == pytest.approx(min(est) / np.abs(C).max(), rel=1e-12, abs=0)
+    assert info.measured is None
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=3, return_info=True)
+    assert info.accuracy == pytest.approx(info.measured.error / info.measured.scale, rel=1e-12)
 
 
 def test_progressive_is_guarded():

@@ -18,13 +18,14 @@ variant at the bottom runs the same property through ``coded_matmul``.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
-from _trust import guarded_decode
+from _trust import FAMILIES, family_operands, guarded_decode
 
 import gpucoded
 from gpucoded import guard
@@ -217,3 +218,52 @@ def test_end_to_end_property(mode):
         counts["silent"] += 1
     assert counts["refused"] > 0 and counts["silent"] > 0
     assert counts["warned" if mode == "warn" else "raised"] > 0, dict(counts)
+
+
+# ------------------------------------------------ data families (issue 20, measured)
+FAMILY_CODES = [  # (name, options, exact and well conditioned)
+    ("chebyshev", {"m": 4, "P": 9}, True),
+    ("matdot", {"m": 3, "P": 7}, True),
+    ("polynomial", {"p": 2, "q": 2, "P": 6}, True),
+    ("polydot", {"p": 2, "q": 3, "P": 20}, False),
+    ("matdot", {"m": 10, "P": 20}, False),
+    ("approx_matdot", {"m": 3, "P": 5}, False),
+    ("approx_matdot", {"m": 8, "P": 10}, False),
+    ("approx_polydot", {"p": 2, "q": 2, "P": 10}, False),
+]
+
+
+def family_case(family, dtype, name, opts, failed, seed, check="probes"):
+    """(outcome, relative error, CallInfo) of one coded_matmul on ``family`` operands."""
+    A, B = family_operands(family, 64, 400, 40, dtype, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            C, info = gpucoded.coded_matmul(
+                A, B, name, failed=failed, return_info=True, check=check, **opts
+            )
+        except ValueError:
+            return "refused", math.nan, None
+    E = exact_product(A, B).astype(np.float64)
+    scale = float(np.abs(E).max())
+    rel = float(np.abs(C - E).max()) / scale if scale > 0 else 0.0
+    flagged = any(issubclass(w.category, InaccurateResultWarning) for w in caught)
+    return ("flagged" if flagged else "silent"), rel, info
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_within_1e2_or_flagged(family, dtype):
+    """Issue 20 item 6: on every data family, in both dtypes, with and without a failed
+    worker, every returned result is within 1e-2 of max|AB| or flagged, and exact
+    well-conditioned codes are never flagged (the measured check)."""
+    counts: Counter = Counter()
+    for i, (name, opts, well) in enumerate(FAMILY_CODES):
+        for failed in ([], [1]):
+            out, rel, info = family_case(family, dtype, name, opts, failed, seed=i)
+            counts[out] += 1
+            if out == "silent":
+                assert not rel > guard.RTOL_GUARD, (family, dtype, name, opts, failed, rel)
+            if well:
+                assert out == "silent", (family, dtype, name, failed, rel, info.accuracy)
+    assert counts["silent"] >= 6, dict(counts)

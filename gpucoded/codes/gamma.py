@@ -19,7 +19,20 @@ float solve per subset at γ = 1 gives, for every γ at once,
   times the same input scale), growing like :math:`\gamma^{K_{\rm top}}`.
 
 The predicted worst-case error is :math:`\max_S\,[I_S(\gamma)+u\,F_S(\gamma)]` relative
-to :math:`\|A\|_F\|B\|_F`; ``auto`` γ minimises it. Both terms overestimate the
+to :math:`\|A\|_F\|B\|_F`; ``auto`` γ minimises it.
+
+**Bounded cost.** The maximum runs over :func:`answer_sets`: every set of r answers
+when there are at most :data:`MAX_SUBSETS` (the worst case is then *exact*), else a
+*search* of at most :data:`MAX_SUBSETS` sets — every set whose missing workers form
+one contiguous run of the ordered points (all offsets: the largest gaps between
+points, where interpolation is worst), every split of the missing workers between
+the two ends, and a seeded random sample — whose worst case is a lower estimate
+(``ErrorModel.exact`` says which). No enumeration of :math:`\binom Pr` sets: memory
+and time are bounded by :data:`MAX_SUBSETS`, the γ grid (processed in chunks of at
+most :data:`CHUNK_ELEMENTS` numbers) and m. For large blocks (:math:`n_an_b>`
+:data:`EXACT_NORM_MAX`) :math:`\||D_c|\|_2` is replaced by its upper bound
+:math:`\sqrt{\||D_c|\|_1\||D_c|\|_\infty}` (the model stays an upper bound). Beyond
+P = :data:`MAX_P` workers the model is refused with a ``ValueError``. Both terms overestimate the
 measured :math:`\epsilon_1,\epsilon_2` by about the same factor (the ratio of the
 largest entry of the block products to :math:`\|A\|_F\|B\|_F`, ≈ 2.5e-3 for the
 paper's 100×100 Gaussians), so the minimiser is right although the level is a bound;
@@ -40,10 +53,58 @@ from ..points import chebyshev
 from .evaluation import EvaluationCode
 from .polyparts import polydot_parts
 
-__all__ = ["MAX_SUBSETS", "ErrorModel", "Prediction", "auto_gamma", "best_gamma", "typical_scale"]
+__all__ = [
+    "MAX_P",
+    "MAX_SUBSETS",
+    "ErrorModel",
+    "Prediction",
+    "answer_sets",
+    "auto_gamma",
+    "best_gamma",
+    "typical_scale",
+]
 
-#: Subsets evaluated at most (a deterministic sample beyond that).
+#: Answer sets evaluated at most: all of them up to this many, else a search (above).
 MAX_SUBSETS = 400
+#: Largest number of workers the error model (and so ``code="auto"``) accepts.
+MAX_P = 512
+#: Numbers per temporary array of :meth:`ErrorModel.factors` (8 bytes each: 32 MB).
+CHUNK_ELEMENTS = 4_000_000
+#: Blocks n_a·n_b up to which ‖|D_c|‖₂ is computed exactly (eigvalsh), else bounded.
+EXACT_NORM_MAX = 256
+
+
+def answer_sets(
+    P: int, r: int, budget: int = MAX_SUBSETS, seed: int = 0
+) -> tuple[np.ndarray, bool]:
+    """Sets of r of the P workers to take a worst case over: (sets (N, r), exact).
+
+    All :math:`\binom Pr` sets when there are at most ``budget`` (``exact`` True);
+    else at most ``budget`` sets: every contiguous run of missing workers (P − r + 1
+    offsets), every split of them between the two ends, then a seeded random sample
+    (``exact`` False: the worst case found is a lower estimate). Never enumerates.
+    """
+    if not 1 <= r <= P:
+        raise ValueError(f"need 1 <= r <= P answers, got r={r}, P={P}")
+    if math.comb(P, r) <= budget:
+        return np.array(list(itertools.combinations(range(P), r)), dtype=int).reshape(-1, r), True
+    s = P - r
+    miss: list[tuple[int, ...]] = [tuple(range(i, i + s)) for i in range(P - s + 1)]
+    miss += [tuple(range(i)) + tuple(range(P - s + i, P)) for i in range(s + 1)]
+    seen: dict[tuple[int, ...], None] = dict.fromkeys(tuple(sorted(x)) for x in miss)
+    structured = list(seen)
+    if len(structured) > budget // 2:  # evenly spaced among them, half the budget
+        idx = np.linspace(0, len(structured) - 1, budget // 2).astype(int)
+        structured = [structured[i] for i in idx]
+    chosen = dict.fromkeys(structured)
+    rng = np.random.default_rng(seed)
+    tries = 0
+    while len(chosen) < budget and tries < 20 * budget:
+        tries += 1
+        chosen.setdefault(tuple(sorted(rng.choice(P, s, replace=False).tolist())))
+    everyone = np.arange(P)
+    sets = np.array([np.setdiff1d(everyone, m) for m in chosen], dtype=int).reshape(-1, r)
+    return sets, False
 
 
 def typical_scale(n: int, k: int, l: int, grid_s: int) -> float:
@@ -119,9 +180,20 @@ class ErrorModel:
         Workers.
     answers : int, optional
         Answers decoded (default: the ε-approximate recovery threshold p²q).
+    budget : int
+        Answer sets evaluated at most (:func:`answer_sets`); ``exact`` says whether
+        they were all of them.
     """
 
-    def __init__(self, family: str, p: int, q: int, P: int, answers: int | None = None) -> None:
+    def __init__(
+        self,
+        family: str,
+        p: int,
+        q: int,
+        P: int,
+        answers: int | None = None,
+        budget: int = MAX_SUBSETS,
+    ) -> None:
         code = _template(family, p, q, P)
         r = code.recovery_threshold if answers is None else int(answers)
         need = int(code.block_need().max())
@@ -130,12 +202,14 @@ class ErrorModel:
                 f"answers must be in [{need}, P={P}] for ε-{family} (p={p}, q={q}, P={P}); "
                 f"got {r}"
             )
+        if P > MAX_P:
+            raise ValueError(
+                f"the error model of ε-{family} takes at most P={MAX_P} workers (its cost "
+                f"grows with P and m); got P={P}: choose gamma= yourself, or use fewer workers"
+            )
         self.code, self.r = code, r
-        subs = list(itertools.combinations(range(P), r))
-        if len(subs) > MAX_SUBSETS:
-            idx = np.random.default_rng(0).choice(len(subs), MAX_SUBSETS, replace=False)
-            subs = [subs[i] for i in sorted(idx)]
-        self.subsets = np.array(subs, dtype=int)
+        #: the answer sets of the worst case, and whether they are all of them
+        self.subsets, self.exact = answer_sets(P, r, budget)
         c = code.points[self.subsets]  # (N, r) nodes at gamma = 1
         K = code.K
         self.ncoef = n = min(r, K)
@@ -148,10 +222,28 @@ class ErrorModel:
             for d in np.unique(self.d[self.d >= n]):
                 self.Y[int(d)] = np.einsum("njk,nk->nj", self.Vinv, c ** int(d))  # (N, n)
         self.c = c
+        self._ca2 = (c[..., None] ** code.a_index * code.a_scale) ** 2  # (N, r, n_a)
+        self._cb2 = (c[..., None] ** code.b_index * code.b_scale) ** 2  # (N, r, n_b)
 
     def factors(self, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(I, F): interpolation and rounding factors, arrays (N subsets, G)."""
-        g = np.asarray(gammas, dtype=float)
+        """(I, F): interpolation and rounding factors, arrays (N subsets, G).
+
+        Computed a few γ at a time: no temporary holds more than
+        :data:`CHUNK_ELEMENTS` numbers (plus the O(N·G) results).
+        """
+        g = np.atleast_1d(np.asarray(gammas, dtype=float))
+        N, r = self.c.shape
+        n_a, n_b = self.d.shape
+        n_c = self.T.shape[0]
+        per_g = N * max(r * max(n_a, n_b, n_c), n_c * n_a * n_b if self.Y else 1)
+        step = max(1, CHUNK_ELEMENTS // max(per_g, 1))
+        parts = [self._factors(g[i : i + step]) for i in range(0, g.size, step)]
+        return np.concatenate([p[0] for p in parts], axis=1), np.concatenate(
+            [p[1] for p in parts], axis=1
+        )
+
+    def _factors(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`factors` for one chunk of γ values."""
         code, n = self.code, self.ncoef
         N, G = self.c.shape[0], g.size
         n_c, (n_a, n_b) = self.T.shape[0], self.d.shape
@@ -160,23 +252,22 @@ class ErrorModel:
             if self.Y:
                 D = np.zeros((N, G, n_c, n_a, n_b))
                 j = np.arange(n)
-                for a in range(n_a):
-                    for b in range(n_b):
-                        d = int(self.d[a, b])
-                        if d < n:
-                            continue
-                        gp = g[:, None] ** (j[None, :] - d)  # (G, n)
-                        D[:, :, :, a, b] = np.einsum("cj,gj,nj->ngc", self.T, gp, self.Y[d])
-                Da = np.abs(D)  # ‖|D_c|‖_2 = sqrt(λ_max(|D_c|ᵀ|D_c|))
-                lam = np.linalg.eigvalsh(np.swapaxes(Da, -1, -2) @ Da)[..., -1]
-                I = np.sqrt(np.maximum(lam, 0.0)).max(axis=-1)
+                for d, Yd in self.Y.items():  # entries depend on (a, b) only through d
+                    gp = g[:, None] ** (j[None, :] - d)  # (G, n)
+                    Z = np.abs(np.einsum("cj,gj,nj->ngc", self.T, gp, Yd))  # (N, G, n_c)
+                    a, b = np.nonzero(self.d == d)
+                    D[:, :, :, a, b] = Z[..., None]
+                if n_a * n_b <= EXACT_NORM_MAX:  # ‖|D_c|‖_2 = sqrt(λ_max(|D_c|ᵀ|D_c|))
+                    lam = np.linalg.eigvalsh(np.swapaxes(D, -1, -2) @ D)[..., -1]
+                    I = np.sqrt(np.maximum(lam, 0.0)).max(axis=-1)
+                else:  # the upper bound sqrt(‖·‖₁‖·‖_∞) of the 2-norm
+                    I = np.sqrt(D.sum(axis=-2).max(axis=-1) * D.sum(axis=-1).max(axis=-1))
+                    I = I.max(axis=-1)
             gp = g[:, None] ** np.arange(n)[None, :]  # (G, n)
             W = np.einsum("cj,gj,njk->ngck", self.T, gp, self.Vinv)  # (N, G, n_c, r)
-            x = self.c[:, None, :] / g[None, :, None]  # (N, G, r)
-            ga = np.sqrt(
-                ((x[..., None] ** code.a_index) ** 2 * code.a_scale**2).sum(axis=-1)
-            )  # (N, G, r)
-            gb = np.sqrt(((x[..., None] ** code.b_index) ** 2 * code.b_scale**2).sum(axis=-1))
+            # ‖G_A[s]‖² = Σ_a (c_s^α_a s_a)² γ^(−2α_a): one product with the γ-free part
+            ga = np.sqrt(np.einsum("nra,ga->ngr", self._ca2, g[:, None] ** (-2.0 * code.a_index)))
+            gb = np.sqrt(np.einsum("nrb,gb->ngr", self._cb2, g[:, None] ** (-2.0 * code.b_index)))
             F = (np.abs(W) * (ga * gb)[:, :, None, :]).sum(axis=-1).max(axis=-1)
         F = np.where(np.isfinite(F), F, np.inf)
         I = np.where(np.isfinite(I), I, np.inf)
@@ -209,14 +300,19 @@ def best_gamma(
     P: int,
     answers: int | None = None,
     dtype: str = "float64",
+    budget: int = MAX_SUBSETS,
 ) -> Prediction:
     r"""γ minimising the predicted worst-case error (γ in [1, 1e16]).
 
-    Searches :math:`\gamma\ge1` (points inside (−1, 1)): a 10-per-decade grid, then
-    a 4-per-decade grid, then a 41-point grid over the two neighbouring cells of the
-    best grid point (resolution 1.03×). Cached per argument tuple.
+    Searches :math:`\gamma\ge1` (points inside (−1, 1)): a 4-per-decade grid, then
+    a 41-point grid over the two neighbouring cells of the best grid point
+    (resolution 1.03×). An exact decode (answers ≥ K: no interpolation error, a
+    rounding factor growing with γ) is predicted at γ = 1 only. Cached per argument
+    tuple; ``budget`` as for :class:`ErrorModel`.
     """
-    model = ErrorModel(family, p, q, P, answers)
+    model = ErrorModel(family, p, q, P, answers, budget)
+    if model.r >= model.code.K:
+        return model.predict(np.array([1.0]), dtype)
     coarse = np.logspace(0, 16, 65)
     pc = model.predict(coarse, dtype)
     i = int(np.argmin(pc.total))

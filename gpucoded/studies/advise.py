@@ -65,7 +65,7 @@ from ..codes import (
     make_code,
     registered_elsewhere,
 )
-from ..codes.gamma import ErrorModel, auto_gamma
+from ..codes.gamma import MAX_SUBSETS, ErrorModel, auto_gamma
 from ..formats import FORMATS, unit_roundoff
 from ..reference import exact_product
 from ..stragglers import LatencyModel
@@ -176,14 +176,17 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
         ans = max(workers - stragglers, 1)
         err, npat = _measure(code, workers, ans, A, B, C, dtype)
         if npat < math.comb(workers, ans):
-            note = f"{note}; worst of {npat} sampled patterns".lstrip("; ")
+            note = f"{note}; worst of {npat} sampled patterns (a lower estimate)".lstrip("; ")
+        else:
+            note = f"{note}; exact worst case (all {npat} patterns)".lstrip("; ")
         opts.append(
             Option(name, mm, workers, need, exact, err, _bits(err, scale, dtype), npat, note,
                    code=code)  # fmt: skip
         )
 
     g = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
-    add(f"ε-MatDot γ={g:.3g}", ApproxMatDot(m, P, gamma=g), m, P, m, False, "approximate")
+    gnote = "" if math.comb(P, r) <= MAX_SUBSETS else "; γ from a searched worst case"
+    add(f"ε-MatDot γ={g:.3g}", ApproxMatDot(m, P, gamma=g), m, P, m, False, "approximate" + gnote)
     below = r < 2 * m - 1
     if P >= 2 * m - 1:
         note = "below threshold: no guarantee" if below else ""

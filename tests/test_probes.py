@@ -1,0 +1,193 @@
+"""The measured check (:mod:`gpucoded.probes`): its confidence, its scale, its paths.
+
+The probe estimator's confidence is tested against the χ² figures the module states:
+with the error in one entry (the worst case for the estimator, where the max norm is
+the row norm), :math:`P(\\hat\\sigma<\\sigma/2)=P(\\chi^2_8<2)=0.019` and
+:math:`P(\\kappa\\hat\\sigma<\\sigma)=P(\\chi^2_8<8/\\kappa^2)=0.0042`; the counts over
+many draws must lie within 5 binomial standard deviations of those rates.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import gpucoded
+from gpucoded import probes
+from gpucoded.errors import InaccurateResultError, InaccurateResultWarning
+from gpucoded.progressive import progressive_matmul
+from gpucoded.reference import exact_product
+
+
+def test_chi2_cdf_matches_the_stated_figures():
+    assert probes.chi2_cdf(8 / 4, 8) == pytest.approx(0.01899, abs=1e-5)
+    assert probes.chi2_cdf(16 / 4, 16) == pytest.approx(0.0011, abs=1e-4)
+    assert probes.MISS_PROBABILITY == pytest.approx(0.0042, abs=1e-4)
+    assert probes.CONFIDENCE == pytest.approx(1 - probes.MISS_PROBABILITY)
+    # the closed form against a Monte Carlo of chi^2_8
+    z = np.random.default_rng(0).standard_normal((200_000, 8))
+    mc = float(np.mean((z**2).sum(1) < 2.0))
+    assert mc == pytest.approx(probes.chi2_cdf(2.0, 8), abs=5 * math.sqrt(0.019 / 200_000))
+
+
+def _binomial_ok(count: int, n: int, p: float) -> bool:
+    return abs(count - n * p) <= 5 * math.sqrt(n * p * (1 - p)) + 1
+
+
+@pytest.mark.parametrize("where", ["one entry", "one row", "everywhere"])
+def test_estimator_confidence_over_many_draws(where):
+    """How often the estimate falls below max|E| / 2 and below max|E|, over 3000 draws
+    of the probes for a fixed error: at most the χ² rates (equal to them for an error
+    in one entry, where max|E| = the row norm)."""
+    rng = np.random.default_rng(1)
+    n, k, l = 12, 10, 40
+    A, B = rng.random((n, k)), rng.random((k, l))
+    C = A @ B
+    E = np.zeros((n, l))
+    if where == "one entry":
+        E[3, 7] = 1e-3
+    elif where == "one row":
+        E[5] = 1e-3 * rng.standard_normal(l)
+    else:
+        E = 1e-3 * rng.standard_normal((n, l))
+    emax = np.abs(E).max()
+    draws = 3000
+    half = miss = 0
+    for _ in range(draws):
+        m = probes.measure(C + E, A, B, rng=rng)
+        half += m.error / probes.KAPPA < emax / 2
+        miss += m.error < emax
+    p_half, p_miss = probes.chi2_cdf(2.0, 8), probes.MISS_PROBABILITY
+    if where == "one entry":  # the worst case: the rates themselves
+        assert _binomial_ok(half, draws, p_half), (half, draws * p_half)
+        assert _binomial_ok(miss, draws, p_miss), (miss, draws * p_miss)
+    else:  # spread errors: the estimate over-estimates, misses are rarer
+        assert half <= draws * p_half + 5 * math.sqrt(draws * p_half)
+        assert miss <= draws * p_miss + 5 * math.sqrt(draws * p_miss)
+
+
+def test_scale_is_a_lower_bound_on_max_ab_never_the_result_alone():
+    """A wrong result 6x too large: the scale stays below max|AB| and the check flags it
+    (the issue's float32 PolyDot case had its scale from the wrong result)."""
+    rng = np.random.default_rng(2)
+    A, B = rng.random((60, 50)), rng.random((50, 40))
+    AB = A @ B
+    for C in (6 * AB, AB + 100.0, -AB):
+        m = probes.measure(C, A, B, rng=rng)
+        assert m.scale <= np.abs(AB).max() * (1 + 1e-12)
+        assert m.relative > 1e-2
+    ok = probes.measure(AB, A, B, rng=rng)
+    assert ok.scale == pytest.approx(np.abs(AB).max(), rel=1e-10)  # max|C| - tiny error
+    assert ok.relative < 1e-12
+
+
+@pytest.mark.parametrize("l", [1, 3, 8])
+def test_few_columns_are_checked_exactly(l):
+    """l <= PROBES: the unit vectors, i.e. the exact error and max|AB| (confidence 1)."""
+    rng = np.random.default_rng(3)
+    A, B = rng.random((30, 20)).astype(np.float32), rng.random((20, l)).astype(np.float32)
+    AB = exact_product(A, B).astype(np.float64)
+    C = AB.astype(np.float32)
+    C[4, l - 1] += 0.5
+    m = probes.measure(C, A, B)
+    assert m.exact and m.confidence == 1.0 and m.probes == l
+    assert m.error == pytest.approx(np.abs(C - AB).max(), rel=1e-6)
+    assert m.scale == pytest.approx(np.abs(AB).max(), rel=1e-12)
+
+
+def test_float32_probes_are_computed_in_float64():
+    """An exact float32 product measures at its own rounding, not the probe's: the
+    probe rounding in float32 would be ~k u relative; float64 keeps it ~1e-16."""
+    rng = np.random.default_rng(4)
+    A = rng.random((200, 3000)).astype(np.float32)
+    B = rng.random((3000, 50)).astype(np.float32)
+    AB = exact_product(A, B)
+    m = probes.measure(AB.astype(np.float32), A, B)  # C = AB rounded once to float32
+    assert m.relative < 10 * probes.KAPPA * np.sqrt(50) * 2.0**-24
+
+
+def test_a_single_corrupt_entry_is_caught_by_the_call():
+    """Two of four answers off in one entry (every decodable set holds one): the model
+    cannot see it, the probes do."""
+    rng = np.random.default_rng(5)
+    A, B = rng.random((40, 30)), rng.random((30, 20))
+    with pytest.raises(InaccurateResultError, match="measured error"):
+        gpucoded.coded_matmul(A, B, "matdot", m=2, P=4, executor=_corrupting(0),
+                              on_inaccurate="raise")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InaccurateResultWarning)
+        C = gpucoded.coded_matmul(A, B, "matdot", m=2, P=4, executor=_corrupting(0), check=None)
+    assert np.abs(C - A @ B).max() > 1.0  # what the unmeasured guard lets through
+
+
+def _corrupting(worker: int):
+    from gpucoded.executors import SerialExecutor
+    from gpucoded.stragglers import FaultyExecutor
+
+    faults = {worker: ("perturb", 1e3), worker + 1: ("perturb", 1e3)}
+    return FaultyExecutor(SerialExecutor(), faults)
+
+
+def test_check_option_is_validated():
+    A = np.ones((4, 4))
+    with pytest.raises(ValueError, match="check must be 'probes'"):
+        gpucoded.coded_matmul(A, A, check="maybe")
+
+
+def test_every_call_path_measures():
+    rng = np.random.default_rng(6)
+    A, B = rng.random((30, 20)), rng.random((20, 16))
+    _, info = gpucoded.coded_matmul(A, B, "matdot", m=2, return_info=True)
+    assert info.measured is not None and not info.measured.exact
+    M = gpucoded.CodedMatrix(A, "matdot", m=2)
+    _, info = M.matmul(B, return_info=True)
+    assert info.measured is not None
+    _, info = M.matmul(B[:, 0], return_info=True)  # a matrix-vector product: exact
+    assert info.measured.exact and info.measured.probes == 1
+    _, info = M.matmul(B, return_info=True, check=None)
+    assert info.measured is None
+
+
+def test_progressive_bound_never_increases():
+    """Issue 20 item 4: the reported bound is non-increasing as answers arrive (a decode
+    can ignore an answer). ε-MatDot m=5, P=10, float32 rose 160 -> 400 from the 5th
+    to the 6th answer before."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        A = rng.standard_normal((40, 30)).astype(np.float32)
+        B = rng.standard_normal((30, 20)).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InaccurateResultWarning)
+            out = list(
+                progressive_matmul(
+                    A, B, "approx_matdot", m=5, P=10, until_exact=False, executor="serial"
+                )
+            )
+        bounds = [d.error_bound for _, d in out]
+        assert all(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)), bounds
+        E = exact_product(A, B).astype(np.float64)
+        for C, d in out:
+            assert np.abs(C - E).max() <= d.error_bound
+
+
+@pytest.mark.gpusim
+def test_device_check_costs_no_extra_host_sync(sim):
+    """The CUDA path measures on the device: no more host synchronisations than the
+    unmeasured guard's max|C| (the four numbers come back in one transfer)."""
+    import cupy as cp
+
+    rng = np.random.default_rng(7)
+    A, B = rng.random((40, 30)), rng.random((30, 24))
+    dA, dB = cp.asarray(A), cp.asarray(B)
+    cp.cuda.Device(0).synchronize()
+    syncs = {}
+    for check in (None, "probes"):
+        n0 = sim.stats["host_sync"]
+        C, info = gpucoded.coded_matmul(dA, dB, "matdot", m=2, check=check, return_info=True)
+        syncs[check] = sim.stats["host_sync"] - n0
+    assert isinstance(C, cp.ndarray) and info.measured is not None
+    assert syncs["probes"] <= syncs[None], syncs
+    assert info.accuracy < 1e-10 and info.measured.scale > 0
