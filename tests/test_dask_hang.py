@@ -72,9 +72,9 @@ def test_straggler_answers_while_every_pool_thread_is_busy():
         At = np.arange(2 * 8 * 8, dtype=float).reshape(2, 8, 8)
         Bt = np.ones((2, 8, 8))
         run = ex.start(At, Bt, workers=[0], delays=[1.5, 0.0], timeout=30.0)
-        _until(lambda: _states(client)["long_running"], 10.0, "the straggler seceded")
+        _until(lambda: _states(client)["long_running"], 30.0, "the straggler seceded")
         holder = client.submit(_hold_pool_thread, 60.0, pure=False)
-        _until(lambda: holder.key in _states(client)["executing"], 10.0, "pool thread held")
+        _until(lambda: holder.key in _states(client)["executing"], 30.0, "pool thread held")
         answers = list(run)  # bounded by the run's timeout
         assert [a.worker for a in answers] == [0], "the straggler never answered"
         assert answers[0].error is None
