@@ -9,10 +9,11 @@ answers, cancels the rest.
 
 Dask's ``cancel`` does not stop a task that is already running, so an injected
 delay is a wait on a per-run :class:`distributed.Event`: the task secedes from the
-worker's thread pool while it waits (a straggler never blocks a thread), and
-cancelling the run sets the event, so every delayed task returns at once without
-computing. ``math.inf`` waits for the event only: the task never answers and ends
-when the run is cancelled.
+worker's thread pool (a straggler never blocks a pool thread; it computes its late
+product on its own thread and never rejoins), and cancelling the run sets the
+event, so every delayed task returns at once without computing. ``math.inf``
+waits for the event only: the task never answers and ends when the run is
+cancelled.
 
 Works with any cluster: ``DaskExecutor(client)``, ``DaskExecutor("tcp://host:8786")``
 or :func:`local_executor` (an embedded in-process ``LocalCluster``, the default of
@@ -59,35 +60,51 @@ def _worker_task(a: Any, b: Any, delay: float, event_name: str | None, t0_wall: 
     """One coded worker on a Dask worker: wait ``delay`` cooperatively, then ``a @ b``.
 
     The wait is a local timer (precise to the OS's timer, no scheduler hop at the
-    deadline) that a watcher thread cuts short when the run's
-    :class:`distributed.Event` is set (the run was cancelled). Returns
-    ``(product, start, end)`` (seconds since the run started, wall clock), or None
-    when the run was cancelled during the delay.
+    deadline) that the run's :class:`distributed.Event` cuts short when it is set
+    (the run was cancelled). Returns ``(product, start, end)`` (seconds since the
+    run started, wall clock), or None when the run was cancelled during the delay.
+
+    A delayed task secedes and never rejoins the worker's thread pool: it computes
+    its late product on its own (seceded) thread, as the separate machine it models
+    would. ``rejoin`` would block until one of the pool's threads finishes a task,
+    and it starts no thread to watch the event either (the client's event loop
+    awaits the scheduler's ``event_wait``): a delayed task's only blocking wait is
+    its own bounded timer, so stragglers cannot tie up or starve the pool of a
+    saturated in-process cluster.
     """
     start = time.time() - t0_wall
     if delay > 0:
-        from distributed import Event, get_client, rejoin, secede
+        from distributed import Event, get_client, secede
 
-        ev = Event(event_name, client=get_client())
+        client = get_client()
         secede()  # a straggler must not hold one of the worker's threads
         if math.isinf(delay):  # never answers: wait for the cancellation only
-            ev.wait()
+            Event(event_name, client=client).wait()
             return None
-        cancelled = threading.Event()
-
-        def watch() -> None:  # returns when the run is cancelled (coded_matmul always does)
-            try:
-                if ev.wait():
-                    cancelled.set()
-            except Exception:  # no cancel signal: the task still answers at its deadline
-                pass
-
-        threading.Thread(target=watch, name=f"{event_name}-watch", daemon=True).start()
-        # until t0 + delay (the master's clock), not from this task's own start
-        if cancelled.wait(max(0.0, delay - (time.time() - t0_wall))):
-            return None
-        rejoin()
+        if _cancelled_within(client, event_name, max(0.0, delay - (time.time() - t0_wall))):
+            return None  # until t0 + delay (the master's clock), not this task's start
     return a @ b, start, time.time() - t0_wall
+
+
+def _cancelled_within(client: Any, event_name: str | None, seconds: float) -> bool:
+    """True when the run's cancel event is set within ``seconds`` (a local timer).
+
+    The scheduler's ``event_wait`` is awaited on the client's event loop, which sets
+    a local flag: no thread is started and none is held. The await ends when the run
+    is cancelled (``coded_matmul`` always cancels) or the client closes. Without a
+    cancel signal (the scheduler unreachable) the task answers at its deadline.
+    """
+    cancelled = threading.Event()
+
+    async def watch() -> None:
+        try:
+            if await client.scheduler.event_wait(name=event_name):
+                cancelled.set()
+        except Exception:  # no cancel signal: the task still answers at its deadline
+            pass
+
+    client.loop.add_callback(watch)
+    return cancelled.wait(seconds)
 
 
 @dataclass
