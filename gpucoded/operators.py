@@ -31,23 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from . import guard
 from .backend import array_module
+from .callsetup import CALL_OPTIONS, check_call, check_feasible, default_answers, deliver, set_up
 from .codes import Code
-from .executors import get_executor
-from .pipeline import (
-    CALL_OPTIONS,
-    Call,
-    check_call,
-    check_out,
-    col_norm,
-    fit_code,
-    matmul_plan,
-    operands,
-    resolve_code,
-    row_norm,
-    run_product,
-)
+from .pipeline import check_out, col_norm, matmul_plan, operands, row_norm, run_product
 from .validate import _as_array, check_operands, inputs_finite
 
 __all__ = ["CodedMatrix", "encode_side"]
@@ -156,12 +143,12 @@ class CodedMatrix:
         if M.ndim != 2:
             raise ValueError(f"M must be a 2-D matrix, got shape {M.shape}")
         self.M, _ = check_operands(M, M[:1].T, nonfinite=nonfinite)
-        self.executor = get_executor(executor, like=M)
         n, k = M.shape
-        fmt = self.executor.compute_format(M.dtype)
-        code = resolve_code(code, m, P, dict(code_options), M.dtype, fmt=fmt, shape=(n, k, 1))
-        fit = Call(allow_inaccurate=allow_inaccurate)
-        self.code, self.fmt = fit_code(code, self.executor, M.dtype, fit)
+        setup = set_up(
+            code, m, P, dict(code_options), executor=executor, like=M, dtype=M.dtype,
+            shape=(n, k, 1), call_options={"allow_inaccurate": allow_inaccurate},
+        )  # fmt: skip
+        self.executor, self.code, self.fmt = setup.executor, setup.code, setup.fmt
         self.allow_inaccurate = allow_inaccurate
         self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
         self._encoded: dict[tuple, Any] = {}
@@ -369,10 +356,7 @@ class CodedMatrix:
                 "a CodedMatrix's executor is fixed at construction (its encoded blocks live "
                 f"there); call options: {', '.join(o for o in CALL_OPTIONS if o != 'executor')}"
             )
-        call = check_call(self.code, **opts)
-        call.stacklevel = 7
-        if call.answers is None and hasattr(self.code, "auto_choice"):
-            call.answers = self.code.auto_choice.answers  # what code="auto" predicted for
+        call = default_answers(self.code, check_call(self.code, **opts))
         plan = matmul_plan(self.M, X) if side == "A" else matmul_plan(X, self.M)
         ((A2, B2),) = plan.pairs  # M is 2-D: a stack on the other side folds into one
         if side == "A":  # M[:1] / M[:, :1]: the other operand is checked against M's shape
@@ -382,7 +366,7 @@ class CodedMatrix:
         dtype = np.result_type(self.M.dtype, other.dtype)
         check_out(call.out, plan.shape, dtype, self.M)
         fmt = self.executor.compute_format(dtype)
-        guard.check_feasible(self.code, fmt, allow_inaccurate=self.allow_inaccurate)
+        check_feasible(self.code, fmt, self.allow_inaccurate)  # once per format
         finite = self.finite and (call.nonfinite == "raise" or inputs_finite(other, other[:1]))
         A, B = (self.M, other) if side == "A" else (other, self.M)
         dims = self.code.grid.block_dims(A.shape[0], A.shape[1], B.shape[1])
@@ -396,11 +380,7 @@ class CodedMatrix:
             self.code, _Encoder(self.code, other, side, stack, dtype, dims), ops,
             self.executor, call, fmt, t_start,
         )  # fmt: skip
-        C = plan.assemble([C])
-        if call.out is not None:
-            call.out[...] = C
-            C = call.out
-        return (C, info) if call.return_info else C
+        return deliver(plan.assemble([C]), call, info)
 
 
 class _Encoder:
