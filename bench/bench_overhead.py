@@ -67,7 +67,11 @@ def median_ms(fn: Callable[[], Any], reps: int, warm: int) -> float:
 
 
 def executors(dask: bool) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = [("serial", "serial"), ("threads", "threads")]
+    """One long-lived instance per executor kind, as a program (or ``get_executor``'s
+    defaults) keeps them; ``executor="threads"`` may make a new one per call."""
+    from gpucoded.executors import SerialExecutor, ThreadExecutor
+
+    out: list[tuple[str, Any]] = [("serial", SerialExecutor()), ("threads", ThreadExecutor())]
     if dask:
         from gpucoded.executors.dask import local_executor
 
@@ -136,13 +140,26 @@ def end_to_end(sizes: Sequence[int], rounds: int) -> list[dict]:
 
 
 def matvec(n: int, rounds: int) -> list[dict]:
-    """CodedMatrix(M, chebyshev m=4, P=8) @ x against M @ x."""
+    """CodedMatrix(M, chebyshev m=4, P=8) @ x against M @ x, with the process's BLAS
+    threads and with BLAS on one thread (both sides alike)."""
+    from contextlib import nullcontext
+
     M, x = unit((n, n), 5), unit((n,), 6)
     rows = []
-    for ex in ("serial", "threads"):
-        cm = gpucoded.CodedMatrix(M, "chebyshev", m=4, P=8, executor=ex)
-        tc, tp, ratio = alternate(lambda cm=cm: cm @ x, lambda: M @ x, rounds)
-        rows.append({"executor": ex, "n": n, "coded_ms": tc, "plain_ms": tp, "ratio": ratio})
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    for blas in ("as is", "1 thread"):
+        if blas == "1 thread" and threadpool_limits is None:
+            continue
+        for ex_name, ex in executors(False):
+            ctx = nullcontext() if blas == "as is" else threadpool_limits(1, user_api="blas")
+            with ctx:
+                cm = gpucoded.CodedMatrix(M, "chebyshev", m=4, P=8, executor=ex)
+                tc, tp, ratio = alternate(lambda cm=cm: cm @ x, lambda: M @ x, rounds)
+            rows.append({"executor": ex_name, "blas": blas, "n": n, "coded_ms": tc,
+                         "plain_ms": tp, "ratio": ratio})  # fmt: skip
     return rows
 
 
@@ -169,11 +186,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"| {r['n']} | {r['call_ms']:.2f} | {r['hand_ms']:.2f} | "
                   f"{r['ratio']:.3f} | {r['rounds']} |", flush=True)  # fmt: skip
     if "matvec" in only:
-        print("\n| executor | n | CodedMatrix @ x ms | M @ x ms | ratio |")
-        print("|---|---:|---:|---:|---:|")
+        print("\n| executor | BLAS | n | CodedMatrix @ x ms | M @ x ms | ratio |")
+        print("|---|---|---:|---:|---:|---:|")
         for r in matvec(args.matvec_n, args.rounds * 5):
-            print(f"| {r['executor']} | {r['n']} | {r['coded_ms']:.3f} | {r['plain_ms']:.3f} | "
-                  f"{r['ratio']:.2f} |", flush=True)  # fmt: skip
+            print(f"| {r['executor']} | {r['blas']} | {r['n']} | {r['coded_ms']:.3f} | "
+                  f"{r['plain_ms']:.3f} | {r['ratio']:.2f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -395,6 +395,9 @@ def matmul_plan(A: Any, B: Any) -> MatmulPlan:
             f"inner dimensions differ: A has shape {A.shape}, B has shape {B.shape} "
             f"(need A.shape[-1] == B.shape[-2])"
         )
+    if A2.ndim == 2 and B2.ndim == 2:  # the common case: one 2-D product
+        shape = (() if A.ndim == 1 else (n,)) + (() if B.ndim == 1 else (l,))
+        return MatmulPlan(*_fold(A2, B2, (), (n, k, l), shape), shape)
     try:
         batch = tuple(np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2]))
     except ValueError as e:

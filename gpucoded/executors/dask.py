@@ -412,10 +412,12 @@ def _close_clients() -> None:
 
 
 def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecutor:
-    """A :class:`DaskExecutor` on an embedded in-process ``LocalCluster`` (made once).
+    """The :class:`DaskExecutor` on an embedded in-process ``LocalCluster`` (made once).
 
     The cluster uses threads (``processes=False``), so it starts in about a second;
-    it is closed at interpreter exit.
+    it is closed at interpreter exit. The executor is made once with it and returned
+    by every call (its worker addresses are looked up once: no scheduler round trip
+    per product).
     """
     distributed = _require_distributed()
     with _LOCK:
@@ -428,12 +430,13 @@ def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecu
                 dashboard_address=":0",
             )
             client = distributed.Client(cluster)
-            _LOCAL.update(client=client, cluster=cluster)
+            _LOCAL.update(client=client, cluster=cluster, executor=DaskExecutor(client))
             atexit.register(_close_local)
-        return DaskExecutor(client)
+        return _LOCAL["executor"]
 
 
 def _close_local() -> None:
+    _LOCAL.pop("executor", None)
     client = _LOCAL.pop("client", None)
     cluster = _LOCAL.pop("cluster", None)
     if client is not None:

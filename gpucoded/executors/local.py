@@ -131,6 +131,10 @@ _BUSY_LOCK = threading.Lock()
 _BUSY = [0]
 
 
+#: Cores of the machine (read once: ``os.cpu_count`` costs a system call).
+_CPUS = os.cpu_count() or 1
+
+
 def busy_workers() -> int:
     """Worker tasks of thread executors running now (waiting a delay or computing).
 
@@ -457,7 +461,7 @@ class ThreadExecutor(Executor):
         if self.blas_threads is not None:
             k = self.blas_threads
             if k == "auto":
-                k = max(1, (os.cpu_count() or 1) // max(1, self.max_workers or len(workers)))
+                k = max(1, _CPUS // max(1, self.max_workers or len(workers)))
             run._blas = BLAS.acquire(k)
         run._left = len(workers)
         pool.submit([(task, (w, x)) for w, x in zip(workers, d, strict=True)])
