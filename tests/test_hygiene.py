@@ -198,7 +198,7 @@ def test_threads_cleaned_after_stragglers(shared):
     if shared:
         assert len(ex.threads()) <= 3 * code.P
         assert threading.active_count() <= before + 3 * code.P
-    ex.close(wait=True)
+    ex.close()  # its threads exit after their current task
     gc.collect()
     end = time.perf_counter() + 5.0
     while threading.active_count() > before and time.perf_counter() < end:
