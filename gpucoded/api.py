@@ -6,6 +6,7 @@ The work is done by the one call pipeline of :mod:`gpucoded.pipeline`
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -137,7 +138,9 @@ def coded_matmul(
     """
     t_start = time.perf_counter()
     plan = matmul_plan(A, B)
-    pairs = [check_operands(A2, B2, nonfinite=nonfinite) for A2, B2 in plan.pairs]
+    # NaN/Inf are looked for in the norms the bound needs anyway (below): one pass
+    check = "propagate" if nonfinite == "raise" else nonfinite
+    pairs = [check_operands(A2, B2, nonfinite=check) for A2, B2 in plan.pairs]
     A0, B0 = pairs[0]
     dtype = np.result_type(A0.dtype, B0.dtype)
     code_options.update(stragglers=stragglers, rtol=rtol)
@@ -155,7 +158,10 @@ def coded_matmul(
     c, call = setup.code, setup.call
     Cs, infos = [], []
     for A2, B2 in pairs:
-        ops = operands(c, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2))
+        norms = operand_norms(c, A2, B2)
+        if nonfinite == "raise" and not math.isfinite(norms[0] + norms[1]):
+            check_operands(A2, B2, nonfinite="raise")  # names the operand with NaN/Inf
+        ops = operands(c, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2), norms)
         C2, info = run_product(
             c, lambda A2=A2, B2=B2: c.encode(A2, B2), ops, setup.executor, call, setup.fmt,
             t_start,
