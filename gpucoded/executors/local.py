@@ -36,6 +36,7 @@ from .base import Answer, Executor, Run
 
 __all__ = ["BLAS", "BlasLimit", "SerialExecutor", "ThreadExecutor", "busy_workers"]
 
+
 class BlasLimit:
     """BLAS thread limits for the runs in flight: libraries found once, refcounted.
 
