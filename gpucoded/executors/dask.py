@@ -35,6 +35,7 @@ import math
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -249,9 +250,13 @@ class DaskExecutor(Executor):
         self.bytes_sent = 0
 
     def addresses(self, refresh: bool = False) -> list[str]:
-        """The cluster's worker addresses (cached: one scheduler round trip at first)."""
+        """The cluster's worker addresses (cached per client, shared by every executor on
+        it: one scheduler round trip at first, again only on ``refresh``)."""
+        if not refresh and not self._addrs:
+            self._addrs = _ADDRESSES.get(self.client) or []
         if refresh or not self._addrs:
             self._addrs = sorted(self.client.scheduler_info()["workers"])
+            _ADDRESSES[self.client] = self._addrs
         if not self._addrs:
             raise RuntimeError("the Dask cluster has no workers")
         return self._addrs
@@ -388,6 +393,9 @@ class DaskExecutor(Executor):
 
 
 _LOCAL: dict[str, Any] = {}
+#: Worker addresses per client (weakly keyed: an entry goes with its client), so an
+#: executor made per call on a long-lived client costs no scheduler round trip.
+_ADDRESSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CLIENTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
