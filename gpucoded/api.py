@@ -6,25 +6,16 @@ The work is done by the one call pipeline of :mod:`gpucoded.pipeline`
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .callsetup import deliver, set_up
 from .codes import Code
-from .executors import get_executor
-from .pipeline import (
-    CallInfo,
-    check_call,
-    check_out,
-    fit_code,
-    matmul_plan,
-    operand_norms,
-    operands,
-    resolve_code,
-    run_product,
-)
+from .pipeline import CallInfo, check_out, matmul_plan, operand_norms, operands, run_product
 from .validate import _as_array, check_inner, check_operands, empty_product, inputs_finite
 
 __all__ = ["CallInfo", "coded_matmul", "operand_norms"]
@@ -193,36 +184,37 @@ def coded_matmul(
         info = CallInfo(None, accuracy=0.0, selection="empty product: no worker ran")
         return (Z, info) if return_info else Z
     plan = matmul_plan(A, B)
-    pairs = [check_operands(A2, B2, nonfinite=nonfinite) for A2, B2 in plan.pairs]
-    dtype = np.result_type(*(x.dtype for x in pairs[0]))
-    ex = get_executor(executor, like=pairs[0][0])
-    (n, k), l = pairs[0][0].shape, pairs[0][1].shape[1]
+    # NaN/Inf are looked for in the norms the bound needs anyway (below): one pass
+    scan = "propagate" if nonfinite == "raise" else nonfinite
+    pairs = [check_operands(A2, B2, nonfinite=scan) for A2, B2 in plan.pairs]
+    A0, B0 = pairs[0]
+    dtype = np.result_type(A0.dtype, B0.dtype)
     code_options.update(stragglers=stragglers, rtol=rtol)
-    fmt = ex.compute_format(dtype)
-    code_obj = resolve_code(code, m, P, code_options, dtype, fmt=fmt, shape=(n, k, l))
-    if code == "auto" and answers is None:
-        answers = code_obj.auto_choice.answers  # what its prediction assumes
-    call = check_call(
-        code_obj, failed=failed, delays=delays, deadline=deadline, answers=answers,
-        nonfinite=nonfinite, verify=verify, check=check, on_inaccurate=on_inaccurate,
-        allow_inaccurate=allow_inaccurate, wait_for_accuracy=wait_for_accuracy,
-        return_info=return_info, out=out,
+    setup = set_up(
+        code, m, P, code_options, executor=executor, like=A0, dtype=dtype,
+        shape=(A0.shape[0], A0.shape[1], B0.shape[1]),
+        call_options=dict(
+            failed=failed, delays=delays, deadline=deadline, answers=answers,
+            nonfinite=nonfinite, verify=verify, check=check, on_inaccurate=on_inaccurate,
+            allow_inaccurate=allow_inaccurate, wait_for_accuracy=wait_for_accuracy,
+            return_info=return_info, out=out,
+        ),
     )  # fmt: skip
-    check_out(out, plan.shape, dtype, pairs[0][0])
-    code_obj, fmt = fit_code(code_obj, ex, dtype, call)
+    check_out(out, plan.shape, dtype, A0)
+    c, call = setup.code, setup.call
     Cs, infos = [], []
     for A2, B2 in pairs:
-        ops = operands(code_obj, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2))
+        norms = operand_norms(c, A2, B2)
+        if nonfinite == "raise" and not math.isfinite(norms[0] + norms[1]):
+            check_operands(A2, B2, nonfinite="raise")  # names the operand with NaN/Inf
+        ops = operands(c, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2), norms)
         C2, info = run_product(
-            code_obj, lambda A2=A2, B2=B2: code_obj.encode(A2, B2), ops, ex, call, fmt, t_start
-        )
+            c, lambda A2=A2, B2=B2: c.encode(A2, B2), ops, setup.executor, call, setup.fmt,
+            t_start,
+        )  # fmt: skip
         Cs.append(C2)
         infos.append(info)
-    C = plan.assemble(Cs)
-    if out is not None:
-        out[...] = C
-        C = out
-    return (C, worst(infos)) if return_info else C
+    return deliver(plan.assemble(Cs), call, worst(infos))
 
 
 def _fill(out: Any, C: Any) -> Any:

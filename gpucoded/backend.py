@@ -40,7 +40,10 @@ def gpu_available() -> bool:
 
 def is_cupy_array(x: Any) -> bool:
     """True for a ``cupy.ndarray`` (checked without importing CuPy)."""
-    return type(x).__module__.split(".")[0] == "cupy"
+    t = type(x)
+    if t is np.ndarray:  # the common case, on every call's hot path
+        return False
+    return t.__module__.split(".")[0] == "cupy"
 
 
 def array_module(*arrays: Any) -> ModuleType:

@@ -7,6 +7,9 @@ generic handlers keep working.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +20,38 @@ __all__ = [
     "InaccurateResultWarning",
     "NotEnoughAnswersError",
     "WorkerError",
+    "user_stacklevel",
+    "warn_user",
 ]
+
+#: Directory of the package: frames of files under it are the library's own.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that attributes a warning to the first frame outside gpucoded.
+
+    For the function that calls this one and then :func:`warnings.warn`. Walking out
+    of the package, rather than counting frames by hand, keeps the attribution right
+    whichever entry point (``coded_matmul``, an operator, a progressive generator)
+    and however many internal calls lie between the user's line and the warning. A
+    call made entirely inside the package (a study) points at its outermost frame's
+    caller.
+    """
+    frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """:func:`warnings.warn` attributed to the user's line (:func:`user_stacklevel`).
+
+    The one mechanism every warning of the library uses.
+    """
+    warnings.warn(message, category, stacklevel=user_stacklevel())
 
 
 class NotEnoughAnswersError(ValueError):

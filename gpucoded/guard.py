@@ -65,14 +65,13 @@ Which answers to decode (:func:`choose_answers`, :func:`accurate_enough`)
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .codes import Code, EvaluationCode
-from .errors import InaccurateResultError, InaccurateResultWarning
+from .errors import InaccurateResultError, InaccurateResultWarning, warn_user
 from .formats import Format, FormatSpec, get_format
 
 __all__ = [
@@ -135,7 +134,6 @@ def check_accuracy(
     code: Any,
     fmt: Format,
     on_inaccurate: str = "warn",
-    stacklevel: int = 3,
     measured: Any = None,
 ) -> float:
     r"""Apply the rule of this module to one decode; return the relative estimate.
@@ -156,8 +154,7 @@ def check_accuracy(
     fmt : Format
         The worker format the answers were computed in.
     on_inaccurate : {"warn", "raise", "ignore"}
-    stacklevel : int
-        Passed to :func:`warnings.warn` (the user's call line).
+        A warning points at the user's line (:func:`gpucoded.errors.warn_user`).
     measured : Measured, optional
         The measured error (:func:`gpucoded.probes.measure`).
 
@@ -205,16 +202,16 @@ def check_accuracy(
         f"({kinds}); the result may have fewer than two correct digits. "
         f"{suggest_fix(code, fmt, info)}"
     )
-    flag(msg, on_inaccurate, estimate=rel, stacklevel=stacklevel)
+    flag(msg, on_inaccurate, estimate=rel)
     return rel
 
 
-def flag(message: str, on_inaccurate: str, *, estimate: float, stacklevel: int = 3) -> None:
+def flag(message: str, on_inaccurate: str, *, estimate: float) -> None:
     """Report an inaccurate result as ``on_inaccurate`` says (warn, raise or ignore)."""
     if on_inaccurate == "raise":
         raise InaccurateResultError(message, estimate=estimate)
     if on_inaccurate == "warn":
-        warnings.warn(message, InaccurateResultWarning, stacklevel=stacklevel + 1)
+        warn_user(message, InaccurateResultWarning)
 
 
 def bound_exceeds_result(error_bound: float | None, scale: float) -> bool:

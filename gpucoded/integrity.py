@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ import numpy as np
 
 from .backend import array_module, is_cupy_array, to_numpy
 from .codes import Code, DecodeInfo
-from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError
+from .errors import CorruptAnswerError, CorruptionWarning, NotEnoughAnswersError, warn_user
 
 __all__ = [
     "VERIFY_MODES",
@@ -350,7 +349,7 @@ def verify_decode(
             f"removing one leaves fewer answers than {code!r} needs"
         )
         if mode == "warn":
-            warnings.warn(f"unverified result: {report.reason}", CorruptionWarning, stacklevel=3)
+            warn_user(f"unverified result: {report.reason}", CorruptionWarning)
             return finish(full)
         raise NotEnoughAnswersError(
             f"verify={mode!r}: {report.reason}; wait for more answers (answers=...)",
@@ -365,7 +364,7 @@ def verify_decode(
     if mode == "warn":
         report.error_bound = math.inf
         report.reason = msg
-        warnings.warn(msg, CorruptionWarning, stacklevel=3)
+        warn_user(msg, CorruptionWarning)
         return finish(full)
     if mode == "raise":
         report.reason = msg

@@ -31,21 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from . import guard
 from .backend import array_module
+from .callsetup import CALL_OPTIONS, check_call, check_feasible, default_answers, deliver, set_up
 from .codes import Code
-from .executors import get_executor
 from .pipeline import (
-    CALL_OPTIONS,
-    Call,
     CallInfo,
-    check_call,
     check_out,
     col_norm,
-    fit_code,
     matmul_plan,
     operands,
-    resolve_code,
     row_norm,
     run_product,
 )
@@ -196,12 +190,12 @@ class CodedMatrix:
             )
         self.M, _ = check_operands(M, M[:1].T, nonfinite=nonfinite)
         M = self.M  # in the dtype the workers compute in (validate.working_dtype)
-        self.executor = get_executor(executor, like=M)
         n, k = M.shape
-        fmt = self.executor.compute_format(M.dtype)
-        code = resolve_code(code, m, P, dict(code_options), M.dtype, fmt=fmt, shape=(n, k, 1))
-        fit = Call(allow_inaccurate=allow_inaccurate)
-        self.code, self.fmt = fit_code(code, self.executor, M.dtype, fit)
+        setup = set_up(
+            code, m, P, dict(code_options), executor=executor, like=M, dtype=M.dtype,
+            shape=(n, k, 1), call_options={"allow_inaccurate": allow_inaccurate},
+        )  # fmt: skip
+        self.executor, self.code, self.fmt = setup.executor, setup.code, setup.fmt
         self.allow_inaccurate = allow_inaccurate
         self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
         self._encoded: dict[tuple, Any] = {}
@@ -255,10 +249,7 @@ class CodedMatrix:
                 "a CodedMatrix's executor is fixed at construction (its encoded blocks live "
                 f"there); call options: {', '.join(o for o in CALL_OPTIONS if o != 'executor')}"
             )
-        call = check_call(self.code, **opts)
-        call.stacklevel = 7
-        if call.answers is None and self.code.auto_choice is not None:
-            call.answers = self.code.auto_choice.answers  # what code="auto" predicted for
+        call = default_answers(self.code, check_call(self.code, **opts))
         if isinstance(X, CodedMatrix):
             raise TypeError(
                 "CodedMatrix @ CodedMatrix: only one operand can be encoded; multiply by "
@@ -283,7 +274,7 @@ class CodedMatrix:
         dtype = np.result_type(self.M.dtype, other.dtype)
         check_out(call.out, plan.shape, dtype, self.M)
         fmt = self.executor.compute_format(dtype)
-        guard.check_feasible(self.code, fmt, allow_inaccurate=self.allow_inaccurate)
+        check_feasible(self.code, fmt, self.allow_inaccurate)  # once per format
         finite = self.finite and (call.nonfinite == "raise" or inputs_finite(other, other[:1]))
         A, B = (self.M, other) if side == "A" else (other, self.M)
         dims = self.code.grid.block_dims(A.shape[0], A.shape[1], B.shape[1])
@@ -297,11 +288,7 @@ class CodedMatrix:
             self.code, _Encoder(self.code, other, side, stack, dtype, dims), ops,
             self.executor, call, fmt, t_start,
         )  # fmt: skip
-        C = plan.assemble([C])
-        if call.out is not None:
-            call.out[...] = C
-            C = call.out
-        return (C, info) if call.return_info else C
+        return deliver(plan.assemble([C]), call, info)
 
 
 def _np_product(cm: CodedMatrix, A: Any, B: Any, call: dict[str, Any]) -> Any:

@@ -4,10 +4,12 @@ Every coded product of the library runs through this module:
 :func:`gpucoded.coded_matmul`, :func:`gpucoded.progressive.progressive_matmul` and
 :class:`gpucoded.CodedMatrix`. Each step is one function:
 
-1. **validate** (:func:`check_call`, :func:`resolve_code`): every option is checked
-   before any work; an unknown keyword is a ``TypeError`` listing the valid ones; the
-   code is refused if no set of its answers can be decoded accurately in the worker
-   format (:func:`gpucoded.guard.check_feasible`, unless ``allow_inaccurate=True``);
+1. **validate** (the one call set-up of :mod:`gpucoded.callsetup`: code, default,
+   options, worker format and shape, resolved once per call and cached): every option
+   is checked before any work; an unknown keyword is a ``TypeError`` listing the valid
+   ones; the code is refused if no set of its answers can be decoded accurately in
+   the worker format (:func:`gpucoded.guard.check_feasible`, unless
+   ``allow_inaccurate=True``);
 2. **encode**: :math:`\tilde A_w=\sum_a G_A[w,a]A_a`, :math:`\tilde B_w=\sum_b
    G_B[w,b]B_b` (an operator supplies the side it keeps encoded);
 3. **execute & collect** (:func:`collect`): the executor runs the P worker GEMMs;
@@ -28,9 +30,8 @@ Every coded product of the library runs through this module:
 from __future__ import annotations
 
 import math
-import numbers
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +39,11 @@ import numpy as np
 
 from . import guard, probes
 from .backend import array_module
-from .codes import CODES, Code, DecodeInfo, lookup, make_code
+from .callsetup import CALL_OPTIONS, Call, check_call, fit_code, resolve_code
+from .codes import Code, DecodeInfo
 from .errors import NotEnoughAnswersError
-from .executors.base import Executor, Run, check_delays
-from .formats import Format, get_format
+from .executors.base import Executor, Run
+from .formats import Format
 from .hedging import HedgePolicy, HedgeReport, run_tasks, task_stacks
 from .integrity import (
     IntegrityReport,
@@ -64,25 +66,6 @@ __all__ = [
     "run_product",
 ]
 
-#: Keyword options of one call (``coded_matmul``, ``CodedMatrix.matmul``), besides the
-#: code's own options.
-CALL_OPTIONS = (
-    "failed",
-    "delays",
-    "executor",
-    "answers",
-    "deadline",
-    "nonfinite",
-    "verify",
-    "check",
-    "on_inaccurate",
-    "allow_inaccurate",
-    "wait_for_accuracy",
-    "return_info",
-    "out",
-)
-#: Keywords of :func:`gpucoded.codes.make_code` besides the constructors' own.
-_MAKE_CODE_OPTIONS = ("p", "q", "r")
 
 
 @dataclass
@@ -155,190 +138,6 @@ class CallInfo:
         return None if self.decode is None else self.decode.cond
 
 
-# ------------------------------------------------------------------ 1. validate
-@dataclass
-class Call:
-    """The validated options of one call (see :func:`gpucoded.coded_matmul`)."""
-
-    failed: frozenset[int] = frozenset()
-    delays: list[float] | None = None
-    deadline: float | None = None
-    answers: int | None = None
-    nonfinite: str = "raise"
-    verify: str | None = None
-    #: measure each product's error (``"probes"``, :mod:`gpucoded.probes`) or not
-    check: str | None = "probes"
-    on_inaccurate: str = "warn"
-    allow_inaccurate: bool = False
-    wait_for_accuracy: float | None = None
-    return_info: bool = False
-    out: Any = None
-    #: frames between the guard's warning and the user's call
-    stacklevel: int = 6
-
-
-def _seconds(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    v = float(value)
-    if math.isnan(v) or v < 0:
-        raise ValueError(f"{name} must be >= 0 seconds (or None for no limit), got {value!r}")
-    return v
-
-
-def _failed_set(failed: Any, P: int) -> frozenset[int]:
-    """``failed`` as a set of worker indices: an int or an iterable of ints in [0, P)."""
-    if failed is None:
-        return frozenset()
-    items = [failed] if isinstance(failed, numbers.Integral | np.integer) else failed
-    if isinstance(items, str) or not isinstance(items, Iterable):
-        raise TypeError(
-            f"failed must be a worker index or a list of worker indices, got {failed!r}"
-        )
-    out = set()
-    for w in items:
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral | np.integer):
-            raise TypeError(
-                f"failed worker indices must be integers, got {w!r} ({type(w).__name__}) "
-                f"in failed={failed!r}"
-            )
-        if not 0 <= int(w) < P:
-            raise ValueError(f"failed worker index {int(w)} out of range [0, {P})")
-        out.add(int(w))
-    return frozenset(out)
-
-
-def check_call(code: Code, **options: Any) -> Call:
-    """Validate the call options against ``code`` before any work.
-
-    Raises
-    ------
-    TypeError
-        An unknown option (the message lists the valid ones), or a value of the
-        wrong type (``failed=[1.5]``).
-    ValueError
-        A value out of range (negative ``deadline``, ``answers`` outside
-        [threshold, P], a worker index ≥ P, unknown mode).
-    """
-    from .validate import check_count
-
-    unknown = sorted(set(options) - set(CALL_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; valid: {', '.join(CALL_OPTIONS)}")
-    c = Call(**options)
-    c.failed = _failed_set(c.failed, code.P)
-    c.delays = check_delays(c.delays, code.P)
-    c.deadline = _seconds("deadline", c.deadline)
-    c.wait_for_accuracy = _seconds("wait_for_accuracy", c.wait_for_accuracy)
-    c.answers = check_count("answers", c.answers)
-    if c.answers is not None and not code.recovery_threshold <= c.answers <= code.P:
-        raise ValueError(
-            f"answers={c.answers} must be between the recovery threshold "
-            f"{code.recovery_threshold} and P={code.P}"
-        )
-    if c.nonfinite not in ("raise", "propagate"):
-        raise ValueError(f"nonfinite must be 'raise' or 'propagate', got {c.nonfinite!r}")
-    verify_ready(c.verify, None, ())  # refuses an unknown mode
-    guard.check_mode(c.on_inaccurate)
-    probes.check_mode(c.check)
-    if not isinstance(c.allow_inaccurate, bool):
-        raise TypeError(f"allow_inaccurate must be True or False, got {c.allow_inaccurate!r}")
-    return c
-
-
-def code_option_names(name: str) -> list[str]:
-    """Keyword options a code built by ``name`` accepts (its constructor's and make_code's)."""
-    cls = CODES.get(name.lower().replace("-", "_"))
-    return [] if cls is None else cls.option_names()  # the family's declared options
-
-
-def resolve_code(
-    code: str | Code | None,
-    m: int | None,
-    P: int | None,
-    options: dict[str, Any],
-    dtype: Any = None,
-    *,
-    fmt: Format | None = None,
-    shape: tuple[int, int, int] | None = None,
-) -> Code:
-    """The code of a call: an instance (checked against m, P) or built from its name.
-
-    ``None`` is the exact default, :data:`DEFAULT_CODE`; ``"auto"`` the lightest code
-    meeting ``options["rtol"]`` with ``options["stragglers"]`` (default 1) of P
-    workers missing, for workers in ``fmt`` and a product of ``shape`` (n, k, l)
-    (:func:`gpucoded.autocode.choose_code`). Unknown code options raise a
-    ``TypeError`` naming them and listing the valid call and code options.
-    """
-    from .validate import check_count
-
-    m, P = check_count("m", m), check_count("P", P)
-    auto = {k: options.pop(k) for k in ("stragglers", "rtol") if k in options}
-    if code == "auto":
-        return auto_code(m, P, auto, options, fmt or get_format(dtype or "float64"), shape)
-    if any(v is not None for v in auto.values()):
-        raise TypeError(f"{sorted(auto)} only apply with code='auto'")
-    if code is None:
-        code = DEFAULT_CODE
-    if isinstance(code, str):
-        valid = code_option_names(code)
-        unknown = sorted(k for k in options if k not in valid)
-        if valid and unknown:
-            raise TypeError(
-                f"unknown keyword(s) {unknown}; call options: {', '.join(CALL_OPTIONS)}; "
-                f"options of code {code!r}: {', '.join(valid)}"
-            )
-    for key in _MAKE_CODE_OPTIONS:
-        if key in options:
-            options[key] = check_count(key, options[key])
-    options = {k: v for k, v in options.items() if v is not None}
-    if isinstance(code, Code):
-        if options:
-            raise TypeError(
-                f"code options {sorted(options)} are only accepted with a code name; "
-                f"configure the {type(code).__name__} instance instead (call options: "
-                f"{', '.join(CALL_OPTIONS)})"
-            )
-        if m is not None and m != code.m:
-            raise ValueError(f"m={m} conflicts with the code's m={code.m}")
-        if P is not None and P != code.P:
-            raise ValueError(f"P={P} conflicts with the code's P={code.P}")
-        return code
-    if not isinstance(code, str):
-        raise TypeError(f"code must be a code name or a gpucoded.codes.Code, got {type(code)}")
-    if m is None and "p" not in options:
-        m = DEFAULT_M
-    if lookup(code).tunes_to_format and dtype is not None:
-        # tune the default/auto evaluation points for the arithmetic the workers do
-        options.setdefault("dtype", dtype)
-    return make_code(code, m=m, P=P, **options)
-
-
-def auto_code(
-    m: int | None, P: int | None, auto: dict, options: dict, fmt: Format, shape: Any
-) -> Code:
-    """``code="auto"``: checks its options, then :func:`gpucoded.autocode.choose_code`."""
-    from .autocode import choose_code
-    from .validate import check_count
-
-    if options or m is not None:
-        extra = sorted(options) + (["m"] if m is not None else [])
-        raise TypeError(f"code='auto' chooses the code and m itself; drop {extra}")
-    if P is None:
-        raise TypeError("code='auto' needs P= (workers) and optionally stragglers=, rtol=")
-    s = auto.get("stragglers")
-    s = 1 if s is None else check_count("stragglers", s, minimum=0)
-    return choose_code(P, s, fmt, rtol=auto.get("rtol"), shape=shape or (100, 100, 100)).code
-
-
-#: The code of a call without one: exact, Chebyshev points (well conditioned).
-DEFAULT_CODE = "chebyshev"
-#: Storage fraction 1/m of a call naming a code without m.
-DEFAULT_M = 2
-
-
 def operand_norms(code: Code, A: Any, B: Any) -> tuple[float, float]:
     r"""(ρ_A, ρ_B) for the a-priori bound.
 
@@ -355,33 +154,25 @@ def operand_norms(code: Code, A: Any, B: Any) -> tuple[float, float]:
 
 def row_norm(code: Code, A: Any) -> float:
     r""":math:`\rho_A=\sqrt p\max_v\|A_{v,:}\|_2` (the A side of :func:`operand_norms`)."""
-    xp = array_module(A)
-    return float(xp.linalg.norm(A, axis=1).max()) * code.grid.p**0.5
+    return max_norm(A, 1) * code.grid.p**0.5
 
 
 def col_norm(code: Code, B: Any) -> float:
     r""":math:`\rho_B=\sqrt t\max_w\|B_{:,w}\|_2` (the B side of :func:`operand_norms`)."""
-    xp = array_module(B)
-    return float(xp.linalg.norm(B, axis=0).max()) * code.grid.t**0.5
+    return max_norm(B, 0) * code.grid.t**0.5
 
 
-def fit_code(code: Code, executor: Executor, dtype: Any, call: Call) -> tuple[Code, Format]:
-    """The code to run for ``executor``'s worker format, and that format.
+def max_norm(X: Any, axis: int) -> float:
+    """The largest 2-norm of X's rows (``axis=1``) or columns (``axis=0``); NaN or inf
+    when X has a NaN or an inf.
 
-    :meth:`~gpucoded.executors.base.Executor.compute_format` gives the format the
-    workers compute in for result dtype ``dtype``; a code that cannot give a usable
-    product in it is refused before any work (:func:`gpucoded.guard.check_feasible`,
-    unless ``call.allow_inaccurate``), and an ε-code tuned for another format is
-    retuned or refused (:func:`gpucoded.guard.check_code_format`).
+    A real NumPy matrix takes one pass (``einsum`` of X with itself: no |X|² temporary,
+    as ``numpy.linalg.norm`` makes); the sum of squares is the same unscaled one.
     """
-    fmt = executor.compute_format(dtype)
-    try:
-        code = guard.check_code_format(code, fmt)  # retunes first, then check_feasible
-    except ValueError:
-        if not call.allow_inaccurate:
-            raise
-        guard.check_feasible(code, fmt, allow_inaccurate=True)  # still refuses overflow
-    return code, fmt
+    if type(X) is np.ndarray and X.dtype.kind == "f":
+        sq = np.einsum("ij,ij->i" if axis == 1 else "ij,ij->j", X, X)
+        return math.sqrt(float(sq.max()))
+    return float(array_module(X).linalg.norm(X, axis=axis).max())
 
 
 # ------------------------------------------------------------ 3. execute & collect
@@ -545,8 +336,10 @@ def decode(
     else:
         if call.verify is not None:
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
+        cached = code.weights_cached(got, fmt=fmt)  # before the look-up below solves
         guard.check_weights(code, code.decode_weights(got, fmt=fmt), fmt)  # overflow: refuse
         C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, **kw)
+        dinfo.cached = cached
         used = tuple(got)
     if C.dtype != ops.dtype:
         C = C.astype(ops.dtype)
@@ -587,7 +380,7 @@ def apply_guard(
         scale = absmax(C)
     rel = guard.check_accuracy(
         dinfo, scale, code=code, fmt=fmt, on_inaccurate=call.on_inaccurate,
-        stacklevel=call.stacklevel, measured=measured,
+        measured=measured,
     )  # fmt: skip
     if integrity is not None and guard.bound_exceeds_result(integrity.error_bound, scale):
         integrity.bound_exceeds_result = True
@@ -596,7 +389,7 @@ def apply_guard(
             f"is not below max|C| = {scale:.3g}, so the check vouches for no digit of the "
             f"result ({code!r}, answers {list(dinfo.workers)}). "
             + guard.suggest_fix(code, fmt, dinfo),
-            call.on_inaccurate, estimate=rel, stacklevel=call.stacklevel,
+            call.on_inaccurate, estimate=rel,
         )  # fmt: skip
     return rel
 
@@ -640,6 +433,9 @@ def matmul_plan(A: Any, B: Any) -> MatmulPlan:
             f"inner dimensions differ: A has shape {A.shape}, B has shape {B.shape} "
             f"(need A.shape[-1] == B.shape[-2])"
         )
+    if A2.ndim == 2 and B2.ndim == 2:  # the common case: one 2-D product
+        shape = (() if A.ndim == 1 else (n,)) + (() if B.ndim == 1 else (l,))
+        return MatmulPlan(*_fold(A2, B2, (), (n, k, l), shape), shape)
     try:
         batch = tuple(np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2]))
     except ValueError as e:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from .callsetup import set_up
 from .codes import Code, DecodeInfo
-from .executors import get_executor
-from .pipeline import check_call, fit_code, operands, progressive, resolve_code
+from .pipeline import operands, progressive
 from .validate import check_operands, inputs_finite
 
 __all__ = ["progressive_matmul"]
@@ -39,7 +39,7 @@ __all__ = ["progressive_matmul"]
 def progressive_matmul(
     A: Any,
     B: Any,
-    code: str | Code = "approx_matdot",
+    code: str | Code | None = None,
     *,
     m: int | None = None,
     P: int | None = None,
@@ -64,7 +64,11 @@ def progressive_matmul(
     Parameters
     ----------
     A, B, code, m, P, failed, delays, executor, nonfinite, **code_options
-        As in :func:`gpucoded.coded_matmul` (2-D operands).
+        As in :func:`gpucoded.coded_matmul` (2-D operands), set up by the same
+        :func:`gpucoded.callsetup.set_up`: the same default code (exact, so one
+        estimate that is already exact; the refinement is what an approximate code
+        such as ``"approx_matdot"`` gains), ``code="auto"`` chosen for the
+        executor's worker format and this product's shape.
     on_inaccurate, allow_inaccurate, check
         As in :func:`gpucoded.coded_matmul`, applied to every estimate.
     deadline : float, optional
@@ -103,12 +107,16 @@ def progressive_matmul(
     True
     """
     A, B = check_operands(A, B, nonfinite=nonfinite)
-    c = resolve_code(code, m, P, code_options, np.result_type(A.dtype, B.dtype))
-    call = check_call(
-        c, failed=failed, delays=delays, deadline=deadline, nonfinite=nonfinite,
-        on_inaccurate=on_inaccurate, allow_inaccurate=allow_inaccurate, check=check,
+    setup = set_up(
+        code, m, P, code_options, executor=executor, like=A,
+        dtype=np.result_type(A.dtype, B.dtype), shape=(A.shape[0], A.shape[1], B.shape[1]),
+        call_options=dict(
+            failed=failed, delays=delays, deadline=deadline, nonfinite=nonfinite,
+            on_inaccurate=on_inaccurate, allow_inaccurate=allow_inaccurate, check=check,
+        ),
     )  # fmt: skip
-    ex = get_executor(executor, like=A)
-    c, fmt = fit_code(c, ex, np.result_type(A.dtype, B.dtype), call)
+    c = setup.code
     ops = operands(c, A, B, nonfinite == "raise" or inputs_finite(A, B))
-    yield from progressive(c, lambda: c.encode(A, B), ops, ex, call, fmt, until_exact)
+    yield from progressive(
+        c, lambda: c.encode(A, B), ops, setup.executor, setup.call, setup.fmt, until_exact
+    )

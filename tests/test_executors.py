@@ -24,11 +24,12 @@ def _worker_threads() -> list[threading.Thread]:
 
 
 def _wait_no_worker_threads(limit: float) -> float:
-    """Seconds until no worker thread is alive (fails after ``limit``)."""
+    """Seconds until no worker task runs (fails after ``limit``); the pools' threads
+    stay for the next run, their work must not."""
     t0 = time.perf_counter()
-    while _worker_threads():
+    while local_mod.busy_workers():
         if time.perf_counter() - t0 > limit:
-            pytest.fail(f"worker threads still alive after {limit} s: {_worker_threads()}")
+            pytest.fail(f"{local_mod.busy_workers()} worker tasks still running after {limit} s")
         time.sleep(0.005)
     return time.perf_counter() - t0
 
@@ -213,3 +214,23 @@ def test_blas_threads_limited_during_the_run_and_restored(monkeypatch):
     assert blas_threads() == before
     with pytest.raises(ValueError, match="blas_threads"):
         ThreadExecutor(blas_threads=0)
+
+
+def test_dask_executor_set_up_once():
+    """The embedded cluster's executor is made once; an executor made per call on the
+    same client finds the worker addresses without asking the scheduler."""
+    pytest.importorskip("distributed")
+    from gpucoded.executors import dask as dask_mod
+
+    ex = dask_mod.local_executor()
+    assert dask_mod.local_executor() is ex
+    addrs = ex.addresses()
+    asked = []
+    other = dask_mod.DaskExecutor(ex.client)
+    real = ex.client.scheduler_info
+    ex.client.scheduler_info = lambda *a, **k: asked.append(1) or real(*a, **k)
+    try:
+        assert other.addresses() == addrs and not asked
+        assert other.addresses(refresh=True) == addrs and asked
+    finally:
+        del ex.client.scheduler_info

@@ -18,7 +18,7 @@ import gpucoded
 from gpucoded.codes import Hedged, make_code
 from gpucoded.errors import NotEnoughAnswersError
 from gpucoded.executors.base import Run
-from gpucoded.executors.local import SerialExecutor
+from gpucoded.executors.local import SerialExecutor, busy_workers
 from gpucoded.reference import exact_product
 from gpucoded.stragglers import OneSlowDevice, hedged_time
 
@@ -45,11 +45,14 @@ def _check_exact(C, A, B, info):
     assert np.isfinite(err) and err <= info.error_bound, (err, info.error_bound)
 
 
-def _gone(prefixes=("gpucoded-worker", "gpucoded-hedge"), wait=5.0) -> bool:
-    """True once no worker or forwarding thread of ours is alive (waits up to ``wait``)."""
+def _gone(prefixes=("gpucoded-hedge",), wait=5.0) -> bool:
+    """True once no worker task is running and no forwarding thread of ours is alive
+    (waits up to ``wait``). The thread executor's pool threads outlive the runs: what
+    must end is their work (:func:`gpucoded.executors.local.busy_workers`)."""
     end = time.perf_counter() + wait
     while time.perf_counter() < end:
-        if not [t for t in threading.enumerate() if t.name.startswith(prefixes)]:
+        alive = [t for t in threading.enumerate() if t.name.startswith(prefixes)]
+        if not alive and busy_workers() == 0:
             return True
         time.sleep(0.01)
     return False

@@ -25,55 +25,119 @@ from _util import unit_gaussian
 import gpucoded
 from gpucoded.codes import base as code_base
 from gpucoded.executors import SerialExecutor, ThreadExecutor
+from gpucoded.executors.local import busy_workers
 from gpucoded.stragglers import FaultyExecutor
 
-N_CALLS = 1000
+N_CALLS = 500
 MIN_OBJECT_BYTES = 16
 STRAGGLER_DELAY = 30.0
+#: Frames kept per allocation: enough to reach the library's innermost frame from
+#: NumPy's allocation sites (each extra frame slows every traced allocation).
+TRACE_DEPTH = 6
+#: Allocations made on behalf of the library: a trace with a frame in the package.
+#: Other libraries' background threads (an in-process Dask cluster that an earlier
+#: test file started keeps its monitors' histories growing) are not the calls' memory.
+LIBRARY_TRACES = [
+    tracemalloc.Filter(True, os.path.join(os.path.dirname(gpucoded.__file__), "*"), all_frames=True)
+]
 
 
 def _worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("gpucoded-worker")]
 
 
-def _wait_no_workers(timeout: float = 5.0) -> list[threading.Thread]:
+def _wait_no_workers(timeout: float = 5.0) -> int:
+    """Worker tasks still running after at most ``timeout`` s (0: all ended). The pools'
+    threads stay for the next call; their tasks (delays, GEMMs) must end."""
     end = time.perf_counter() + timeout
-    while _worker_threads() and time.perf_counter() < end:
+    while busy_workers() and time.perf_counter() < end:
         time.sleep(0.01)
-    return _worker_threads()
+    return busy_workers()
 
 
-@pytest.mark.parametrize("executor", [SerialExecutor, ThreadExecutor])
+def _wait_exited(keep: set[threading.Thread], timeout: float = 5.0) -> None:
+    """Wait until the worker threads not in ``keep`` have exited."""
+    end = time.perf_counter() + timeout
+    while set(_worker_threads()) - keep and time.perf_counter() < end:
+        time.sleep(0.01)
+    assert not set(_worker_threads()) - keep, "threads of dropped executors did not exit"
+
+
+def _library_bytes(snapshot: tracemalloc.Snapshot) -> int:
+    return sum(s.size for s in snapshot.filter_traces(LIBRARY_TRACES).statistics("filename"))
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads", "one ThreadExecutor"])
 def test_no_host_memory_growth(executor):
     """1,000 calls (failure patterns and verify modes cycling) do not grow host memory.
 
-    After a warm-up that fills the per-code decode-weight cache, traced memory may not
-    grow by 16 bytes per call (one leaked object per call would exceed that).
+    After a warm-up that fills the per-code decode-weight cache, the memory allocated
+    on behalf of the library (traces with a frame in the package: independent of what
+    earlier tests left running) may not grow by 16 bytes per call (one leaked object
+    per call would exceed that). ``"serial"``/``"threads"``: a new executor per call
+    (what ``executor="threads"`` gives); ``"one ThreadExecutor"``: one executor
+    and its pool for every call.
     """
     code = gpucoded.make_code("approx_matdot", m=2, P=4)
     A, B = unit_gaussian((6, 5), 90), unit_gaussian((5, 4), 91)
     cases = list(itertools.product(range(4), (None, "warn")))
+    shared = ThreadExecutor()
+    make = {
+        "serial": SerialExecutor, "threads": ThreadExecutor, "one ThreadExecutor": lambda: shared
+    }
 
     def call(i: int) -> None:
         f, verify = cases[i % len(cases)]
         failed = [] if verify else [f]  # verify needs K+1 = 3 answers
-        gpucoded.coded_matmul(A, B, code, failed=failed, executor=executor(), verify=verify)
+        gpucoded.coded_matmul(A, B, code, failed=failed, executor=make[executor](), verify=verify)
 
     for i in range(2 * len(cases)):
         call(i)
     assert not _wait_no_workers()
     gc.collect()
-    tracemalloc.start()
+    threads = set(_worker_threads())
+    tracemalloc.start(TRACE_DEPTH)
     try:
-        before = tracemalloc.get_traced_memory()[0]
+        before = _library_bytes(tracemalloc.take_snapshot())
         for i in range(N_CALLS):
             call(i)
         assert not _wait_no_workers()
         gc.collect()
-        growth = tracemalloc.get_traced_memory()[0] - before
+        _wait_exited(threads)  # the pools of dropped executors: threads still exiting
+        growth = _library_bytes(tracemalloc.take_snapshot()) - before
     finally:
         tracemalloc.stop()
     assert growth < MIN_OBJECT_BYTES * N_CALLS, f"grew {growth} B over {N_CALLS} calls"
+
+
+def test_memory_check_sees_a_per_call_leak(monkeypatch):
+    """The growth check above can fail: a pipeline step that keeps one small object per
+    call (here the CallInfo) is caught with the same filter and threshold."""
+    from gpucoded import pipeline
+
+    kept = []
+    real = pipeline.run_product
+
+    def leaky(*a, **k):
+        C, info = real(*a, **k)
+        kept.append([info.used])  # a list and a tuple per call: > 16 B each
+        return C, info
+
+    monkeypatch.setattr(pipeline, "run_product", leaky)
+    monkeypatch.setattr(gpucoded.api, "run_product", leaky)
+    A, B = unit_gaussian((6, 5), 90), unit_gaussian((5, 4), 91)
+    ex = SerialExecutor()
+    gpucoded.coded_matmul(A, B, executor=ex)
+    tracemalloc.start(TRACE_DEPTH)
+    try:
+        before = _library_bytes(tracemalloc.take_snapshot())
+        for _ in range(N_CALLS):
+            gpucoded.coded_matmul(A, B, executor=ex)
+        growth = _library_bytes(tracemalloc.take_snapshot()) - before
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == N_CALLS + 1
+    assert growth >= MIN_OBJECT_BYTES * N_CALLS
 
 
 @pytest.mark.gpu
@@ -115,20 +179,68 @@ def test_decode_weight_cache_bounded(monkeypatch):
     assert code_base.WEIGHT_CACHE_SIZE < len(subsets)
 
 
-def test_threads_cleaned_after_stragglers():
-    """Calls that abandon a 30 s straggler return at once and leave no worker threads."""
+@pytest.mark.parametrize("shared", [True, False], ids=["one executor", "executor per call"])
+def test_threads_cleaned_after_stragglers(shared):
+    """Calls that abandon a 30 s straggler return at once and leave no work running;
+    one executor's pool keeps its threads (at most 3 per worker whatever the number of
+    calls: a call may find the previous calls' woken stragglers still ending), and
+    executors dropped after their call take theirs with them."""
     code = gpucoded.make_code("matdot", m=2, P=5)
     A, B = unit_gaussian((6, 5), 94), unit_gaussian((5, 4), 95)
+    assert not _wait_no_workers()
     before = threading.active_count()
+    ex = ThreadExecutor()
     t0 = time.perf_counter()
     for i in range(50):
         delays = [0.0] * code.P
         delays[i % code.P] = STRAGGLER_DELAY
         delays[(i + 1) % code.P] = math.inf
-        gpucoded.coded_matmul(A, B, code, delays=delays, executor=ThreadExecutor())
+        gpucoded.coded_matmul(
+            A, B, code, delays=delays, executor=ex if shared else ThreadExecutor()
+        )
     assert time.perf_counter() - t0 < STRAGGLER_DELAY / 3
     assert not _wait_no_workers()
+    if shared:
+        assert len(ex.threads()) <= 3 * code.P
+        assert threading.active_count() <= before + 3 * code.P
+    ex.close()  # its threads exit after their current task
+    gc.collect()
+    end = time.perf_counter() + 5.0
+    while threading.active_count() > before and time.perf_counter() < end:
+        time.sleep(0.01)
     assert threading.active_count() <= before
+
+
+def test_warm_calls_start_no_threads_and_scan_no_libraries(monkeypatch):
+    """A warm call on one executor starts no thread and does not look for the BLAS
+    libraries again (threadpoolctl's scan reads /proc/self/maps: ~1 ms)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gpucoded.executors import local
+
+    code = gpucoded.make_code("chebyshev", m=4, P=8)
+    A, B = unit_gaussian((32, 32), 102), unit_gaussian((32, 32), 103)
+    for S in itertools.combinations(range(code.P), code.recovery_threshold):
+        code.decode_weights(S, fmt="float64")  # whichever 7 answer first: no solve
+    ex = ThreadExecutor()
+    for _ in range(3):
+        gpucoded.coded_matmul(A, B, code, executor=ex)
+    assert local.BLAS._libs is not None  # found once
+    scans, starts = [], []
+    real_init = threadpoolctl.ThreadpoolController.__init__
+    monkeypatch.setattr(
+        threadpoolctl.ThreadpoolController, "__init__",
+        lambda self, *a, **k: scans.append(1) or real_init(self, *a, **k),
+    )  # fmt: skip
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda t: starts.append(t) or real_start(t))
+    threads = set(ex.threads())
+    for _ in range(50):
+        assert not _wait_no_workers()  # the last call's workers are back in the pool
+        gpucoded.coded_matmul(A, B, code, executor=ex)
+    assert not scans
+    assert not [t for t in starts if t.name.startswith("gpucoded-worker")]
+    assert set(ex.threads()) == threads
+    ex.close()
 
 
 def test_interrupt_in_consumer_loop_cancels_run():

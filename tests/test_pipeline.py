@@ -110,9 +110,13 @@ def test_guard_accuracy_is_estimate_over_result_scale():
 
 
 def test_progressive_is_guarded():
+    """The first estimate (serial: workers 0, 1, 2, predicted 0.13 of max|C|) is flagged;
+    with threads the first three arrivals vary and some sets decode accurately."""
     A, B = unit_gaussian((40, 40), 7), unit_gaussian((40, 40), 8)
     with pytest.raises(InaccurateResultError):
-        list(progressive_matmul(A, B, m=3, P=5, gamma=20.0, on_inaccurate="raise"))
+        list(progressive_matmul(
+            A, B, "approx_matdot", m=3, P=5, gamma=20.0, on_inaccurate="raise", executor="serial"
+        ))  # fmt: skip
 
 
 def test_every_entry_point_runs_the_one_decode(monkeypatch):
@@ -250,3 +254,25 @@ def test_verify_flags_a_verified_bound_that_exceeds_the_result():
     C, info = gpucoded.coded_matmul(A, B, "matdot", m=3, P=7, verify="warn", return_info=True)
     assert info.integrity.error_bound < 1e-2 * np.abs(C).max()
     assert not info.integrity.bound_exceeds_result
+
+
+@pytest.mark.parametrize("family", ["gaussian", "nonneg", "shifted", "sparse", "heavy"])
+def test_max_norm_is_numpys_norm(family):
+    """The one-pass ρ norms equal numpy.linalg.norm's: both are unscaled sums of k
+    non-negative squares in float64, each within (k-1)·u relative of the exact sum, so
+    the two square roots differ by at most (k-1)·u relative."""
+    rng = np.random.default_rng(5)
+    shape = (37, 53)
+    X = {
+        "gaussian": lambda: rng.standard_normal(shape),
+        "nonneg": lambda: rng.random(shape),
+        "shifted": lambda: rng.standard_normal(shape) + 5.0,
+        "sparse": lambda: (rng.random(shape) < 0.05) * 1.0,
+        "heavy": lambda: rng.standard_t(1.5, shape),
+    }[family]()
+    u = np.finfo(np.float64).eps / 2
+    for axis, k in ((1, shape[1]), (0, shape[0])):
+        ref = np.linalg.norm(X, axis=axis).max()
+        assert abs(pipeline.max_norm(X, axis) - ref) <= (k - 1) * u * ref
+    X[3, 4] = np.nan
+    assert np.isnan(pipeline.max_norm(X, 1)) and np.isnan(pipeline.max_norm(X, 0))

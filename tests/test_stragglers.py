@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import threading
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ from _util import unit_gaussian
 import gpucoded
 from gpucoded.codes import make_code
 from gpucoded.demo import straggler_scenario
+from gpucoded.executors.local import busy_workers
 from gpucoded.progressive import progressive_matmul
 from gpucoded.reference import exact_product
 from gpucoded.stragglers import (
@@ -181,7 +181,7 @@ def test_progressive_break_cancels_the_run():
     gen.close()
     assert time.perf_counter() - t0 < 1.0 and len(info.workers) == 2
     deadline = time.perf_counter() + 1.0
-    while any(t.name.startswith("gpucoded-worker") for t in threading.enumerate()):
+    while busy_workers():  # the pool's threads stay; their delayed tasks must end
         assert time.perf_counter() < deadline, "delayed workers still alive after close()"
         time.sleep(0.005)
 

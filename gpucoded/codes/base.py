@@ -217,6 +217,13 @@ class Code:
         """Whether these answers meet the code's recovery guarantee."""
         return len(set(returned)) >= self.recovery_threshold
 
+    def weights_cached(
+        self, returned: Iterable[int], *, partial: bool = False, fmt: Any = None
+    ) -> bool:
+        """Whether :meth:`decode_weights` has these weights cached (it would not solve)."""
+        S = tuple(sorted(int(w) for w in returned))
+        return (S, partial, self._weights_format(fmt).name) in self._cache
+
     def decode_weights(
         self, returned: Iterable[int], *, partial: bool = False, fmt: FormatSpec | None = None
     ) -> DecodeWeights:

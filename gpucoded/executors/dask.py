@@ -36,6 +36,7 @@ import math
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -266,9 +267,13 @@ class DaskExecutor(Executor):
         self.bytes_sent = 0
 
     def addresses(self, refresh: bool = False) -> list[str]:
-        """The cluster's worker addresses (cached: one scheduler round trip at first)."""
+        """The cluster's worker addresses (cached per client, shared by every executor on
+        it: one scheduler round trip at first, again only on ``refresh``)."""
+        if not refresh and not self._addrs:
+            self._addrs = _ADDRESSES.get(self.client) or []
         if refresh or not self._addrs:
             self._addrs = sorted(self.client.scheduler_info()["workers"])
+            _ADDRESSES[self.client] = self._addrs
         if not self._addrs:
             raise RuntimeError("the Dask cluster has no workers")
         return self._addrs
@@ -405,6 +410,9 @@ class DaskExecutor(Executor):
 
 
 _LOCAL: dict[str, Any] = {}
+#: Worker addresses per client (weakly keyed: an entry goes with its client), so an
+#: executor made per call on a long-lived client costs no scheduler round trip.
+_ADDRESSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CLIENTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -429,10 +437,12 @@ def _close_clients() -> None:
 
 
 def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecutor:
-    """A :class:`DaskExecutor` on an embedded in-process ``LocalCluster`` (made once).
+    """The :class:`DaskExecutor` on an embedded in-process ``LocalCluster`` (made once).
 
     The cluster uses threads (``processes=False``), so it starts in about a second;
-    it is closed at interpreter exit.
+    it is closed at interpreter exit. The executor is made once with it and returned
+    by every call (its worker addresses are looked up once: no scheduler round trip
+    per product).
     """
     distributed = _require_distributed()
     with _LOCK:
@@ -445,12 +455,13 @@ def local_executor(n_workers: int = 2, threads_per_worker: int = 2) -> DaskExecu
                 dashboard_address=":0",
             )
             client = distributed.Client(cluster)
-            _LOCAL.update(client=client, cluster=cluster)
+            _LOCAL.update(client=client, cluster=cluster, executor=DaskExecutor(client))
             atexit.register(_close_local)
-        return DaskExecutor(client)
+        return _LOCAL["executor"]
 
 
 def _close_local() -> None:
+    _LOCAL.pop("executor", None)
     client = _LOCAL.pop("client", None)
     cluster = _LOCAL.pop("cluster", None)
     if client is not None:

@@ -1,12 +1,14 @@
 """Local executors on the host (and on whatever array namespace the stacks live in).
 
 :class:`ThreadExecutor` (the default) runs every worker on its own thread of a
-:class:`concurrent.futures.ThreadPoolExecutor` (NumPy's BLAS releases the GIL, so
-the GEMMs really overlap). Answers are delivered in completion order through a
-queue; an injected delay is a real wait on a :class:`threading.Event`, so cancelling
-the run wakes every delayed worker at once and it exits without computing. When
-``coded_matmul`` returns, no worker sleeps on and no task is queued; a GEMM already
-in flight (it cannot be interrupted) finishes and its thread exits.
+:class:`WorkerPool` that the executor keeps for its lifetime (NumPy's BLAS releases
+the GIL, so the GEMMs really overlap). Answers are delivered in completion order
+through a queue; an injected delay is a real wait on a :class:`threading.Event`, so
+cancelling the run wakes every delayed worker at once and it returns its thread to
+the pool without computing. When ``coded_matmul`` returns, no worker sleeps on and
+no task is queued; a GEMM already in flight (it cannot be interrupted) finishes and
+its thread goes back to the pool. BLAS thread limits (:class:`BlasLimit`) are set up
+once per process and applied per run by direct calls into the BLAS library.
 
 :class:`SerialExecutor` computes every worker, one after another in the caller's
 thread, when the run starts, and *simulates* the completion order with a virtual clock
@@ -26,33 +28,121 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .base import Answer, Executor, Run
 
-__all__ = ["SerialExecutor", "ThreadExecutor"]
-
-_CONTROLLER: list[Any] = []
+__all__ = ["BLAS", "BlasLimit", "SerialExecutor", "ThreadExecutor", "busy_workers"]
 
 
-def _limit_blas(threads: int) -> Any:
-    """Limit BLAS to ``threads`` threads (process-wide) via threadpoolctl, if installed.
+class BlasLimit:
+    """BLAS thread limits for the runs in flight: libraries found once, refcounted.
 
-    Returns an object with ``restore_original_limits()``, or None when nothing was
-    changed (no threadpoolctl, or BLAS already uses at most ``threads``).
+    The BLAS libraries of the process are found once (``threadpoolctl``'s scan of
+    the loaded libraries reads ``/proc/self/maps``: about 1 ms, too much per call);
+    a run then sets and restores their thread counts with one C call each. BLAS
+    libraries have one process-wide setting, so concurrent runs share it: the first
+    run in flight saves the counts and lowers them, later runs may lower them further,
+    and the last run to end restores the saved counts.
     """
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    if not _CONTROLLER:
-        _CONTROLLER.append(ThreadpoolController())
-    ctl = _CONTROLLER[0].select(user_api="blas")
-    if not ctl.lib_controllers or all(c.num_threads <= threads for c in ctl.lib_controllers):
-        return None
-    return ctl.limit(limits=threads)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._libs: list[Any] | None = None
+        self._saved: list[tuple[Callable[[int], Any], int | None]] = []
+        self._limit: int | None = None
+        self._active = 0
+
+    def libraries(self) -> list[tuple[Callable[[], int | None], Callable[[int], Any]]]:
+        """(get, set) thread-count functions of the BLAS libraries (found once; [] without
+        threadpoolctl)."""
+        if self._libs is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                self._libs = []
+            else:
+                ctl = ThreadpoolController().select(user_api="blas")
+                self._libs = [_bind(c) for c in ctl.lib_controllers]
+        return self._libs
+
+    def acquire(self, threads: int) -> bool:
+        """Limit BLAS to ``threads`` while this run lasts; True if :meth:`release` is owed."""
+        with self._lock:
+            libs = self.libraries()
+            if not libs:
+                return False
+            if self._active == 0:
+                self._saved = [(setter, getter()) for getter, setter in libs]
+                self._limit = None
+            if self._limit is None or threads < self._limit:
+                for setter, n in self._saved:
+                    if n is not None and n > threads:
+                        setter(threads)
+                self._limit = threads
+            self._active += 1
+            return True
+
+    def release(self) -> None:
+        """End one run's limit; the last run in flight restores the saved counts."""
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                if self._limit is not None:
+                    for setter, n in self._saved:
+                        if n is not None and n > self._limit:
+                            setter(n)
+                self._saved = []
+
+
+#: Thread-count entry points per threadpoolctl ``internal_api``, the ones threadpoolctl
+#: calls (looked up once here and called directly: threadpoolctl looks each symbol up
+#: again on every call).
+_SYMBOLS = {
+    "openblas": ("openblas_get_num_threads", "openblas_set_num_threads"),
+    "mkl": ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads_Local"),
+    "blis": ("bli_thread_get_num_threads", "bli_thread_set_num_threads"),
+    "flexiblas": ("flexiblas_get_num_threads", "flexiblas_set_num_threads"),
+}
+
+
+def _bind(c: Any) -> tuple[Callable[[], int | None], Callable[[int], Any]]:
+    """The (get, set) thread-count functions of one threadpoolctl library controller:
+    its C entry points when found (OpenBLAS symbols may carry a ``scipy_`` prefix and a
+    ``64_`` suffix), else the controller's own methods."""
+    names = _SYMBOLS.get(getattr(c, "internal_api", ""))
+    if getattr(c, "threading_layer", None) == "openmp" and c.internal_api == "openblas":
+        names = ("omp_get_max_threads", "omp_set_num_threads")  # as threadpoolctl does
+    lib = getattr(c, "dynlib", None)
+    if names is not None and lib is not None:
+        for pre, suf in (("", ""), ("scipy_", "64_"), ("", "64_"), ("scipy_", "")):
+            get = getattr(lib, f"{pre}{names[0]}{suf}", None)
+            put = getattr(lib, f"{pre}{names[1]}{suf}", None)
+            if get is not None and put is not None:
+                return get, put
+    return c.get_num_threads, c.set_num_threads
+
+
+#: The process's BLAS limit (one setting per process, shared by every thread executor).
+BLAS = BlasLimit()
+
+_BUSY_LOCK = threading.Lock()
+_BUSY = [0]
+
+
+#: Cores of the machine (read once: ``os.cpu_count`` costs a system call).
+_CPUS = os.cpu_count() or 1
+
+
+def busy_workers() -> int:
+    """Worker tasks of thread executors running now (waiting a delay or computing).
+
+    The pools' threads outlive the runs; what must not outlive a run is work: after
+    a call returns and its abandoned GEMMs end, this is 0.
+    """
+    return _BUSY[0]
 
 
 def multiply(At: Any, Bt: Any, w: int) -> Any:
@@ -116,32 +206,106 @@ class SerialExecutor(Executor):
         return _SerialRun(answers)
 
 
+class WorkerPool:
+    """Threads that serve one executor's runs for the executor's lifetime.
+
+    :meth:`submit` first makes sure that every task it queues finds a free thread
+    (threads still busy with an earlier run's task, e.g. an abandoned GEMM, do not
+    count), starting only the missing ones and at most ``cap`` in all; so once warm,
+    a run of P workers starts no thread. The threads hold the pool, not the executor:
+    when the executor is dropped (or :meth:`close` is called) each thread receives a
+    stop marker and exits after its current task.
+    """
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._pending = 0  # tasks queued or running
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def submit(self, tasks: list[tuple[Callable[..., None], tuple]]) -> None:
+        """Queue ``fn(*args)`` for each ``(fn, args)``, with enough threads to run them."""
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            need = self._pending + len(tasks)
+            if self.cap is not None:
+                need = min(need, self.cap)
+            for _ in range(need - len(self._threads)):
+                t = threading.Thread(
+                    target=_serve, args=(self,), daemon=True,
+                    name=f"gpucoded-worker_{len(self._threads)}",
+                )  # fmt: skip
+                t.start()
+                self._threads.append(t)
+            self._pending += len(tasks)
+        for task in tasks:
+            self._tasks.put(task)
+
+    def _done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def close(self, wait: bool = False) -> None:
+        """Let every thread exit after its current task (``wait``: until they have)."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._tasks.put(None)
+        if wait:
+            for t in threads:
+                t.join()
+
+
+def _serve(pool: WorkerPool) -> None:
+    """A pool thread: run queued tasks until a stop marker arrives."""
+    while True:
+        item = pool._tasks.get()
+        if item is None:
+            return
+        fn, args = item
+        try:
+            fn(*args)
+        finally:
+            pool._done()
+            del item, fn, args  # no reference to the run's data while idle
+
+
 class _ThreadRun(Run):
-    """Answers of a thread pool, in completion order, via a queue."""
+    """Answers of one run on a persistent pool, in completion order, via a queue."""
 
     def __init__(
         self,
-        pool: ThreadPoolExecutor,
         stop: threading.Event,
         answers: queue.SimpleQueue,
         n: int,
         t0: float,
         timeout: float | None,
     ) -> None:
-        self._pool = pool
         self._stop = stop
         self._answers = answers
         self._n = n
         self._t0 = t0
         self._timeout = timeout
         self._cancelled = False
-        self.threads: list[threading.Thread] = []
-        self.blas_limit: Any = None  # restored when the run ends
+        self._blas = False  # a BLAS limit is held (released when the run ends)
+        self._left = 0  # tasks of this run not yet ended
+        self._ended = threading.Condition()
 
-    def _restore_blas(self) -> None:
-        if self.blas_limit is not None:
-            self.blas_limit.restore_original_limits()
-            self.blas_limit = None
+    def task_ended(self) -> None:
+        with self._ended:
+            self._left -= 1
+            if self._left <= 0:
+                self._ended.notify_all()
+
+    def _end_blas(self) -> None:
+        if self._blas:
+            self._blas = False
+            BLAS.release()
 
     def __iter__(self) -> Iterator[Answer]:
         got = 0
@@ -160,26 +324,22 @@ class _ThreadRun(Run):
             got += 1
             yield ans
         if got == self._n:
-            self._restore_blas()  # every worker is done
+            self._end_blas()  # every worker is done
 
     def cancel(self) -> None:
         """Wake every delayed worker, drop queued ones, return without blocking."""
         if self._cancelled:
             return
         self._cancelled = True
-        self._stop.set()
+        self._stop.set()  # tasks not yet started return at once when they do
         self._answers.put(None)  # ends an iteration blocked in another thread
-        self.threads = list(getattr(self._pool, "_threads", ()))
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._restore_blas()
+        self._end_blas()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until every worker thread of this run has exited; True if they all did."""
-        end = None if timeout is None else time.perf_counter() + timeout
-        threads = self.threads or list(getattr(self._pool, "_threads", ()))
-        for t in threads:
-            t.join(None if end is None else max(0.0, end - time.perf_counter()))
-        return not any(t.is_alive() for t in threads)
+        """Wait until every task of this run has ended (run, cancelled or woken and
+        returned); True if they all did. The pool's threads stay for the next run."""
+        with self._ended:
+            return self._ended.wait_for(lambda: self._left <= 0, timeout)
 
 
 class ThreadExecutor(Executor):
@@ -202,14 +362,19 @@ class ThreadExecutor(Executor):
 
     Notes
     -----
+    The executor keeps one :class:`WorkerPool` for its lifetime (made at the first
+    run, reused by every later one: once warm, a call starts no thread);
+    :meth:`close` ends it, and so does dropping the executor. Without
+    ``max_workers`` a run finds a free thread for every worker (a GEMM abandoned by
+    an earlier run and still running does not delay this run's workers); with
+    ``max_workers`` the pool has at most that many threads.
     Worker w waits on the run's stop event until ``delays[w]`` seconds after the
     start of the run (``math.inf``: until the run is cancelled, then it never
-    answers), then computes
-    ``At[w] @ Bt[w]``; an exception is delivered as an erasure (``Answer.error``).
-    The ``Answer`` times are seconds since the run started. Each run owns its pool;
-    :meth:`Run.cancel` (leaving the ``with`` block) sets the stop event, cancels
-    queued tasks and shuts the pool down without waiting, so the caller returns at
-    once and the delayed threads exit immediately.
+    answers), then computes ``At[w] @ Bt[w]``; an exception is delivered as an
+    erasure (``Answer.error``). The ``Answer`` times are seconds since the run
+    started. :meth:`Run.cancel` (leaving the ``with`` block) sets the run's stop
+    event and cancels its tasks not yet started, so the caller returns at once and
+    the delayed workers return their threads to the pool immediately.
     """
 
     name = "threads"
@@ -227,6 +392,28 @@ class ThreadExecutor(Executor):
             )
         self.max_workers = max_workers
         self.blas_threads = blas_threads
+        self._pool: WorkerPool | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> WorkerPool:
+        """The executor's pool (made at the first run; dropped with the executor)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = WorkerPool(self.max_workers)
+                weakref.finalize(self, self._pool.close)
+            return self._pool
+
+    def threads(self) -> list[threading.Thread]:
+        """The pool's threads."""
+        return [] if self._pool is None else self._pool.threads
+
+    def close(self, wait: bool = False) -> None:
+        """End the pool's threads after their current tasks (a later run makes a new
+        pool); ``wait``: until they have exited."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(wait)
 
     def start(
         self,
@@ -238,13 +425,26 @@ class ThreadExecutor(Executor):
         timeout: float | None = None,
     ) -> Run:
         workers = list(workers)
-        n = max(1, self.max_workers or len(workers))
-        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gpucoded-worker")
+        pool = self.pool()
         stop = threading.Event()
         out: queue.SimpleQueue = queue.SimpleQueue()
         t0 = time.perf_counter()
 
         def task(w: int, delay: float) -> None:
+            try:
+                if stop.is_set():
+                    return  # the run ended before this worker started
+                with _BUSY_LOCK:
+                    _BUSY[0] += 1
+                try:
+                    work(w, delay)
+                finally:
+                    with _BUSY_LOCK:
+                        _BUSY[0] -= 1
+            finally:
+                run.task_ended()
+
+        def work(w: int, delay: float) -> None:
             start = time.perf_counter() - t0
             if delay > 0:
                 # cooperative straggling until t0 + delay (not from this thread's own
@@ -259,16 +459,14 @@ class ThreadExecutor(Executor):
             if not stop.is_set():
                 out.put(Answer(w, prod, err, start, time.perf_counter() - t0))
 
-        d = {w: 0.0 if delays is None else float(delays[w]) for w in workers}
-        limit = None
+        d = [0.0 if delays is None else float(delays[w]) for w in workers]
+        finite = sum(not math.isinf(x) for x in d)  # answers that can arrive
+        run = _ThreadRun(stop, out, finite, t0, timeout)
         if self.blas_threads is not None:
             k = self.blas_threads
             if k == "auto":
-                k = max(1, (os.cpu_count() or 1) // n)
-            limit = _limit_blas(k)
-        finite = sum(not math.isinf(x) for x in d.values())  # answers that can arrive
-        run = _ThreadRun(pool, stop, out, finite, t0, timeout)
-        run.blas_limit = limit
-        for w in workers:
-            pool.submit(task, w, d[w])
+                k = max(1, _CPUS // max(1, self.max_workers or len(workers)))
+            run._blas = BLAS.acquire(k)
+        run._left = len(workers)
+        pool.submit([(task, (w, x)) for w, x in zip(workers, d, strict=True)])
         return run

@@ -1,0 +1,217 @@
+r"""The fixed cost of one call, and a call against the same arithmetic by hand.
+
+Three tables (markdown on stdout):
+
+1. **Fixed cost per call** at n = 32 (float64, unit Gaussian operands, where the
+   arithmetic takes microseconds): the median of ``--reps`` warm calls (after
+   ``--warm`` calls that fill the caches and start the workers) of
+   ``coded_matmul(A, B, code, ...)`` per executor (serial, threads, Dask in-process)
+   and per code family: the default code, named codes (chebyshev, matdot,
+   approx_matdot, polydot) and a code *instance*.
+2. **End to end against by hand** at n ∈ ``--sizes``, BLAS on one thread for both
+   (threadpoolctl): ``coded_matmul`` (chebyshev
+   m=4, P=8, serial executor, decode weights cached) against the same arithmetic
+   written out: ``code.encode(A, B)``, the P worker GEMMs ``At[w] @ Bt[w]`` one after
+   another, ``code.decode`` of the first K answers. The two are timed alternately,
+   one of each per round, and the ratio is the median of the per-round ratios (so
+   a load change on a shared machine hits both).
+3. **Matrix-vector**: ``CodedMatrix(M, "chebyshev", m=4, P=8) @ x`` against a plain
+   ``M @ x`` at n = 2000 (threads and serial), timed alternately as in 2.
+
+Only the public API is used, so the script measures any checkout:
+``PYTHONPATH=<checkout> python bench/bench_overhead.py``.
+
+Usage::
+
+    python -m bench.bench_overhead                       # all three tables
+    python -m bench.bench_overhead --reps 50 --no-dask --sizes 256 768
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import gpucoded
+from gpucoded.codes import make_code
+
+#: (label, code, options) of the fixed-cost table.
+FAMILIES: list[tuple[str, Any, dict]] = [
+    ("default (chebyshev m=2 P=4)", None, {}),
+    ("chebyshev m=4 P=8", "chebyshev", {"m": 4, "P": 8}),
+    ("matdot m=4 P=8", "matdot", {"m": 4, "P": 8}),
+    ("approx_matdot m=4 P=6", "approx_matdot", {"m": 4, "P": 6}),
+    ("polydot p=2 q=2 P=12", "polydot", {"p": 2, "q": 2, "P": 12}),
+    ("instance chebyshev m=4 P=8", "instance", {}),
+]
+
+
+def unit(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    X = np.random.default_rng(seed).standard_normal(shape)
+    return X / np.linalg.norm(X)
+
+
+def median_ms(fn: Callable[[], Any], reps: int, warm: int) -> tuple[float, float]:
+    """(median, 10th percentile) ms of ``reps`` calls after ``warm`` calls."""
+    for _ in range(warm):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return statistics.median(ts) * 1e3, ts[len(ts) // 10] * 1e3
+
+
+def executors(dask: bool) -> list[tuple[str, Any]]:
+    """One long-lived instance per executor kind, as a program (or ``get_executor``'s
+    defaults) keeps them; ``executor="threads"`` may make a new one per call."""
+    from gpucoded.executors import SerialExecutor, ThreadExecutor
+
+    out: list[tuple[str, Any]] = [("serial", SerialExecutor()), ("threads", ThreadExecutor())]
+    if dask:
+        from gpucoded.executors.dask import local_executor
+
+        out.append(("dask (in-process)", local_executor()))
+    return out
+
+
+def fixed_cost(reps: int, warm: int, dask: bool) -> list[dict]:
+    """Median ms of a warm n=32 call per executor and family."""
+    A, B = unit((32, 32), 1), unit((32, 32), 2)
+    inst = make_code("chebyshev", m=4, P=8)
+    rows = []
+    for ex_name, ex in executors(dask):
+        r = reps if not ex_name.startswith("dask") else max(10, reps // 4)
+        for label, code, opts in FAMILIES:
+            if code == "instance":
+                def fn(ex=ex):
+                    return gpucoded.coded_matmul(A, B, inst, executor=ex)
+            else:
+                def fn(ex=ex, code=code, opts=opts):
+                    return gpucoded.coded_matmul(A, B, code, executor=ex, **opts)
+            med, p10 = median_ms(fn, r, warm)
+            rows.append({"executor": ex_name, "code": label, "ms": med, "p10": p10})
+    return rows
+
+
+def by_hand(code: Any, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """encode, the P worker GEMMs one after another, decode of the first K answers."""
+    At, Bt = code.encode(A, B)
+    prods = [At[w] @ Bt[w] for w in range(code.P)]
+    K = code.recovery_threshold
+    return code.decode(prods[:K], list(range(K)), shape=(A.shape[0], B.shape[1]))
+
+
+def alternate(
+    f: Callable[[], Any], g: Callable[[], Any], rounds: int
+) -> tuple[float, float, float]:
+    """(median ms of f, median ms of g, median of the per-round ratios f/g)."""
+    f(), g()  # warm: caches, workspaces, threads
+    tf, tg, ratio = [], [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        f()
+        t1 = time.perf_counter()
+        g()
+        t2 = time.perf_counter()
+        tf.append(t1 - t0)
+        tg.append(t2 - t1)
+        ratio.append((t1 - t0) / (t2 - t1))
+    return statistics.median(tf) * 1e3, statistics.median(tg) * 1e3, statistics.median(ratio)
+
+
+def end_to_end(sizes: Sequence[int], rounds: int) -> list[dict]:
+    """coded_matmul (serial, chebyshev m=4 P=8) against the same arithmetic by hand."""
+    code = make_code("chebyshev", m=4, P=8)
+    rows = []
+    try:  # both sides on one BLAS thread: on a shared machine a multi-threaded BLAS
+        # waits for busy cores, and that noise, not the call, would set the ratio
+        from threadpoolctl import threadpool_limits
+
+        blas = threadpool_limits(1, user_api="blas")
+    except ImportError:
+        from contextlib import nullcontext
+
+        blas = nullcontext()
+    with blas:
+        return _end_to_end(code, sizes, rounds, rows)
+
+
+def _end_to_end(code: Any, sizes: Sequence[int], rounds: int, rows: list) -> list[dict]:
+    for n in sizes:
+        A, B = unit((n, n), 3), unit((n, n), 4)
+        r = rounds if n <= 1024 else max(3, rounds // 4)
+        tc, th, ratio = alternate(
+            lambda A=A, B=B: gpucoded.coded_matmul(A, B, "chebyshev", m=4, P=8, executor="serial"),
+            lambda A=A, B=B: by_hand(code, A, B),
+            r,
+        )
+        rows.append({"n": n, "call_ms": tc, "hand_ms": th, "ratio": ratio, "rounds": r})
+    return rows
+
+
+def matvec(n: int, rounds: int) -> list[dict]:
+    """CodedMatrix(M, chebyshev m=4, P=8) @ x against M @ x, with the process's BLAS
+    threads and with BLAS on one thread (both sides alike)."""
+    from contextlib import nullcontext
+
+    M, x = unit((n, n), 5), unit((n,), 6)
+    rows = []
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    for blas in ("as is", "1 thread"):
+        if blas == "1 thread" and threadpool_limits is None:
+            continue
+        for ex_name, ex in executors(False):
+            ctx = nullcontext() if blas == "as is" else threadpool_limits(1, user_api="blas")
+            with ctx:
+                cm = gpucoded.CodedMatrix(M, "chebyshev", m=4, P=8, executor=ex)
+                tc, tp, ratio = alternate(lambda cm=cm: cm @ x, lambda: M @ x, rounds)
+            rows.append({"executor": ex_name, "blas": blas, "n": n, "coded_ms": tc,
+                         "plain_ms": tp, "ratio": ratio})  # fmt: skip
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=200, help="warm calls per fixed-cost cell")
+    ap.add_argument("--warm", type=int, default=5, help="calls before timing")
+    ap.add_argument("--rounds", type=int, default=20, help="alternating rounds (tables 2, 3)")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[256, 768, 2048])
+    ap.add_argument("--matvec-n", type=int, default=2000)
+    ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--only", choices=["fixed", "hand", "matvec"], nargs="*")
+    args = ap.parse_args(argv)
+    only = set(args.only or ["fixed", "hand", "matvec"])
+    print(f"gpucoded from {gpucoded.__file__}")
+    if "fixed" in only:
+        print("\n| executor | code | ms per warm call (n=32): median | 10th percentile |")
+        print("|---|---|---:|---:|")
+        for r in fixed_cost(args.reps, args.warm, not args.no_dask):
+            print(f"| {r['executor']} | {r['code']} | {r['ms']:.3f} | {r['p10']:.3f} |",
+                  flush=True)  # fmt: skip
+    if "hand" in only:
+        print("\n| n | coded_matmul ms | by hand ms | ratio (median of rounds) | rounds |")
+        print("|---:|---:|---:|---:|---:|")  # BLAS on one thread, serial executor
+        for r in end_to_end(args.sizes, args.rounds):
+            print(f"| {r['n']} | {r['call_ms']:.2f} | {r['hand_ms']:.2f} | "
+                  f"{r['ratio']:.3f} | {r['rounds']} |", flush=True)  # fmt: skip
+    if "matvec" in only:
+        print("\n| executor | BLAS | n | CodedMatrix @ x ms | M @ x ms | ratio |")
+        print("|---|---|---:|---:|---:|---:|")
+        for r in matvec(args.matvec_n, args.rounds * 5):
+            print(f"| {r['executor']} | {r['blas']} | {r['n']} | {r['coded_ms']:.3f} | "
+                  f"{r['plain_ms']:.3f} | {r['ratio']:.2f} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
