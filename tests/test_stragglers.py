@@ -135,9 +135,11 @@ def test_scenario_draw():
 def test_raising_and_never_workers_are_erasures(executor):
     A, B = unit_gaussian((30, 30), 13), unit_gaussian((30, 30), 14)
     inj = Scenario(raises=[0], never=[1]).draw(5)
-    C, info = gpucoded.coded_matmul(
-        A, B, "matdot", m=2, P=5, return_info=True, **inj.kwargs(executor)
-    )
+    kw = inj.kwargs(executor)
+    # the answering workers come 0.3 s late, so that worker 0's failure is seen before
+    # the decode on a loaded machine too (threads: arrival order is not fixed)
+    kw["delays"] = [d if w < 2 else 0.3 for w, d in enumerate(kw["delays"])]
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=2, P=5, return_info=True, **kw)
     assert "injected failure" in info.erased[0]
     assert set(info.used) == {2, 3, 4}
     assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
