@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -125,6 +126,19 @@ class Code:
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple, DecodeWeights] = OrderedDict()
+        # named codes are shared by every thread of the process (gpucoded.callsetup):
+        # the cache's reads and writes hold this lock; a solve runs outside it
+        self._cache_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling drops the cache's lock (a new one is made on unpickling)."""
+        state = self.__dict__.copy()
+        state.pop("_cache_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache_lock = threading.Lock()
 
     # -------------------------------------------------------------- the hooks
     @classmethod
@@ -251,17 +265,20 @@ class Code:
             )
         f = self._weights_format(fmt)
         key = (S, partial, f.name)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
         t0 = time.perf_counter()
         with solve_progress(f"decode weights: {type(self).__name__}, {len(S)} answers"):
             sol = self._solve(S, partial, f)  # a bar only if it runs long (multiprecision)
         dw = self._weights_class.from_solution(self, S, sol, time.perf_counter() - t0, f.name)
-        self._cache[key] = dw
-        if len(self._cache) > WEIGHT_CACHE_SIZE:
-            self._cache.popitem(last=False)
+        with self._cache_lock:  # two threads may solve the same set: both results agree
+            dw = self._cache.setdefault(key, dw)
+            self._cache.move_to_end(key)
+            while len(self._cache) > WEIGHT_CACHE_SIZE:
+                self._cache.popitem(last=False)
         return dw
 
     #: Class of the weights objects (a subclass may change how the defect acts).

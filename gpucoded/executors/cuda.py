@@ -70,12 +70,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import gpu
+from ..errors import warn_user
 from ..formats import Format
 from .base import Answer, Executor, Placed, Run
 
@@ -338,12 +338,12 @@ class CudaStreamExecutor(Executor):
         own = slow[: n - 1]
         rest = [w for w in mine if w not in own]
         if len(slow) > len(own):
-            warnings.warn(
+            warn_user(
                 f"{len(slow)} delayed workers but {n} worker streams on device {device} "
                 f"(CUDA_DEVICE_MAX_CONNECTIONS={gpu.hardware_queues()}): delayed workers "
                 "share streams and delay each other; set CUDA_DEVICE_MAX_CONNECTIONS=32 "
                 "before CUDA starts, or delay fewer workers",
-                stacklevel=4,
+                UserWarning,
             )
         out = {w: i for i, w in enumerate(own)}
         free = list(range(len(own), n))
@@ -415,7 +415,7 @@ class CudaStreamExecutor(Executor):
         _require_device()
         msg = gpu.tf32_env_warning()
         if msg and self.precision == "ieee":
-            warnings.warn(msg, stacklevel=2)
+            warn_user(msg, UserWarning)
         _release_done()
         workers = [int(w) for w in workers]
         to_numpy, home, pinned = _home_of(At, Bt)
