@@ -101,6 +101,14 @@ _PROBES: OrderedDict[tuple, tuple[Any, np.ndarray]] = OrderedDict()
 _PROBES_LOCK = threading.Lock()
 
 
+def reset_device_state() -> None:
+    """Forget the probe sets kept on devices (after a device reset; the tests' simulated
+    device sets call it, as for :func:`gpucoded.kernels.reset_device_state`)."""
+    with _PROBES_LOCK:
+        for key in [k for k in _PROBES if k[0] != "numpy"]:
+            del _PROBES[key]
+
+
 def _probe_set(xp: Any, device: Any, l: int, s: int) -> tuple[Any, np.ndarray]:
     """The kept probes X (l × s, on ``device``) and their column 1-norms (host)."""
     key = (xp.__name__, device, l, s)

@@ -53,7 +53,8 @@ def test_answers_in_completion_order_with_gpu_delays(sim):
 def test_host_delay_timeout_and_never(sim):
     At, Bt, dA, dB = _stacks(3)
     ex = CudaStreamExecutor(delay_mode="host")
-    with ex.start(dA, dB, workers=[0, 1, 2], delays=[0.0, 5.0, math.inf], timeout=0.1) as run:
+    # timeout 1 s: room for worker 0 on a loaded machine, far below worker 1's 5 s
+    with ex.start(dA, dB, workers=[0, 1, 2], delays=[0.0, 5.0, math.inf], timeout=1.0) as run:
         got = sorted(a.worker for a in run)
     assert got == [0]
     assert sim.stats["launch:delay"] == 0  # host mode launches no spin kernel

@@ -55,7 +55,7 @@ def _wait_no_workers(timeout: float = 5.0) -> int:
     return busy_workers()
 
 
-def _wait_exited(keep: set[threading.Thread], timeout: float = 5.0) -> None:
+def _wait_exited(keep: set[threading.Thread], timeout: float = 30.0) -> None:
     """Wait until the worker threads not in ``keep`` have exited."""
     end = time.perf_counter() + timeout
     while set(_worker_threads()) - keep and time.perf_counter() < end:

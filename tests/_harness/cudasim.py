@@ -1494,3 +1494,6 @@ def _reset_library_caches(backend, kernels) -> None:
     reset = getattr(kernels, "reset_device_state", None)
     if reset is not None:
         reset()
+    from gpucoded import probes
+
+    probes.reset_device_state()
