@@ -76,13 +76,14 @@ from .sweep import subset_sweep, unit_gaussian_pair
 __all__ = ["Option", "Progressive", "advise", "main", "progressive", "progressive_lines", "verdict"]
 
 MAX_PATTERNS = 2000
-#: Work budget of one measurement, in answers² summed over its patterns (a decode of r
-#: answers costs about r² to r³): beyond r ≈ 31 fewer than :data:`MAX_PATTERNS`.
-PATTERN_WORK = 2_000_000
+#: Work budget of one measurement, in answers³ summed over its patterns (the high-
+#: precision weights of r answers cost about r³): beyond r ≈ 23 fewer than
+#: :data:`MAX_PATTERNS`.
+PATTERN_WORK = 25_000_000
 #: Fewest patterns a measurement takes, whatever r.
-MIN_PATTERNS = 40
+MIN_PATTERNS = 20
 #: Most answer counts the progressive ladder measures (evenly spaced, ends included).
-PROGRESSIVE_COUNTS = 8
+PROGRESSIVE_COUNTS = 6
 #: answer patterns of the mixed-precision candidate (a decode per pattern)
 MIXED_PATTERNS = 200
 #: worker formats the tool compares (the keys of :data:`gpucoded.formats.FORMATS`)
@@ -122,11 +123,11 @@ class Option:
 def pattern_budget(r: int) -> int:
     """Patterns one measurement with r answers takes at most.
 
-    :data:`MAX_PATTERNS` while :math:`r^2` times it fits :data:`PATTERN_WORK`, else
-    ``PATTERN_WORK // r²`` (not below :data:`MIN_PATTERNS`): the cost of a measurement
-    stays bounded as m and P grow (``advise --m 100 --P 200``: 200 patterns).
+    :data:`MAX_PATTERNS` while :math:`r^3` times it fits :data:`PATTERN_WORK`, else
+    ``PATTERN_WORK // r³`` (not below :data:`MIN_PATTERNS`): the cost of a measurement
+    stays bounded as m and P grow (``advise --m 100 --P 200``: 25 patterns).
     """
-    return max(MIN_PATTERNS, min(MAX_PATTERNS, PATTERN_WORK // max(r * r, 1)))
+    return max(MIN_PATTERNS, min(MAX_PATTERNS, PATTERN_WORK // max(r**3, 1)))
 
 
 def _patterns(P: int, r: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
