@@ -701,12 +701,14 @@ def check_out(out: Any, shape: tuple, dtype: Any, like: Any) -> None:
 
 
 def operands(code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = None) -> Operands:
-    """The :class:`Operands` of the 2-D product A·B (ρ norms unless given)."""
+    """The :class:`Operands` of the 2-D product A·B (ρ norms unless given; the means of
+    :func:`operand_means` always, an O(nk + kl) pass like the norms)."""
+    means = operand_means(A, B) if norms is None or len(norms) < 4 else tuple(norms[2:4])
     n, k = A.shape
     l = B.shape[1]
     return Operands(
         shape=(n, l),
-        norms=(*operand_norms(code, A, B), *operand_means(A, B)) if norms is None else norms,
+        norms=(*(operand_norms(code, A, B) if norms is None else norms[:2]), *means),
         inner=code.grid.block_dims(n, k, l)[1],
         real=A.dtype.kind != "c" and B.dtype.kind != "c",
         finite=finite,

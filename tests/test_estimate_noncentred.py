@@ -69,3 +69,15 @@ def test_mean_part_is_small_for_centred_operands(code, kw, dtype):
     mu_a, mu_b = operand_means(A, B)
     assert mu_a * mu_b < 0.1 * float(np.abs(A).max() * np.abs(B).max())
     assert d.estimate >= 0.5 * err
+
+
+def test_coded_matrix_estimate_carries_the_mean_part():
+    """CodedMatrix passes its cached ρ norms; the means still ride along (operands())."""
+    rng = np.random.default_rng(0)
+    A, B = rng.uniform(size=SHAPE[:2]), rng.uniform(size=SHAPE[1:])
+    M = gpucoded.CodedMatrix(A, "approx_polydot", p=2, q=2, P=10, executor="serial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        C, info = M.matmul(B, return_info=True)
+    err = float(np.abs(C - A @ B).max())
+    assert info.decode.estimate >= 0.5 * err
