@@ -35,12 +35,17 @@ equal m the exact one. ``rtol=None`` asks for working precision,
 **Bounded cost.** The predicted error of each family grows with m, so the largest m
 meeting ``rtol`` is found by galloping and bisection (about :math:`2\log_2 m`
 predictions, none at more than twice the chosen m; not one per m),
-each over at most :data:`AUTO_SUBSETS` answer sets; P above
+each over at most :data:`AUTO_SUBSETS` answer sets (fewer, down to 16, where their
+:math:`N r^2` numbers would pass :data:`AUTO_ELEMENTS`); the Chebyshev code's factors for
+every m come from one QR per (P, r) (:func:`_chebyshev_factors`), and ε-MatDot is
+only predicted above the largest Chebyshev m that meets ``rtol`` (a tie goes to the
+exact code, so ``AutoChoice.candidates`` lists no ε-MatDot m at or below it); P above
 :data:`gpucoded.codes.gamma.MAX_P` is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +60,9 @@ __all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
 
 #: Answer sets per prediction of ``code="auto"`` (all of them up to this many).
 AUTO_SUBSETS = 64
+#: Numbers per (sets × answers × coefficients) array of one prediction: the
+#: sets are cut below :data:`AUTO_SUBSETS` (not below 16) where r² would exceed it.
+AUTO_ELEMENTS = 2_000_000
 #: Working precision of ``rtol=None``, in unit roundoffs.
 WORKING_PRECISION_ULPS = 1e3
 
@@ -103,28 +111,56 @@ class AutoChoice:
         return lines
 
 
-def chebyshev_error(m: int, P: int, r: int, u: float) -> float:
+@functools.lru_cache(maxsize=4)
+def _chebyshev_factors(P: int, r: int, budget: int = AUTO_SUBSETS) -> np.ndarray:
+    r"""Worst :math:`F_S` of the exact Chebyshev code for every m ≤ (r + 1)//2 at once.
+
+    Entry m − 1 is :math:`\max_S\max_c\sum_k|W_{ck}|\,\|G_A[s_k]\|_2\|G_B[s_k]\|_2`
+    over the sets of :func:`~gpucoded.codes.gamma.answer_sets` (at most ``budget``,
+    the same sets for every m). The code for m uses the first K = 2m − 1 columns
+    of the Chebyshev basis matrix :math:`V_S` (r × K_max), and the target row
+    :math:`T=2e_0^\top`. One Householder QR :math:`V_S=QR` at :math:`K_{\max}`
+    gives every K: the QR of the first K columns is :math:`(Q_{:,:K},R_{:K,:K})`,
+    and the minimum-norm weights :math:`W_K=T R_K^{-1}Q_K^\top=\sum_{j<K}y_j\,q_j^\top` with
+    :math:`R^\top y=T^\top` (forward substitution: :math:`y_{:K}` solves the
+    leading K × K system). Cost: one batched QR, :math:`O(NrK_{\max}^2)`, instead
+    of one per m; memory :math:`O(NrK_{\max})` (cached for 4 (P, r) pairs).
+    """
+    mmax = (r + 1) // 2
+    Kmax = 2 * mmax - 1
+    subs, _ = answer_sets(P, r, budget)
+    x = np.clip(np.asarray(ChebyshevMatDot(1, P).points).real, -1, 1)
+    Tx = np.cos(np.arange(Kmax)[None, :] * np.arccos(x)[:, None])  # (P, Kmax): T_j(x_k)
+    Q, R = np.linalg.qr(Tx[subs])  # (N, r, Kmax), (N, Kmax, Kmax)
+    e0 = np.zeros(Kmax)
+    e0[0] = 2.0  # the target row T = 2e_0ᵀ: C = 2c_0
+    y = np.linalg.solve(np.swapaxes(R, -1, -2), np.broadcast_to(e0[:, None], (len(subs), Kmax, 1)))
+    y = y[..., 0]  # (N, Kmax)
+    a2 = np.cumsum(Tx[:, :mmax] ** 2, axis=1) - 0.75  # ‖G_A[k]‖² for m = 1..mmax (A_1/2)
+    b2 = np.cumsum(Tx[:, :mmax] ** 2, axis=1)  # ‖G_B[k]‖²
+    gab = np.sqrt(a2 * b2)[subs]  # (N, r, mmax)
+    out = np.empty(mmax)
+    W = np.zeros(subs.shape)  # (N, r): W_K, built column by column
+    for m in range(1, mmax + 1):
+        for j in range(max(2 * m - 3, 0), 2 * m - 1):
+            W += y[:, j, None] * Q[:, :, j]
+        out[m - 1] = float((np.abs(W) * gab[:, :, m - 1]).sum(axis=-1).max())
+    return out
+
+
+def chebyshev_error(m: int, P: int, r: int, u: float, budget: int = AUTO_SUBSETS) -> float:
     r"""Worst :math:`u\,F_S` of the exact Chebyshev code over the sets of r answers
-    (:func:`~gpucoded.codes.gamma.answer_sets`, at most :data:`AUTO_SUBSETS`).
+    (:func:`~gpucoded.codes.gamma.answer_sets`, at most ``budget``).
 
     :math:`F_S=\max_c\sum_k|W_{ck}|\,\|G_A[s_k]\|_2\|G_B[s_k]\|_2` with the
     minimum-norm interpolation weights :math:`W=T\,V_S^{+}=T R^{-1}Q^\top` of the
     Chebyshev basis matrix :math:`V_S=QR` (float64 QR: a model, agreeing with
-    ``DecodeWeights.fp_factor`` to about cond·u relative, without its mpmath solves).
+    ``DecodeWeights.fp_factor`` to about cond·u relative, without its mpmath solves),
+    from the table of :func:`_chebyshev_factors` (every m of one (P, r) in one QR).
     """
-    code = ChebyshevMatDot(m, P)
-    subs, _ = answer_sets(P, r, AUTO_SUBSETS)
-    x = np.asarray(code.points).real
-    K = int(code.K)
-    T = np.asarray(code.targets, dtype=float)[:, :K]
-    ga, gb = np.linalg.norm(code.GA, axis=1), np.linalg.norm(code.GB, axis=1)
-    V = np.cos(np.arange(K)[None, None, :] * np.arccos(np.clip(x[subs], -1, 1))[:, :, None])
-    # minimum-norm weights W = T V⁺ = T R⁻¹ Qᵀ (V = QR, full column rank: r ≥ K)
-    Q, R = np.linalg.qr(V)
-    Z = np.linalg.solve(np.swapaxes(R, -1, -2), np.broadcast_to(T.T, (len(subs), *T.T.shape)))
-    W = np.einsum("njc,nkj->nck", Z, Q)  # (N, n_c, r)
-    F = (np.abs(W) * (ga[subs] * gb[subs])[:, None, :]).sum(axis=-1).max()
-    return u * float(F)
+    if not 1 <= 2 * m - 1 <= r <= P:
+        raise ValueError(f"need 2m - 1 <= r <= P for the Chebyshev code; got m={m}, r={r}, P={P}")
+    return u * float(_chebyshev_factors(int(P), int(r), int(budget))[m - 1])
 
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
@@ -201,20 +237,23 @@ def choose_code(
     cands: list[tuple[str, int, float]] = []
     exact = [True]
 
+    budget = max(16, min(AUTO_SUBSETS, AUTO_ELEMENTS // (r * r)))
+
     def cheb_ok(m: int) -> bool:
-        e = chebyshev_error(m, P, r, fmt.u) * ratio
+        e = chebyshev_error(m, P, r, fmt.u, budget) * ratio
         cands.append(("chebyshev", m, e))
-        exact[0] &= math.comb(P, r) <= AUTO_SUBSETS
+        exact[0] &= math.comb(P, r) <= budget
         return e <= tol
 
     def approx_ok(m: int) -> bool:
-        pred = best_gamma("matdot", 1, m, P, r, fmt.name, AUTO_SUBSETS)
+        pred = best_gamma("matdot", 1, m, P, r, fmt.name, budget)
         cands.append(("approx_matdot", m, pred.error * ratio))
-        exact[0] &= math.comb(P, r) <= AUTO_SUBSETS
+        exact[0] &= math.comb(P, r) <= budget
         return pred.error * ratio <= tol
 
-    _largest(cheb_ok, 1, (r + 1) // 2)
-    _largest(approx_ok, 2, r)
+    m_cheb = _largest(cheb_ok, 1, (r + 1) // 2)
+    # equal m goes to the exact code: ε-MatDot is only looked at above the Chebyshev m
+    _largest(approx_ok, max(2, m_cheb + 1), r)
     cands.sort(key=lambda c: (-c[1], c[0]))
     ok = [c for c in cands if c[2] <= tol]
     if not ok:
@@ -228,7 +267,7 @@ def choose_code(
     if name == "chebyshev":
         code: Code = ChebyshevMatDot(m, P)
     else:
-        g = best_gamma("matdot", 1, m, P, r, fmt.name, AUTO_SUBSETS).gamma
+        g = best_gamma("matdot", 1, m, P, r, fmt.name, budget).gamma
         code = ApproxMatDot(m, P, gamma=g, dtype=fmt.name)
     code.auto_choice = AutoChoice(code, e, tol, cands, r, exact[0])
     return code.auto_choice

@@ -61,6 +61,7 @@ __all__ = [
     "collect",
     "decode",
     "fit_code",
+    "operand_means",
     "operand_norms",
     "resolve_code",
     "run_product",
@@ -150,6 +151,18 @@ def operand_norms(code: Code, A: Any, B: Any) -> tuple[float, float]:
     with balanced rows they are about :math:`\sqrt{p/n}` times smaller.
     """
     return row_norm(code, A), col_norm(code, B)
+
+
+def operand_means(A: Any, B: Any) -> tuple[float, float]:
+    r"""(μ_A, μ_B): the largest absolute row mean of A and column mean of B.
+
+    The mean part of the block products (:meth:`DecodeWeights.estimate
+    <gpucoded.codes.decoding.DecodeWeights.estimate>`): non-centred operands
+    (pixels, counts, probabilities) give every block product an entry of about
+    :math:`c_b\mu_A\mu_B`, which adds coherently through the decode.
+    """
+    xp = array_module(A)
+    return float(xp.abs(A.mean(axis=1)).max()), float(xp.abs(B.mean(axis=0)).max())
 
 
 def row_norm(code: Code, A: Any) -> float:
@@ -291,7 +304,7 @@ class Operands:
     """What the decode needs to know about the operands of one product."""
 
     shape: tuple[int, int]  # of C
-    norms: tuple[float, float]  # ρ_A, ρ_B
+    norms: tuple[float, ...]  # ρ_A, ρ_B (then μ_A, μ_B of operand_means where computed)
     inner: int  # worker inner dimension cb
     real: bool
     finite: bool
@@ -484,12 +497,14 @@ def check_out(out: Any, shape: tuple, dtype: Any, like: Any) -> None:
 
 
 def operands(code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = None) -> Operands:
-    """The :class:`Operands` of the 2-D product A·B (ρ norms unless given)."""
+    """The :class:`Operands` of the 2-D product A·B (ρ norms unless given; the means of
+    :func:`operand_means` always, an O(nk + kl) pass like the norms)."""
+    means = operand_means(A, B) if norms is None or len(norms) < 4 else tuple(norms[2:4])
     n, k = A.shape
     l = B.shape[1]
     return Operands(
         shape=(n, l),
-        norms=operand_norms(code, A, B) if norms is None else norms,
+        norms=(*(operand_norms(code, A, B) if norms is None else norms[:2]), *means),
         inner=code.grid.block_dims(n, k, l)[1],
         real=A.dtype.kind != "c" and B.dtype.kind != "c",
         finite=finite,

@@ -178,3 +178,52 @@ def test_advise_mixed_precision_for_float32_workers():
     assert mixed[0].error < eps.error
     assert any("Mixed precision" in s for s in adv.verdict(opts, 4, None))
     assert not any(o.name.startswith("mixed") for o in adv.advise(4, 6, 2, "float64", n=40))
+
+
+def test_pattern_budget_bounds_the_work_of_a_measurement():
+    """Up to r = 23 every measurement keeps MAX_PATTERNS; beyond, r³ · patterns stays
+    within PATTERN_WORK (down to the MIN_PATTERNS floor)."""
+    assert adv.pattern_budget(5) == adv.pattern_budget(23) == adv.MAX_PATTERNS
+    for r in (24, 100, 199, 1000):
+        b = adv.pattern_budget(r)
+        assert b < adv.MAX_PATTERNS
+        assert b * r**3 <= adv.PATTERN_WORK or b == adv.MIN_PATTERNS
+
+
+def test_patterns_search_large_answer_sets_without_enumerating():
+    """advise --m 100 --P 200: C(200, 100) ≈ 9e58 patterns; at most pattern_budget(100)
+    are measured, among them contiguous gaps of missing workers (the worst cases of
+    interpolation on ordered points)."""
+    subs = adv._patterns(200, 100, np.random.default_rng(0))
+    assert 0 < len(subs) <= adv.pattern_budget(100)
+    assert all(len(set(S)) == 100 and list(S) == sorted(S) for S in subs)
+    gaps = [S for S in subs if S[-1] - S[0] == 199 and max(np.diff(S)) == 101]
+    assert tuple(range(100, 200)) in subs and len(gaps) >= 2
+
+
+def test_error_model_caps_its_answer_sets_for_large_m():
+    """ε-MatDot m = 100 (r = 100, 10⁴ block pairs): 16 searched sets, not 400; m = 20
+    from 20 of 22 answers keeps all C(22, 20) = 231 sets (the logreg study's γ)."""
+    big = ErrorModel("matdot", 1, 100, 200, 100)
+    assert big.subsets.shape == (16, 100) and not big.exact
+    small = ErrorModel("matdot", 1, 20, 22, 20)
+    assert small.subsets.shape == (231, 20) and small.exact
+
+
+def test_progressive_measures_a_bounded_ladder(monkeypatch):
+    """m = 10, P = 20, 10 stragglers: 10 answer counts (10..19) are cut to
+    PROGRESSIVE_COUNTS evenly spaced ones, the ends included, each with at most
+    pattern_budget(19) patterns."""
+    from gpucoded.studies import progressive_gain
+
+    calls = []
+
+    def fake(code, sizes, A, B, C, dtype, max_subsets):
+        calls.append((sorted(set(sizes)), max_subsets))
+        return {s: 1.0 for s in sizes}, {s: max_subsets for s in sizes}
+
+    monkeypatch.setattr(progressive_gain, "worst_errors", fake)
+    pr = adv.progressive(10, 20, 10, 10, n=20)
+    sizes, npat = calls[0]
+    assert len(sizes) == adv.PROGRESSIVE_COUNTS and sizes[0] == 10 and sizes[-1] == 19
+    assert npat == adv.pattern_budget(19) == pr.patterns

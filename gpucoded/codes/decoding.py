@@ -155,7 +155,8 @@ class DecodeInfo:
             spec: Any = dtype if np.dtype(dtype).kind == "c" else dw.fmt  # complex data: 2x
             ib, fb = dw.bounds(norms[0], norms[1], spec, inner)
             info.interp_bound, info.fp_bound, info.error_bound = ib, fb, ib + fb
-            info.estimate = dw.estimate(norms[0], norms[1], spec, inner, shape)
+            means = tuple(norms[2:4]) if len(norms) >= 4 else None  # operand_means
+            info.estimate = dw.estimate(norms[0], norms[1], spec, inner, shape, means)
         return info
 
 
@@ -247,7 +248,13 @@ class DecodeWeights:
         return interp, fp
 
     def estimate(
-        self, norm_a: float, norm_b: float, fmt: Any, inner: int, shape: tuple[int, int]
+        self,
+        norm_a: float,
+        norm_b: float,
+        fmt: Any,
+        inner: int,
+        shape: tuple[int, int],
+        means: tuple[float, float] | None = None,
     ) -> float:
         r"""Typical-case max-norm error for Gaussian-like inputs (≤ the bound's sum).
 
@@ -269,6 +276,19 @@ class DecodeWeights:
         ``tests/test_decoder.py``), where the bound is 10³–10⁵× (Cauchy–Schwarz over the
         inner dimension and worst-case rounding sums). Structured inputs (aligned rows
         and columns) can exceed it by up to :math:`\sqrt{c_b}`; the bound holds always.
+
+        **Non-centred operands** (``means`` = :math:`(\mu_A,\mu_B)`, the largest
+        absolute row mean of A and column mean of B, :func:`gpucoded.pipeline.operand_means`):
+        the block products then share a mean part, an entry of about
+        :math:`c_b\mu_A\mu_B` in every :math:`A_aB_b`, which adds *coherently*
+        through the defect (its signed sum, not its root-sum-square) and through the
+        encoding sums :math:`\sigma_k=\sum_aG_A[k,a]\sum_bG_B[k,b]`:
+
+        .. math:: e_c^{\rm mean}=c_b\mu_A\mu_B\sqrt{\Bigl(\sum_{a,b}D_{cab}\Bigr)^2
+                  +u_{\rm eff}^2\sum_kW_{ck}^2\sigma_k^2},
+
+        added to :math:`e_c` (whose ρ norms include the mean part, so it stays an
+        over-estimate of the centred part).
         """
         f = get_format(fmt)
         n, l = shape
@@ -277,6 +297,20 @@ class DecodeWeights:
         kappa = math.sqrt(2 * math.log(2 * max(n * l, 1))) + 1
         ue = rounding_level(f, self.code, len(self.workers), cb)
         per = np.sqrt(self.defect_fro**2 + (ue * self.rss_factors) ** 2)
-        est = kappa * norm_a * norm_b * float(per.max(initial=0.0)) / math.sqrt(g.n_a * g.n_b * cb)
+        e = kappa * norm_a * norm_b * per / math.sqrt(g.n_a * g.n_b * cb)
+        if means is not None and means[0] * means[1] > 0:
+            e = e + cb * means[0] * means[1] * self._mean_factors(ue)
+        est = float(np.max(e, initial=0.0))
         return min(est, sum(self.bounds(norm_a, norm_b, f, inner)))
+
+    def _mean_factors(self, ue: float) -> np.ndarray:
+        r"""Per block :math:`\sqrt{(\sum_{ab}D_{cab})^2+u_{\rm eff}^2\sum_kW_{ck}^2\sigma_k^2}`
+        (:meth:`estimate`'s mean part, per unit :math:`c_b\mu_A\mu_B`)."""
+        S = list(self.workers)
+        sig = np.abs(self.code.GA[S].sum(axis=1) * self.code.GB[S].sum(axis=1))
+        fp = np.sqrt((np.abs(self.W) ** 2) @ sig**2)
+        if self.exact:
+            return ue * fp
+        dsum = np.abs(np.asarray(self.defect).sum(axis=(1, 2))).astype(float)
+        return np.sqrt(dsum**2 + (ue * fp) ** 2)
 

@@ -70,6 +70,10 @@ MAX_SUBSETS = 400
 MAX_P = 512
 #: Numbers per temporary array of :meth:`ErrorModel.factors` (8 bytes each: 32 MB).
 CHUNK_ELEMENTS = 4_000_000
+#: Numbers r·n_a·n_b·N (answers × block pairs × sets) above which :class:`ErrorModel`
+#: takes fewer answer sets than asked (not below 16): bounds its time and memory for
+#: large m (ε-MatDot m = 100: 16 sets; m ≤ 20 keeps all 400).
+MODEL_ELEMENTS = 10_000_000
 #: Blocks n_a·n_b up to which ‖|D_c|‖₂ is computed exactly (eigvalsh), else bounded.
 EXACT_NORM_MAX = 256
 
@@ -181,7 +185,8 @@ class ErrorModel:
     answers : int, optional
         Answers decoded (default: the ε-approximate recovery threshold p²q).
     budget : int
-        Answer sets evaluated at most (:func:`answer_sets`); ``exact`` says whether
+        Answer sets evaluated at most (:func:`answer_sets`; fewer, down to 16, where
+        :math:`N r n_an_b` would pass :data:`MODEL_ELEMENTS`); ``exact`` says whether
         they were all of them.
     """
 
@@ -208,6 +213,8 @@ class ErrorModel:
                 f"grows with P and m); got P={P}: choose gamma= yourself, or use fewer workers"
             )
         self.code, self.r = code, r
+        n_ab = len(code.a_index) * len(code.b_index)
+        budget = min(budget, max(16, MODEL_ELEMENTS // (r * n_ab)))
         #: the answer sets of the worst case, and whether they are all of them
         self.subsets, self.exact = answer_sets(P, r, budget)
         c = code.points[self.subsets]  # (N, r) nodes at gamma = 1

@@ -2,7 +2,9 @@ r"""``gpucoded advise``: which code for m, P, stragglers and worker precision.
 
 For P workers of which S may straggle (r = P − S answers), every candidate is
 **measured**: the true worst case of :math:`\|\hat C-C\|_{\max}` over all
-:math:`\binom{P}{r}` answer patterns (a random sample of 2,000 beyond that) on
+:math:`\binom{P}{r}` answer patterns (a random sample of 2,000 beyond that; for large r
+fewer, :func:`pattern_budget`, searched: every contiguous gap, the end splits and a
+sample — each note says whether its worst case is exact or a lower estimate) on
 unit-Frobenius Gaussian inputs, with the batched search of :mod:`.sweep`, in the
 worker arithmetic asked for. Candidates:
 
@@ -65,7 +67,7 @@ from ..codes import (
     make_code,
     registered_elsewhere,
 )
-from ..codes.gamma import MAX_SUBSETS, ErrorModel, auto_gamma
+from ..codes.gamma import MAX_SUBSETS, ErrorModel, answer_sets, auto_gamma
 from ..formats import FORMATS, unit_roundoff
 from ..reference import exact_product
 from ..stragglers import LatencyModel
@@ -74,6 +76,14 @@ from .sweep import subset_sweep, unit_gaussian_pair
 __all__ = ["Option", "Progressive", "advise", "main", "progressive", "progressive_lines", "verdict"]
 
 MAX_PATTERNS = 2000
+#: Work budget of one measurement, in answers³ summed over its patterns (the high-
+#: precision weights of r answers cost about r³): beyond r ≈ 23 fewer than
+#: :data:`MAX_PATTERNS`.
+PATTERN_WORK = 25_000_000
+#: Fewest patterns a measurement takes, whatever r.
+MIN_PATTERNS = 20
+#: Most answer counts the progressive ladder measures (evenly spaced, ends included).
+PROGRESSIVE_COUNTS = 6
 #: answer patterns of the mixed-precision candidate (a decode per pattern)
 MIXED_PATTERNS = 200
 #: worker formats the tool compares (the keys of :data:`gpucoded.formats.FORMATS`)
@@ -110,10 +120,31 @@ class Option:
         return self.bits / self.storage
 
 
+def pattern_budget(r: int) -> int:
+    """Patterns one measurement with r answers takes at most.
+
+    :data:`MAX_PATTERNS` while :math:`r^3` times it fits :data:`PATTERN_WORK`, else
+    ``PATTERN_WORK // r³`` (not below :data:`MIN_PATTERNS`): the cost of a measurement
+    stays bounded as m and P grow (``advise --m 100 --P 200``: 25 patterns).
+    """
+    return max(MIN_PATTERNS, min(MAX_PATTERNS, PATTERN_WORK // max(r**3, 1)))
+
+
 def _patterns(P: int, r: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """All answer patterns up to the budget, else a search of :func:`pattern_budget`.
+
+    Beyond :data:`MAX_PATTERNS` a random sample; beyond a budget cut by
+    :data:`PATTERN_WORK` the searched sets of :func:`gpucoded.codes.gamma.answer_sets`
+    (every contiguous gap of missing workers, the splits between the ends — where
+    interpolation on ordered points is worst — and a seeded sample). Never enumerates.
+    """
     n = math.comb(P, r)
-    if n <= MAX_PATTERNS:
+    budget = pattern_budget(r)
+    if n <= budget:
         return list(itertools.combinations(range(P), r))
+    if budget < MAX_PATTERNS:
+        sets, _ = answer_sets(P, r, budget)
+        return sorted(tuple(int(w) for w in S) for S in sets)
     seen: set[tuple[int, ...]] = set()
     while len(seen) < MAX_PATTERNS:
         seen.add(tuple(sorted(rng.choice(P, r, replace=False).tolist())))
@@ -176,7 +207,8 @@ def advise(m: int, P: int, stragglers: int, dtype: str = "float64", n: int = 100
         ans = max(workers - stragglers, 1)
         err, npat = _measure(code, workers, ans, A, B, C, dtype)
         if npat < math.comb(workers, ans):
-            note = f"{note}; worst of {npat} sampled patterns (a lower estimate)".lstrip("; ")
+            how = "searched" if npat < MAX_PATTERNS else "sampled"
+            note = f"{note}; worst of {npat} {how} patterns (a lower estimate)".lstrip("; ")
         else:
             note = f"{note}; exact worst case (all {npat} patterns)".lstrip("; ")
         opts.append(
@@ -356,6 +388,8 @@ class Progressive:
     ladder: dict[int, float]
     usual_tuned: float
     usual_tuned_at_guaranteed: float
+    #: answer patterns measured per count (a random sample where fewer than all)
+    patterns: int = 0
 
 
 def progressive(
@@ -371,13 +405,14 @@ def progressive(
         )
     A, B = unit_gaussian_pair(n, 0)
     C = np.asarray(exact_product(A, B)).astype(np.float64)
-    top = min(P, 2 * m - 1)
-    rs = list(range(r, max(top, r) + 1))
+    top = max(min(P, 2 * m - 1), r)
+    rs = sorted({int(x) for x in np.linspace(r, top, min(PROGRESSIVE_COUNTS, top - r + 1))})
+    npat = pattern_budget(top)  # the largest count costs most per pattern
     g = auto_gamma("matdot", 1, m, P, answers=r, dtype=dtype)
-    lad, _ = worst_errors(ApproxMatDot(m, P, gamma=g), rs + [ru], A, B, C, dtype, MAX_PATTERNS)
+    lad, _ = worst_errors(ApproxMatDot(m, P, gamma=g), rs + [ru], A, B, C, dtype, npat)
     gu = auto_gamma("matdot", 1, m, P, answers=ru, dtype=dtype)
-    tu, _ = worst_errors(ApproxMatDot(m, P, gamma=gu), [r, ru], A, B, C, dtype, MAX_PATTERNS)
-    return Progressive(r, ru, g, gu, lad, tu[ru], tu[r])
+    tu, _ = worst_errors(ApproxMatDot(m, P, gamma=gu), [r, ru], A, B, C, dtype, npat)
+    return Progressive(r, ru, g, gu, lad, tu[ru], tu[r], npat)
 
 
 def verdict(opts: list[Option], m: int, tol: float | None) -> list[str]:
@@ -491,7 +526,8 @@ def progressive_lines(pr: Progressive) -> list[str]:
     steps = ", ".join(f"{k}: {v:.1e}" for k, v in sorted(lad.items()) if k >= r)
     lines = [
         f"Progressive decoding (ε-MatDot, γ={pr.gamma_guard:.3g} tuned for the {r} "
-        f"guaranteed answers): worst error by answers received {steps}."
+        f"guaranteed answers): worst error by answers received {steps}"
+        + (f" (worst of at most {pr.patterns} sampled patterns per count)." if pr.patterns else ".")
     ]
     best = min(lad, key=lad.get)
     if best > r:
