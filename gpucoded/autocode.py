@@ -55,6 +55,7 @@ import numpy as np
 from .codes import ApproxMatDot, ChebyshevMatDot, Code
 from .codes.gamma import MAX_P, answer_sets, best_gamma
 from .formats import FormatSpec, get_format
+from .probes import RTOL_FLAG, overestimate
 
 __all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
 
@@ -79,7 +80,7 @@ def scale_ratio(n: int, k: int, l: int, p: int = 1, t: int = 1) -> float:
 
 @dataclass
 class AutoChoice:
-    """What ``code="auto"`` chose and why.
+    r"""What ``code="auto"`` chose and why.
 
     Attributes
     ----------
@@ -87,6 +88,12 @@ class AutoChoice:
     predicted : float
         Predicted worst-case relative error of the chosen code.
     rtol : float
+        The ``rtol`` asked for.
+    target : float
+        What the choice was held to: :math:`\min(\mathrm{rtol},\ 10^{-2}/o_l)`, with
+        :math:`o_l` = :func:`gpucoded.probes.overestimate` (l): the guard's measured
+        check over-estimates a spread error by up to :math:`o_l`, so a code predicted
+        just under 1e-2 would be flagged after the work was done.
     candidates : list of (name, m, predicted relative error)
         Every candidate considered, lightest load first.
     answers : int
@@ -100,14 +107,24 @@ class AutoChoice:
     answers: int = 0
     #: whether the worst cases were over every answer set (else a bounded search)
     exact: bool = True
+    target: float = math.inf
+
+    def __post_init__(self) -> None:
+        self.target = min(self.target, self.rtol)
 
     def explain(self) -> list[str]:
         """Plain-language lines: the candidates and the choice."""
         lines = [f"{'code':14s} {'m':>3s} {'predicted rel. error':>21s}"]
         for name, m, e in self.candidates:
             mark = "  <- chosen" if (name, m) == (self.code.name, self.code.m) else ""
-            ok = "meets" if e <= self.rtol else "misses"
-            lines.append(f"{name:14s} {m:3d} {e:21.2e}  {ok} rtol={self.rtol:.1e}{mark}")
+            ok = "meets" if e <= self.target else "misses"
+            lines.append(f"{name:14s} {m:3d} {e:21.2e}  {ok} {self.target:.1e}{mark}")
+        if self.target < self.rtol:
+            lines.append(
+                f"target {self.target:.1e} < rtol {self.rtol:.1e}: room for the accuracy "
+                "guard's measured check, which over-estimates an error spread over a row "
+                "(gpucoded.probes.overestimate), so that a result meeting rtol is not flagged"
+            )
         return lines
 
 
@@ -234,6 +251,10 @@ def choose_code(
     r = P - stragglers
     n, k, l = shape
     ratio = scale_ratio(n, k, l)
+    asked = tol
+    # held to what the guard will accept of it too (its check over-estimates a spread
+    # error by up to overestimate(l)): a choice it would flag is no choice
+    tol = min(tol, RTOL_FLAG / overestimate(l))
     cands: list[tuple[str, int, float]] = []
     exact = [True]
 
@@ -259,7 +280,8 @@ def choose_code(
     if not ok:
         best = min(cands, key=lambda c: c[2])
         raise ValueError(
-            f"no code on P={P} workers with {stragglers} stragglers meets rtol={tol:.2g} in "
+            f"no code on P={P} workers with {stragglers} stragglers meets rtol={asked:.2g} "
+            f"(held to {tol:.2g} so that the accuracy guard accepts it) in "
             f"{fmt.name}: the most accurate, {best[0]} m={best[1]}, predicts {best[2]:.2g}; "
             "use fewer stragglers, more workers, float64 workers or a larger rtol"
         )
@@ -269,5 +291,5 @@ def choose_code(
     else:
         g = best_gamma("matdot", 1, m, P, r, fmt.name, budget).gamma
         code = ApproxMatDot(m, P, gamma=g, dtype=fmt.name)
-    code.auto_choice = AutoChoice(code, e, tol, cands, r, exact[0])
+    code.auto_choice = AutoChoice(code, e, asked, cands, r, exact[0], target=tol)
     return code.auto_choice

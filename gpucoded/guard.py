@@ -73,6 +73,7 @@ import numpy as np
 from .codes import Code, EvaluationCode
 from .errors import InaccurateResultError, InaccurateResultWarning, warn_user
 from .formats import Format, FormatSpec, get_format
+from .probes import RTOL_FLAG
 
 __all__ = [
     "ON_INACCURATE",
@@ -93,7 +94,7 @@ __all__ = [
 ]
 
 #: Relative error above which a result is flagged (about two correct digits).
-RTOL_GUARD = 1e-2
+RTOL_GUARD = RTOL_FLAG
 ON_INACCURATE = ("warn", "raise", "ignore")
 #: choose_answers leaves the arrival order only for a predicted error this much smaller
 SWITCH_GAIN = 0.5

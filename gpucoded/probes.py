@@ -89,6 +89,8 @@ __all__ = [
 
 #: Number of Gaussian probe vectors.
 PROBES = 8
+#: Relative error above which the guard flags a result (:data:`gpucoded.guard.RTOL_GUARD`).
+RTOL_FLAG = 1e-2
 #: Inflation of the largest estimated row norm: the estimate is κ·max σ̂_i.
 KAPPA = 2.5
 #: Values of the call option ``check=``.
@@ -99,6 +101,17 @@ _CHUNK = 256
 PROBE_CACHE_SIZE = 16
 _PROBES: OrderedDict[tuple, tuple[Any, np.ndarray]] = OrderedDict()
 _PROBES_LOCK = threading.Lock()
+
+
+def overestimate(l: int, probes: int = PROBES) -> float:
+    r"""The largest :math:`\hat e/\max|E|` to expect from :func:`measure` on a product
+    with l columns: :math:`\kappa\sqrt l` for an error spread evenly over a row (the
+    usual coded error), 1 for the exact check of a product with :math:`l\le s`.
+
+    What a choice made in advance (``code="auto"``) must leave room for, so that the
+    guard does not flag a result that meets its ``rtol``.
+    """
+    return 1.0 if l <= probes else KAPPA * math.sqrt(l)
 
 
 def reset_device_state() -> None:

@@ -146,3 +146,30 @@ def test_auto_meets_rtol_on_every_data_family(dtype, rtol):
         rel = float(np.abs(C - E).max() / np.abs(E).max())
         warned = any(issubclass(w.category, InaccurateResultWarning) for w in caught)
         assert rel <= rtol and not warned, (fam, info.code, rel, rtol, warned)
+
+
+def test_auto_choice_is_one_the_guard_accepts():
+    """code="auto" holds its choice to min(rtol, 1e-2 / overestimate(l)): the guard's
+    measured check over-estimates an error spread over a row by up to 2.5·sqrt(l), so a
+    code predicted just under rtol=1e-2 (ε-MatDot m=5 here, 8.8e-3) would be flagged
+    after the work was done. Non-negative operands, 30 columns."""
+    import warnings
+
+    from gpucoded import probes
+
+    rng = np.random.default_rng(0)
+    A, B = rng.random((60, 40)), rng.random((40, 30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gpucoded.InaccurateResultWarning)
+        C, info = gpucoded.coded_matmul(
+            A, B, "auto", P=8, stragglers=3, rtol=1e-2, executor="serial", return_info=True
+        )
+    choice = info.code.auto_choice
+    assert choice.target == pytest.approx(1e-2 / probes.overestimate(30))
+    assert choice.predicted <= choice.target < choice.rtol
+    assert info.accuracy <= 1e-2
+    E = A @ B
+    assert np.abs(C - E).max() <= 1e-2 * np.abs(E).max()
+    assert any("target" in line for line in choice.explain())
+    # a matrix-vector product is checked exactly: nothing to leave room for
+    assert probes.overestimate(probes.PROBES) == 1.0
