@@ -104,8 +104,11 @@ def test_delays_pick_the_fastest_workers():
 def test_answers_option_uses_more_workers():
     A, B = unit_gaussian((30, 30), 37), unit_gaussian((30, 30), 38)
     C = exact_product(A, B)
-    c3 = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=6, gamma=1e3)
-    c5 = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=6, gamma=1e3, answers=5)
+    # c3 decodes at the threshold, near the guard's 1e-2 (its measured check may flag
+    # it): the answers= option is under test here, not the guard
+    kw = dict(gamma=1e3, executor="serial", on_inaccurate="ignore")
+    c3 = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=6, **kw)
+    c5 = gpucoded.coded_matmul(A, B, "approx_matdot", m=3, P=6, answers=5, **kw)
     assert np.abs(c5 - C).max() < np.abs(c3 - C).max() / 100
 
 

@@ -83,7 +83,8 @@ def test_auto_answer_sets_stay_within_the_budget(monkeypatch):
     autocode._chebyshev_factors.cache_clear()
     gamma_mod.best_gamma.cache_clear()
     choice = choose_code(256, 4, "float64", rtol=1e-2)
-    assert (choice.code.name, choice.code.m) == ("chebyshev", 125) and not choice.exact
+    # m=125 predicts below rtol but above the guard's room (1e-2 / overestimate(100))
+    assert (choice.code.name, choice.code.m) == ("chebyshev", 124) and not choice.exact
     assert [w for w, _, _ in seen].count("chebyshev") == 1
     for _, N, r in seen:
         assert N * r * r <= AUTO_ELEMENTS or N == 16
