@@ -44,7 +44,7 @@ from ..formats import Format, FormatSpec, get_format
 from ..progress import solve_progress
 from . import dispatch
 from .decoding import DecodeInfo, DecodeWeights, WeightSolution, rounding_level
-from .grid import BlockGrid
+from .grid import BlockGrid, square_split
 
 __all__ = [
     "BlockGrid",
@@ -80,6 +80,40 @@ def build_m_P(cls: type[Code], m: int | None, P: int | None, options: dict[str, 
         if P is None:
             raise ValueError(f"code {cls.name!r} needs P= (the number of workers)")
     return cls(m, P, **options)  # type: ignore[call-arg]
+
+
+class SplitPQ:
+    """Build hooks of the families on a p×q split (PolyDot, ε-PolyDot, Polynomial codes).
+
+    (p, q) comes from m by :func:`~gpucoded.codes.grid.square_split` unless given, and P
+    from the family's ``_default_P(p, q)`` (its threshold plus one straggler). Listed
+    first among the bases, so that it provides :meth:`Code.build` and
+    :meth:`Code.default_P` for the family.
+    """
+
+    grid_args: tuple[str, ...] = ("m", "p", "q")
+
+    @staticmethod
+    def _default_P(p: int, q: int) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        m: int | None = None,
+        P: int | None = None,
+        p: int | None = None,
+        q: int | None = None,
+        **options: Any,
+    ) -> Code:
+        """``cls(p, q, P, **options)``; (p, q) from m by ``square_split``."""
+        p, q = square_split(m, p, q)
+        return cls(p, q, cls._default_P(p, q) if P is None else P, **options)  # type: ignore[call-arg]
+
+    @classmethod
+    def default_P(cls, m: int) -> int:
+        return cls._default_P(*square_split(m))
 
 
 class Code:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..formats import Format
-from .base import Code, build_m_P
+from .base import Code
 from .grid import BlockGrid
 from .polydot import ApproxPolyDot, PolyDot
 from .polyparts import polydot_parts
@@ -54,10 +54,8 @@ class MatDot(PolyDot):
     name = "matdot"
     grid_args = ("m",)
 
-    @classmethod
-    def build(cls, *, m: int | None = None, P: int | None = None, **options: Any) -> Code:
-        """``cls(m, P, **options)`` (MatDot's grid is fixed by m)."""
-        return build_m_P(cls, m, P, options)
+    #: MatDot's grid is fixed by m: ``cls(m, P, **options)``, as every m-family builds
+    build = classmethod(Code.build.__func__)
 
     @classmethod
     def default_P(cls, m: int) -> int:
@@ -108,10 +106,8 @@ class ApproxMatDot(ApproxPolyDot):
     name = "approx_matdot"
     grid_args = ("m",)
 
-    @classmethod
-    def build(cls, *, m: int | None = None, P: int | None = None, **options: Any) -> Code:
-        """``cls(m, P, **options)`` (MatDot's grid is fixed by m)."""
-        return build_m_P(cls, m, P, options)
+    #: MatDot's grid is fixed by m: ``cls(m, P, **options)``, as every m-family builds
+    build = classmethod(Code.build.__func__)
 
     @classmethod
     def default_P(cls, m: int) -> int:

@@ -18,10 +18,9 @@ import numpy as np
 
 from ..formats import Format, get_format
 from ..points import chebyshev, default_gamma, polydot_radius, validate_points
-from .base import Code
+from .base import SplitPQ
 from .evaluation import EvaluationCode
 from .gamma import auto_gamma
-from .grid import square_split
 from .polyparts import polydot_parts
 from .registry import register
 
@@ -72,7 +71,7 @@ def resolve_gamma(
 
 
 @register("polydot")
-class PolyDot(EvaluationCode):
+class PolyDot(SplitPQ, EvaluationCode):
     """Exact PolyDot (Entangled-Poly) code: threshold p²q+q−1.
 
     Parameters
@@ -89,29 +88,10 @@ class PolyDot(EvaluationCode):
     """
 
     name = "polydot"
-    grid_args = ("m", "p", "q")
 
     @staticmethod
     def _default_P(p: int, q: int) -> int:
         return p * p * q + q  # threshold p²q+q−1, one straggler
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        m: int | None = None,
-        P: int | None = None,
-        p: int | None = None,
-        q: int | None = None,
-        **options: Any,
-    ) -> Code:
-        """``cls(p, q, P, **options)``; (p, q) from m by :func:`~.grid.square_split`."""
-        p, q = square_split(m, p, q)
-        return cls(p, q, cls._default_P(p, q) if P is None else P, **options)
-
-    @classmethod
-    def default_P(cls, m: int) -> int:
-        return cls._default_P(*square_split(m))
 
     def __init__(
         self,
@@ -134,7 +114,7 @@ class PolyDot(EvaluationCode):
 
 
 @register("approx_polydot")
-class ApproxPolyDot(EvaluationCode):
+class ApproxPolyDot(SplitPQ, EvaluationCode):
     r"""ε-approximate PolyDot: threshold p²q.
 
     Parameters as :class:`~gpucoded.codes.ApproxMatDot` (default γ: ``"auto"`` for
@@ -147,30 +127,11 @@ class ApproxPolyDot(EvaluationCode):
     """
 
     name = "approx_polydot"
-    grid_args = ("m", "p", "q")
     tunes_to_format = True
 
     @staticmethod
     def _default_P(p: int, q: int) -> int:
         return p * p * q + 1  # threshold p²q, one straggler
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        m: int | None = None,
-        P: int | None = None,
-        p: int | None = None,
-        q: int | None = None,
-        **options: Any,
-    ) -> Code:
-        """``cls(p, q, P, **options)``; (p, q) from m by :func:`~.grid.square_split`."""
-        p, q = square_split(m, p, q)
-        return cls(p, q, cls._default_P(p, q) if P is None else P, **options)
-
-    @classmethod
-    def default_P(cls, m: int) -> int:
-        return cls._default_P(*square_split(m))
 
     def __init__(
         self,

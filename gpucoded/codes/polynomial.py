@@ -9,21 +9,20 @@ threshold pq.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ..points import chebyshev, validate_points
-from .base import Code
+from .base import SplitPQ
 from .evaluation import EvaluationCode
-from .grid import BlockGrid, square_split
+from .grid import BlockGrid
 from .registry import register
 
 __all__ = ["PolynomialCode"]
 
 
 @register("polynomial")
-class PolynomialCode(EvaluationCode):
+class PolynomialCode(SplitPQ, EvaluationCode):
     """Polynomial code: exact, threshold pq.
 
     Parameters
@@ -40,26 +39,10 @@ class PolynomialCode(EvaluationCode):
     """
 
     name = "polynomial"
-    grid_args = ("m", "p", "q")
 
-    @classmethod
-    def default_P(cls, m: int) -> int:
-        p, q = square_split(m)
+    @staticmethod
+    def _default_P(p: int, q: int) -> int:
         return p * q + 1  # threshold pq, one straggler
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        m: int | None = None,
-        P: int | None = None,
-        p: int | None = None,
-        q: int | None = None,
-        **options: Any,
-    ) -> Code:
-        """``PolynomialCode(p, q, P, **options)``; (p, q) from m by ``square_split``."""
-        p, q = square_split(m, p, q)
-        return cls(p, q, p * q + 1 if P is None else P, **options)
 
     def __init__(
         self,
