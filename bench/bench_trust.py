@@ -28,6 +28,7 @@ import numpy as np
 import gpucoded
 from gpucoded.codes import ApproxMatDot, ApproxPolyDot
 from gpucoded.reference import exact_product
+from gpucoded.studies.families import FAMILIES, FAMILY_CODES
 
 CASES = [
     ("approx_matdot m=12, P=14, float64", lambda: "approx_matdot", {"m": 12, "P": 14}, "f8"),
@@ -116,30 +117,6 @@ def false_alarms(small: bool = False) -> None:
                     f"{np.abs(C - E).max() / np.abs(E).max():.2g}"
                     f" | {len(caught) > 0} |"
                 )
-
-
-#: Operand families of issue 20 (as tests/_trust.py's FAMILIES).
-FAMILIES = {
-    "gaussian": lambda rng, s: rng.standard_normal(s),
-    "uniform [0,1)": lambda rng, s: rng.random(s),
-    "pixels uint8/255": lambda rng, s: rng.integers(0, 256, size=s) / 255.0,
-    "exponential": lambda rng, s: rng.exponential(size=s),
-    "gaussian mean 5": lambda rng, s: 5.0 + rng.standard_normal(s),
-    "sparse 0/1": lambda rng, s: (rng.random(s) < 0.1).astype(float),
-    "one-hot rows": lambda rng, s: np.eye(s[1])[rng.integers(s[1], size=s[0])],
-    "student t (3)": lambda rng, s: rng.standard_t(3, size=s),
-}
-#: (code, options, exact and well conditioned): the families table's codes.
-FAMILY_CODES = [
-    ("chebyshev", {"m": 4, "P": 9}, True),
-    ("matdot", {"m": 3, "P": 7}, True),
-    ("polynomial", {"p": 2, "q": 2, "P": 6}, True),
-    ("polydot", {"p": 2, "q": 3, "P": 20}, False),
-    ("matdot", {"m": 10, "P": 20}, False),
-    ("approx_matdot", {"m": 3, "P": 5}, False),
-    ("approx_matdot", {"m": 8, "P": 10}, False),
-    ("approx_polydot", {"p": 2, "q": 2, "P": 10}, False),
-]
 
 
 def families(shape: tuple[int, int, int], seeds: int) -> None:

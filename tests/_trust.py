@@ -18,6 +18,7 @@ from gpucoded.api import operand_norms
 from gpucoded.errors import InaccurateResultWarning
 from gpucoded.formats import get_format
 from gpucoded.reference import exact_product
+from gpucoded.studies.families import FAMILIES
 
 
 @dataclass
@@ -88,23 +89,6 @@ def guarded_decode(code, A, B, *, arrivals=None, failed=(), needed=None, fmt=Non
 
 
 # ------------------------------------------------------------------ data families
-def _one_hot(rng, shape):
-    X = np.zeros(shape)
-    X[np.arange(shape[0]), rng.integers(shape[1], size=shape[0])] = 1.0
-    return X
-
-
-#: Operand families of issue 20 (real data is rarely centred): name -> sampler(rng, shape).
-FAMILIES = {
-    "gaussian": lambda rng, s: rng.standard_normal(s),
-    "uniform [0,1)": lambda rng, s: rng.random(s),
-    "pixels uint8/255": lambda rng, s: rng.integers(0, 256, size=s) / 255.0,
-    "exponential": lambda rng, s: rng.exponential(size=s),
-    "gaussian mean 5": lambda rng, s: 5.0 + rng.standard_normal(s),
-    "sparse 0/1": lambda rng, s: (rng.random(s) < 0.1).astype(float),
-    "one-hot rows": _one_hot,
-    "student t (3)": lambda rng, s: rng.standard_t(3, size=s),
-}
 
 
 def family_operands(family, n, k, l, dtype, seed):

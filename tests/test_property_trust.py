@@ -40,6 +40,7 @@ from gpucoded.codes import (
 )
 from gpucoded.errors import InaccurateResultError, InaccurateResultWarning
 from gpucoded.reference import exact_product
+from gpucoded.studies.families import FAMILY_CODES
 
 LONG = os.environ.get("GPUCODED_FUZZ", "ci") == "long"
 
@@ -221,16 +222,6 @@ def test_end_to_end_property(mode):
 
 
 # ------------------------------------------------ data families (issue 20, measured)
-FAMILY_CODES = [  # (name, options, exact and well conditioned)
-    ("chebyshev", {"m": 4, "P": 9}, True),
-    ("matdot", {"m": 3, "P": 7}, True),
-    ("polynomial", {"p": 2, "q": 2, "P": 6}, True),
-    ("polydot", {"p": 2, "q": 3, "P": 20}, False),
-    ("matdot", {"m": 10, "P": 20}, False),
-    ("approx_matdot", {"m": 3, "P": 5}, False),
-    ("approx_matdot", {"m": 8, "P": 10}, False),
-    ("approx_polydot", {"p": 2, "q": 2, "P": 10}, False),
-]
 
 
 def family_case(family, dtype, name, opts, failed, seed, check="probes"):
