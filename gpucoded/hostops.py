@@ -216,6 +216,11 @@ def packaged_path() -> Path:
     return Path(__file__).resolve().parent / "_host" / LIB_NAME
 
 
+def repo_build_path() -> Path:
+    """Where CMake's ``build/`` of a source checkout puts the library."""
+    return Path(__file__).resolve().parent.parent / "build" / LIB_NAME
+
+
 def _candidates() -> list[tuple[Path, bool]]:
     """Where a built library may be, with whether it must be private (the cache).
 
@@ -227,7 +232,7 @@ def _candidates() -> list[tuple[Path, bool]]:
     if env:
         return [(Path(env), False)]
     out = []
-    repo_build = Path(__file__).resolve().parent.parent / "build" / LIB_NAME
+    repo_build = repo_build_path()
     if repo_build.is_file():
         newest = max(p.stat().st_mtime for p in _sources())
         if repo_build.stat().st_mtime >= newest:  # stale builds are ignored

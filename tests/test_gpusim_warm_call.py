@@ -59,9 +59,9 @@ def test_warm_call_creates_nothing(sim, name):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 21 item 4 target not met by the pipeline: 7 host synchronisations per "
-    "warm call (validate.check_operands 2, pipeline.operand_norms 2, "
-    "integrity.drop_nonfinite 1, pipeline.apply_guard/absmax 2); strict: passes -> fails",
+    reason="issue 21 item 4 target not met by the pipeline: 6 host synchronisations per "
+    "warm call (validate.check_operands, pipeline.operand_norms, integrity.drop_nonfinite, "
+    "the measured check's one transfer); strict: passes -> fails",
 )
 def test_warm_call_syncs_the_host_once(sim):
     import cupy as cp

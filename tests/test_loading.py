@@ -129,7 +129,10 @@ def test_planted_cache_is_refused(built, fresh, tmp_path, capfd):
     (expected, private), *_ = [c for c in hostops._candidates() if c[1]]
     assert private and expected.parent == cache
     _plant(built, cache, 0o777, expected.name)
+    # no other candidate may come first: the installed package's and a checkout's
+    # build/ (CI builds one) are moved out of the way
     fresh.setattr(hostops, "packaged_path", lambda: tmp_path / "none" / hostops.LIB_NAME)
+    fresh.setattr(hostops, "repo_build_path", lambda: tmp_path / "none" / hostops.LIB_NAME)
     fresh.chdir(tmp_path)
     assert hostops.library(reload=True) is None or hostops._STATE["path"] != expected
     assert "not loading CPU kernels" in capfd.readouterr().err
