@@ -334,12 +334,23 @@ def available() -> bool:
     return library() is not None
 
 
-def threads() -> int:
-    """OpenMP threads of the kernels (``$GPUCODED_HOST_THREADS``, else CPUs, at most 8)."""
+#: Cores of the machine (read once: ``os.cpu_count`` is a system call).
+_CPUS = os.cpu_count() or 1
+#: Below this many output elements a loop runs on one thread: waking an OpenMP team
+#: costs tens of microseconds, more than the work (a warm n=32 call spent a third of
+#: its time there).
+SERIAL_BELOW = 1 << 15
+
+
+def threads(elements: int | None = None) -> int:
+    """OpenMP threads of a loop writing ``elements`` numbers (``$GPUCODED_HOST_THREADS``,
+    else 1 below :data:`SERIAL_BELOW`, else the CPUs, at most 8)."""
     env = os.environ.get("GPUCODED_HOST_THREADS")
     if env:
         return max(1, int(env))
-    return max(1, min(8, os.cpu_count() or 1))
+    if elements is not None and elements < SERIAL_BELOW:
+        return 1
+    return max(1, min(8, _CPUS))
 
 
 # ------------------------------------------------------------------ workspaces
@@ -497,7 +508,7 @@ def encode_into(
     G = np.ascontiguousarray(G)
     fn = lib.gc_host_encode_f32 if dt == np.float32 else lib.gc_host_encode_f64
     rc = fn(_addr(X), ldx, X.shape[0], X.shape[1], gr, gcols, rb, cb, _addr(G), P,
-            _addr(Y), threads())  # fmt: skip
+            _addr(Y), threads(Y.size))  # fmt: skip
     return rc == 0
 
 
@@ -541,7 +552,7 @@ def combine_into(
     ptrs = (ctypes.c_void_p * R)(*[_addr(a) for a in answers])
     ldz = (_i64 * R)(*lds)
     fn = lib.gc_host_decode_f32 if dt == np.float32 else lib.gc_host_decode_f64
-    rc = fn(ptrs, ldz, R, rb, db, _addr(W), gp, gt, _addr(C), l, n, l, threads())
+    rc = fn(ptrs, ldz, R, rb, db, _addr(W), gp, gt, _addr(C), l, n, l, threads(C.size))
     return rc == 0
 
 
