@@ -120,8 +120,10 @@ def run_demo(
         "indices);\nmax error = max|C_hat - A@B| (float64 reference); bound = a-priori "
         "max-norm bound\n(interpolation + worst-case first-order rounding); cond = condition "
         "number of the decode system;\ntime = one call with cached decode weights; ! = the "
-        "accuracy guard flags the result (estimated error > 1e-2 max|C|: fewer than two "
-        "correct digits).",
+        "accuracy guard flags the result: its measured upper estimate of the error is above "
+        "1e-2 max|AB|\n(maybe fewer than two correct digits; the estimate can be up to "
+        "2.5*sqrt(columns) high for an error\nspread over a row, so approximate codes "
+        "whose max error is near 1e-3 of max|AB| are flagged too).",
         file=out,
     )
     return rows
