@@ -15,7 +15,8 @@ import numpy as np
 
 from .callsetup import deliver, set_up
 from .codes import Code
-from .pipeline import CallInfo, check_out, matmul_plan, operand_norms, operands, run_product
+from .matmulplan import check_out, matmul_plan
+from .pipeline import CallInfo, operand_norms, operands, run_product
 from .validate import _as_array, check_inner, check_operands, empty_product, inputs_finite
 
 __all__ = ["CallInfo", "coded_matmul", "operand_norms"]
@@ -56,7 +57,7 @@ def coded_matmul(
         semantics: a 1-D operand is a vector (its added axis is dropped from the
         result), stacks broadcast their leading axes (one coded product when one side
         is a single matrix, else one per broadcast pair; see
-        :func:`gpucoded.pipeline.matmul_plan`). The result has the same array type
+        :func:`gpucoded.matmulplan.matmul_plan`). The result has the same array type
         and that dtype.
     code : str, Code or None
         A code instance, or a name from :data:`gpucoded.codes.CODES`. Default

@@ -34,15 +34,8 @@ import numpy as np
 from .backend import array_module
 from .callsetup import CALL_OPTIONS, check_call, check_feasible, default_answers, deliver, set_up
 from .codes import Code
-from .pipeline import (
-    CallInfo,
-    check_out,
-    col_norm,
-    matmul_plan,
-    operands,
-    row_norm,
-    run_product,
-)
+from .matmulplan import check_out, matmul_plan
+from .pipeline import CallInfo, col_norm, operands, row_norm, run_product
 from .validate import _as_array, check_inner, check_operands, empty_product, inputs_finite
 
 __all__ = ["CodedMatrix", "encode_side"]
