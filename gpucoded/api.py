@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import is_cupy_array
 from .callsetup import deliver, set_up
 from .codes import Code
 from .matmulplan import check_out, matmul_plan
@@ -205,10 +206,14 @@ def coded_matmul(
     c, call = setup.code, setup.call
     Cs, infos = [], []
     for A2, B2 in pairs:
-        norms = operand_norms(c, A2, B2)
-        if nonfinite == "raise" and not math.isfinite(norms[0] + norms[1]):
-            check_operands(A2, B2, nonfinite="raise")  # names the operand with NaN/Inf
-        ops = operands(c, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2), norms)
+        if is_cupy_array(A2):  # the norms stay on the device; NaN/Inf refused from them
+            ops = operands(c, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2),
+                           confirm=nonfinite == "raise")  # fmt: skip
+        else:
+            norms = operand_norms(c, A2, B2)
+            if nonfinite == "raise" and not math.isfinite(norms[0] + norms[1]):
+                check_operands(A2, B2, nonfinite="raise")  # names the operand with NaN/Inf
+            ops = operands(c, A2, B2, nonfinite == "raise" or inputs_finite(A2, B2), norms)
         C2, info = run_product(
             c, lambda A2=A2, B2=B2: c.encode(A2, B2), ops, setup.executor, call, setup.fmt,
             t_start,

@@ -371,3 +371,20 @@ def decode_products(
     if not arrays or not _can_use_kernels(*arrays):
         raise TypeError("decode_products needs float16, float32 or float64 products")
     return kernels.decode(products, W, grid, shape, stream=stream)
+
+
+def fetch_together(parts: Sequence[Any]) -> list[np.ndarray]:
+    """Device arrays (0-d or small) brought to the host in one transfer, as float64.
+
+    The per-call scalars of a device product (the operands' norms, the answers'
+    finiteness sums, the probes' statistics) are reduced on the device and come back
+    together: they are raveled into one float64 device buffer and fetched with one
+    ``.get()`` — the call's one host synchronisation. Returns one host array per part
+    (its raveled values; complex parts are not accepted: pass their real statistics).
+    """
+    import cupy as cp
+
+    flat = [cp.asarray(p).astype(cp.float64, copy=False).ravel() for p in parts]
+    host = cp.concatenate(flat).get()
+    cuts = np.cumsum([f.size for f in flat])[:-1]
+    return np.split(host, cuts)

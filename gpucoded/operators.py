@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, is_cupy_array
 from .callsetup import CALL_OPTIONS, check_call, check_feasible, default_answers, deliver, set_up
 from .codes import Code
 from .matmulplan import check_out, matmul_plan
@@ -234,6 +234,15 @@ class CodedMatrix:
             self._rho[side] = f(self.code, self.M)
         return self._rho[side]
 
+    def mu(self, side: str) -> float:
+        r""":math:`\mu_M` of the estimate (:func:`gpucoded.pipeline.operand_means`): the
+        largest absolute row mean (side A) or column mean (side B) of M, computed once
+        (a pass over M per call would cost a matrix–vector product as much as its GEMVs)."""
+        key = "mu" + side
+        if key not in self._rho:
+            self._rho[key] = _absmax_mean(self.M, 1 if side == "A" else 0)
+        return self._rho[key]
+
     def _product(self, X: Any, side: str, opts: dict[str, Any]) -> Any:
         """The product with M as operand ``side`` ("A": M·X, "B": X·M) and X the other."""
         t_start = time.perf_counter()
@@ -260,10 +269,14 @@ class CodedMatrix:
             return (Z, info) if call.return_info else Z
         plan = matmul_plan(self.M, X) if side == "A" else matmul_plan(X, self.M)
         ((A2, B2),) = plan.pairs  # M is 2-D: a stack on the other side folds into one
+        # device operands: NaN/Inf in X are looked for in its norms, which come back with
+        # the call's other scalars in its one transfer (pipeline.resolve refuses them then)
+        confirm = is_cupy_array(X) and call.nonfinite == "raise" and self.finite
+        scan = "propagate" if confirm else call.nonfinite
         if side == "A":  # M[:1] / M[:, :1]: the other operand is checked against M's shape
-            other = check_operands(self.M[:1], B2, nonfinite=call.nonfinite)[1]
+            other = check_operands(self.M[:1], B2, nonfinite=scan)[1]
         else:
-            other = check_operands(A2, self.M[:, :1], nonfinite=call.nonfinite)[0]
+            other = check_operands(A2, self.M[:, :1], nonfinite=scan)[0]
         dtype = np.result_type(self.M.dtype, other.dtype)
         check_out(call.out, plan.shape, dtype, self.M)
         fmt = self.executor.compute_format(dtype)
@@ -272,16 +285,24 @@ class CodedMatrix:
         A, B = (self.M, other) if side == "A" else (other, self.M)
         dims = self.code.grid.block_dims(A.shape[0], A.shape[1], B.shape[1])
         stack = self.encoded(side, dtype, dims)
+        host = not is_cupy_array(other)  # on the device, pipeline.device_norms fills None
         if side == "A":
-            norms = (self.rho("A"), col_norm(self.code, other))
+            norms = (self.rho("A"), col_norm(self.code, other) if host else None,
+                     self.mu("A"), _absmax_mean(other, 0) if host else None)  # fmt: skip
         else:
-            norms = (row_norm(self.code, other), self.rho("B"))
-        ops = operands(self.code, A, B, finite, norms)
+            norms = (row_norm(self.code, other) if host else None, self.rho("B"),
+                     _absmax_mean(other, 1) if host else None, self.mu("B"))  # fmt: skip
+        ops = operands(self.code, A, B, finite, norms, confirm=confirm)
         C, info = run_product(
             self.code, _Encoder(self.code, other, side, stack, dtype, dims), ops,
             self.executor, call, fmt, t_start,
         )  # fmt: skip
         return deliver(plan.assemble([C]), call, info)
+
+
+def _absmax_mean(X: Any, axis: int) -> float:
+    """max |mean of X along ``axis``| (axis 1: row means, 0: column means), as a float."""
+    return float(array_module(X).abs(X.mean(axis=axis)).max())
 
 
 def _np_product(cm: CodedMatrix, A: Any, B: Any, call: dict[str, Any]) -> Any:

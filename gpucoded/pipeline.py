@@ -29,6 +29,7 @@ Every coded product of the library runs through this module:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import guard, probes
-from .backend import array_module
+from .backend import array_module, is_cupy_array
 from .callsetup import CALL_OPTIONS, Call, check_call, fit_code, resolve_code
 from .codes import Code, DecodeInfo
 from .errors import NotEnoughAnswersError
@@ -311,6 +312,14 @@ class Operands:
     dtype: Any  # of the result
     A: Any = None  # the operands themselves, for the measured check (gpucoded.probes)
     B: Any = None
+    #: device operands with ``nonfinite="raise"``: ``finite`` is confirmed by the norms
+    #: once they arrive (:func:`resolve`), and NaN/Inf are refused then
+    confirm: bool = False
+
+    @property
+    def pending(self) -> bool:
+        """Some of ``norms`` are still device scalars (not yet transferred)."""
+        return any(is_cupy_array(v) for v in self.norms)
 
 
 def select(code: Code, got: list[int], fmt: Format, call: Call, note: str) -> tuple[list, str]:
@@ -338,6 +347,8 @@ def decode(
     info: CallInfo,
 ) -> Any:
     """Decode the chosen answers, then apply the accuracy guard; fills ``info``."""
+    if ops.pending:
+        resolve(ops)
     t1 = time.perf_counter()
     kw = {"shape": ops.shape, "norms": ops.norms, "inner": ops.inner, "real": ops.real}
     if call.verify is not None and ops.finite:
@@ -367,7 +378,7 @@ def decode(
 def apply_guard(
     C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool,
     integrity: IntegrityReport | None = None, *, ops: Operands | None = None,
-    info: CallInfo | None = None,
+    info: CallInfo | None = None, measured: probes.Measured | None = None,
 ) -> float | None:  # fmt: skip
     """:func:`gpucoded.guard.check_accuracy` on the measured error, or the model's.
 
@@ -379,13 +390,14 @@ def apply_guard(
     With ``verify``, a verified bound at least as large as :math:`\\max|\\hat C|`
     (:func:`gpucoded.guard.bound_exceeds_result`: the check vouches for no digit) is
     flagged too, through the same ``on_inaccurate`` channel, and recorded in the
-    integrity report (``bound_exceeds_result``).
+    integrity report (``bound_exceeds_result``). ``measured`` given: the check was
+    made already (the device path's one transfer, :func:`decode_on_device`).
     """
     if not finite:
         return None
-    measured = None
-    if call.check == "probes" and ops is not None and ops.A is not None:
+    if measured is None and call.check == "probes" and ops is not None and ops.A is not None:
         measured = probes.measure(C, ops.A, ops.B)
+    if measured is not None:
         scale = measured.result_max
         if info is not None:
             info.measured = measured
@@ -407,9 +419,21 @@ def apply_guard(
     return rel
 
 
-def operands(code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = None) -> Operands:
+def operands(
+    code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = None, *,
+    confirm: bool = False,
+) -> Operands:  # fmt: skip
     """The :class:`Operands` of the 2-D product A·B (ρ norms unless given; the means of
-    :func:`operand_means` always, an O(nk + kl) pass like the norms)."""
+    :func:`operand_means` unless given, an O(nk + kl) pass like the norms).
+
+    Device operands: the norms and means not given are reduced on the device and
+    left there (:func:`device_norms`; given ones may be device scalars too) until
+    :func:`resolve` brings them back with the call's other scalars in one transfer.
+    ``confirm``: ``finite`` is an assumption (``nonfinite="raise"``) that
+    :func:`resolve` checks on the norms, refusing NaN/Inf then.
+    """
+    if is_cupy_array(A):
+        norms = device_norms(code, A, B, norms)
     means = operand_means(A, B) if norms is None or len(norms) < 4 else tuple(norms[2:4])
     n, k = A.shape
     l = B.shape[1]
@@ -422,7 +446,52 @@ def operands(code: Code, A: Any, B: Any, finite: bool, norms: tuple | None = Non
         dtype=np.result_type(A.dtype, B.dtype),
         A=A,
         B=B,
+        confirm=confirm,
     )
+
+
+def device_norms(code: Code, A: Any, B: Any, given: tuple | None = None) -> tuple:
+    r"""(ρ_A, ρ_B, μ_A, μ_B) of device operands as device scalars (no transfer).
+
+    The same quantities as :func:`operand_norms` and :func:`operand_means` (NaN or
+    inf when an operand has a NaN or an inf); entries of ``given`` (host floats or
+    device scalars) are kept, the others reduced on the current stream.
+    """
+    xp = array_module(A, B)
+    given = tuple(given or ())
+    make = (
+        lambda: xp.linalg.norm(A, axis=1).max() * code.grid.p**0.5,
+        lambda: xp.linalg.norm(B, axis=0).max() * code.grid.t**0.5,
+        lambda: xp.abs(A.mean(axis=1)).max(),
+        lambda: xp.abs(B.mean(axis=0)).max(),
+    )
+    return tuple(
+        given[i] if i < len(given) and given[i] is not None else f() for i, f in enumerate(make)
+    )
+
+
+def resolve(ops: Operands, *extra: Any) -> list[np.ndarray]:
+    """Bring ``ops``'s device norms and the device arrays ``extra`` to the host in one
+    transfer (:func:`gpucoded.gpu.fetch_together`); returns the host values of
+    ``extra``. With ``ops.confirm``, operands whose norms are not finite are looked
+    at entrywise (a sum of squares may overflow) and NaN/Inf refused with the error
+    :func:`gpucoded.validate.check_operands` gives.
+    """
+    from .gpu import fetch_together
+
+    dev = [i for i, v in enumerate(ops.norms) if is_cupy_array(v)]
+    host = fetch_together([ops.norms[i] for i in dev] + list(extra))
+    norms = list(ops.norms)
+    for i, h in zip(dev, host, strict=False):
+        norms[i] = float(h[0])
+    ops.norms = tuple(norms)
+    if ops.confirm:
+        ops.confirm = False
+        if not math.isfinite(sum(ops.norms[:2])):
+            from .validate import check_operands
+
+            check_operands(ops.A, ops.B, nonfinite="raise")  # names the operand
+    return host[len(dev) :]
 
 
 def absmax(C: Any) -> float:
@@ -497,26 +566,100 @@ def run_product(
     t_start = time.perf_counter() if t_start is None else t_start
     if code.hedged:  # trait of codes.Hedged: tasks, not a decode rule
         return run_hedged(code, encode, ops, executor, call, fmt, t_start)
+    # device operands, plain call: every per-call scalar comes back in one transfer at
+    # the end (decode_on_device); other calls decide on the norms before any worker runs
+    deferred = ops.pending and call.verify is None and call.wait_for_accuracy is None
+    if ops.pending and not deferred:
+        resolve(ops)
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
     t_run = info.time_to_decode
+    C = None
     with run:
         stream = answers_in(
             run, info, shape, stack_dtype(code, ops.dtype), ops.finite, defer_device=True
         )
-        erased = info.erased if ops.finite else None
+        erased = info.erased if ops.finite and not deferred else None
         got, prods, note = collect(stream, run, code, call, fmt, t_run, erased)
-    info.time_to_decode = time.perf_counter() - t_run
+        info.time_to_decode = time.perf_counter() - t_run
+        if deferred and code.can_decode(got):
+            S, info.selection = select(code, got, fmt, call, note)
+            C = decode_on_device(code, S, got, prods, ops, call, fmt, info)
+            if C is None:  # an answer was not finite (dropped): collect on as before
+                again = zip(list(got), list(prods), strict=True)
+                got, prods, note = collect(
+                    itertools.chain(again, stream), run, code, call, fmt, t_run, info.erased
+                )
+                info.time_to_decode = time.perf_counter() - t_run
     pending = [w for w in range(code.P) if w not in call.failed and w not in info.answered]
-    if not code.can_decode(got):
-        raise not_enough(code, got, info, call, pending)
+    if C is None:
+        if not code.can_decode(got):
+            if ops.pending:
+                resolve(ops)  # NaN/Inf inputs are refused as such, not as lost answers
+            raise not_enough(code, got, info, call, pending)
+        S, info.selection = select(code, got, fmt, call, note)
+        pos = {w: i for i, w in enumerate(got)}
+        C = decode(code, S, [prods[pos[w]] for w in S], ops, call, fmt, info)
     info.abandoned = pending
-    S, info.selection = select(code, got, fmt, call, note)
-    pos = {w: i for i, w in enumerate(got)}
-    C = decode(code, S, [prods[pos[w]] for w in S], ops, call, fmt, info)
     info.total_time = time.perf_counter() - t_start
     return C, info
+
+
+def decode_on_device(
+    code: Code, S: list[int], got: list[int], prods: list[Any], ops: Operands, call: Call,
+    fmt: Format, info: CallInfo,
+) -> Any | None:  # fmt: skip
+    """:func:`decode` for device answers whose checks were deferred: one host sync.
+
+    The decode and the probes are queued, the answers' finiteness sums reduced on the
+    device, and all of it comes back with the operands' norms in one transfer
+    (:func:`resolve`); the decisions follow: NaN/Inf inputs refused (``confirm``), a
+    non-finite answer from finite inputs erased — then None is returned, ``got`` and
+    ``prods`` have lost it and the caller collects on — else the bounds, the guard and
+    ``info`` as :func:`decode` fills them. Returns C.
+    """
+    pos = {w: i for i, w in enumerate(got)}
+    used = [prods[pos[w]] for w in S]
+    xp = array_module(used[0])
+    t1 = time.perf_counter()
+    cached = code.weights_cached(S, fmt=fmt)
+    guard.check_weights(code, code.decode_weights(S, fmt=fmt), fmt)  # overflow: refuse
+    kw = {"shape": ops.shape, "inner": ops.inner, "real": ops.real}
+    C, d0 = code.decode(used, S, return_info=True, fmt=fmt, **kw)  # bounds: after the transfer
+    if C.dtype != ops.dtype:
+        C = C.astype(ops.dtype)
+    decode_time = time.perf_counter() - t1
+    sums = xp.stack([p.sum() for p in used])  # NaN/Inf in an answer make its sum non-finite
+    sums = sums.real if sums.dtype.kind == "c" else sums
+    probing = None
+    if ops.finite and call.check == "probes" and ops.A is not None:
+        probing = probes.start(C, ops.A, ops.B)
+    extra = [sums] if probing is None else [sums, probing.stats]
+    host = resolve(ops, *extra)  # the call's one host synchronisation
+    if ops.finite:
+        bad = [k for k, v in enumerate(host[0]) if not math.isfinite(v)]
+        bad = [k for k in bad if not bool(xp.isfinite(used[k]).all())]  # overflowed sums
+        if bad:
+            for w in (S[k] for k in bad):
+                info.erased[w] = "non-finite answer (NaN/Inf) from finite inputs"
+                i = got.index(w)
+                del got[i], prods[i]
+            return None
+    dinfo = DecodeInfo.of(
+        code.decode_weights(S, fmt=fmt), workers=S, dtype=used[0].dtype, shape=C.shape,
+        norms=ops.norms, inner=ops.inner, cached=cached, weights_time=d0.weights_time,
+        decode_time=d0.decode_time,
+    )  # fmt: skip
+    info.decode_time = decode_time
+    info.used, info.decode, info.format = tuple(S), dinfo, fmt.name
+    measured = None if probing is None else probing.finish(host[1])
+    if measured is not None:
+        info.measured = measured
+    info.accuracy = apply_guard(
+        C, dinfo, code, fmt, call, ops.finite, ops=ops, info=info, measured=measured
+    )
+    return C
 
 
 def run_hedged(
@@ -530,6 +673,8 @@ def run_hedged(
     for opt in ("answers", "verify"):
         if getattr(call, opt) not in (None, code.m):
             raise TypeError(f"{opt}= does not apply to code='hedged' (one answer per task)")
+    if ops.pending:
+        resolve(ops)
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     t0 = time.perf_counter()
     At, Bt = encode()
@@ -593,6 +738,8 @@ def progressive(
     import dataclasses
 
     quiet = dataclasses.replace(call, on_inaccurate="ignore", check=None)
+    if ops.pending:
+        resolve(ops)
     best: tuple[Any, DecodeInfo, float] | None = None
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)

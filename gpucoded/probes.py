@@ -85,6 +85,7 @@ __all__ = [
     "chi2_cdf",
     "check_mode",
     "measure",
+    "start",
 ]
 
 #: Number of Gaussian probe vectors.
@@ -254,6 +255,51 @@ def measure(
         :math:`\hat e=\kappa\max_i\hat\sigma_i`, the scale :math:`s_{\rm low}` and
         :math:`\max|\hat C|` (one device-to-host transfer of four numbers).
     """
+    started = start(C, A, B, probes=probes, rng=rng)
+    return started.finish(to_numpy(started.stats))  # one transfer
+
+
+@dataclass
+class Started:
+    r"""The probes of one product, queued: ``stats`` holds, per block of rows, the
+    largest residual statistic, :math:`\max|\hat C|` and the s column maxima of
+    :math:`|Y|` (on C's side; on the device nothing has been transferred yet), so a
+    caller can bring them back together with its other per-call scalars
+    (:func:`gpucoded.gpu.fetch_together`) and then :meth:`finish`."""
+
+    stats: Any
+    s: int
+    exact: bool
+    l1: np.ndarray
+
+    def finish(self, stats: np.ndarray) -> Measured:
+        """The :class:`Measured` from ``stats`` on the host (the values of
+        :attr:`stats`, any shape with 2 + s entries per row block)."""
+        allst = np.asarray(stats, dtype=np.float64).reshape(-1, 2 + self.s)
+        s, exact = self.s, self.exact
+        with np.errstate(invalid="ignore"):
+            rmax = float(np.max(allst[:, 0]))
+            cmax = float(np.max(allst[:, 1]))
+            ylow = float(np.max(allst[:, 2:].max(axis=0) / self.l1))
+        if exact:
+            err, conf = rmax, 1.0
+            scale = ylow  # max|AB| itself (columns of AB exactly)
+        else:
+            err = KAPPA * math.sqrt(rmax / s) if rmax == rmax else math.nan
+            conf = 1.0 - chi2_cdf(s / KAPPA**2, s) if s % 2 == 0 else math.nan
+            scale = max(cmax - err, ylow) if err == err and cmax == cmax else ylow
+        return Measured(err, scale, cmax, s, exact, conf)
+
+
+def start(
+    C: Any,
+    A: Any,
+    B: Any,
+    *,
+    probes: int = PROBES,
+    rng: np.random.Generator | None = None,
+) -> Started:
+    """The probes of :func:`measure` queued on C's side, nothing transferred."""
     xp = array_module(C, A, B)
     n, l = C.shape
     exact = l <= probes
@@ -286,16 +332,4 @@ def measure(
         row = xp.empty(2 + s, dtype=xp.float64)
         row[0], row[1], row[2:] = rmax, cmax, ymax
         stats.append(row)
-    allst = to_numpy(xp.stack(stats) if len(stats) > 1 else stats[0][None, :])  # one transfer
-    with np.errstate(invalid="ignore"):
-        rmax = float(np.max(allst[:, 0]))
-        cmax = float(np.max(allst[:, 1]))
-        ylow = float(np.max(allst[:, 2:].max(axis=0) / l1))
-    if exact:
-        err, conf = rmax, 1.0
-        scale = ylow  # max|AB| itself (columns of AB exactly)
-    else:
-        err = KAPPA * math.sqrt(rmax / s) if rmax == rmax else math.nan
-        conf = 1.0 - chi2_cdf(s / KAPPA**2, s) if s % 2 == 0 else math.nan
-        scale = max(cmax - err, ylow) if err == err and cmax == cmax else ylow
-    return Measured(err, scale, cmax, s, exact, conf)
+    return Started(xp.stack(stats) if len(stats) > 1 else stats[0][None, :], s, exact, l1)
