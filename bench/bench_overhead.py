@@ -16,7 +16,16 @@ Three tables (markdown on stdout):
    one of each per round, and the ratio is the median of the per-round ratios (so
    a load change on a shared machine hits both).
 3. **Matrix-vector**: ``CodedMatrix(M, "chebyshev", m=4, P=8) @ x`` against a plain
-   ``M @ x`` at n = 2000 (threads and serial), timed alternately as in 2.
+   ``M @ x`` at n = 2000 (threads and serial), timed alternately as in 2, with the
+   default measured check and with ``check=None``.
+4. **Simulated device** (``--only gpusim``; needs the checkout's ``tests/_harness``):
+   a warm call on device operands (n = 32, float64) with the simulated CUDA device of
+   the test suite installed as ``cupy``: the host thread's CPU time per call
+   (``time.thread_time``: its Python work; the simulated device runs on other threads
+   and its modelled time is not counted), the wall time, and the host
+   synchronisations and device allocations per call from the simulator's counters.
+   The simulator's own bookkeeping of each array operation is in the host time (a
+   real CuPy launch costs a few µs instead), so compare checkouts, not devices.
 
 Only the public API is used, so the script measures any checkout:
 ``PYTHONPATH=<checkout> python bench/bench_overhead.py``.
@@ -25,14 +34,17 @@ Usage::
 
     python -m bench.bench_overhead                       # all three tables
     python -m bench.bench_overhead --reps 50 --no-dask --sizes 256 768
+    python -m bench.bench_overhead --only gpusim --reps 200   # simulated device
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,7 +171,8 @@ def _end_to_end(code: Any, sizes: Sequence[int], rounds: int, rows: list) -> lis
 
 def matvec(n: int, rounds: int) -> list[dict]:
     """CodedMatrix(M, chebyshev m=4, P=8) @ x against M @ x, with the process's BLAS
-    threads and with BLAS on one thread (both sides alike)."""
+    threads and with BLAS on one thread (both sides alike); the default measured check
+    (for one column: the exact check, itself a float64 M @ x) and ``check=None``."""
     from contextlib import nullcontext
 
     M, x = unit((n, n), 5), unit((n,), 6)
@@ -175,9 +188,62 @@ def matvec(n: int, rounds: int) -> list[dict]:
             ctx = nullcontext() if blas == "as is" else threadpool_limits(1, user_api="blas")
             with ctx:
                 cm = gpucoded.CodedMatrix(M, "chebyshev", m=4, P=8, executor=ex)
-                tc, tp, ratio = alternate(lambda cm=cm: cm @ x, lambda: M @ x, rounds)
-            rows.append({"executor": ex_name, "blas": blas, "n": n, "coded_ms": tc,
-                         "plain_ms": tp, "ratio": ratio})  # fmt: skip
+                for check in ("probes", None):
+                    tc, tp, ratio = alternate(
+                        lambda cm=cm, check=check: cm.matmul(x, check=check), lambda: M @ x,
+                        rounds,
+                    )  # fmt: skip
+                    rows.append({"executor": ex_name, "blas": blas, "n": n, "coded_ms": tc,
+                                 "plain_ms": tp, "ratio": ratio, "check": check})  # fmt: skip
+    return rows
+
+
+def gpusim(reps: int, warm: int) -> list[dict]:
+    """A warm call on device operands on the simulated device (table 4)."""
+    import pytest
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _harness import cudasim
+
+    rows = []
+    with pytest.MonkeyPatch.context() as mp:
+        sim = cudasim.install(mp)
+        sim.max_delay = 0.0  # no injected straggling: the call's own cost
+        try:
+            rows = _gpusim_rows(sim, reps, warm)
+        finally:
+            sim.teardown()
+    return rows
+
+
+def _gpusim_rows(sim: Any, reps: int, warm: int) -> list[dict]:
+    import cupy as cp
+
+    A, B = cp.asarray(unit((32, 32), 1)), cp.asarray(unit((32, 32), 2))
+    x = cp.asarray(unit((32,), 3))
+    cm = gpucoded.CodedMatrix(A, "chebyshev", m=4, P=8)
+    calls = [
+        ("coded_matmul, default (chebyshev m=2 P=4)", lambda: gpucoded.coded_matmul(A, B)),
+        ("coded_matmul, chebyshev m=4 P=8",
+         lambda: gpucoded.coded_matmul(A, B, "chebyshev", m=4, P=8)),
+        ("CodedMatrix(chebyshev m=4 P=8) @ x", lambda: cm @ x),
+    ]  # fmt: skip
+    rows = []
+    for label, fn in calls:
+        for _ in range(warm):
+            fn()
+        cp.cuda.Device().synchronize()
+        before = dict(sim.stats)
+        cpu, wall = [], []
+        for _ in range(reps):
+            t0, w0 = time.thread_time(), time.perf_counter()
+            fn()
+            cpu.append(time.thread_time() - t0)
+            wall.append(time.perf_counter() - w0)
+        per = {k: (sim.stats.get(k, 0) - before.get(k, 0)) / reps
+               for k in ("host_sync", "pool_grow")}  # fmt: skip
+        rows.append({"call": label, "host_ms": statistics.median(cpu) * 1e3,
+                     "wall_ms": statistics.median(wall) * 1e3, **per})  # fmt: skip
     return rows
 
 
@@ -189,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[256, 768, 2048])
     ap.add_argument("--matvec-n", type=int, default=2000)
     ap.add_argument("--no-dask", action="store_true")
-    ap.add_argument("--only", choices=["fixed", "hand", "matvec"], nargs="*")
+    ap.add_argument("--only", choices=["fixed", "hand", "matvec", "gpusim"], nargs="*")
     args = ap.parse_args(argv)
     only = set(args.only or ["fixed", "hand", "matvec"])
     print(f"gpucoded from {gpucoded.__file__}")
@@ -206,11 +272,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"| {r['n']} | {r['call_ms']:.2f} | {r['hand_ms']:.2f} | "
                   f"{r['ratio']:.3f} | {r['rounds']} |", flush=True)  # fmt: skip
     if "matvec" in only:
-        print("\n| executor | BLAS | n | CodedMatrix @ x ms | M @ x ms | ratio |")
-        print("|---|---|---:|---:|---:|---:|")
+        print("\n| executor | BLAS | check | n | CodedMatrix @ x ms | M @ x ms | ratio |")
+        print("|---|---|---|---:|---:|---:|---:|")
         for r in matvec(args.matvec_n, args.rounds * 5):
-            print(f"| {r['executor']} | {r['blas']} | {r['n']} | {r['coded_ms']:.3f} | "
-                  f"{r['plain_ms']:.3f} | {r['ratio']:.2f} |", flush=True)  # fmt: skip
+            print(f"| {r['executor']} | {r['blas']} | {r['check']} | {r['n']} | "
+                  f"{r['coded_ms']:.3f} | {r['plain_ms']:.3f} | {r['ratio']:.2f} |",
+                  flush=True)  # fmt: skip
+    if "gpusim" in only:
+        print("\n| call (simulated device, n=32) | host CPU ms: median | wall ms: median "
+              "| host syncs per call | pool growths per call |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|")
+        for r in gpusim(args.reps, args.warm):
+            print(f"| {r['call']} | {r['host_ms']:.3f} | {r['wall_ms']:.3f} | "
+                  f"{r['host_sync']:.2f} | {r['pool_grow']:.2f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -279,6 +279,17 @@ def use_fatbin() -> bool:
 
 #: (device, fatbin path or None, name expression) -> cupy.RawKernel
 _KERNELS: dict[tuple[int, str | None, str], Any] = {}
+#: (GPUCODED_JIT, GPUCODED_FATBIN) -> the fatbin launches use (None: NVRTC), looked up
+#: once per setting: the file-system search of fatbin_path costs more host time than
+#: a launch (cleared by reset_device_state)
+_FATBIN_CHOICE: dict[tuple[str | None, str | None], Path | None] = {}
+
+
+def _launch_fatbin() -> Path | None:
+    key = (os.environ.get("GPUCODED_JIT"), os.environ.get("GPUCODED_FATBIN"))
+    if key not in _FATBIN_CHOICE:
+        _FATBIN_CHOICE[key] = fatbin_path() if use_fatbin() else None
+    return _FATBIN_CHOICE[key]
 
 
 def get_kernel(family: str, name: str) -> Any:
@@ -286,7 +297,7 @@ def get_kernel(family: str, name: str) -> Any:
     import cupy as cp
 
     dev = cp.cuda.Device().id
-    fb = fatbin_path() if use_fatbin() else None
+    fb = _launch_fatbin()
     key = (dev, None if fb is None else str(fb), name)
     k = _KERNELS.get(key)
     if k is None:
@@ -367,6 +378,7 @@ def reset_device_state() -> None:
     _jit_module.cache_clear()
     _never_set_flag_on.cache_clear()
     _KERNELS.clear()
+    _FATBIN_CHOICE.clear()
     _COEF_CACHE.clear()
     _RETIRED.clear()
 
