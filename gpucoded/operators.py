@@ -192,6 +192,7 @@ class CodedMatrix:
         self.allow_inaccurate = allow_inaccurate
         self.finite = nonfinite == "raise" or inputs_finite(M, M[:1])
         self._encoded: dict[tuple, Any] = {}
+        self._rows: dict[tuple, Any] = {}  # the streamed side's encoding rows on a device
         self._rho: dict[str, float] = {}
 
     @property
@@ -233,6 +234,21 @@ class CodedMatrix:
             f = row_norm if side == "A" else col_norm
             self._rho[side] = f(self.code, self.M)
         return self._rho[side]
+
+    def rows(self, side: str, X: Any) -> Any:
+        """The encoding rows of the streamed operand X (``GB`` when M is side A, else
+        ``GA``) in its work dtype, on X's device: kept, so a warm device call uploads
+        nothing for its encode. None for host operands (``encode_side`` takes the
+        code's own rows)."""
+        if type(X) is np.ndarray:
+            return None
+        dt = self.code.work_dtype(np.result_type(self.M.dtype, X.dtype))
+        dev = getattr(getattr(X, "device", None), "id", None)
+        key = (side, np.dtype(dt), dev)
+        if key not in self._rows:
+            G = self.code.GB if side == "A" else self.code.GA
+            self._rows[key] = array_module(X).asarray(G.astype(dt, copy=False))
+        return self._rows[key]
 
     def mu(self, side: str) -> float:
         r""":math:`\mu_M` of the estimate (:func:`gpucoded.pipeline.operand_means`): the
@@ -294,7 +310,8 @@ class CodedMatrix:
                      _absmax_mean(other, 1) if host else None, self.mu("B"))  # fmt: skip
         ops = operands(self.code, A, B, finite, norms, confirm=confirm)
         C, info = run_product(
-            self.code, _Encoder(self.code, other, side, stack, dtype, dims), ops,
+            self.code, _Encoder(self.code, other, side, stack, dtype, dims, self.rows(side, other)),
+            ops,
             self.executor, call, fmt, t_start,
         )  # fmt: skip
         return deliver(plan.assemble([C]), call, info)
@@ -313,12 +330,15 @@ def _np_product(cm: CodedMatrix, A: Any, B: Any, call: dict[str, Any]) -> Any:
 class _Encoder:
     """Encodes the streamed operand; pairs it with M's placed stack (side ``side``)."""
 
-    def __init__(self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple) -> None:
-        self.code, self.X, self.side, self.stack, self.dtype, self.dims = (
-            code, X, side, stack, dtype, dims
+    def __init__(
+        self, code: Code, X: Any, side: str, stack: Any, dtype: Any, dims: tuple, G: Any = None
+    ) -> None:
+        self.code, self.X, self.side, self.stack, self.dtype, self.dims, self.G = (
+            code, X, side, stack, dtype, dims, G
         )  # fmt: skip
 
     def __call__(self) -> tuple[Any, Any]:
         other = "B" if self.side == "A" else "A"
-        Xt = encode_side(self.code, self.X.astype(self.dtype, copy=False), other, self.dims)
+        X = self.X.astype(self.dtype, copy=False)
+        Xt = encode_side(self.code, X, other, self.dims, G=self.G)
         return (self.stack, Xt) if self.side == "A" else (Xt, self.stack)

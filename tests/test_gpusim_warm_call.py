@@ -210,3 +210,33 @@ def test_warm_call_host_time(sim, record_property):
         _call(dA, dB, code)
         times.append(time.thread_time() - t0)
     record_property("warm_call_host_cpu_ms", 1e3 * float(np.median(times)))
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+def test_coded_matrix_warm_call_syncs_the_host_once(sim, side):
+    """``cm.matmul(x)`` and ``cm.rmatmul(x)`` on the device: M's norms and means are
+    kept on the host from the first call, x's come back with the answers' check and the
+    probes in the call's one transfer, and x's encoding rows stay on the device (no
+    upload for them)."""
+    import cupy as cp
+
+    sim.max_delay = 0.0
+    rng = np.random.default_rng(38)
+    M = rng.random((24, 20)) + 1.0  # non-negative, non-centred
+    cm = gpucoded.CodedMatrix(cp.asarray(M), "chebyshev", m=2, P=4)
+    x = rng.random(20 if side == "A" else 24)
+    dx = cp.asarray(x)
+
+    def call():
+        # one answer set on every call (as in _call): its decode weights are on the device
+        return cm.matmul(dx, failed=[3]) if side == "A" else cm.rmatmul(dx, failed=[3])
+
+    for _ in range(3):
+        call()
+    cp.cuda.Device().synchronize()
+    before = dict(sim.stats)
+    y = call()
+    delta = {k: sim.stats.get(k, 0) - before.get(k, 0) for k in sim.stats}
+    assert delta.get("host_sync", 0) == 1, delta
+    assert delta.get("h2d", 0) <= 1, delta  # the decode's answer-pointer array, nothing else
+    np.testing.assert_allclose(y.get(), M @ x if side == "A" else x @ M, rtol=1e-12)

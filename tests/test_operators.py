@@ -48,7 +48,7 @@ def test_each_side_is_encoded_once(monkeypatch):
     monkeypatch.setattr(
         operators,
         "encode_side",
-        lambda code, X, side, dims: sides.append(X.shape) or real(code, X, side, dims),
+        lambda code, X, side, dims, **kw: sides.append(X.shape) or real(code, X, side, dims, **kw),
     )
     M = unit_gaussian((24, 16), 9)
     cm = gpucoded.CodedMatrix(M, "chebyshev", m=2)
@@ -177,3 +177,53 @@ def test_encode_side_for_some_workers_is_those_rows_of_the_full_stack(side):
     assert np.array_equal(operators.encode_side(code, X, side, dims, G=G), full[workers])
     X32 = X.astype(np.float32)  # the work dtype follows X, G is cast to it
     assert operators.encode_side(code, X32, side, dims, workers).dtype == np.float32
+
+
+class _CountingMean(np.ndarray):
+    """An ndarray that counts the ``mean`` reductions taken of it (and of its views)."""
+
+    means = 0
+
+    def mean(self, *a, **k):
+        _CountingMean.means += 1
+        return np.asarray(self).mean(*a, **k)
+
+
+def test_no_pass_over_M_per_call_for_its_means():
+    """M's row and column means (the estimate's μ_M) are taken once, not per call: for
+    a matrix–vector product a pass over M costs as much as the GEMVs' share of it."""
+    M = (np.random.default_rng(21).random((40, 30)) + 3.0).view(_CountingMean)
+    cm = gpucoded.CodedMatrix(M, "chebyshev", m=2, P=4, executor=SerialExecutor())
+    cm @ np.ones(30), np.ones(40) @ cm  # first calls: μ_M of each side
+    _CountingMean.means = 0
+    for seed in range(3):
+        cm @ unit_gaussian((30,), seed)
+        unit_gaussian((40,), seed) @ cm
+    assert _CountingMean.means == 0
+
+
+@pytest.mark.parametrize("data", ["non-centred", "sparse", "heavy-tailed"])
+def test_operator_bounds_and_estimate_are_those_of_coded_matmul(data):
+    """The operator's kept ρ_M and μ_M give the same a-priori bound and model estimate
+    as coded_matmul on the same operands (both sides; the means matter for
+    non-centred data, where the estimate's mean part dominates)."""
+    rng = np.random.default_rng(22)
+    M = {
+        "non-centred": rng.random((36, 28)) + 5.0,
+        "sparse": rng.random((36, 28)) * (rng.random((36, 28)) < 0.1),
+        "heavy-tailed": rng.standard_cauchy((36, 28)),
+    }[data]
+    cm = gpucoded.CodedMatrix(M, "chebyshev", m=2, P=4, executor=SerialExecutor())
+    X, A = rng.random((28, 3)) + 1.0, rng.random((5, 36)) + 1.0
+    for (C, info), (C2, info2) in (
+        (cm.matmul(X, return_info=True),
+         gpucoded.coded_matmul(M, X, "chebyshev", m=2, P=4, executor="serial",
+                               return_info=True)),
+        (cm.rmatmul(A, return_info=True),
+         gpucoded.coded_matmul(A, M, "chebyshev", m=2, P=4, executor="serial",
+                               return_info=True)),
+    ):  # fmt: skip
+        assert info.used == info2.used
+        np.testing.assert_allclose(info.decode.estimate, info2.decode.estimate, rtol=1e-12)
+        np.testing.assert_allclose(info.error_bound, info2.error_bound, rtol=1e-12)
+        np.testing.assert_allclose(C, C2, rtol=1e-12, atol=0)
