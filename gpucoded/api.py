@@ -87,7 +87,9 @@ def coded_matmul(
     nonfinite : {"raise", "propagate"}
         NaN/Inf in the inputs: refuse them, or compute anyway (sets
         ``CallInfo.nonfinite_input``). With finite inputs a NaN/Inf answer, like one of
-        the wrong shape or dtype, makes its worker an erasure.
+        the wrong shape or dtype, makes its worker an erasure. Device (CuPy) operands
+        are refused from their norms, which come back with the call's other scalars in
+        its one host synchronisation: after the workers ran, nothing returned.
     verify : {None, "warn", "raise", "correct"}
         Cross-check the answers for silent corruption (:mod:`gpucoded.integrity`);
         waits for one answer more than the threshold (``"correct"``: two, to locate

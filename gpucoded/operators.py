@@ -13,6 +13,13 @@ operand, then runs the one pipeline of :mod:`gpucoded.pipeline`, so it has the c
 options, answer checks, accuracy guard and :class:`~gpucoded.pipeline.CallInfo` of
 :func:`gpucoded.coded_matmul`.
 
+What a matrix–vector product costs: the workers read P/m times M's bytes (the encoded
+stack); the bounds' :math:`\rho_M` and the estimate's :math:`\mu_M` are computed once
+per side. The default measured check (``check="probes"``) of a product with at most 8
+columns is exact — the product computed again in float64, one more read of M, as much
+as a plain ``M @ x`` — so ``check=None`` is the choice where that pass matters (the
+guard then uses the model's estimate); see BENCHMARKS.md, "Matrix–vector".
+
 >>> import numpy as np, gpucoded
 >>> M = np.random.default_rng(0).standard_normal((60, 40))
 >>> cm = gpucoded.CodedMatrix(M)                  # exact Chebyshev code, m=2, P=4

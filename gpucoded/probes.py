@@ -56,8 +56,9 @@ On the device
     The same code with CuPy: the probes are drawn on the host once per (l, device)
     and kept there (:data:`PROBE_CACHE_SIZE` sets at most, least recently used
     dropped), then two GEMMs, one subtraction and the reductions run on the current
-    stream, and the four numbers the rule needs come back in one transfer — the one
-    host synchronisation the guard already made for :math:`\max|\hat C|`; a warm
+    stream, and the numbers the rule needs come back in one transfer (:func:`start`
+    queues them, :meth:`Started.finish` reads them: the call pipeline brings them back
+    with its other per-call scalars, in the call's one host synchronisation); a warm
     call uploads nothing. Reusing X across calls keeps each call's confidence: the
     error of a product does not depend on X (drawn from fresh entropy, before and
     apart from any data), so for every call the probability over X is the one above.

@@ -29,7 +29,13 @@ What is accepted
 * Any memory layout: transposed, Fortran-ordered and strided views work; the encode
   copies each operand once into the contiguous blocks the workers use.
 * NaN/Inf: ``nonfinite="raise"`` refuses them; ``"propagate"`` computes anyway, sets
-  ``CallInfo.nonfinite_input`` and stops treating NaN answers as worker faults.
+  ``CallInfo.nonfinite_input`` and stops treating NaN answers as worker faults. Host
+  operands are refused before any worker runs (the NaN/Inf look is folded into the
+  norm pass the bound needs); device operands from the same norms, reduced on the
+  device and brought back with the call's other scalars in its one host
+  synchronisation (:func:`gpucoded.pipeline.resolve`): after the workers ran, with the
+  same error, nothing returned — a refusal before them would cost every call one more
+  synchronisation.
 * Splits finer than the matrix (m or p·q larger than the dimension it splits, e.g. a
   1×1 product with m = 3) are **allowed**: the blocks are zero padded, the padding
   blocks are zero and the result is exact up to the reported bound. It is wasteful,
