@@ -631,7 +631,7 @@ def decode_on_device(
         C = C.astype(ops.dtype)
     decode_time = time.perf_counter() - t1
     sums = xp.stack([p.sum() for p in used])  # NaN/Inf in an answer make its sum non-finite
-    sums = sums.real if sums.dtype.kind == "c" else sums
+    sums = xp.abs(sums) if sums.dtype.kind == "c" else sums  # NaN/Inf in either part
     probing = None
     if ops.finite and call.check == "probes" and ops.A is not None:
         probing = probes.start(C, ops.A, ops.B)

@@ -240,3 +240,48 @@ def test_coded_matrix_warm_call_syncs_the_host_once(sim, side):
     assert delta.get("host_sync", 0) == 1, delta
     assert delta.get("h2d", 0) <= 1, delta  # the decode's answer-pointer array, nothing else
     np.testing.assert_allclose(y.get(), M @ x if side == "A" else x @ M, rtol=1e-12)
+
+
+def test_complex_operands_and_an_answer_with_nan_in_its_imaginary_part(sim):
+    """The deferred answer check sees a NaN in the imaginary part alone (|sum|, not its
+    real part): that worker is erased and the call decodes from the others."""
+    import cupy as cp
+
+    from gpucoded.executors.base import Answer, Executor, Run
+    from gpucoded.executors.cuda import CudaStreamExecutor
+
+    class NanImag(Executor):  # worker 0's answer gets a NaN in one imaginary part
+        def __init__(self):
+            self.inner = CudaStreamExecutor()
+
+        def compute_format(self, dtype):
+            return self.inner.compute_format(dtype)
+
+        def start(self, At, Bt, **kw):
+            run = self.inner.start(At, Bt, **kw)
+
+            class R(Run):
+                def __iter__(self):
+                    for a in run:
+                        if a.worker == 0 and a.ok:
+                            p = a.product.copy()
+                            p[0, 0] = complex(p[0, 0].get().real, np.nan)
+                            a = Answer(a.worker, p, None, a.start, a.end)
+                        yield a
+
+                def cancel(self):
+                    run.cancel()
+
+            return R()
+
+    sim.max_delay = 0.0
+    rng = np.random.default_rng(39)
+    A = rng.random((12, 10)) + 1j * rng.standard_normal((12, 10))
+    B = rng.random((10, 8)) - 2j * rng.random((10, 8))
+    C, info = gpucoded.coded_matmul(
+        cp.asarray(A), cp.asarray(B), "matdot", m=2, P=5, delays=[0, 0.2, 0.2, 0.2, 0.2],
+        executor=NanImag(), return_info=True,
+    )  # fmt: skip
+    assert "non-finite" in info.erased.get(0, ""), info.erased
+    assert 0 not in info.used
+    np.testing.assert_allclose(C.get(), A @ B, rtol=1e-9, atol=1e-12)
