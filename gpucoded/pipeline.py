@@ -25,6 +25,13 @@ Every coded product of the library runs through this module:
    :math:`\max|AB|`, or the decode's model estimate against :math:`\max|\hat C|`
    (``check=None``), warn / raise / ignore;
 6. **report**: a :class:`CallInfo`.
+
+On the device (CuPy operands, no ``verify``/``wait_for_accuracy``) a call synchronises
+the host once: the operands' norms and means (:func:`device_norms`), the answers'
+finiteness sums and the probes' statistics are reduced on the device and come back in
+one transfer after the decode is queued (:func:`decode_on_device`, :func:`resolve`);
+the decisions that need them — NaN/Inf operands refused, a non-finite answer erased
+(then collection goes on as on the host), the bounds and the guard — follow it.
 """
 
 from __future__ import annotations
