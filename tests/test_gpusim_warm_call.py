@@ -29,6 +29,12 @@ def _call(dA, dB, code):
 
 
 def _warm_delta(sim, dA, dB, code):
+    (C, _), delta = _warm_delta_of(sim, lambda: _call(dA, dB, code))
+    return C, delta
+
+
+def _warm_delta_of(sim, call):
+    """(result of a warm ``call()``, the simulator's counters it changed)."""
     import cupy as cp
 
     # Warm-up: streams, handles, events, modules, weights, pool blocks. The simulator
@@ -40,17 +46,17 @@ def _warm_delta(sim, dA, dB, code):
     stream = cp.cuda.get_current_stream()
     stream.extra_delay = 2e-3
     try:
-        _call(dA, dB, code)
+        call()
     finally:
         stream.extra_delay = 0.0
     for _ in range(2):
-        C, info = _call(dA, dB, code)
-    del C, info  # nothing of the warm-up is kept alive while the measured call runs
+        out = call()
+    del out  # nothing of the warm-up is kept alive while the measured call runs
     cp.cuda.Device().synchronize()
     before = dict(sim.stats)
-    C, info = _call(dA, dB, code)
+    out = call()
     after = dict(sim.stats)
-    return C, {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+    return out, {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
 
 
 @pytest.mark.parametrize("name", ["matdot", "chebyshev"])
@@ -213,11 +219,11 @@ def test_warm_call_host_time(sim, record_property):
 
 
 @pytest.mark.parametrize("side", ["A", "B"])
-def test_coded_matrix_warm_call_syncs_the_host_once(sim, side):
-    """``cm.matmul(x)`` and ``cm.rmatmul(x)`` on the device: M's norms and means are
-    kept on the host from the first call, x's come back with the answers' check and the
-    probes in the call's one transfer, and x's encoding rows stay on the device (no
-    upload for them)."""
+def test_coded_matrix_warm_call_creates_nothing_and_syncs_once(sim, side):
+    """``cm.matmul(x)`` and ``cm.rmatmul(x)`` on the device create nothing once warm and
+    synchronise once: M's norms and means are kept on the host from the first call,
+    x's come back with the answers' check and the probes in the call's one transfer,
+    and x's encoding rows stay on the device (no upload for them)."""
     import cupy as cp
 
     sim.max_delay = 0.0
@@ -231,12 +237,8 @@ def test_coded_matrix_warm_call_syncs_the_host_once(sim, side):
         # one answer set on every call (as in _call): its decode weights are on the device
         return cm.matmul(dx, failed=[3]) if side == "A" else cm.rmatmul(dx, failed=[3])
 
-    for _ in range(3):
-        call()
-    cp.cuda.Device().synchronize()
-    before = dict(sim.stats)
-    y = call()
-    delta = {k: sim.stats.get(k, 0) - before.get(k, 0) for k in sim.stats}
+    y, delta = _warm_delta_of(sim, call)
+    assert {k: delta.get(k, 0) for k in CREATIONS} == dict.fromkeys(CREATIONS, 0), delta
     assert delta.get("host_sync", 0) == 1, delta
     assert delta.get("h2d", 0) <= 1, delta  # the decode's answer-pointer array, nothing else
     np.testing.assert_allclose(y.get(), M @ x if side == "A" else x @ M, rtol=1e-12)
