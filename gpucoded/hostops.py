@@ -82,12 +82,13 @@ __all__ = [
     "pool",
     "private_cache_dir",
     "source_path",
+    "rowmul_wide",
     "take_rows",
     "unsafe_reason",
 ]
 
 #: Bumped with the entry points of ``_host/hostops.cpp`` (``gc_host_abi``).
-ABI = 3
+ABI = 4
 #: Compiler flags of :func:`build` (the CMake target uses the same): a portable
 #: baseline, no ``-march=native`` (``build(out, march="native")``, ``-DGPUCODED_NATIVE=ON``).
 #: The AVX2 (x86-64-v3) variant the CMake build adds on x86-64; :func:`decode_library`
@@ -268,6 +269,9 @@ def _load(path: Path) -> ctypes.CDLL:
         take = getattr(lib, f"gc_host_take_rows_{sfx}")
         take.argtypes = [p, _i64, _i64, p, _i64, _i64, p, _i64, _i64, p, _i64]
         take.restype = ctypes.c_int
+        mul = getattr(lib, f"gc_host_rowmul_wide_{sfx}")
+        mul.argtypes = [p, _i64, _i64, _i64, p, ctypes.c_int, p, p, ctypes.c_int]
+        mul.restype = ctypes.c_int
     return lib
 
 
@@ -554,6 +558,38 @@ def combine_into(
     fn = lib.gc_host_decode_f32 if dt == np.float32 else lib.gc_host_decode_f64
     rc = fn(ptrs, ldz, R, rb, db, _addr(W), gp, gt, _addr(C), l, n, l, threads(C.size))
     return rc == 0
+
+
+def rowmul_wide(
+    M: np.ndarray, W: np.ndarray, *, absmax: bool = False
+) -> tuple[np.ndarray, float] | None:
+    r"""``M @ W`` in float64 (M float32 or float64, W float64 with at most 8 columns),
+    and with ``absmax`` also :math:`\max|M|` (NaN if M has a NaN), in one pass over M.
+
+    The probe products of :func:`gpucoded.probes.measure`: float32 rows are widened as
+    they are read (no float64 copy of M), each entry one sequential float64 sum.
+    Returns None, computing nothing, where the loops cannot run (no library, another
+    dtype, rows not contiguous, W of more than 8 columns). Runs the build of
+    :func:`decode_library` (AVX2 where there is one: the loop is arithmetic-bound).
+    """
+    lib = decode_library()
+    dt = M.dtype
+    if lib is None or dt not in _SUFFIX or M.ndim != 2 or W.ndim != 2:
+        return None
+    rows, cols = M.shape
+    S = W.shape[1]
+    ldm = _rows(M) if rows > 0 else cols
+    if ldm is None or not 1 <= S <= 8 or W.shape[0] != cols or W.dtype != np.float64:
+        return None
+    W = np.ascontiguousarray(W)
+    out = np.empty((rows, S), np.float64)
+    amax = ctypes.c_double(0.0)
+    fn = lib.gc_host_rowmul_wide_f32 if dt == np.float32 else lib.gc_host_rowmul_wide_f64
+    rc = fn(_addr(M), ldm, rows, cols, _addr(W), S, _addr(out),
+            ctypes.addressof(amax) if absmax else None, threads(M.size))  # fmt: skip
+    if rc != 0:
+        return None
+    return out, float(amax.value)
 
 
 def take_rows(

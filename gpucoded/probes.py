@@ -52,6 +52,14 @@ Few columns (a matrix–vector product)
     off for calls where that is too much (and leaves the model's estimate to the
     guard).
 
+On the CPU
+    Three passes, one per operand, with the compiled loops
+    (:func:`gpucoded.hostops.rowmul_wide`): :math:`V=BX`, :math:`Y=AV`, and
+    :math:`\hat CX` together with :math:`\max|\hat C|`; float32 rows are widened as
+    they are read (no float64 copy), each entry one float64 sum. Without the loops
+    (not built, complex data, rows not contiguous) NumPy's GEMMs do the same in
+    blocks of rows.
+
 On the device
     The same code with CuPy: the probes are drawn on the host once per (l, device)
     and kept there (:data:`PROBE_CACHE_SIZE` sets at most, least recently used
@@ -225,6 +233,65 @@ def _times(M: Any, X: Any, xp: Any) -> Any:
     )
 
 
+def _host_stats(C: Any, A: Any, B: Any, X: Any, exact: bool) -> tuple | None:
+    r"""The statistics of the probes from the compiled loops, or None where they cannot run.
+
+    Three passes, one per operand (:func:`gpucoded.hostops.rowmul_wide`: float32 rows
+    widened as they are read, float64 sums): :math:`V=BX`, :math:`Y=AV`,
+    :math:`\hat CX` with :math:`\max|\hat C|` in the same pass over :math:`\hat C`.
+    Returns (max row statistic of R, :math:`\max|\hat C|`, :math:`\max_i|Y_{it}|` per t).
+    """
+    from . import hostops
+
+    got = hostops.rowmul_wide(B, X)
+    if got is None:
+        return None
+    V = got[0]
+    got_y = hostops.rowmul_wide(A, V)
+    got_c = hostops.rowmul_wide(C, X, absmax=True)
+    if got_y is None or got_c is None:
+        return None
+    Y, (CX, cmax) = got_y[0], got_c
+    R = CX - Y
+    with np.errstate(invalid="ignore", over="ignore"):
+        rmax = float(np.abs(R).max(initial=0.0) if exact else (R * R).sum(axis=1).max(initial=0.0))
+        if not np.isfinite(CX).all():  # a NaN in C: its rows of CX (not seen by absmax)
+            cmax = math.nan
+        ylow = np.abs(Y).max(axis=0, initial=0.0)
+    return rmax, cmax, ylow
+
+
+def _array_stats(
+    C: Any, A: Any, B: Any, X: Any, exact: bool, xp: Any, s: int, l1: np.ndarray
+) -> tuple[float, float, float]:
+    """The same statistics with the array module's GEMMs (CuPy, complex, strided rows):
+    blocks of rows, one transfer of the per-block numbers at the end."""
+    V = _times(B, X, xp)  # (k, s)
+    n = C.shape[0]
+    chunk = n if xp is not np else _CHUNK
+    stats = []
+    for i in range(0, n, chunk):
+        Ci, Ai = C[i : i + chunk], A[i : i + chunk]
+        Y = _wide(Ai, xp) @ V
+        R = _wide(Ci, xp) @ X - Y
+        if exact:
+            rmax = xp.abs(R).max()
+        else:
+            R2 = (R * R.conj()).real if R.dtype.kind == "c" else R * R
+            rmax = R2.sum(axis=1).max()
+        ymax = xp.abs(Y).max(axis=0)  # (s,)
+        cmax = xp.abs(Ci).max() if Ci.dtype.kind == "c" else xp.maximum(Ci.max(), -Ci.min())
+        row = xp.empty(2 + s, dtype=xp.float64)
+        row[0], row[1], row[2:] = rmax, cmax, ymax
+        stats.append(row)
+    allst = to_numpy(xp.stack(stats) if len(stats) > 1 else stats[0][None, :])  # one transfer
+    with np.errstate(invalid="ignore"):
+        rmax = float(np.max(allst[:, 0]))
+        cmax = float(np.max(allst[:, 1]))
+        ylow = float(np.max(allst[:, 2:].max(axis=0) / l1))
+    return rmax, cmax, ylow
+
+
 def measure(
     C: Any,
     A: Any,
@@ -269,28 +336,12 @@ def measure(
         X = xp.asarray(Xh)
         s = probes
         l1 = np.abs(Xh).sum(axis=0)
-    V = _times(B, X, xp)  # (k, s)
-    chunk = n if xp is not np else _CHUNK
-    stats = []
-    for i in range(0, n, chunk):
-        Ci, Ai = C[i : i + chunk], A[i : i + chunk]
-        Y = _wide(Ai, xp) @ V
-        R = _wide(Ci, xp) @ X - Y
-        if exact:
-            rmax = xp.abs(R).max()
-        else:
-            R2 = (R * R.conj()).real if R.dtype.kind == "c" else R * R
-            rmax = R2.sum(axis=1).max()
-        ymax = xp.abs(Y).max(axis=0)  # (s,)
-        cmax = xp.abs(Ci).max() if Ci.dtype.kind == "c" else xp.maximum(Ci.max(), -Ci.min())
-        row = xp.empty(2 + s, dtype=xp.float64)
-        row[0], row[1], row[2:] = rmax, cmax, ymax
-        stats.append(row)
-    allst = to_numpy(xp.stack(stats) if len(stats) > 1 else stats[0][None, :])  # one transfer
-    with np.errstate(invalid="ignore"):
-        rmax = float(np.max(allst[:, 0]))
-        cmax = float(np.max(allst[:, 1]))
-        ylow = float(np.max(allst[:, 2:].max(axis=0) / l1))
+    host = _host_stats(C, A, B, X, exact) if xp is np else None
+    if host is not None:
+        rmax, cmax, ylow = host
+        ylow = float(np.max(ylow / l1))
+    else:
+        rmax, cmax, ylow = _array_stats(C, A, B, X, exact, xp, s, l1)
     if exact:
         err, conf = rmax, 1.0
         scale = ylow  # max|AB| itself (columns of AB exactly)
