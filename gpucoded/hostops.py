@@ -398,10 +398,11 @@ class WorkspacePool:
                 self.misses += 1
                 pick = np.empty(nbytes + ALIGN, np.uint8)
                 self._offset[id(pick)] = (-_addr(pick)) % ALIGN
+                self._bufs.append(pick)
+                self._trim()  # only a new buffer can push the pool over its limits
             else:
                 self.hits += 1
-            self._bufs.append(pick)  # most recently used last
-            self._trim()
+                self._bufs.append(pick)  # most recently used last
             off = self._offset[id(pick)]
         return pick[off : off + nbytes].view(dt).reshape(tuple(shape))
 

@@ -303,14 +303,22 @@ class DecodeWeights:
         est = float(np.max(e, initial=0.0))
         return min(est, sum(self.bounds(norm_a, norm_b, f, inner)))
 
-    def _mean_factors(self, ue: float) -> np.ndarray:
-        r"""Per block :math:`\sqrt{(\sum_{ab}D_{cab})^2+u_{\rm eff}^2\sum_kW_{ck}^2\sigma_k^2}`
-        (:meth:`estimate`'s mean part, per unit :math:`c_b\mu_A\mu_B`)."""
+    @cached_property
+    def _mean_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        r"""Per block :math:`|\sum_{ab}D_{cab}|` and :math:`(\sum_kW_{ck}^2\sigma_k^2)^{1/2}`:
+        the data-free parts of :meth:`_mean_factors`, formed once per weights."""
         S = list(self.workers)
         sig = np.abs(self.code.GA[S].sum(axis=1) * self.code.GB[S].sum(axis=1))
         fp = np.sqrt((np.abs(self.W) ** 2) @ sig**2)
         if self.exact:
+            return np.zeros_like(fp), fp
+        return np.abs(np.asarray(self.defect).sum(axis=(1, 2))).astype(float), fp
+
+    def _mean_factors(self, ue: float) -> np.ndarray:
+        r"""Per block :math:`\sqrt{(\sum_{ab}D_{cab})^2+u_{\rm eff}^2\sum_kW_{ck}^2\sigma_k^2}`
+        (:meth:`estimate`'s mean part, per unit :math:`c_b\mu_A\mu_B`)."""
+        dsum, fp = self._mean_parts
+        if self.exact:
             return ue * fp
-        dsum = np.abs(np.asarray(self.defect).sum(axis=(1, 2))).astype(float)
         return np.sqrt(dsum**2 + (ue * fp) ** 2)
 
