@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -386,7 +387,7 @@ class WorkspacePool:
     def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
         """An uninitialised, C-contiguous, 64-byte aligned array (pooled memory)."""
         dt = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        nbytes = math.prod(int(d) for d in shape) * dt.itemsize
         with self._lock:
             pick = None
             for i in range(len(self._bufs)):
@@ -444,7 +445,7 @@ def pool() -> WorkspacePool:
 def aligned_empty(shape: Sequence[int], dtype: Any) -> np.ndarray:
     """A fresh (not pooled) 256-byte aligned array, e.g. a decode result."""
     dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    nbytes = math.prod(int(d) for d in shape) * dt.itemsize
     raw = np.empty(nbytes + ALIGN, np.uint8)
     off = (-_addr(raw)) % ALIGN
     return raw[off : off + nbytes].view(dt).reshape(tuple(shape))
@@ -561,6 +562,12 @@ def combine_into(
     return rc == 0
 
 
+#: Entries of M below which :func:`rowmul_wide` multiplies with NumPy (same float64
+#: sums, another order): for a 32 × 32 operand the three compiled calls' set-up (checks,
+#: addresses, an output) cost more than the arithmetic.
+SMALL_ROWMUL = 4096
+
+
 def rowmul_wide(
     M: np.ndarray, W: np.ndarray, *, absmax: bool = False
 ) -> tuple[np.ndarray, float] | None:
@@ -577,6 +584,11 @@ def rowmul_wide(
     dt = M.dtype
     if lib is None or dt not in _SUFFIX or M.ndim != 2 or W.ndim != 2:
         return None
+    if M.size <= SMALL_ROWMUL and W.shape[0] == M.shape[1] and W.dtype == np.float64:
+        # a few thousand entries: NumPy's call costs less than the loop's set-up
+        Mw = M if dt == np.float64 else M.astype(np.float64)
+        amax = float(np.abs(Mw).max(initial=0.0)) if absmax else 0.0
+        return Mw @ W, amax
     rows, cols = M.shape
     S = W.shape[1]
     ldm = _rows(M) if rows > 0 else cols

@@ -368,3 +368,9 @@ def test_rowmul_wide_is_a_float64_product_in_one_pass(dtype):
     assert hostops.rowmul_wide(M, W[:, :4])[1] == 0.0  # no max asked
     assert hostops.rowmul_wide(M, np.ones((M.shape[1], 9))) is None  # S > 8: not here
     assert hostops.rowmul_wide(np.asfortranarray(M), W) is None  # columns contiguous
+    small = big[:9, :50]  # below SMALL_ROWMUL: NumPy's float64 product, same contract
+    assert small.size <= hostops.SMALL_ROWMUL
+    out, amax = hostops.rowmul_wide(small, W[:50], absmax=True)
+    assert out.dtype == np.float64 and amax == float(np.abs(small).max())
+    ref = small.astype(np.float64) @ W[:50]
+    assert np.all(np.abs(out - ref) <= 2 * 50 * 2.0**-53 * (np.abs(small) @ np.abs(W[:50])))
