@@ -350,8 +350,9 @@ def decode(
         if call.verify is not None:
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
         cached = code.weights_cached(got, fmt=fmt)  # before the look-up below solves
-        guard.check_weights(code, code.decode_weights(got, fmt=fmt), fmt)  # overflow: refuse
-        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, **kw)
+        dw = code.decode_weights(got, fmt=fmt)
+        guard.check_weights(code, dw, fmt)  # overflow: refuse
+        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, weights=dw, **kw)
         dinfo.cached = cached
         used = tuple(got)
     if C.dtype != ops.dtype:

@@ -195,6 +195,11 @@ class DecodeWeights:
         return self.code.defect_of(self)
 
     @cached_property
+    def abs_max(self) -> float:
+        r""":math:`\max|W_{ck}|` (NaN/inf if a weight is; what the overflow check reads)."""
+        return float(np.max(np.abs(self.W), initial=0.0))
+
+    @cached_property
     def interp_factor(self) -> float:
         r""":math:`\max_c \||D_c|\|_2`: :math:`\epsilon_1\le` this × ‖A‖_F‖B‖_F."""
         return float(spectral_abs_norms(self.defect).max(initial=0.0))
