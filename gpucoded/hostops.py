@@ -286,6 +286,8 @@ def library(reload: bool = False) -> ctypes.CDLL | None:
     (:func:`unsafe_reason`) is not loaded: one line on stderr says why, and NumPy is
     used.
     """
+    if not reload and "lib" in _STATE:  # loaded (or known absent): no lock on the hot path
+        return _STATE["lib"]
     with _LOCK:
         if reload:
             for key in ("lib", "path", "decode_lib", "decode_path"):
