@@ -203,6 +203,8 @@ class AutoChoice:
     draws: int = 0
     #: unit roundoff of the worker format the predictions are in
     u: float = 0.0
+    #: answers the predictions of the codes are for (P − stragglers)
+    r: int = 0
 
     def __post_init__(self) -> None:
         self.target = min(self.target, self.rtol)
@@ -280,7 +282,9 @@ class AutoChoice:
             ts = sorted(self.expected_time.items(), key=lambda kv: kv[1])
             lines.append(
                 f"expected time to result under {self.latency!r} (mean of {self.draws} "
-                f"seeded draws, equal work per worker 1/{m}): "
+                f"seeded draws, equal work per worker 1/{m}; the codes wait for the "
+                f"{self.r} answers their predictions are for, replication for a copy of "
+                "every block, hedging for every task): "
                 + ", ".join(f"{k[0]} {1e3 * t:.1f} ms" for k, t in ts)
                 + f"; chosen: {name} (a candidate displaces the choice by m only when "
                 "faster by more than 2 standard errors of the paired differences; "
@@ -624,7 +628,7 @@ def choose_code(
     cands.sort(key=lambda c: (-c[1], PREFERENCE.index(c[0])))
     code.auto_choice = AutoChoice(
         code, e, asked, cands, answers, exact[0], target=tol, factors=factors,
-        latency=latency, expected_time=times, draws=draws, u=fmt.u,
+        latency=latency, expected_time=times, draws=draws, u=fmt.u, r=r,
     )  # fmt: skip
     return code.auto_choice
 

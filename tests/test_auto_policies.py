@@ -223,3 +223,19 @@ def test_choice_meets_rtol_with_any_s_failed(P, s, rtol, model, name):
             rel = float(np.abs(C - E).max() / np.abs(E).max())
             worst[kind] = max(worst.get(kind, 0.0), rel)
     assert all(v <= tol for v in worst.values()), worst
+
+
+def test_advise_passes_the_latency_model_to_auto(capsys):
+    """``gpucoded advise --rtol ... --latency ...`` shows what code="auto" picks with that
+    model, and why (work per worker, bits, F, expected times)."""
+    from gpucoded.cli import build_parser
+
+    argv = ["advise", "--m", "4", "--P", "9", "--stragglers", "1", "--n", "20", "--rtol",
+            "1e-10", "--latency", "bimodal:0.1,0.25,5"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    auto = out[out.index("code='auto'") :]
+    assert "latency=Bimodal" in auto and "-> Hedged(m=4, P=9" in auto
+    for word in ("work/worker", "bits*m", "E[time]", "expected time to result", "over chebyshev"):
+        assert word in auto
