@@ -73,7 +73,9 @@ scales with the load, which a latency model does not give. A candidate displaces
 m-choice only when it is faster beyond the Monte Carlo noise (its paired differences
 over the common draws average more than two standard errors, :func:`fastest`);
 otherwise, and at equal times, :data:`PREFERENCE` decides. ``AutoChoice.expected_time``
-records every mean.
+records every mean. A hedged choice runs with ``coded_matmul`` and ``CodedMatrix``
+(blocks held as arrays); ``progressive_matmul`` refuses it with a ``TypeError`` (one
+exact result, nothing to refine): leave ``latency=`` out there.
 
 **Bounded cost.** The predicted error of each family grows with m, so the largest m
 meeting ``rtol`` is found by galloping and bisection (about :math:`2\log_2 m`
