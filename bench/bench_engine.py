@@ -69,6 +69,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpucoded import InaccurateResultWarning, coded_matmul, guard, make_code  # noqa: E402
+from gpucoded.autocode import choose_code  # noqa: E402
 from gpucoded.codes import Code  # noqa: E402
 from gpucoded.executors import Executor, get_executor  # noqa: E402
 from gpucoded.formats import get_format  # noqa: E402
@@ -568,6 +569,8 @@ def policies_bench(args: argparse.Namespace) -> tuple[str, dict]:
     ]
     medians: dict[str, dict[str, float]] = {}
     winners = []
+    autos = []
+    s_auto = max(1, P // m - 1)  # the stragglers replication with P/m copies survives
     for mname, model in policy_models(args.scale).items():
         stats = {s: PolicyStats() for s in POLICIES}
         for rep in range(args.reps):
@@ -608,6 +611,7 @@ def policies_bench(args: argparse.Namespace) -> tuple[str, dict]:
             f"{best_exact} | {code_best} vs {base_best}: "
             f"{t[code_best] / t[base_best]:.2f}x |"
         )
+        autos.append(auto_row(mname, model, P, m, s_auto, n, t))
     lines += [
         "",
         "Per model: the fastest policy (median total), the runner-up and its ratio, the "
@@ -617,8 +621,39 @@ def policies_bench(args: argparse.Namespace) -> tuple[str, dict]:
         "| model | fastest | runner-up | fastest exact | best code vs best baseline |",
         "|---|---|---|---|---|",
         *winners,
+        "",
+        f'What `code="auto"` picks with `P={P}, stragglers={s_auto}` (rtol: working '
+        f"precision; shape {n}³) and `latency=` the model "
+        "(`gpucoded.autocode.choose_code`): its candidates at the chosen m, their expected "
+        "time under the model (seeded draws; a draw is each worker's whole time for its "
+        "piece) and their measured median total above (same policy at the same m).",
+        "",
+        "| model | auto picks | expected time per candidate (ms) | measured total (ms) "
+        "| pick = measured fastest of its candidates? |",
+        "|---|---|---|---|---|",
+        *autos,
     ]
     return "\n".join(lines), medians
+
+
+def auto_row(
+    mname: str, model: LatencyModel, P: int, m: int, s: int, n: int, measured: dict[str, float]
+) -> str:
+    """One row: ``choose_code(P, s, "float64", latency=model)`` against the measurement."""
+    choice = choose_code(P, s, "float64", shape=(n, n, n), latency=model)
+    pick = f"{choice.code.name} m={choice.code.m}"
+    exp = ", ".join(
+        f"{k[0]} {1e3 * v:.0f}" for k, v in sorted(choice.expected_time.items(), key=lambda x: x[1])
+    )
+    names = [k[0] for k in choice.expected_time if k[1] == m and k[0] in measured]
+    if choice.code.m != m or not names:
+        return f"| {mname} | {pick} | {exp} | – | not at the benchmark's m = {m} |"
+    meas = ", ".join(f"{k} {1e3 * measured[k]:.0f}" for k in sorted(names, key=measured.get))
+    best = min(names, key=measured.get)
+    agree = "yes" if best == choice.code.name else (
+        f"no: {best} ({measured[choice.code.name] / measured[best]:.2f}x faster measured)"
+    )  # fmt: skip
+    return f"| {mname} | {pick} | {exp} | {meas} | {agree} |"
 
 
 def hedge_demo(args: argparse.Namespace, late: float = 3.0) -> str:

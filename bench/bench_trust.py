@@ -179,12 +179,13 @@ def _median_time(f, reps: int) -> float:
     return float(np.median(ts))
 
 
-def cost(sizes: list[int], reps: int) -> None:
-    """The measured check's cost: coded_matmul (chebyshev m=2, P=3, threads) with
-    check="probes" and check=None, interleaved, median of ``reps``; and
-    probes.measure alone against the call."""
+def cost(sizes: list[int], reps: int, code: str = "chebyshev", m: int = 2, P: int = 3) -> None:
+    """The measured check's cost: coded_matmul (``code``, m, P, threads) with
+    check="probes" and check=None, and probes.measure alone on the result, the three
+    interleaved in each repetition (a load change hits all three), medians of ``reps``."""
     from gpucoded import probes
 
+    print(f"{code} m={m}, P={P}, uniform [0, 1) operands\n")
     print("| n | dtype | call, check=None | call, check='probes' | measure() alone "
           "| measure / call |")
     print("|---|---|---|---|---|---|")
@@ -193,19 +194,21 @@ def cost(sizes: list[int], reps: int) -> None:
         for dt in ("float64", "float32"):
             A = rng.random((n, n)).astype(dt)
             B = rng.random((n, n)).astype(dt)
-            kw = {"m": 2, "P": 3}
-            gpucoded.coded_matmul(A, B, "chebyshev", **kw)  # warm the weights
-            t_none, t_probe = [], []
+            kw = {"m": m, "P": P}
+            C = gpucoded.coded_matmul(A, B, code, **kw)  # warm the weights
+            probes.measure(C, A, B)
+            t_none, t_probe, t_meas = [], [], []
             for _ in range(reps):
                 for check, acc in ((None, t_none), ("probes", t_probe)):
                     t0 = time.perf_counter()
-                    gpucoded.coded_matmul(A, B, "chebyshev", check=check, **kw)
+                    gpucoded.coded_matmul(A, B, code, check=check, **kw)
                     acc.append(time.perf_counter() - t0)
-            C = gpucoded.coded_matmul(A, B, "chebyshev", check=None, **kw)
-            t_meas = _median_time(lambda C=C, A=A, B=B: probes.measure(C, A, B), reps)
-            tn, tp = float(np.median(t_none)), float(np.median(t_probe))
+                t0 = time.perf_counter()
+                probes.measure(C, A, B)
+                t_meas.append(time.perf_counter() - t0)
+            tn, tp, tm = (float(np.median(t)) for t in (t_none, t_probe, t_meas))
             print(f"| {n} | {dt} | {tn * 1e3:.1f} ms | {tp * 1e3:.1f} ms | "
-                  f"{t_meas * 1e3:.2f} ms | {t_meas / tn:.1%} |")
+                  f"{tm * 1e3:.2f} ms | {tm / tn:.1%} |")
 
 
 def cost_vs_gemm(sizes: list[int], reps: int) -> None:
@@ -276,11 +279,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--cost", type=int, nargs="*", help="probe cost at these n")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--code", default="chebyshev:2:3", help="code:m:P of --cost")
     ap.add_argument("--vs-gemm", type=int, nargs="*", help="measure() vs one A @ B at these n")
     ap.add_argument("--detection", type=int, default=0, help="n of the corruption table")
     a = ap.parse_args()
     if a.cost:
-        cost(a.cost, a.reps)
+        name, m, P = a.code.split(":")
+        cost(a.cost, a.reps, name, int(m), int(P))
     elif a.vs_gemm:
         cost_vs_gemm(a.vs_gemm, a.reps)
     elif a.detection:

@@ -1,14 +1,29 @@
 r"""``code="auto"``: the lightest code whose predicted worst-case error meets ``rtol``.
 
-Given P workers of which ``stragglers`` may not answer (r = P − stragglers answers
-decoded), the candidates are, for every storage fraction 1/m:
+Given P workers of which ``stragglers`` = s may not answer (r = P − s answers), the
+candidates are, for every storage fraction 1/m (each worker holds 1/m of A and of B
+and computes one GEMM of 1/m of the inner dimension, whichever family):
 
-* the exact Chebyshev code (threshold 2m − 1 ≤ r): interpolation error 0, rounding
+* **replication** (:class:`~gpucoded.codes.Replication`, the library's class): m
+  blocks, each computed by :math:`P/m` workers. That class builds P = m·r exactly
+  (worker w holds block :math:`w \bmod m`; it refuses a P that m does not divide),
+  and it decodes once every block has a copy, so it survives *any* s missing workers
+  iff every block has at least s + 1 copies: the candidates are the divisors m of P
+  with :math:`m\le\lfloor P/(s+1)\rfloor`. No decode: :math:`\hat C=\sum_jA_jB_j`,
+  one answer per block, so its rounding is predicted as the Chebyshev code's is,
+  :math:`u\,F` with F = ``DecodeWeights.fp_factor`` of its (identity) weights, F = m
+  for every answer set;
+* the exact **Chebyshev** code (threshold 2m − 1 ≤ r): interpolation error 0, rounding
   :math:`u\,F_S` (``DecodeWeights.fp_factor`` of its weights);
-* ε-MatDot at the automatic γ for r answers (threshold m ≤ r): the auto-γ error
-  model :math:`\max_S[I_S+u\,F_S]` (:func:`gpucoded.codes.gamma.best_gamma`).
+* **ε-MatDot** at the automatic γ for r answers (threshold m ≤ r): the auto-γ error
+  model :math:`\max_S[I_S+u\,F_S]` (:func:`gpucoded.codes.gamma.best_gamma`);
+* **hedging** (:class:`~gpucoded.codes.Hedged`: m exact tasks, P − m spares, a late
+  task re-issued; :mod:`gpucoded.hedging`) only when the caller gives a latency
+  model (``latency=``, below): its rounding is replication's, u·m, but its time
+  depends on the latency — with s stragglers its worst case is "wait for the
+  re-issue" — so without a model it is never chosen.
 
-Both predictions are worst cases over the answer sets S
+The predictions are worst cases over the answer sets S
 (:func:`gpucoded.codes.gamma.answer_sets`: all of them when there are at most
 :data:`AUTO_SUBSETS`, else that many searched — every contiguous gap, the end splits
 and a seeded sample — a lower estimate of the worst case; ``AutoChoice.exact`` says
@@ -27,19 +42,52 @@ about :math:`\|a_i\|\|b_j\|/\sqrt k`, and the largest of the n·l entries is abo
 10–100× above the measured errors, so the choice is on the safe side); the scale is
 typical, not guaranteed: for inputs whose product is much smaller than their norms
 suggest (near-orthogonal rows and columns) the realised relative error is larger,
-and the accuracy guard (:mod:`gpucoded.guard`) flags it. The chosen code is the one
-with the largest m (smallest load per worker) that meets ``rtol``; between codes of
-equal m the exact one. ``rtol=None`` asks for working precision,
-:math:`10^3u` (float64: 1.1e-13, float32: 6e-5).
+and the accuracy guard (:mod:`gpucoded.guard`) flags it. ``rtol=None`` asks for
+working precision, :math:`10^3u` (float64: 1.1e-13, float32: 6e-5).
+
+**The rule.** The chosen code is the one with the largest m (least work and storage
+per worker) that meets ``rtol``. Between codes of equal m (equal work per worker):
+replication, then Chebyshev, then ε-MatDot (:data:`PREFERENCE`). Replication first
+because it has no decode: no amplification of the workers' rounding (F = m against
+the Chebyshev code's :math:`F_S\ge m`), no weights to solve, and it decodes from the
+first answer of each block rather than from r answers. Counted as Wang, Jia and
+Jafar count it ("Price of Precision in Coded Distributed Matrix Multiplication",
+arXiv 2105.07567), a worker's result is worth its accurate bits
+:math:`b=-\log_2(\text{predicted relative error})`, so at equal work per worker the
+candidate with the smallest amplification delivers the most bits per worker
+(``AutoChoice.explain`` lists b and b·m, bits per unit of load, for every candidate).
+
+**With a latency model** (``latency=`` a :class:`gpucoded.stragglers.LatencyModel`
+of each worker's time for its piece of work): the candidates at the chosen work per
+worker 1/m* — the m-choice above, replication and Chebyshev at m* where they exist
+and meet ``rtol``, and hedging at m* (m* tasks, P − m* spares) — are ranked by their
+expected time to result, the mean over :func:`latency_draws` seeded draws of P
+times, the same draws for each (common random numbers): replication when every block
+has a copy; Chebyshev and ε-MatDot when their r answers are in (what the call waits
+for); hedging by the event simulation :func:`gpucoded.stragglers.hedged_time` of its
+default re-issue rule, which the serial executor's virtual clock reproduces exactly.
+A draw's times are each worker's whole time for a piece of 1/m* of the work, so the
+comparison is at equal work per worker only: a hedged split into more tasks (less
+work each, fewer spares) or a code at another m would need a model of how the time
+scales with the load, which a latency model does not give. A candidate displaces the
+m-choice only when it is faster beyond the Monte Carlo noise (its paired differences
+over the common draws average more than two standard errors, :func:`fastest`);
+otherwise, and at equal times, :data:`PREFERENCE` decides. ``AutoChoice.expected_time``
+records every mean. A hedged choice runs with ``coded_matmul`` and ``CodedMatrix``
+(blocks held as arrays); ``progressive_matmul`` refuses it with a ``TypeError`` (one
+exact result, nothing to refine): leave ``latency=`` out there.
 
 **Bounded cost.** The predicted error of each family grows with m, so the largest m
 meeting ``rtol`` is found by galloping and bisection (about :math:`2\log_2 m`
 predictions, none at more than twice the chosen m; not one per m),
 each over at most :data:`AUTO_SUBSETS` answer sets (fewer, down to 16, where their
 :math:`N r^2` numbers would pass :data:`AUTO_ELEMENTS`); the Chebyshev code's factors for
-every m come from one QR per (P, r) (:func:`_chebyshev_factors`), and ε-MatDot is
-only predicted above the largest Chebyshev m that meets ``rtol`` (a tie goes to the
-exact code, so ``AutoChoice.candidates`` lists no ε-MatDot m at or below it); P above
+every m come from one QR per (P, r) (:func:`_chebyshev_factors`), replication's from
+its weights for one answer set per divisor tried (largest first, until one meets
+``rtol``), and ε-MatDot is only predicted above the largest exact m that meets
+``rtol`` (a tie goes to the exact code, so ``AutoChoice.candidates`` lists no
+ε-MatDot m at or below it); the latency draws are bounded by
+:data:`LATENCY_WORK` (the hedged simulation costs about m² per draw); P above
 :data:`gpucoded.codes.gamma.MAX_P` is refused with a ``ValueError``.
 """
 
@@ -48,16 +96,29 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from .codes import ApproxMatDot, ChebyshevMatDot, Code
+from .codes import ApproxMatDot, ChebyshevMatDot, Code, Hedged, Replication
 from .codes.gamma import MAX_P, answer_sets, best_gamma
 from .formats import FormatSpec, get_format
 from .probes import RTOL_FLAG, overestimate
+from .stragglers import LatencyModel, hedged_time
 
-__all__ = ["AutoChoice", "choose_code", "default_rtol", "scale_ratio"]
+__all__ = [
+    "AutoChoice",
+    "PREFERENCE",
+    "choose_code",
+    "default_rtol",
+    "draw_times",
+    "expected_times",
+    "fastest",
+    "latency_draws",
+    "replication_blocks",
+    "scale_ratio",
+]
 
 #: Answer sets per prediction of ``code="auto"`` (all of them up to this many).
 AUTO_SUBSETS = 64
@@ -66,6 +127,19 @@ AUTO_SUBSETS = 64
 AUTO_ELEMENTS = 2_000_000
 #: Working precision of ``rtol=None``, in unit roundoffs.
 WORKING_PRECISION_ULPS = 1e3
+#: Order of preference at equal m (and, with a latency model, equal expected time):
+#: no decode first, then the exact code, then the approximate one, then hedging
+#: (whose time is the latency model's word only).
+PREFERENCE = ("replication", "chebyshev", "approx_matdot", "hedged")
+#: Latency draws of the expected times: at most this many ...
+LATENCY_DRAWS = 256
+#: ... at least this many ...
+MIN_LATENCY_DRAWS = 4
+#: ... and draws · m² at most this (the hedged event simulation's cost per draw grows
+#: about as m²: 0.04 s per draw at m = 256 on one core), so the means cost < 0.2 s.
+LATENCY_WORK = 60_000
+#: Seed of the latency draws (the same draws for every candidate and every call).
+LATENCY_SEED = 0
 
 
 def default_rtol(fmt: FormatSpec) -> float:
@@ -76,6 +150,11 @@ def default_rtol(fmt: FormatSpec) -> float:
 def scale_ratio(n: int, k: int, l: int, p: int = 1, t: int = 1) -> float:
     r"""Typical :math:`\rho_A\rho_B/\max|AB|`: :math:`\sqrt{pt\,k/(2\ln nl)}`."""
     return math.sqrt(p * t * k / (2 * math.log(max(n * l, 2))))
+
+
+def _bits(e: float) -> float:
+    """Accurate bits of a relative error e: −log2 e (inf for e = 0)."""
+    return math.inf if e <= 0 else -math.log2(e)
 
 
 @dataclass
@@ -96,34 +175,128 @@ class AutoChoice:
         just under 1e-2 would be flagged after the work was done.
     candidates : list of (name, m, predicted relative error)
         Every candidate considered, lightest load first.
-    answers : int
+    answers : int or None
         Answers the prediction assumes (P − stragglers): the call waits for them.
+        None for replication and hedging: the call ends when every block (task) has
+        an answer, whichever (their error is the same for every such set).
+    factors : dict
+        (name, m) -> (F, I): the decode's rounding amplification F
+        (``DecodeWeights.fp_factor``: the predicted error is
+        :math:`(I+u\,F)\cdot\rho_A\rho_B/\max|AB|`) and its interpolation part I
+        (0 for the exact codes).
+    latency : LatencyModel or None
+        The latency model given, if any.
+    expected_time : dict
+        (name, m) -> mean time to result (seconds) under ``latency`` over ``draws``
+        draws, for the candidates at the chosen m (empty without a model).
     """
 
     code: Code
     predicted: float
     rtol: float
     candidates: list[tuple[str, int, float]]
-    answers: int = 0
+    answers: int | None = 0
     #: whether the worst cases were over every answer set (else a bounded search)
     exact: bool = True
     target: float = math.inf
+    factors: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+    latency: Any = None
+    expected_time: dict[tuple[str, int], float] = field(default_factory=dict)
+    draws: int = 0
+    #: unit roundoff of the worker format the predictions are in
+    u: float = 0.0
+    #: answers the predictions of the codes are for (P − stragglers)
+    r: int = 0
 
     def __post_init__(self) -> None:
         self.target = min(self.target, self.rtol)
 
     def explain(self) -> list[str]:
-        """Plain-language lines: the candidates and the choice."""
-        lines = [f"{'code':14s} {'m':>3s} {'predicted rel. error':>21s}"]
+        """Plain-language lines: the candidates, the choice and why it was preferred.
+
+        Per candidate: m and the work per worker (1/m of A and of B, one GEMM of 1/m
+        of the inner dimension), the predicted relative error, its accurate bits b
+        and b·m (bits per unit of load, Wang–Jia–Jafar), the decode amplification F
+        and, with a latency model, the expected time to result.
+        """
+        timed = bool(self.expected_time)
+        head = (
+            f"{'code':14s} {'m':>3s} {'work/worker':>11s} {'predicted rel. error':>21s} "
+            f"{'bits':>5s} {'bits*m':>6s} {'F':>9s}"
+        )
+        lines = [head + (f" {'E[time]':>9s}" if timed else "")]
+        chosen = (self.code.name, self.code.m)
         for name, m, e in self.candidates:
-            mark = "  <- chosen" if (name, m) == (self.code.name, self.code.m) else ""
+            F = self.factors.get((name, m), (math.nan, 0.0))[0]
+            row = (
+                f"{name:14s} {m:3d} {'1/' + str(m):>11s} {e:21.2e} {_bits(e):5.1f} "
+                f"{m * _bits(e):6.0f} {F:9.3g}"
+            )
+            if timed:
+                t = self.expected_time.get((name, m))
+                row += "          " if t is None else f" {1e3 * t:6.1f} ms"
             ok = "meets" if e <= self.target else "misses"
-            lines.append(f"{name:14s} {m:3d} {e:21.2e}  {ok} {self.target:.1e}{mark}")
+            mark = "  <- chosen" if (name, m) == chosen else ""
+            lines.append(f"{row}  {ok} {self.target:.1e}{mark}")
+        lines += self._why()
         if self.target < self.rtol:
             lines.append(
                 f"target {self.target:.1e} < rtol {self.rtol:.1e}: room for the accuracy "
                 "guard's measured check, which over-estimates an error spread over a row "
                 "(gpucoded.probes.overestimate), so that a result meeting rtol is not flagged"
+            )
+        return lines
+
+    def _why(self) -> list[str]:
+        """Why the chosen candidate was preferred (lines of :meth:`explain`)."""
+        name, m = self.code.name, self.code.m
+        ok = [c for c in self.candidates if c[2] <= self.target]
+        lines = []
+        mmax = max((c[1] for c in ok), default=m)
+        if m == mmax:
+            lines.append(
+                f"chosen {name} m={m}: the largest m meeting the target, i.e. the least "
+                f"work per worker (1/{m} of A and of B, one GEMM of 1/{m} of the inner "
+                "dimension)"
+            )
+        else:
+            lines.append(
+                f"chosen {name} m={m}: faster in expectation than the candidates at m={mmax} "
+                "(see below)"
+            )
+        e0 = self.predicted
+        F0 = self.factors.get((name, m), (math.nan, 0.0))[0]
+        for other, mo, e in ok:
+            if mo != m or other == name:
+                continue
+            Fo = self.factors.get((other, mo), (math.nan, 0.0))[0]
+            lines.append(
+                f"  over {other} m={mo} (equal work per worker): F {F0:.3g} vs {Fo:.3g}, "
+                f"predicted {e0:.2e} vs {e:.2e}, {_bits(e0):.1f} vs {_bits(e):.1f} bits "
+                f"per worker ({m * _bits(e0):.0f} vs {mo * _bits(e):.0f} bits x m)"
+                + (
+                    "; no decode: the first answer of each block is used"
+                    if name == "replication" and not self.expected_time
+                    else ""
+                )
+            )
+        if self.expected_time:
+            ts = sorted(self.expected_time.items(), key=lambda kv: kv[1])
+            lines.append(
+                f"expected time to result under {self.latency!r} (mean of {self.draws} "
+                f"seeded draws, equal work per worker 1/{m}; the codes wait for the "
+                f"{self.r} answers their predictions are for, replication for a copy of "
+                "every block, hedging for every task): "
+                + ", ".join(f"{k[0]} {1e3 * t:.1f} ms" for k, t in ts)
+                + f"; chosen: {name} (a candidate displaces the choice by m only when "
+                "faster by more than 2 standard errors of the paired differences; "
+                f"else, and at equal times, by {', '.join(PREFERENCE)})"
+            )
+        else:
+            lines.append(
+                "hedged (m tasks, P - m spares, a late task re-issued) is not considered "
+                "without latency=: its time depends on the latency, and with the stragglers "
+                "missing its worst case waits for the re-issue"
             )
         return lines
 
@@ -207,6 +380,133 @@ def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     return good
 
 
+def replication_blocks(P: int, stragglers: int) -> list[int]:
+    r"""Block counts m of a :class:`~gpucoded.codes.Replication` on exactly P workers
+    that survives any ``stragglers`` missing workers, largest first.
+
+    ``Replication(m, r)`` runs on P = m·r workers (it refuses other P), worker w
+    computing block :math:`w\bmod m`, and decodes once every block has an answer: any
+    s missing workers leave a copy of every block iff r ≥ s + 1. So m divides P and
+    :math:`m\le\lfloor P/(s+1)\rfloor`.
+    """
+    return [m for m in range(P // (stragglers + 1), 0, -1) if P % m == 0]
+
+
+def replication_factor(code: Replication) -> float:
+    r"""Rounding amplification F of replication's (and hedging's) decode:
+    ``DecodeWeights.fp_factor`` of its weights for workers 0..m−1 (one copy of each
+    block). The weights pick one
+    answer per block with weight 1 and every encoding row is a unit vector, so
+    :math:`F=m` for every set that covers the blocks."""
+    return float(code.decode_weights(tuple(range(code.m))).fp_factor)
+
+
+def latency_draws(P: int, m: int) -> int:
+    """Draws of the expected times: :data:`LATENCY_WORK` // m², within
+    [:data:`MIN_LATENCY_DRAWS`, :data:`LATENCY_DRAWS`]."""
+    return max(MIN_LATENCY_DRAWS, min(LATENCY_DRAWS, LATENCY_WORK // max(m * m, 1)))
+
+
+def _check_latency(latency: Any) -> LatencyModel | None:
+    if latency is None or isinstance(latency, LatencyModel):
+        return latency
+    raise TypeError(
+        f"latency must be a gpucoded.stragglers.LatencyModel (e.g. ShiftedExponential(0.1, "
+        f"0.05), OneSlowDevice(...)) giving each worker's time for its piece, or None; got "
+        f"{type(latency).__name__}"
+    )
+
+
+def expected_times(
+    codes: dict[tuple[str, int], tuple[Code, int | None]],
+    latency: LatencyModel,
+    P: int,
+    draws: int,
+    seed: int = LATENCY_SEED,
+) -> dict[tuple[str, int], float]:
+    """Mean time to result of each code under ``latency`` (seconds): the means of
+    :func:`draw_times`."""
+    return {k: float(np.mean(t)) for k, t in draw_times(codes, latency, P, draws, seed).items()}
+
+
+def draw_times(
+    codes: dict[tuple[str, int], tuple[Code, int | None]],
+    latency: LatencyModel,
+    P: int,
+    draws: int,
+    seed: int = LATENCY_SEED,
+) -> dict[tuple[str, int], np.ndarray]:
+    r"""Time to result of each code in each of ``draws`` latency draws (seconds).
+
+    ``draws`` draws of P worker times T (one seeded generator: the same draws for
+    every code). Per draw: a code waiting for ``answers`` answers (an int) ends at the
+    ``answers``-th smallest time; replication (answers None) when every block has a
+    copy, :math:`\max_j\min_{w\to j}T_w` (the blocks of ``Replication.block_of``);
+    hedging by :func:`gpucoded.stragglers.hedged_time` with the code's ``hedge_after``
+    (default: its rule), a copy issued to worker w at t answering at t + T_w.
+
+    Raises
+    ------
+    ValueError
+        A latency model that draws NaN or negative times.
+    """
+    rng = np.random.default_rng(seed)
+    T = np.stack([np.asarray(latency.sample(P, rng), dtype=float) for _ in range(draws)])
+    if T.shape != (draws, P) or np.isnan(T).any() or (T < 0).any():
+        raise ValueError(
+            f"latency={latency!r} must draw P={P} times >= 0 (inf: never answers); got "
+            f"shape {T.shape[1:]} with NaN or negative values"
+        )
+    out = {}
+    srt = np.sort(T, axis=1)
+    for key, (code, answers) in codes.items():
+        if code.hedged:
+            t = [hedged_time(row, code.m, code.hedge_after)[0] for row in T.tolist()]
+        elif answers is None:
+            lab = np.array([code.block_of(w) for w in range(code.P)])
+            order = np.argsort(lab, kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(lab[order]) != 0])
+            t = np.minimum.reduceat(T[:, order], starts, axis=1).max(axis=1)
+        else:
+            t = srt[:, answers - 1]
+        out[key] = np.asarray(t, dtype=float)
+    return out
+
+
+def fastest(
+    times: dict[tuple[str, int], np.ndarray], default: tuple[str, int], z: float = 2.0
+) -> tuple[str, int]:
+    r"""The candidate to run: the smallest mean time among ``default`` and the
+    candidates faster than it beyond the Monte Carlo noise.
+
+    A candidate c displaces ``default`` d only when the paired differences
+    :math:`\Delta=T_d-T_c` over the common draws have a mean above
+    :math:`z\,\mathrm{sd}(\Delta)/\sqrt N` (z = 2): a mean lower by chance, with few
+    draws, leaves the choice by :data:`PREFERENCE`. Infinite times (a worker that never
+    answers) compare as such.
+    """
+    d = times[default]
+    ok = [default]
+    for key, t in times.items():
+        if key == default:
+            continue
+        with np.errstate(invalid="ignore"):
+            diff = d - t
+        if np.isnan(diff).any():  # both never answer in some draw: no evidence there
+            diff = diff[~np.isnan(diff)]
+        if diff.size == 0:
+            continue
+        mean = float(np.mean(diff))
+        if math.isinf(mean):
+            if mean > 0:
+                ok.append(key)
+            continue
+        noise = z * float(np.std(diff, ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+        if mean > noise:
+            ok.append(key)
+    return min(ok, key=lambda k: (float(np.mean(times[k])), PREFERENCE.index(k[0])))
+
+
 def choose_code(
     P: int,
     stragglers: int,
@@ -214,6 +514,7 @@ def choose_code(
     *,
     rtol: float | None = None,
     shape: tuple[int, int, int] = (100, 100, 100),
+    latency: LatencyModel | None = None,
 ) -> AutoChoice:
     """The lightest code for P workers, ``stragglers`` missing, meeting ``rtol``.
 
@@ -229,14 +530,21 @@ def choose_code(
         Required max-norm error relative to max|AB| (default: :func:`default_rtol`).
     shape : (n, k, l)
         Product shape, for the typical scale (:func:`scale_ratio`).
+    latency : LatencyModel, optional
+        Each worker's time for its piece of work (:mod:`gpucoded.stragglers`): the
+        candidates at the chosen work per worker, hedging among them, are ranked by
+        expected time to result (module docstring). None: hedging is not a candidate.
 
     Raises
     ------
     ValueError
         Bad counts, P above :data:`~gpucoded.codes.gamma.MAX_P`, or no candidate
         meets ``rtol`` (names the best reachable).
+    TypeError
+        ``latency`` that is not a :class:`~gpucoded.stragglers.LatencyModel`.
     """
     fmt = get_format(fmt)
+    latency = _check_latency(latency)
     if P < 1 or not 0 <= stragglers < P:
         raise ValueError(f"need P >= 1 and 0 <= stragglers < P; got P={P}, stragglers={stragglers}")
     if P > MAX_P:
@@ -256,6 +564,7 @@ def choose_code(
     # error by up to overestimate(l)): a choice it would flag is no choice
     tol = min(tol, RTOL_FLAG / overestimate(l))
     cands: list[tuple[str, int, float]] = []
+    factors: dict[tuple[str, int], tuple[float, float]] = {}
     exact = [True]
 
     budget = max(16, min(AUTO_SUBSETS, AUTO_ELEMENTS // (r * r)))
@@ -263,19 +572,32 @@ def choose_code(
     def cheb_ok(m: int) -> bool:
         e = chebyshev_error(m, P, r, fmt.u, budget) * ratio
         cands.append(("chebyshev", m, e))
+        factors["chebyshev", m] = (e / (ratio * fmt.u), 0.0)
         exact[0] &= math.comb(P, r) <= budget
         return e <= tol
 
     def approx_ok(m: int) -> bool:
         pred = best_gamma("matdot", 1, m, P, r, fmt.name, budget)
+        i = int(np.argmin(pred.total))
         cands.append(("approx_matdot", m, pred.error * ratio))
+        factors["approx_matdot", m] = (float(pred.eps2[i]) / fmt.u, float(pred.eps1[i]))
         exact[0] &= math.comb(P, r) <= budget
         return pred.error * ratio <= tol
 
+    def plain_ok(name: str, m: int, F: float) -> bool:
+        """Replication and hedging: no decode, rounding u·F with F of their weights."""
+        cands.append((name, m, fmt.u * F * ratio))
+        factors[name, m] = (F, 0.0)
+        return fmt.u * F * ratio <= tol
+
     m_cheb = _largest(cheb_ok, 1, (r + 1) // 2)
-    # equal m goes to the exact code: ε-MatDot is only looked at above the Chebyshev m
-    _largest(approx_ok, max(2, m_cheb + 1), r)
-    cands.sort(key=lambda c: (-c[1], c[0]))
+    m_rep = next(
+        (m for m in replication_blocks(P, stragglers)
+         if plain_ok("replication", m, replication_factor(Replication(m, P // m)))),
+        0,
+    )  # fmt: skip
+    # equal m goes to an exact code: ε-MatDot is only looked at above the exact m
+    _largest(approx_ok, max(2, m_cheb + 1, m_rep + 1), r)
     ok = [c for c in cands if c[2] <= tol]
     if not ok:
         best = min(cands, key=lambda c: c[2])
@@ -285,11 +607,41 @@ def choose_code(
             f"{fmt.name}: the most accurate, {best[0]} m={best[1]}, predicts {best[2]:.2g}; "
             "use fewer stragglers, more workers, float64 workers or a larger rtol"
         )
-    name, m, e = max(ok, key=lambda c: (c[1], c[0] == "chebyshev"))
-    if name == "chebyshev":
-        code: Code = ChebyshevMatDot(m, P)
-    else:
-        g = best_gamma("matdot", 1, m, P, r, fmt.name, budget).gamma
-        code = ApproxMatDot(m, P, gamma=g, dtype=fmt.name)
-    code.auto_choice = AutoChoice(code, e, asked, cands, r, exact[0], target=tol)
+    # the largest m; at equal m, PREFERENCE
+    name, m, e = max(ok, key=lambda c: (c[1], -PREFERENCE.index(c[0])))
+    times: dict[tuple[str, int], float] = {}
+    draws = 0
+    if latency is not None:
+        # the candidates at equal work per worker 1/m: the exact codes there, and hedging
+        if (("chebyshev", m) not in factors) and 2 * m - 1 <= r:
+            cheb_ok(m)
+        if ("replication", m) not in factors and m in replication_blocks(P, stragglers):
+            plain_ok("replication", m, replication_factor(Replication(m, P // m)))
+        plain_ok("hedged", m, replication_factor(Hedged(m, P)))
+        same = [c for c in cands if c[1] == m and c[2] <= tol]
+        same = [c for c in same if c[0] != "approx_matdot" or c[0] == name]
+        draws = latency_draws(P, m)
+        runs = {(c[0], c[1]): _build(c[0], c[1], P, r, fmt, budget) for c in same}
+        per_draw = draw_times(runs, latency, P, draws)
+        times = {key: float(np.mean(t)) for key, t in per_draw.items()}
+        name, m = fastest(per_draw, (name, m))
+        e = next(c[2] for c in same if (c[0], c[1]) == (name, m))
+    code, answers = _build(name, m, P, r, fmt, budget)
+    cands.sort(key=lambda c: (-c[1], PREFERENCE.index(c[0])))
+    code.auto_choice = AutoChoice(
+        code, e, asked, cands, answers, exact[0], target=tol, factors=factors,
+        latency=latency, expected_time=times, draws=draws, u=fmt.u, r=r,
+    )  # fmt: skip
     return code.auto_choice
+
+
+def _build(name: str, m: int, P: int, r: int, fmt: Any, budget: int) -> tuple[Code, int | None]:
+    """The candidate's code and the answers its call waits for (None: every block)."""
+    if name == "replication":
+        return Replication(m, P // m), None
+    if name == "hedged":
+        return Hedged(m, P), None
+    if name == "chebyshev":
+        return ChebyshevMatDot(m, P), r
+    g = best_gamma("matdot", 1, m, P, r, fmt.name, budget).gamma
+    return ApproxMatDot(m, P, gamma=g, dtype=fmt.name), r

@@ -55,6 +55,11 @@ def array_module(*arrays: Any) -> ModuleType:
         If NumPy and CuPy arrays are mixed: the caller must move them to one side
         first (an implicit transfer would hide a host/device round-trip).
     """
+    for a in arrays:  # the common case, every call's hot path: NumPy arrays only
+        if type(a) is not np.ndarray and a is not None:
+            break
+    else:
+        return np
     kinds = {is_cupy_array(a) for a in arrays if a is not None}
     if kinds == {True, False}:
         raise TypeError(

@@ -30,7 +30,7 @@ thread-safe, :class:`BoundedCache`):
   keeps its decode weights per answer set and format, so a repeated
   ``coded_matmul(A, B, "approx_matdot", m=4, P=6)`` reuses the weights of the first;
 * :data:`AUTO_CHOICES`: ``code="auto"``'s choice per (P, stragglers, format, rtol,
-  shape);
+  shape, latency model);
 * :data:`FITTED`: the fitted code per (code, format, ``allow_inaccurate``), weakly
   keyed by the code (an entry lives as long as its code) and at most
   :data:`FITS_PER_CODE` per code.
@@ -207,14 +207,15 @@ def resolve_code(
 
     ``None`` is the exact default, :data:`DEFAULT_CODE`; ``"auto"`` the lightest code
     meeting ``options["rtol"]`` with ``options["stragglers"]`` (default 1) of P
-    workers missing, for workers in ``fmt`` and a product of ``shape`` (n, k, l)
+    workers missing, for workers in ``fmt`` and a product of ``shape`` (n, k, l), ranked
+    by expected time under ``options["latency"]`` when given
     (:func:`gpucoded.autocode.choose_code`). Unknown code options raise a
     ``TypeError`` naming them and listing the valid call and code options.
     """
     from .validate import check_count
 
     m, P = check_count("m", m), check_count("P", P)
-    auto = {k: options.pop(k) for k in ("stragglers", "rtol") if k in options}
+    auto = {k: options.pop(k) for k in ("stragglers", "rtol", "latency") if k in options}
     if code == "auto":
         return auto_code(m, P, auto, options, fmt or get_format(dtype or "float64"), shape)
     if any(v is not None for v in auto.values()):
@@ -266,14 +267,18 @@ def auto_code(
         extra = sorted(options) + (["m"] if m is not None else [])
         raise TypeError(f"code='auto' chooses the code and m itself; drop {extra}")
     if P is None:
-        raise TypeError("code='auto' needs P= (workers) and optionally stragglers=, rtol=")
+        raise TypeError(
+            "code='auto' needs P= (workers) and optionally stragglers=, rtol=, latency="
+        )
     s = auto.get("stragglers")
     s = 1 if s is None else check_count("stragglers", s, minimum=0)
-    rtol, shape = auto.get("rtol"), tuple(shape or (100, 100, 100))
-    key = _freeze(("auto", P, s, fmt.name, rtol, shape))
+    rtol, shape, lat = auto.get("rtol"), tuple(shape or (100, 100, 100)), auto.get("latency")
+    key = _freeze(("auto", P, s, fmt.name, rtol, shape, lat))
     if key is None:  # an rtol that is not a plain number: choose_code refuses or copes
-        return choose_code(P, s, fmt, rtol=rtol, shape=shape).code
-    return AUTO_CHOICES.get(key, lambda: choose_code(P, s, fmt, rtol=rtol, shape=shape).code)
+        return choose_code(P, s, fmt, rtol=rtol, shape=shape, latency=lat).code
+    return AUTO_CHOICES.get(
+        key, lambda: choose_code(P, s, fmt, rtol=rtol, shape=shape, latency=lat).code
+    )
 
 
 #: The code of a call without one: exact, Chebyshev points (well conditioned).
@@ -490,7 +495,7 @@ def set_up(
     ----------
     code, m, P, code_options
         As given to the entry point (``code_options`` may hold ``stragglers`` and
-        ``rtol`` for ``code="auto"``; it is consumed).
+        ``rtol`` and ``latency`` for ``code="auto"``; it is consumed).
     executor : Executor, str or None
         As given (see :func:`gpucoded.executors.get_executor`).
     like : array

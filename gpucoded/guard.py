@@ -411,14 +411,21 @@ def check_feasible(code: Code, fmt: FormatSpec, *, allow_inaccurate: bool = Fals
     )
 
 
+#: Largest finite value per storage dtype (``np.finfo`` is slow to ask per call).
+_STORAGE_MAX: dict[Any, float] = {}
+
+
 def check_weights(code: Any, dw: Any, fmt: Any) -> None:
     """Raise ``ValueError`` before a decode whose weights overflow the storage dtype.
 
     ``dw`` is the :class:`~gpucoded.codes.DecodeWeights` about to be applied.
     """
     fmt = get_format(fmt)
-    wmax = float(np.max(np.abs(dw.W), initial=0.0))
-    if np.isfinite(wmax) and wmax <= float(np.finfo(fmt.storage).max):
+    wmax = dw.abs_max
+    lim = _STORAGE_MAX.get(fmt.storage)
+    if lim is None:
+        lim = _STORAGE_MAX.setdefault(fmt.storage, float(np.finfo(fmt.storage).max))
+    if wmax <= lim:  # false for NaN and for inf
         return
     raise ValueError(
         f"{code!r}: the decode weights for workers {list(dw.workers)} reach {wmax:.3g}, "

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -82,12 +83,13 @@ __all__ = [
     "pool",
     "private_cache_dir",
     "source_path",
+    "rowmul_wide",
     "take_rows",
     "unsafe_reason",
 ]
 
 #: Bumped with the entry points of ``_host/hostops.cpp`` (``gc_host_abi``).
-ABI = 3
+ABI = 4
 #: Compiler flags of :func:`build` (the CMake target uses the same): a portable
 #: baseline, no ``-march=native`` (``build(out, march="native")``, ``-DGPUCODED_NATIVE=ON``).
 #: The AVX2 (x86-64-v3) variant the CMake build adds on x86-64; :func:`decode_library`
@@ -268,6 +270,9 @@ def _load(path: Path) -> ctypes.CDLL:
         take = getattr(lib, f"gc_host_take_rows_{sfx}")
         take.argtypes = [p, _i64, _i64, p, _i64, _i64, p, _i64, _i64, p, _i64]
         take.restype = ctypes.c_int
+        mul = getattr(lib, f"gc_host_rowmul_wide_{sfx}")
+        mul.argtypes = [p, _i64, _i64, _i64, p, ctypes.c_int, p, p, ctypes.c_int]
+        mul.restype = ctypes.c_int
     return lib
 
 
@@ -281,6 +286,8 @@ def library(reload: bool = False) -> ctypes.CDLL | None:
     (:func:`unsafe_reason`) is not loaded: one line on stderr says why, and NumPy is
     used.
     """
+    if not reload and "lib" in _STATE:  # loaded (or known absent): no lock on the hot path
+        return _STATE["lib"]
     with _LOCK:
         if reload:
             for key in ("lib", "path", "decode_lib", "decode_path"):
@@ -382,7 +389,7 @@ class WorkspacePool:
     def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
         """An uninitialised, C-contiguous, 64-byte aligned array (pooled memory)."""
         dt = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        nbytes = math.prod(int(d) for d in shape) * dt.itemsize
         with self._lock:
             pick = None
             for i in range(len(self._bufs)):
@@ -394,10 +401,11 @@ class WorkspacePool:
                 self.misses += 1
                 pick = np.empty(nbytes + ALIGN, np.uint8)
                 self._offset[id(pick)] = (-_addr(pick)) % ALIGN
+                self._bufs.append(pick)
+                self._trim()  # only a new buffer can push the pool over its limits
             else:
                 self.hits += 1
-            self._bufs.append(pick)  # most recently used last
-            self._trim()
+                self._bufs.append(pick)  # most recently used last
             off = self._offset[id(pick)]
         return pick[off : off + nbytes].view(dt).reshape(tuple(shape))
 
@@ -439,7 +447,7 @@ def pool() -> WorkspacePool:
 def aligned_empty(shape: Sequence[int], dtype: Any) -> np.ndarray:
     """A fresh (not pooled) 256-byte aligned array, e.g. a decode result."""
     dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    nbytes = math.prod(int(d) for d in shape) * dt.itemsize
     raw = np.empty(nbytes + ALIGN, np.uint8)
     off = (-_addr(raw)) % ALIGN
     return raw[off : off + nbytes].view(dt).reshape(tuple(shape))
@@ -554,6 +562,49 @@ def combine_into(
     fn = lib.gc_host_decode_f32 if dt == np.float32 else lib.gc_host_decode_f64
     rc = fn(ptrs, ldz, R, rb, db, _addr(W), gp, gt, _addr(C), l, n, l, threads(C.size))
     return rc == 0
+
+
+#: Entries of M below which :func:`rowmul_wide` multiplies with NumPy (same float64
+#: sums, another order): for a 32 × 32 operand the three compiled calls' set-up (checks,
+#: addresses, an output) cost more than the arithmetic.
+SMALL_ROWMUL = 4096
+
+
+def rowmul_wide(
+    M: np.ndarray, W: np.ndarray, *, absmax: bool = False
+) -> tuple[np.ndarray, float] | None:
+    r"""``M @ W`` in float64 (M float32 or float64, W float64 with at most 8 columns),
+    and with ``absmax`` also :math:`\max|M|` (NaN if M has a NaN), in one pass over M.
+
+    The probe products of :func:`gpucoded.probes.measure`: float32 rows are widened as
+    they are read (no float64 copy of M), each entry one sequential float64 sum.
+    Returns None, computing nothing, where the loops cannot run (no library, another
+    dtype, rows not contiguous, W of more than 8 columns). Runs the build of
+    :func:`decode_library` (AVX2 where there is one: the loop is arithmetic-bound).
+    """
+    lib = decode_library()
+    dt = M.dtype
+    if lib is None or dt not in _SUFFIX or M.ndim != 2 or W.ndim != 2:
+        return None
+    if M.size <= SMALL_ROWMUL and W.shape[0] == M.shape[1] and W.dtype == np.float64:
+        # a few thousand entries: NumPy's call costs less than the loop's set-up
+        Mw = M if dt == np.float64 else M.astype(np.float64)
+        amax = float(np.abs(Mw).max(initial=0.0)) if absmax else 0.0
+        return Mw @ W, amax
+    rows, cols = M.shape
+    S = W.shape[1]
+    ldm = _rows(M) if rows > 0 else cols
+    if ldm is None or not 1 <= S <= 8 or W.shape[0] != cols or W.dtype != np.float64:
+        return None
+    W = np.ascontiguousarray(W)
+    out = np.empty((rows, S), np.float64)
+    amax = ctypes.c_double(0.0)
+    fn = lib.gc_host_rowmul_wide_f32 if dt == np.float32 else lib.gc_host_rowmul_wide_f64
+    rc = fn(_addr(M), ldm, rows, cols, _addr(W), S, _addr(out),
+            ctypes.addressof(amax) if absmax else None, threads(M.size))  # fmt: skip
+    if rc != 0:
+        return None
+    return out, float(amax.value)
 
 
 def take_rows(

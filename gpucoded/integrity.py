@@ -44,6 +44,7 @@ answer is flagged when its effect is far above what truncation can explain.
 
 from __future__ import annotations
 
+import cmath
 import itertools
 import math
 from collections.abc import Sequence
@@ -150,7 +151,12 @@ def answer_problem(
     got_dtype = getattr(product, "dtype", None)
     if got_dtype != np.dtype(dtype):
         return f"wrong dtype {got_dtype} (expected {np.dtype(dtype)})"
-    if check_finite and not (defer_device and is_cupy_array(product)):
+    if check_finite and type(product) is np.ndarray:  # the host's hot path: no ufunc
+        total = product.sum()
+        ok = cmath.isfinite(total) if product.dtype.kind == "c" else math.isfinite(total)
+        if not ok and not bool(np.isfinite(product).all()):
+            return "non-finite answer (NaN/Inf) from finite inputs"
+    elif check_finite and not (defer_device and is_cupy_array(product)):
         xp = array_module(product)
         # a NaN/Inf entry makes the sum non-finite (one streaming pass, no mask array);
         # a finite answer whose sum overflows is confirmed entrywise before refusing it

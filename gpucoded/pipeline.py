@@ -368,8 +368,9 @@ def decode(
         if call.verify is not None:
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
         cached = code.weights_cached(got, fmt=fmt)  # before the look-up below solves
-        guard.check_weights(code, code.decode_weights(got, fmt=fmt), fmt)  # overflow: refuse
-        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, **kw)
+        dw = code.decode_weights(got, fmt=fmt)
+        guard.check_weights(code, dw, fmt)  # overflow: refuse
+        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, weights=dw, **kw)
         dinfo.cached = cached
         used = tuple(got)
     if C.dtype != ops.dtype:
@@ -631,9 +632,11 @@ def decode_on_device(
     xp = array_module(used[0])
     t1 = time.perf_counter()
     cached = code.weights_cached(S, fmt=fmt)
-    guard.check_weights(code, code.decode_weights(S, fmt=fmt), fmt)  # overflow: refuse
+    dw = code.decode_weights(S, fmt=fmt)
+    guard.check_weights(code, dw, fmt)  # overflow: refuse
     kw = {"shape": ops.shape, "inner": ops.inner, "real": ops.real}
-    C, d0 = code.decode(used, S, return_info=True, fmt=fmt, **kw)  # bounds: after the transfer
+    # the bounds need the norms: after the transfer (DecodeInfo.of below)
+    C, d0 = code.decode(used, S, return_info=True, fmt=fmt, weights=dw, **kw)
     if C.dtype != ops.dtype:
         C = C.astype(ops.dtype)
     decode_time = time.perf_counter() - t1
@@ -654,7 +657,7 @@ def decode_on_device(
                 del got[i], prods[i]
             return None
     dinfo = DecodeInfo.of(
-        code.decode_weights(S, fmt=fmt), workers=S, dtype=used[0].dtype, shape=C.shape,
+        dw, workers=S, dtype=used[0].dtype, shape=C.shape,
         norms=ops.norms, inner=ops.inner, cached=cached, weights_time=d0.weights_time,
         decode_time=d0.decode_time,
     )  # fmt: skip

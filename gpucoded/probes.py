@@ -52,6 +52,14 @@ Few columns (a matrix–vector product)
     off for calls where that is too much (and leaves the model's estimate to the
     guard).
 
+On the CPU
+    Three passes, one per operand, with the compiled loops
+    (:func:`gpucoded.hostops.rowmul_wide`): :math:`V=BX`, :math:`Y=AV`, and
+    :math:`\hat CX` together with :math:`\max|\hat C|`; float32 rows are widened as
+    they are read (no float64 copy), each entry one float64 sum. Without the loops
+    (not built, complex data, rows not contiguous) NumPy's GEMMs do the same in
+    blocks of rows.
+
 On the device
     The same code with CuPy: the probes are drawn on the host once per (l, device)
     and kept there (:data:`PROBE_CACHE_SIZE` sets at most, least recently used
@@ -227,6 +235,72 @@ def _times(M: Any, X: Any, xp: Any) -> Any:
     )
 
 
+def _host_stats(C: Any, A: Any, B: Any, X: Any, exact: bool) -> tuple | None:
+    r"""The statistics of the probes from the compiled loops, or None where they cannot run.
+
+    Three passes, one per operand (:func:`gpucoded.hostops.rowmul_wide`: float32 rows
+    widened as they are read, float64 sums): :math:`V=BX`, :math:`Y=AV`,
+    :math:`\hat CX` with :math:`\max|\hat C|` in the same pass over :math:`\hat C`.
+    Returns (max row statistic of R, :math:`\max|\hat C|`, :math:`\max_i|Y_{it}|` per t).
+    """
+    from . import hostops
+
+    got = hostops.rowmul_wide(B, X)
+    if got is None:
+        return None
+    V = got[0]
+    got_y = hostops.rowmul_wide(A, V)
+    got_c = hostops.rowmul_wide(C, X, absmax=True)
+    if got_y is None or got_c is None:
+        return None
+    Y, (CX, cmax) = got_y[0], got_c
+    R = CX - Y
+    with np.errstate(invalid="ignore", over="ignore"):
+        rmax = float(np.abs(R).max(initial=0.0) if exact else (R * R).sum(axis=1).max(initial=0.0))
+        if not np.isfinite(CX).all():  # a NaN in C: its rows of CX (not seen by absmax)
+            cmax = math.nan
+        ylow = np.abs(Y).max(axis=0, initial=0.0)
+    return rmax, cmax, ylow
+
+
+def _array_rows(C: Any, A: Any, B: Any, X: Any, exact: bool, xp: Any, s: int) -> Any:
+    r"""The same statistics with the array module's GEMMs (CuPy, complex, strided rows),
+    per block of rows, left where C is: a (blocks, 2 + s) float64 array of the largest
+    residual statistic, :math:`\max|\hat C|` and the s column maxima of :math:`|Y|`
+    (:meth:`Started.finish` reduces them after the one transfer)."""
+    V = _times(B, X, xp)  # (k, s)
+    n = C.shape[0]
+    chunk = n if xp is not np else _CHUNK
+    stats = []
+    for i in range(0, n, chunk):
+        Ci, Ai = C[i : i + chunk], A[i : i + chunk]
+        Y = _wide(Ai, xp) @ V
+        R = _wide(Ci, xp) @ X - Y
+        if exact:
+            rmax = xp.abs(R).max()
+        else:
+            R2 = (R * R.conj()).real if R.dtype.kind == "c" else R * R
+            rmax = R2.sum(axis=1).max()
+        ymax = xp.abs(Y).max(axis=0)  # (s,)
+        cmax = xp.abs(Ci).max() if Ci.dtype.kind == "c" else xp.maximum(Ci.max(), -Ci.min())
+        row = xp.empty(2 + s, dtype=xp.float64)
+        row[0], row[1], row[2:] = rmax, cmax, ymax
+        stats.append(row)
+    return xp.stack(stats) if len(stats) > 1 else stats[0][None, :]
+
+
+def _measured(rmax: float, cmax: float, ylow: float, s: int, exact: bool) -> Measured:
+    """The :class:`Measured` from the reduced statistics (see the module docstring)."""
+    if exact:
+        err, conf = rmax, 1.0
+        scale = ylow  # max|AB| itself (columns of AB exactly)
+    else:
+        err = KAPPA * math.sqrt(rmax / s) if rmax == rmax else math.nan
+        conf = 1.0 - chi2_cdf(s / KAPPA**2, s) if s % 2 == 0 else math.nan
+        scale = max(cmax - err, ylow) if err == err and cmax == cmax else ylow
+    return Measured(err, scale, cmax, s, exact, conf)
+
+
 def measure(
     C: Any,
     A: Any,
@@ -256,7 +330,12 @@ def measure(
         :math:`\hat e=\kappa\max_i\hat\sigma_i`, the scale :math:`s_{\rm low}` and
         :math:`\max|\hat C|` (one device-to-host transfer of four numbers).
     """
-    started = start(C, A, B, probes=probes, rng=rng)
+    xp, X, s, exact, l1 = _probes_for(C, A, B, probes, rng)
+    host = _host_stats(C, A, B, X, exact) if xp is np else None
+    if host is not None:
+        rmax, cmax, ylow = host
+        return _measured(rmax, cmax, float(np.max(ylow / l1)), s, exact)
+    started = Started(_array_rows(C, A, B, X, exact, xp, s), s, exact, l1)
     return started.finish(to_numpy(started.stats))  # one transfer
 
 
@@ -282,14 +361,7 @@ class Started:
             rmax = float(np.max(allst[:, 0]))
             cmax = float(np.max(allst[:, 1]))
             ylow = float(np.max(allst[:, 2:].max(axis=0) / self.l1))
-        if exact:
-            err, conf = rmax, 1.0
-            scale = ylow  # max|AB| itself (columns of AB exactly)
-        else:
-            err = KAPPA * math.sqrt(rmax / s) if rmax == rmax else math.nan
-            conf = 1.0 - chi2_cdf(s / KAPPA**2, s) if s % 2 == 0 else math.nan
-            scale = max(cmax - err, ylow) if err == err and cmax == cmax else ylow
-        return Measured(err, scale, cmax, s, exact, conf)
+        return _measured(rmax, cmax, ylow, s, exact)
 
 
 def start(
@@ -300,37 +372,24 @@ def start(
     probes: int = PROBES,
     rng: np.random.Generator | None = None,
 ) -> Started:
-    """The probes of :func:`measure` queued on C's side, nothing transferred."""
+    """The probes of :func:`measure` queued on C's side (the array module's GEMMs),
+    nothing transferred: the device path of the call pipeline brings
+    :attr:`Started.stats` back with its other per-call scalars."""
+    xp, X, s, exact, l1 = _probes_for(C, A, B, probes, rng)
+    return Started(_array_rows(C, A, B, X, exact, xp, s), s, exact, l1)
+
+
+def _probes_for(
+    C: Any, A: Any, B: Any, probes: int, rng: np.random.Generator | None
+) -> tuple[Any, Any, int, bool, np.ndarray]:
+    """(array module, X, s, exact, column 1-norms of X) for the product C = AB."""
     xp = array_module(C, A, B)
-    n, l = C.shape
+    l = C.shape[1]
     exact = l <= probes
     if exact:
-        X = xp.eye(l, dtype=xp.float64)
-        s = l
-        l1 = np.ones(l)
-    elif rng is None:
-        s = probes
-        X, l1 = _probe_set(xp, getattr(getattr(C, "device", None), "id", None), l, s)
-    else:
-        Xh = rng.standard_normal((l, probes))
-        X = xp.asarray(Xh)
-        s = probes
-        l1 = np.abs(Xh).sum(axis=0)
-    V = _times(B, X, xp)  # (k, s)
-    chunk = n if xp is not np else _CHUNK
-    stats = []
-    for i in range(0, n, chunk):
-        Ci, Ai = C[i : i + chunk], A[i : i + chunk]
-        Y = _wide(Ai, xp) @ V
-        R = _wide(Ci, xp) @ X - Y
-        if exact:
-            rmax = xp.abs(R).max()
-        else:
-            R2 = (R * R.conj()).real if R.dtype.kind == "c" else R * R
-            rmax = R2.sum(axis=1).max()
-        ymax = xp.abs(Y).max(axis=0)  # (s,)
-        cmax = xp.abs(Ci).max() if Ci.dtype.kind == "c" else xp.maximum(Ci.max(), -Ci.min())
-        row = xp.empty(2 + s, dtype=xp.float64)
-        row[0], row[1], row[2:] = rmax, cmax, ymax
-        stats.append(row)
-    return Started(xp.stack(stats) if len(stats) > 1 else stats[0][None, :], s, exact, l1)
+        return xp, xp.eye(l, dtype=xp.float64), l, True, np.ones(l)
+    if rng is None:
+        X, l1 = _probe_set(xp, getattr(getattr(C, "device", None), "id", None), l, probes)
+        return xp, X, probes, False, l1
+    Xh = rng.standard_normal((l, probes))
+    return xp, xp.asarray(Xh), probes, False, np.abs(Xh).sum(axis=0)

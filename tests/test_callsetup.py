@@ -17,6 +17,7 @@ from gpucoded.errors import InaccurateResultWarning
 from gpucoded.executors import SerialExecutor
 from gpucoded.formats import get_format
 from gpucoded.progressive import progressive_matmul
+from gpucoded.stragglers import ShiftedExponential
 
 
 class FormatExecutor(SerialExecutor):
@@ -116,9 +117,9 @@ def test_auto_choice_cached_per_format_shape_P_stragglers_rtol(fresh_caches, mon
     calls = []
     real = autocode.choose_code
 
-    def spy(P, s, fmt, *, rtol=None, shape=(100, 100, 100)):
+    def spy(P, s, fmt, *, rtol=None, shape=(100, 100, 100), latency=None):
         calls.append((P, s, get_format(fmt).name, rtol, tuple(shape)))
-        return real(P, s, fmt, rtol=rtol, shape=shape)
+        return real(P, s, fmt, rtol=rtol, shape=shape, latency=latency)
 
     monkeypatch.setattr(autocode, "choose_code", spy)
     A, B = unit_gaussian((40, 30), 7), unit_gaussian((30, 20), 8)
@@ -130,6 +131,11 @@ def test_auto_choice_cached_per_format_shape_P_stragglers_rtol(fresh_caches, mon
     assert i2.code is i1.code and calls == [(8, 3, "float64", 1e-2, (40, 30, 20))]
     gpucoded.coded_matmul(A, B[:, :10], "auto", executor="serial", **kw)  # another shape
     assert len(calls) == 2
+    # a latency model is part of the key: a new model chooses anew, an equal one not
+    lat = ShiftedExponential(0.1, 0.05)
+    for model in (lat, ShiftedExponential(0.1, 0.05)):
+        gpucoded.coded_matmul(A, B, "auto", executor="serial", latency=model, **kw)
+    assert len(calls) == 3
     f32 = FormatExecutor("float32")
     steps = list(
         progressive_matmul(

@@ -258,3 +258,39 @@ def test_circle_code_decoder_names():
     assert codes.make_code("circle", m=3, decoder="complex").decoder == "complex"
     with pytest.raises(ValueError, match="minnorm"):
         codes.make_code("circle", m=3, decoder="minnorm")
+
+
+def test_decode_with_weights_looked_up_already():
+    """``Code.decode(weights=...)`` (what the call pipeline passes, to skip a second
+    look-up) gives the same C as the look-up, and refuses weights of another set."""
+    from gpucoded.codes import make_code
+
+    code = make_code("chebyshev", m=2, P=4)
+    rng = np.random.default_rng(12)
+    A, B = rng.random((6, 8)), rng.random((8, 5))
+    At, Bt = code.encode(A, B)
+    S = [3, 0, 2]
+    prods = [At[w] @ Bt[w] for w in S]
+    dw = code.decode_weights(S, fmt="float64")
+    C1 = code.decode(prods, S, shape=(6, 5))
+    C2 = code.decode(prods, S, shape=(6, 5), weights=dw, fmt="float64")
+    np.testing.assert_array_equal(C1, C2)
+    with pytest.raises(ValueError, match="weights are for workers"):
+        code.decode(prods, S, shape=(6, 5), weights=code.decode_weights([0, 1, 2]))
+
+
+def test_estimate_parts_are_kept_per_format_and_bounded():
+    """The data-free parts of the model estimate are kept per (format, inner) on the
+    weights, at most 16 pairs (one answer set serves calls of many shapes), and a kept
+    part gives the estimate a fresh computation gives."""
+    from gpucoded.codes import make_code
+
+    code = make_code("approx_matdot", m=3, P=5)
+    dw = code.decode_weights([0, 1, 2], fmt="float64")
+    means = (0.7, 0.4)
+    first = [dw.estimate(2.0, 3.0, "float64", k, (40, 30), means) for k in range(1, 41)]
+    assert 0 < len(dw._parts) <= 16
+    dw._parts.clear()
+    again = [dw.estimate(2.0, 3.0, "float64", k, (40, 30), means) for k in range(1, 41)]
+    assert first == again
+    assert dw.estimate(2.0, 3.0, "float64", 7, (40, 30), means) == again[6]

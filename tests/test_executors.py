@@ -34,7 +34,10 @@ def _wait_no_worker_threads(limit: float) -> float:
     return time.perf_counter() - t0
 
 
-def _stacks(P=4, r=20, c=30, d=10, seed=0):
+def _stacks(P=4, r=40, c=30, d=30, seed=0):
+    """Worker stacks whose GEMMs (r·c·d multiply-adds) are above the thread executor's
+    inline threshold, so that its runs go through the pool."""
+    assert r * c * d >= local_mod.INLINE_BELOW
     rng = np.random.default_rng(seed)
     return rng.standard_normal((P, r, c)), rng.standard_normal((P, c, d))
 
@@ -234,3 +237,35 @@ def test_dask_executor_set_up_once():
         assert other.addresses(refresh=True) == addrs and asked
     finally:
         del ex.client.scheduler_info
+
+
+def test_tiny_runs_without_delays_run_on_the_calling_thread(monkeypatch):
+    """Below ``INLINE_BELOW`` multiply-adds per worker and without injected delays, the
+    thread executor runs the workers on the caller's thread, in order (a hand-off costs
+    more than the GEMM); with a delay, or above the threshold, they go to the pool."""
+    seen = []
+    real = local_mod.multiply
+
+    def spy(At, Bt, w):
+        seen.append(threading.get_ident())
+        return real(At, Bt, w)
+
+    monkeypatch.setattr(local_mod, "multiply", spy)
+    ex = ThreadExecutor()
+    rng = np.random.default_rng(3)
+    At, Bt = rng.standard_normal((4, 8, 8)), rng.standard_normal((4, 8, 8))
+    with ex.start(At, Bt, workers=range(4)) as run:
+        got = list(run)
+    assert [a.worker for a in got] == [0, 1, 2, 3] and set(seen) == {threading.get_ident()}
+    for a in got:
+        np.testing.assert_array_equal(a.product, At[a.worker] @ Bt[a.worker])
+        assert 0 <= a.start <= a.end
+    seen.clear()
+    with ex.start(At, Bt, workers=range(4), delays=[0, 0, 0.01, 0]) as run:
+        assert len(list(run)) == 4
+    assert threading.get_ident() not in seen
+    seen.clear()
+    At, Bt = _stacks(P=4)
+    with ex.start(At, Bt, workers=range(4)) as run:
+        assert len(list(run)) == 4
+    assert threading.get_ident() not in seen

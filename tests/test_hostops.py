@@ -346,3 +346,31 @@ def test_take_rows_refuses_bad_input(host, rng):
         host.take_rows(X, [0, 1], out=np.empty((2, 4), np.float32))
     with pytest.raises(ValueError, match=r"out_t must be .* shape \(4, 2\)"):
         host.take_rows(X, [0, 1], 2, out_t=np.empty((2, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rowmul_wide_is_a_float64_product_in_one_pass(dtype):
+    """``rowmul_wide``: M @ W summed in float64 for float32 M (no rounding to float32:
+    the difference from the float64 product of the widened M is float64 rounding,
+    k·2⁻⁵³ relative to |M||W|), on row-strided views, every S ≤ 8, with max|M|."""
+    if not hostops.available():
+        pytest.skip("compiled CPU loops not built")
+    rng = np.random.default_rng(8)
+    big = rng.standard_t(2, (203, 611)).astype(dtype)
+    M = big[1:200:2, 3:600]  # strided rows, offset columns
+    W = rng.standard_normal((M.shape[1], 8))
+    for S in range(1, 9):
+        out, amax = hostops.rowmul_wide(M, W[:, :S], absmax=True)
+        ref = M.astype(np.float64) @ W[:, :S]
+        scale = np.abs(M).astype(np.float64) @ np.abs(W[:, :S])
+        assert np.all(np.abs(out - ref) <= 2 * M.shape[1] * 2.0**-53 * scale), S
+        assert amax == float(np.abs(M).max())
+    assert hostops.rowmul_wide(M, W[:, :4])[1] == 0.0  # no max asked
+    assert hostops.rowmul_wide(M, np.ones((M.shape[1], 9))) is None  # S > 8: not here
+    assert hostops.rowmul_wide(np.asfortranarray(M), W) is None  # columns contiguous
+    small = big[:9, :50]  # below SMALL_ROWMUL: NumPy's float64 product, same contract
+    assert small.size <= hostops.SMALL_ROWMUL
+    out, amax = hostops.rowmul_wide(small, W[:50], absmax=True)
+    assert out.dtype == np.float64 and amax == float(np.abs(small).max())
+    ref = small.astype(np.float64) @ W[:50]
+    assert np.all(np.abs(out - ref) <= 2 * 50 * 2.0**-53 * (np.abs(small) @ np.abs(W[:50])))

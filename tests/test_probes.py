@@ -191,3 +191,46 @@ def test_device_check_costs_no_extra_host_sync(sim):
     assert isinstance(C, cp.ndarray) and info.measured is not None
     assert syncs["probes"] <= syncs[None], syncs
     assert info.accuracy < 1e-10 and info.measured.scale > 0
+
+
+def _no_host(monkeypatch):
+    """The array-module path of :func:`probes.measure` (what CuPy and complex data run)."""
+    monkeypatch.setattr(probes, "_host_stats", lambda *a: None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("l", [5, 40])
+def test_compiled_and_array_paths_measure_the_same(monkeypatch, dtype, l):
+    """The compiled one-pass-per-operand loops give the statistics of the GEMM path:
+    same error, scale and max|C| to float64 rounding (both sum in float64; k = 300
+    terms, so within 300·2⁻⁵³ relative of |A||B||X|, far below 1e-9 here)."""
+    from gpucoded import hostops
+
+    if not hostops.available():
+        pytest.skip("compiled CPU loops not built")
+    rng = np.random.default_rng(5)
+    A = (rng.random((70, 300)) + 0.5).astype(dtype)  # non-negative, non-centred
+    B = rng.standard_t(3, (300, l)).astype(dtype)  # heavy-tailed
+    C = (A.astype(np.float64) @ B).astype(dtype)
+    C[3, 1] += 0.01 * np.abs(C).max()  # an error to measure
+    got = probes.measure(C, A, B, rng=np.random.default_rng(1))
+    assert probes._host_stats(C, A, B, np.eye(l) if l <= 8 else np.ones((l, 8)), l <= 8)
+    _no_host(monkeypatch)
+    ref = probes.measure(C, A, B, rng=np.random.default_rng(1))
+    for f in ("error", "scale", "result_max"):
+        assert getattr(got, f) == pytest.approx(getattr(ref, f), rel=1e-9), f
+    assert got.exact == ref.exact == (l <= 8)
+
+
+def test_compiled_path_reports_a_nonfinite_result():
+    """A NaN in Ĉ makes the error and max|Ĉ| NaN on the compiled path too (its
+    max|M| pass does not see NaNs; the rows of ĈX do)."""
+    rng = np.random.default_rng(6)
+    A, B = rng.random((40, 30)), rng.random((30, 20))
+    C = A @ B
+    C[7, 3] = np.nan
+    got = probes.measure(C, A, B)
+    assert math.isnan(got.error) and math.isnan(got.result_max)
+    C[7, 3] = np.inf
+    got = probes.measure(C, A, B)
+    assert not math.isfinite(got.result_max)

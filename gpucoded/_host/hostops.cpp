@@ -301,6 +301,134 @@ void take_rows(const T* __restrict X, i64 ldx, const i64* idx, i64 n, i64 k, T* 
     }
 }
 
+
+// Probe products of the measured accuracy check (gpucoded/probes.py):
+//     out[i, t] = sum_j M[i, j] * W[j, t]     (i < rows, j < cols, t < S)
+// in float64 whatever M's type (float32 is widened as it is read: no widened copy of
+// M), one sequential sum in j order per entry. With ABSMAX also
+// *absmax = max |M[i, j]| over the whole matrix, in the same pass, so the check reads
+// each operand once (a NaN in M is not seen there; it makes its row of out NaN, which
+// the caller checks). Rows in groups of 4 share each row of W (S <= 8 doubles, in
+// registers); W (cols x S) stays in L1/L2.
+template <typename T, int S, bool ABSMAX>
+void rowmul_wide_fixed(const T* __restrict M, i64 ldm, i64 rows, i64 cols,
+                       const double* __restrict W, double* __restrict out, double* absmax,
+                       int nthreads) {
+    double amax = 0.0;
+#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(max : amax)
+    for (i64 i0 = 0; i0 < rows; i0 += 4) {
+        const int nr = rows - i0 < 4 ? (int)(rows - i0) : 4;
+        double acc[4][S];
+        double m4[4] = {0.0, 0.0, 0.0, 0.0};
+        for (int r = 0; r < 4; ++r)
+            for (int t = 0; t < S; ++t) acc[r][t] = 0.0;
+        const T* row[4];
+        for (int r = 0; r < 4; ++r) row[r] = M + (i0 + (r < nr ? r : 0)) * ldm;
+        for (i64 j = 0; j < cols; ++j) {
+            const double* w = W + j * S;
+            double av[4];
+            for (int r = 0; r < 4; ++r) av[r] = (double)row[r][j];
+            if (ABSMAX) {
+                for (int r = 0; r < 4; ++r) {
+                    const double v = av[r] < 0 ? -av[r] : av[r];
+                    m4[r] = v > m4[r] ? v : m4[r];
+                }
+            }
+            for (int r = 0; r < 4; ++r)
+                for (int t = 0; t < S; ++t) acc[r][t] += av[r] * w[t];
+        }
+        for (int r = 0; r < nr; ++r)
+            for (int t = 0; t < S; ++t) out[(i0 + r) * S + t] = acc[r][t];
+        for (int r = 0; r < 4; ++r) amax = m4[r] > amax ? m4[r] : amax;
+    }
+    if (ABSMAX) *absmax = amax;
+}
+
+#if defined(__AVX__)
+// S = 8 with AVX: the 4 x 8 accumulators in 8 ymm registers, W's row in 2, one
+// broadcast per row and column of M (the compiler vectorised the portable loop over j
+// with shuffles instead). Fused multiply-add where the CPU has it (one rounding per
+// term instead of two: the sum stays one sequential float64 sum per entry).
+template <typename T, bool ABSMAX>
+void rowmul_wide_avx8(const T* __restrict M, i64 ldm, i64 rows, i64 cols,
+                      const double* __restrict W, double* __restrict out, double* absmax,
+                      int nthreads) {
+    double amax = 0.0;
+#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(max : amax)
+    for (i64 i0 = 0; i0 < rows; i0 += 4) {
+        const int nr = rows - i0 < 4 ? (int)(rows - i0) : 4;
+        const T* row[4];
+        for (int r = 0; r < 4; ++r) row[r] = M + (i0 + (r < nr ? r : 0)) * ldm;
+        __m256d acc[4][2];
+        for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_pd();
+        __m256d m4 = _mm256_setzero_pd();
+        const __m256d sign = _mm256_set1_pd(-0.0);
+        for (i64 j = 0; j < cols; ++j) {
+            const __m256d w0 = _mm256_loadu_pd(W + j * 8), w1 = _mm256_loadu_pd(W + j * 8 + 4);
+            const double a0 = (double)row[0][j], a1 = (double)row[1][j];
+            const double a2 = (double)row[2][j], a3 = (double)row[3][j];
+            if (ABSMAX)  // max(|a|, m) keeps m where a is NaN: NaNs show in out instead
+                m4 = _mm256_max_pd(_mm256_andnot_pd(sign, _mm256_set_pd(a3, a2, a1, a0)), m4);
+            const double av[4] = {a0, a1, a2, a3};
+            for (int r = 0; r < 4; ++r) {
+                const __m256d a = _mm256_set1_pd(av[r]);
+#if defined(__FMA__)
+                acc[r][0] = _mm256_fmadd_pd(a, w0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_pd(a, w1, acc[r][1]);
+#else
+                acc[r][0] = _mm256_add_pd(acc[r][0], _mm256_mul_pd(a, w0));
+                acc[r][1] = _mm256_add_pd(acc[r][1], _mm256_mul_pd(a, w1));
+#endif
+            }
+        }
+        for (int r = 0; r < nr; ++r) {
+            _mm256_storeu_pd(out + (i0 + r) * 8, acc[r][0]);
+            _mm256_storeu_pd(out + (i0 + r) * 8 + 4, acc[r][1]);
+        }
+        if (ABSMAX) {
+            double mm[4];
+            _mm256_storeu_pd(mm, m4);
+            for (int r = 0; r < 4; ++r) amax = mm[r] > amax ? mm[r] : amax;
+        }
+    }
+    if (ABSMAX) *absmax = amax;
+}
+#endif
+
+template <typename T, int S>
+void rowmul_wide_s(const T* M, i64 ldm, i64 rows, i64 cols, const double* W, double* out,
+                   double* absmax, int nthreads) {
+#if defined(__AVX__)
+    if (S == 8) {
+        if (absmax)
+            rowmul_wide_avx8<T, true>(M, ldm, rows, cols, W, out, absmax, nthreads);
+        else
+            rowmul_wide_avx8<T, false>(M, ldm, rows, cols, W, out, absmax, nthreads);
+        return;
+    }
+#endif
+    if (absmax)
+        rowmul_wide_fixed<T, S, true>(M, ldm, rows, cols, W, out, absmax, nthreads);
+    else
+        rowmul_wide_fixed<T, S, false>(M, ldm, rows, cols, W, out, absmax, nthreads);
+}
+
+template <typename T>
+int rowmul_wide(const T* M, i64 ldm, i64 rows, i64 cols, const double* W, int S, double* out,
+                double* absmax, int nthreads) {
+    switch (S) {
+        case 1: rowmul_wide_s<T, 1>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 2: rowmul_wide_s<T, 2>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 3: rowmul_wide_s<T, 3>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 4: rowmul_wide_s<T, 4>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 5: rowmul_wide_s<T, 5>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 6: rowmul_wide_s<T, 6>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 7: rowmul_wide_s<T, 7>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        case 8: rowmul_wide_s<T, 8>(M, ldm, rows, cols, W, out, absmax, nthreads); return 0;
+        default: return 3;
+    }
+}
+
 }  // namespace
 
 // Return codes: 0 ok, 2 an index out of range (nothing written), 3 too many terms (the
@@ -327,10 +455,15 @@ void take_rows(const T* __restrict X, i64 ldx, const i64* idx, i64 n, i64 k, T* 
             if (idx[j] < 0 || idx[j] >= nsrc) return 2;                                      \
         take_rows<T>(X, ldx, idx, n, k, out, ldo, nT, outT, ldt);                            \
         return 0;                                                                            \
+    }                                                                                        \
+    extern "C" int gc_host_rowmul_wide_##SFX(const T* M, i64 ldm, i64 rows, i64 cols,         \
+                                              const double* W, int S, double* out,              \
+                                              double* absmax, int nthreads) {                   \
+        return rowmul_wide<T>(M, ldm, rows, cols, W, S, out, absmax, nthreads);               \
     }
 
 GC_HOST_ENTRY(f32, float)
 GC_HOST_ENTRY(f64, double)
 
 // ABI version of these entry points (checked by gpucoded.hostops).
-extern "C" int gc_host_abi(void) { return 3; }
+extern "C" int gc_host_abi(void) { return 4; }

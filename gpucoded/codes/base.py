@@ -355,6 +355,7 @@ class Code:
         real: bool | None = None,
         return_info: bool = False,
         fmt: FormatSpec | None = None,
+        weights: DecodeWeights | None = None,
     ) -> Any:
         r"""Recover C from the answers of the workers ``returned``.
 
@@ -388,6 +389,9 @@ class Code:
             Worker number format the answers were computed in (default: the
             products' dtype). The weights (decoder ``"auto"``) and the bounds use it;
             reported as ``DecodeInfo.format``.
+        weights : DecodeWeights, optional
+            The weights of :meth:`decode_weights` for ``returned`` (in ``fmt``), when the
+            caller has looked them up already (the call pipeline): not looked up again.
 
         Raises
         ------
@@ -419,8 +423,16 @@ class Code:
         if fmt is None:
             fmt = np.result_type(*[x.dtype for x in products]) if len(returned) else "float64"
         fmt = get_format(fmt)
-        was_cached = (tuple(sorted(returned)), partial, fmt.name) in self._cache
-        dw = self.decode_weights(returned, partial=partial, fmt=fmt)
+        if weights is not None:
+            if weights.workers != tuple(sorted(returned)) or weights.fmt != fmt.name:
+                raise ValueError(
+                    f"weights are for workers {list(weights.workers)} in {weights.fmt}; the "
+                    f"answers are from {sorted(returned)} in {fmt.name}"
+                )
+            was_cached, dw = True, weights
+        else:
+            was_cached = (tuple(sorted(returned)), partial, fmt.name) in self._cache
+            dw = self.decode_weights(returned, partial=partial, fmt=fmt)
         t1 = time.perf_counter()
         order = {w: i for i, w in enumerate(dw.workers)}
         W = dw.W[:, [order[w] for w in returned]]

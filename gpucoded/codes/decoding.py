@@ -179,6 +179,8 @@ class DecodeWeights:
     compute_time: float = 0.0
     fmt: str = "float64"
     rule: str = "interpolation"
+    #: :meth:`estimate`'s data-free parts per (format spec, inner dimension)
+    _parts: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_solution(
@@ -193,6 +195,11 @@ class DecodeWeights:
     def defect(self) -> np.ndarray:
         """Defect tensor D[c, a, b] (see :mod:`gpucoded.weights`)."""
         return self.code.defect_of(self)
+
+    @cached_property
+    def abs_max(self) -> float:
+        r""":math:`\max|W_{ck}|` (NaN/inf if a weight is; what the overflow check reads)."""
+        return float(np.max(np.abs(self.W), initial=0.0))
 
     @cached_property
     def interp_factor(self) -> float:
@@ -290,27 +297,55 @@ class DecodeWeights:
         added to :math:`e_c` (whose ρ norms include the mean part, so it stays an
         over-estimate of the centred part).
         """
-        f = get_format(fmt)
         n, l = shape
-        g = self.code.grid
         cb = max(int(inner), 1)
+        per, mf, bound = self._estimate_parts(fmt, cb)
         kappa = math.sqrt(2 * math.log(2 * max(n * l, 1))) + 1
+        g = self.code.grid
+        e = (kappa * norm_a * norm_b / math.sqrt(g.n_a * g.n_b * cb)) * per
+        if means is not None and means[0] * means[1] > 0:
+            e = e + (cb * means[0] * means[1]) * mf
+        est = float(np.max(e, initial=0.0))
+        return min(est, bound * norm_a * norm_b)
+
+    def _estimate_parts(self, fmt: Any, cb: int) -> tuple[np.ndarray, np.ndarray, float]:
+        r"""The data-free parts of :meth:`estimate` for (fmt, cb), kept per weights:
+        per block :math:`\sqrt{\|D_c\|_F^2+u_{\rm eff}^2F_{2,c}^2}`, the mean part's
+        factors and the bound per unit :math:`\rho_A\rho_B` (at most 16 (fmt, cb) kept)."""
+        try:
+            key = (fmt, cb)
+            hit = self._parts.get(key)
+        except TypeError:  # an unhashable spec: nothing kept
+            key, hit = None, None
+        if hit is not None:
+            return hit
+        f = get_format(fmt)
         ue = rounding_level(f, self.code, len(self.workers), cb)
         per = np.sqrt(self.defect_fro**2 + (ue * self.rss_factors) ** 2)
-        e = kappa * norm_a * norm_b * per / math.sqrt(g.n_a * g.n_b * cb)
-        if means is not None and means[0] * means[1] > 0:
-            e = e + cb * means[0] * means[1] * self._mean_factors(ue)
-        est = float(np.max(e, initial=0.0))
-        return min(est, sum(self.bounds(norm_a, norm_b, f, inner)))
+        # bounds() of the same format spec (a complex dtype spec doubles the rounding)
+        parts = (per, self._mean_factors(ue), sum(self.bounds(1.0, 1.0, fmt, cb)))
+        if key is not None:
+            if len(self._parts) >= 16:  # many shapes through one answer set: start over
+                self._parts.clear()
+            self._parts[key] = parts
+        return parts
 
-    def _mean_factors(self, ue: float) -> np.ndarray:
-        r"""Per block :math:`\sqrt{(\sum_{ab}D_{cab})^2+u_{\rm eff}^2\sum_kW_{ck}^2\sigma_k^2}`
-        (:meth:`estimate`'s mean part, per unit :math:`c_b\mu_A\mu_B`)."""
+    @cached_property
+    def _mean_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        r"""Per block :math:`|\sum_{ab}D_{cab}|` and :math:`(\sum_kW_{ck}^2\sigma_k^2)^{1/2}`:
+        the data-free parts of :meth:`_mean_factors`, formed once per weights."""
         S = list(self.workers)
         sig = np.abs(self.code.GA[S].sum(axis=1) * self.code.GB[S].sum(axis=1))
         fp = np.sqrt((np.abs(self.W) ** 2) @ sig**2)
         if self.exact:
+            return np.zeros_like(fp), fp
+        return np.abs(np.asarray(self.defect).sum(axis=(1, 2))).astype(float), fp
+
+    def _mean_factors(self, ue: float) -> np.ndarray:
+        r"""Per block :math:`\sqrt{(\sum_{ab}D_{cab})^2+u_{\rm eff}^2\sum_kW_{ck}^2\sigma_k^2}`
+        (:meth:`estimate`'s mean part, per unit :math:`c_b\mu_A\mu_B`)."""
+        dsum, fp = self._mean_parts
+        if self.exact:
             return ue * fp
-        dsum = np.abs(np.asarray(self.defect).sum(axis=(1, 2))).astype(float)
         return np.sqrt(dsum**2 + (ue * fp) ** 2)
 

@@ -206,6 +206,42 @@ class SerialExecutor(Executor):
         return _SerialRun(answers)
 
 
+#: Multiply-adds per worker below which a thread executor's run without injected
+#: delays runs its workers on the calling thread: handing a task to a pool thread and
+#: its answer back (two queue operations and a thread wake-up, tens of microseconds
+#: each) costs more than such a GEMM (32³ = 32,768 multiply-adds take about 10 µs).
+INLINE_BELOW = 1 << 15
+
+
+def _tiny(At: Any, Bt: Any, workers: Sequence[int]) -> bool:
+    """Whether every worker's GEMM is below :data:`INLINE_BELOW` multiply-adds."""
+    if not workers:
+        return False
+    try:
+        a, b = At[workers[0]], Bt[workers[0]]
+        n, k = a.shape[-2:]
+        return n * k * b.shape[-1] < INLINE_BELOW
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return False
+
+
+def _inline(At: Any, Bt: Any, workers: Sequence[int], timeout: float | None) -> Run:
+    """The run of tiny workers on the calling thread, in order, with their real times
+    (seconds since the start; an answer later than ``timeout`` is dropped)."""
+    answers = []
+    t0 = time.perf_counter()
+    for w in workers:
+        start = time.perf_counter() - t0
+        try:
+            prod, err = multiply(At, Bt, w), None
+        except Exception as e:  # a worker that raises is an erasure
+            prod, err = None, e
+        end = time.perf_counter() - t0
+        if timeout is None or end <= timeout:
+            answers.append(Answer(w, prod, err, start, end))
+    return _SerialRun(answers)
+
+
 class WorkerPool:
     """Threads that serve one executor's runs for the executor's lifetime.
 
@@ -375,6 +411,11 @@ class ThreadExecutor(Executor):
     started. :meth:`Run.cancel` (leaving the ``with`` block) sets the run's stop
     event and cancels its tasks not yet started, so the caller returns at once and
     the delayed workers return their threads to the pool immediately.
+
+    A run without injected delays whose workers' GEMMs each take fewer than
+    :data:`INLINE_BELOW` multiply-adds runs them on the calling thread, one after
+    another (their answers in that order, with real times): the hand-off to a pool
+    thread and back costs more than such a GEMM.
     """
 
     name = "threads"
@@ -425,6 +466,8 @@ class ThreadExecutor(Executor):
         timeout: float | None = None,
     ) -> Run:
         workers = list(workers)
+        if (delays is None or not any(delays[w] for w in workers)) and _tiny(At, Bt, workers):
+            return _inline(At, Bt, workers, timeout)
         pool = self.pool()
         stop = threading.Event()
         out: queue.SimpleQueue = queue.SimpleQueue()

@@ -44,7 +44,9 @@ coarser split. The tool says so whenever it happens. It also lists replication a
 hedging (what users do anyway) where they meet ``--tol`` at no more work per worker,
 and says why the preferred option beat them: work per worker, bits per load and, with
 ``--latency``, the expected time to result under that model
-(:func:`expected_times`).
+(:func:`expected_times`). With ``--rtol`` it shows what ``code="auto"`` picks for
+these P and stragglers (:mod:`gpucoded.autocode`: replication, Chebyshev and ε-MatDot,
+and hedging when ``--latency`` is given, which it passes on as ``latency=``) and why.
 """
 
 from __future__ import annotations
@@ -585,13 +587,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def auto_lines(P: int, stragglers: int, dtype: str, rtol: float, n: int) -> list[str]:
-    """What ``coded_matmul(..., code="auto", P=P, stragglers=..., rtol=rtol)`` picks, and why."""
+def auto_lines(
+    P: int, stragglers: int, dtype: str, rtol: float, n: int, latency: LatencyModel | None = None
+) -> list[str]:
+    """What ``coded_matmul(..., code="auto", P=P, stragglers=..., rtol=rtol,
+    latency=latency)`` picks, and why: the candidates (replication, Chebyshev,
+    ε-MatDot; hedging with a latency model) with their work per worker, predicted
+    error, bits, bits × m, decode amplification F and expected time
+    (:meth:`gpucoded.autocode.AutoChoice.explain`)."""
     from ..autocode import choose_code
 
-    head = f"code='auto', P={P}, stragglers={stragglers}, rtol={rtol:g}, {dtype} workers:"
+    head = f"code='auto', P={P}, stragglers={stragglers}, rtol={rtol:g}, {dtype} workers"
+    head += f", latency={latency!r}:" if latency is not None else ":"
     try:
-        choice = choose_code(P, stragglers, dtype, rtol=rtol, shape=(n, n, n))
+        choice = choose_code(P, stragglers, dtype, rtol=rtol, shape=(n, n, n), latency=latency)
     except ValueError as e:
         return [head, str(e)]
     return [head, *choice.explain(), f"-> {choice.code!r} (1/{choice.code.m} per worker)"]
@@ -638,7 +647,8 @@ def main(args: argparse.Namespace) -> int:
         print(line)
     if getattr(args, "rtol", None) is not None:
         print()
-        for line in auto_lines(args.P, S, args.dtype, args.rtol, args.n):
+        lat = None if spec is None else parse_latency(spec)
+        for line in auto_lines(args.P, S, args.dtype, args.rtol, args.n, lat):
             print(line)
     usual = S if args.usual_stragglers is None else args.usual_stragglers
     if args.P - S < min(args.P, 2 * args.m - 1) or usual < S:
