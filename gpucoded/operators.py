@@ -15,10 +15,12 @@ options, answer checks, accuracy guard and :class:`~gpucoded.pipeline.CallInfo` 
 
 What a matrix–vector product costs: the workers read P/m times M's bytes (the encoded
 stack); the bounds' :math:`\rho_M` and the estimate's :math:`\mu_M` are computed once
-per side. The default measured check (``check="probes"``) of a product with at most 8
-columns is exact — the product computed again in float64, one more read of M, as much
-as a plain ``M @ x`` — so ``check=None`` is the choice where that pass matters (the
-guard then uses the model's estimate); see BENCHMARKS.md, "Matrix–vector".
+per side. The default measured check (``check="probes"``) does not read M again
+either: 8 probe vectors are multiplied by M once per side
+(:meth:`CodedMatrix.probes`), so checking ``cm @ x`` costs O(8(n + k)) — for a
+matrix–vector product left probes :math:`w^\top\hat y` against :math:`(w^\top M)x`,
+and a result they would flag is checked again exactly (the product recomputed in
+float64, one read of M) before it is flagged; see BENCHMARKS.md, "Matrix–vector".
 
 >>> import numpy as np, gpucoded
 >>> M = np.random.default_rng(0).standard_normal((60, 40))
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import probes as probes_mod
 from .backend import array_module, is_cupy_array
 from .callsetup import CALL_OPTIONS, check_call, check_feasible, default_answers, deliver, set_up
 from .codes import Code
@@ -201,6 +204,7 @@ class CodedMatrix:
         self._encoded: dict[tuple, Any] = {}
         self._rows: dict[tuple, Any] = {}  # the streamed side's encoding rows on a device
         self._rho: dict[str, float] = {}
+        self._probes: dict[str, Any] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -266,6 +270,18 @@ class CodedMatrix:
             self._rho[key] = _absmax_mean(self.M, 1 if side == "A" else 0)
         return self._rho[key]
 
+    def probes(self, side: str) -> probes_mod.FixedSide | None:
+        r"""Probes multiplied by M once (:func:`gpucoded.probes.fixed_side`), so that the
+        measured check of a product reads X and C only, not M again: left probes for
+        ``M @ X`` (used where X has at most 8 columns, the matrix–vector case, whose
+        check would otherwise be the exact one, a pass over M), right probes for
+        ``X @ M`` (where M has more than 8 columns). None for device or complex M."""
+        if side not in self._probes:
+            dim = self.M.shape[0] if side == "A" else self.M.shape[1]
+            useful = dim > probes_mod.PROBES
+            self._probes[side] = probes_mod.fixed_side(self.M, side) if useful else None
+        return self._probes[side]
+
     def _product(self, X: Any, side: str, opts: dict[str, Any]) -> Any:
         """The product with M as operand ``side`` ("A": M·X, "B": X·M) and X the other."""
         t_start = time.perf_counter()
@@ -316,6 +332,8 @@ class CodedMatrix:
             norms = (row_norm(self.code, other) if host else None, self.rho("B"),
                      _absmax_mean(other, 1) if host else None, self.mu("B"))  # fmt: skip
         ops = operands(self.code, A, B, finite, norms, confirm=confirm)
+        if host and call.check == "probes":
+            ops.fixed = self.probes(side)
         C, info = run_product(
             self.code, _Encoder(self.code, other, side, stack, dtype, dims, self.rows(side, other)),
             ops,

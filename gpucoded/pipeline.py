@@ -322,6 +322,9 @@ class Operands:
     #: device operands with ``nonfinite="raise"``: ``finite`` is confirmed by the norms
     #: once they arrive (:func:`resolve`), and NaN/Inf are refused then
     confirm: bool = False
+    #: probes already multiplied by a shared operand (:class:`gpucoded.probes.FixedSide`,
+    #: a CodedMatrix's): the measured check then reads only the other operand and C
+    fixed: Any = None
 
     @property
     def pending(self) -> bool:
@@ -404,7 +407,7 @@ def apply_guard(
     if not finite:
         return None
     if measured is None and call.check == "probes" and ops is not None and ops.A is not None:
-        measured = probes.measure(C, ops.A, ops.B)
+        measured = probes.measure(C, ops.A, ops.B, fixed=ops.fixed)
     if measured is not None:
         scale = measured.result_max
         if info is not None:

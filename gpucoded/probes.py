@@ -52,6 +52,17 @@ Few columns (a matrix–vector product)
     off for calls where that is too much (and leaves the model's estimate to the
     guard).
 
+A shared operand (a :class:`~gpucoded.CodedMatrix`)
+    Products that share an operand M share its probes, multiplied by M once
+    (:class:`FixedSide`): ``X @ M`` with right probes :math:`V=MW`, ``M @ x`` with
+    left probes :math:`V=M^\top W` compared with :math:`W^\top\hat C` — the rows
+    of the residual are then the columns of :math:`\hat C`, and the estimate bounds
+    the largest column 2-norm of E, with the same confidence. A check then reads x
+    and :math:`\hat C`, never M: O(s(n + k)) for a matrix–vector product instead of
+    a GEMV. The left probes over-estimate an error spread down a column by up to
+    :math:`\kappa\sqrt n`, so a result they would flag is measured again exactly
+    (the unit vectors above) and flagged only on that.
+
 On the CPU
     Three passes, one per operand, with the compiled loops
     (:func:`gpucoded.hostops.rowmul_wide`): :math:`V=BX`, :math:`Y=AV`, and
@@ -90,9 +101,11 @@ __all__ = [
     "KAPPA",
     "MISS_PROBABILITY",
     "PROBES",
+    "FixedSide",
     "Measured",
     "chi2_cdf",
     "check_mode",
+    "fixed_side",
     "measure",
     "start",
 ]
@@ -248,12 +261,27 @@ def _host_stats(C: Any, A: Any, B: Any, X: Any, exact: bool) -> tuple | None:
     got = hostops.rowmul_wide(B, X)
     if got is None:
         return None
-    V = got[0]
+    return _rows_stats(C, A, got[0], X, exact, host_only=True)
+
+
+def _rows_stats(
+    C: Any, A: Any, V: np.ndarray, X: Any, exact: bool, *, host_only: bool = False
+) -> tuple | None:
+    r"""(max row statistic of :math:`R=\hat CX-AV`, :math:`\max|\hat C|`, column maxima of
+    :math:`|AV|`) on the host, V given: the compiled loops where they run, else NumPy
+    (None instead with ``host_only``)."""
+    from . import hostops
+
     got_y = hostops.rowmul_wide(A, V)
     got_c = hostops.rowmul_wide(C, X, absmax=True)
-    if got_y is None or got_c is None:
+    if host_only and (got_y is None or got_c is None):
         return None
-    Y, (CX, cmax) = got_y[0], got_c
+    Y = got_y[0] if got_y is not None else _wide(A, np) @ V
+    if got_c is not None:
+        CX, cmax = got_c
+    else:
+        CX = _wide(C, np) @ X
+        cmax = float(np.abs(C).max(initial=0.0))
     R = CX - Y
     with np.errstate(invalid="ignore", over="ignore"):
         rmax = float(np.abs(R).max(initial=0.0) if exact else (R * R).sum(axis=1).max(initial=0.0))
@@ -261,6 +289,43 @@ def _host_stats(C: Any, A: Any, B: Any, X: Any, exact: bool) -> tuple | None:
             cmax = math.nan
         ylow = np.abs(Y).max(axis=0, initial=0.0)
     return rmax, cmax, ylow
+
+
+@dataclass
+class FixedSide:
+    r"""Probes of an operand M that many products share (a :class:`~gpucoded.CodedMatrix`),
+    multiplied by M once, so that checking a product reads M no more.
+
+    ``side="B"`` (:math:`C=XM`, M k × l): right probes W (l × s) and
+    :math:`V=MW` (k × s); a product's residual is :math:`R=\hat CW-XV` (rows of
+    :math:`\hat C`, as in :func:`measure`). ``side="A"`` (:math:`C=MX`, M n × k): left
+    probes W (n × s) and :math:`V=M^\top W` (k × s); the residual
+    :math:`R=\hat C^\top W-X^\top V` has a row per *column* of :math:`\hat C`, so the
+    estimate :math:`\kappa\max_j\hat\sigma_j` bounds the largest column 2-norm of E
+    (:math:`\ge\max|E|`) with the same confidence, and over-estimates an error spread
+    down a column by up to :math:`\kappa\sqrt n` (instead of :math:`\sqrt l`).
+    """
+
+    side: str
+    W: np.ndarray
+    V: np.ndarray
+    l1: np.ndarray
+
+    @property
+    def s(self) -> int:
+        return int(self.W.shape[1])
+
+
+def fixed_side(M: Any, side: str, probes: int = PROBES) -> FixedSide | None:
+    """The :class:`FixedSide` of a real NumPy operand M (None otherwise: the products
+    are then measured by :func:`measure` alone). Costs one pass over M, once."""
+    if type(M) is not np.ndarray or M.dtype.kind != "f" or M.ndim != 2 or side not in "AB":
+        return None
+    rows = M.shape[0] if side == "A" else M.shape[1]
+    W = np.random.default_rng().standard_normal((rows, probes))
+    Mw = _wide(M, np)
+    V = Mw.T @ W if side == "A" else Mw @ W
+    return FixedSide(side, W, np.ascontiguousarray(V), np.abs(W).sum(axis=0))
 
 
 def _array_rows(C: Any, A: Any, B: Any, X: Any, exact: bool, xp: Any, s: int) -> Any:
@@ -308,6 +373,7 @@ def measure(
     *,
     probes: int = PROBES,
     rng: np.random.Generator | None = None,
+    fixed: FixedSide | None = None,
 ) -> Measured:
     r"""Measure the error of :math:`\hat C\approx AB` with ``probes`` random probes.
 
@@ -323,6 +389,14 @@ def measure(
     rng : numpy.random.Generator, optional
         Source of fresh probes for this call (default: the probes kept for this l and
         device, drawn once from fresh entropy; see "On the device" above).
+    fixed : FixedSide, optional
+        Probes already multiplied by A (``side="A"``) or B (``side="B"``), for
+        products that share that operand: this product's check then reads only the
+        other operand and C. With ``side="A"`` and at most ``probes`` columns (a
+        matrix–vector product, whose check would otherwise be the exact one: a pass
+        over A), a result the left probes would flag is measured again exactly
+        before it is flagged, so their :math:`\sqrt n` over-estimate raises no false
+        alarm.
 
     Returns
     -------
@@ -330,6 +404,10 @@ def measure(
         :math:`\hat e=\kappa\max_i\hat\sigma_i`, the scale :math:`s_{\rm low}` and
         :math:`\max|\hat C|` (one device-to-host transfer of four numbers).
     """
+    if fixed is not None and type(C) is np.ndarray and rng is None:
+        got = _fixed_measure(C, A, B, fixed)
+        if got is not None:
+            return got
     xp, X, s, exact, l1 = _probes_for(C, A, B, probes, rng)
     host = _host_stats(C, A, B, X, exact) if xp is np else None
     if host is not None:
@@ -337,6 +415,23 @@ def measure(
         return _measured(rmax, cmax, float(np.max(ylow / l1)), s, exact)
     started = Started(_array_rows(C, A, B, X, exact, xp, s), s, exact, l1)
     return started.finish(to_numpy(started.stats))  # one transfer
+
+
+def _fixed_measure(C: Any, A: Any, B: Any, fixed: FixedSide) -> Measured | None:
+    """:func:`measure` with the probes of a shared operand (None: shapes do not fit)."""
+    if (C.shape[1] > fixed.s) != (fixed.side == "B"):
+        return None  # left probes only where the check would be exact, right ones elsewhere
+    if fixed.side == "A":
+        Cr, Xr = C.T, B.T  # a row of Cr per column of C
+    else:
+        Cr, Xr = C, A
+    if fixed.W.shape[0] != Cr.shape[1] or fixed.V.shape[0] != Xr.shape[1]:
+        return None
+    rmax, cmax, ylow = _rows_stats(Cr, Xr, fixed.V, fixed.W, False)
+    got = _measured(rmax, cmax, float(np.max(ylow / fixed.l1)), fixed.s, False)
+    if fixed.side == "A" and C.shape[1] <= fixed.s and not got.relative <= RTOL_FLAG:
+        return None  # would be flagged: the exact check decides (measure goes on)
+    return got
 
 
 @dataclass

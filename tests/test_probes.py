@@ -145,8 +145,10 @@ def test_every_call_path_measures():
     M = gpucoded.CodedMatrix(A, "matdot", m=2)
     _, info = M.matmul(B, return_info=True)
     assert info.measured is not None
-    _, info = M.matmul(B[:, 0], return_info=True)  # a matrix-vector product: exact
-    assert info.measured.exact and info.measured.probes == 1
+    _, info = M.matmul(B[:, 0], return_info=True)  # M's left probes, multiplied once
+    assert not info.measured.exact and info.measured.probes == 8
+    _, info = gpucoded.coded_matmul(A, B[:, 0], "matdot", m=2, return_info=True)
+    assert info.measured.exact and info.measured.probes == 1  # a matrix-vector product
     _, info = M.matmul(B, return_info=True, check=None)
     assert info.measured is None
 
@@ -234,3 +236,104 @@ def test_compiled_path_reports_a_nonfinite_result():
     C[7, 3] = np.inf
     got = probes.measure(C, A, B)
     assert not math.isfinite(got.result_max)
+
+
+# ------------------------------------------------- probes of a shared operand (CodedMatrix)
+
+
+def _flag(m: probes.Measured) -> bool:
+    return not m.relative <= probes.RTOL_FLAG
+
+
+@pytest.mark.parametrize("where", ["one entry", "spread down the column"])
+def test_left_probes_confidence_over_many_draws(where):
+    """Left probes of a matrix–vector product (fixed_side "A"): over fresh probe sets,
+    κσ̂ falls below the column norm ‖e‖₂ (≥ max|e|) at the χ²₈ rate the module states,
+    within 5 binomial standard deviations, whatever the error's shape."""
+    rng = np.random.default_rng(21)
+    M, x = rng.random((200, 50)), rng.random(50)
+    y = M @ x
+    e = np.zeros(200)
+    if where == "one entry":
+        e[17] = 1e-3
+    else:
+        e[:] = rng.standard_normal(200) * 1e-4
+    trials, misses = 1500, 0
+    for _ in range(trials):
+        fx = probes.fixed_side(M, "A")
+        R = fx.W.T @ (y + e) - fx.V.T @ x  # what _fixed_measure forms: wᵀŷ − (Mᵀw)ᵀx
+        sig = math.sqrt(float((R * R).sum()) / fx.s)
+        misses += probes.KAPPA * sig < np.linalg.norm(e)
+    assert _binomial_ok(misses, trials, probes.MISS_PROBABILITY), misses
+
+
+def test_left_probe_estimate_is_what_measure_reports():
+    """measure(..., fixed=...) forms the same residual as the test above, and bounds the
+    error: κσ̂ ≥ max|e| here (an error of 1e-4 relative, far below the flag)."""
+    rng = np.random.default_rng(22)
+    M, x = rng.random((300, 40)), rng.random((40, 1))
+    y = M @ x
+    C = y + 1e-4 * np.abs(y).max() * rng.standard_normal(y.shape) / math.sqrt(300)
+    fx = probes.fixed_side(M, "A")
+    got = probes.measure(C, M, x, fixed=fx)
+    R = fx.W.T @ C - fx.V.T @ x
+    sig2 = float((R * R).sum(axis=0).max()) / 8
+    assert got.error == pytest.approx(probes.KAPPA * math.sqrt(sig2))
+    assert not got.exact and got.error >= np.abs(C - y).max()
+    assert got.scale <= np.abs(y).max()
+
+
+def test_left_probes_flag_only_after_the_exact_check():
+    """An error spread down the column at 3e-3 of max|Mx| (below the 1e-2 flag): the
+    left probes over-estimate it by up to κ√n and would flag it; measure checks such a
+    result exactly first, so it is not flagged. At 3e-2 it is, by the exact check."""
+    rng = np.random.default_rng(23)
+    n = 2000
+    M, x = rng.random((n, 30)), rng.random((30, 1))
+    y = M @ x
+    fx = probes.fixed_side(M, "A")
+    for level, flagged in ((3e-3, False), (3e-2, True)):
+        C = y + level * np.abs(y).max() * np.sign(rng.standard_normal(y.shape))
+        got = probes.measure(C, M, x, fixed=fx)
+        assert got.exact and got.relative == pytest.approx(level, rel=1e-6)
+        assert _flag(got) == flagged
+
+
+def test_right_probes_of_the_shared_operand_match_measure():
+    """X @ M with M's probes multiplied once (fixed_side "B"): the same statistics as
+    measure's own right probes drawn the same (V = M W formed before, not per call)."""
+    rng = np.random.default_rng(24)
+    M, X = rng.random((60, 40)), rng.random((5, 60))
+    C = X @ M
+    C[2, 7] += 0.05
+    fx = probes.fixed_side(M, "B")
+    got = probes.measure(C, X, M, fixed=fx)
+    R = C @ fx.W - X @ fx.V
+    assert got.error == pytest.approx(
+        probes.KAPPA * math.sqrt(float((R * R).sum(axis=1).max()) / 8), rel=1e-12
+    )
+    assert got.error >= 0.05 / probes.KAPPA
+
+
+def test_coded_matrix_checks_without_reading_m_again(monkeypatch):
+    """cm @ x and X @ cm: the measured check never multiplies M (its probes were
+    multiplied once); a corrupt answer is still caught, by the exact check."""
+    from gpucoded import hostops
+
+    rng = np.random.default_rng(25)
+    M = rng.random((120, 90))
+    cm = gpucoded.CodedMatrix(M, "chebyshev", m=2, P=4, executor="serial")
+    cm @ rng.random(90), rng.random((3, 120)) @ cm  # probes of both sides made
+    seen = []
+    real_rw, real_wide = hostops.rowmul_wide, probes._wide
+    monkeypatch.setattr(hostops, "rowmul_wide",
+                        lambda A, *a, **k: (seen.append(A), real_rw(A, *a, **k))[1])  # fmt: skip
+    monkeypatch.setattr(probes, "_wide", lambda A, xp: (seen.append(A), real_wide(A, xp))[1])
+    y, info = cm.matmul(rng.random(90), return_info=True)
+    Y, info2 = cm.rmatmul(rng.random((12, 120)), return_info=True)
+    assert not any(np.shares_memory(a, M) for a in seen)
+    assert info.measured is not None and not info.measured.exact
+    assert info2.measured is not None and info.accuracy < 1e-10
+    faulty = gpucoded.CodedMatrix(M, "matdot", m=2, P=4, executor=_corrupting(0))
+    with pytest.raises(InaccurateResultError, match="column by column"):
+        faulty.matmul(rng.random(90), on_inaccurate="raise")
