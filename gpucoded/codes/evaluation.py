@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -268,9 +269,13 @@ class EvaluationCode(Code):
         # clear; one on the defect alone (exact arithmetic) is taken as it is
         rounding_driven = float(fp_int.max()) > 0.01 * J_int**2
         margin = AUTO_MARGIN if (exact or rounding_driven) else 1.0
+        # both candidates are kept: a decode with the operands at hand chooses on the
+        # data (gpucoded.codes.datachoice); this data-free choice is the default
+        interp = WeightSolution(W, cond, dps, exact, W_mp, "interpolation")
+        reg = WeightSolution(wt.round_rows(Wr), cond, dps_r, False, Wr, "regularised")
         if J_int <= margin * J_reg:
-            return WeightSolution(W, cond, dps, exact, W_mp, "interpolation")
-        return WeightSolution(wt.round_rows(Wr), cond, dps_r, False, Wr, "regularised")
+            return replace(interp, alternatives=(reg,))
+        return replace(reg, alternatives=(interp,))
 
     def defect_of(self, dw: DecodeWeights) -> np.ndarray:
         """Defect from the weights' K moments (:func:`gpucoded.weights.moment_defect`)."""
