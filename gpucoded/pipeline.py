@@ -351,7 +351,10 @@ def decode(
             info.integrity = IntegrityReport(mode=call.verify, reason="inputs are not finite")
         cached = code.weights_cached(got, fmt=fmt)  # before the look-up below solves
         guard.check_weights(code, code.decode_weights(got, fmt=fmt), fmt)  # overflow: refuse
-        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, **kw)
+        # decoder "auto": the cached candidates are measured on the operands (check="probes")
+        measure = call.check == "probes" and ops.finite and ops.A is not None
+        data = (ops.A, ops.B) if measure else None
+        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, data=data, **kw)
         dinfo.cached = cached
         used = tuple(got)
     if C.dtype != ops.dtype:

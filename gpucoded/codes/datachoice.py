@@ -90,10 +90,13 @@ class DataChoice:
 
 def _probes(db: int, t: int, s: int) -> np.ndarray:
     """Probe blocks (t, db, s'): Gaussian from :data:`PROBE_SEED`, or the identity
-    (s' = db, exact) when ``db <= s``."""
+    (s' = db, exact) when ``db <= s``. Block u's first rows do not depend on db (a
+    product padded with zero columns is probed as the unpadded one)."""
     if db <= s:
         return np.broadcast_to(np.eye(db), (t, db, db))
-    return np.random.default_rng([PROBE_SEED, db, t, s]).standard_normal((t, db, s))
+    return np.stack(
+        [np.random.default_rng([PROBE_SEED, u, s]).standard_normal((db, s)) for u in range(t)]
+    )
 
 
 def _wide(M: Any, xp: Any) -> Any:
