@@ -35,9 +35,23 @@ the combinations: next to the worker GEMMs (:math:`2|S|r_bc_bd_b`), a fraction
 :math:`\approx s(1/d_b+t/c_b)`.
 
 **The rule.** The data-free choice is kept unless another candidate's measured score
-is smaller by more than :data:`DATA_MARGIN` (probe noise: with s = 4 probes on an
-error of rank ≥ 4 the ratio of two scores is within 1.5× of the truth with high
-probability; the data-free choice has the model on its side).
+is smaller by more than :data:`DATA_MARGIN`. Probe noise:
+:math:`s\,\hat e_c^2/e_c^2\sim\chi^2_{s\rho}` for an error of rank ρ with equal
+singular values (between :math:`\chi^2_s` and that otherwise). For ρ = 10 rows (the
+study's) a score is within [0.67, 1.35] of the error with probability 0.998, so a
+switch means the alternative errs less than 1.34× the data-free choice, and keeping it
+means it errs at most 3× the better one (``tests/test_decoder_data.py``). A rank-one
+error (the mean part of non-centred data) has :math:`\chi^2_4`: wider, but the
+candidates are measured on the same probes, and where that matters here their errors
+differ by 10–100×.
+
+**What it measures, and what not.** The size of this product's error, the right
+criterion for a product. An application may feel more than the size: in the MNIST
+study (MatDot (5, 8, 10), worst answer set) the measured choice takes interpolation
+for Z = WX (50–200× less error) and the regularised weights for the gradient
+:math:`HX^\top` (about half the error of interpolation), yet training with them ends
+0.4 points below training with interpolation for both products; see docs/RESULTS.md
+(``gpucoded.studies.logreg.candidate_errors``).
 """
 
 from __future__ import annotations

@@ -97,7 +97,11 @@ class EvaluationCode(Code):
             bound and, below threshold, the least-squares fit of the m² block products
             (the kron formulation). The exact interpolation weights are kept when they
             predict an error within :data:`AUTO_MARGIN` of it (so exact decodes stay
-            exact) and for sets of more than :data:`RIDGE_MAX_ANSWERS` answers.
+            exact) and for sets of more than :data:`RIDGE_MAX_ANSWERS` answers. The
+            weights not chosen are cached too (``DecodeWeights.alternatives``): a
+            decode with the operands at hand (``coded_matmul``, ``CodedMatrix``, or
+            ``Code.decode(..., data=(A, B))``) measures both on the data and applies
+            the other where it errs clearly less (:mod:`gpucoded.codes.datachoice`).
     """
 
     #: The ``decoder=`` names this family accepts (a family with its own decoders, such

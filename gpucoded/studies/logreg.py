@@ -49,6 +49,7 @@ __all__ = [
     "CodedSGD",
     "LogregConfig",
     "benchmark",
+    "candidate_errors",
     "main",
     "make_scheme",
     "run",
@@ -594,6 +595,60 @@ def write_csv(rows: list[dict], path: Path) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: r[k] for k in CSV_COLUMNS})
+
+
+# ------------------------------------------------------------ decoder candidates
+def candidate_errors(
+    scheme: str = "matdot",
+    config: tuple[int, int, int] = (5, 8, 10),
+    iterations: tuple[int, ...] = (50, 300, 2000),
+    products: int = 3,
+    seed: int = 0,
+) -> list[dict]:
+    r"""Each decode candidate's error on the study's two products, and its direction.
+
+    For W after each number of uncoded SGD ``iterations`` (MNIST subset, batch 128),
+    ``products`` random batches: Z = W X_b and G = H X_b^T through ``scheme`` with the
+    ``"auto"`` decoder on the worst answer set of Table I (the one the study searches
+    on its probe product), and for every candidate weight set of that set (the
+    data-free choice and its alternatives): the error :math:`\|\hat C-C\|_F` and the
+    cosine :math:`\langle\hat C-C,C\rangle/(\|\hat C-C\|_F\|C\|_F)` (negative: the
+    error shrinks the product, a bias SGD feels as a smaller step), and which candidate
+    the measured choice applies.
+    """
+    from . import mnist
+
+    X, y = mnist.load()
+    J = int(y.max()) + 1
+    Y = np.eye(J)[y]
+    code, answers, workers = make_scheme(scheme, *config, decoder="auto")
+    rng = np.random.default_rng(seed)
+    Xb0 = np.ascontiguousarray(X[rng.integers(0, X.shape[0], 128)].T)
+    probe = np.random.default_rng(seed + 1).standard_normal((J, X.shape[1]))
+    S = worst_subset(code, answers, workers, probe, Xb0)
+    dw = code.decode_weights(S, partial=True)
+    out = []
+    for it in iterations:
+        W = train(X, Y, LogregConfig(), rng.integers(0, X.shape[0], (it, 128)))
+        for _ in range(products):
+            idx = rng.integers(0, X.shape[0], 128)
+            Xb = np.ascontiguousarray(X[idx].T)
+            H = _softmax(W @ Xb) - Y[idx].T
+            for name, (A, B) in (("Z", (W, Xb)), ("G", (H, np.ascontiguousarray(Xb.T)))):
+                At, Bt = code.encode(A, B)
+                prods = (At @ Bt)[list(S)]
+                C = A @ B
+                chosen = dw.choose(prods, S, A, B)[0].rule
+                for cand in (dw, *dw.alternatives):
+                    E = np.tensordot(cand.W[0], prods, axes=(0, 0))[: C.shape[0], : C.shape[1]] - C
+                    ne = float(np.linalg.norm(E))
+                    out.append({
+                        "iterations": it, "product": name, "subset": S, "rule": cand.rule,
+                        "error": ne, "relative": ne / float(np.linalg.norm(C)),
+                        "cosine": float((E * C).sum()) / (ne * float(np.linalg.norm(C))),
+                        "chosen": cand.rule == chosen,
+                    })  # fmt: skip
+    return out
 
 
 # ------------------------------------------------------------------- benchmark
