@@ -188,3 +188,25 @@ def test_study_decodes_through_the_choice(source):
     sgd = L.CodedSGD(code, SETS, X, 10, 16, source=source)
     assert sgd._choose
     assert np.array_equal(L.train_coded(X, Y, cfg, batches, sgd, pats), ref)
+
+
+@pytest.mark.gpusim
+def test_choice_on_the_device(sim):
+    """The measured choice runs on CuPy answers and operands (simulated device): the
+    same choice and, to rounding, the same scores as on the host."""
+    import cupy as cp
+
+    A, B = _mnist_like(2)
+    code = L.make_scheme("matdot", 5, 8, 10, "auto")[0]
+    S = SETS[1]
+    At, Bt = code.encode(A, B)
+    prods = (At @ Bt)[list(S)]
+    C, info = code.decode(prods, S, shape=(10, 128), partial=True, data=(A, B), return_info=True)
+    Cd, infod = code.decode(
+        cp.asarray(prods), S, shape=(10, 128), partial=True,
+        data=(cp.asarray(A), cp.asarray(B)), return_info=True,
+    )  # fmt: skip
+    assert infod.rule == info.rule == "interpolation"
+    for rule, v in info.scores.items():
+        assert abs(infod.scores[rule] - v) <= 1e-9 * max(info.scores.values())
+    assert np.allclose(Cd.get(), C, rtol=0, atol=1e-12 * np.abs(C).max())
