@@ -34,24 +34,35 @@ flops (like :mod:`gpucoded.probes`' check), one pass over the answers
 the combinations: next to the worker GEMMs (:math:`2|S|r_bc_bd_b`), a fraction
 :math:`\approx s(1/d_b+t/c_b)`.
 
-**The rule.** The data-free choice is kept unless another candidate's measured score
-is smaller by more than :data:`DATA_MARGIN`. Probe noise:
+**The candidates.** Interpolation (exact on the coefficients it keeps), the
+regularised (ridge) weights, and the ridge weights rescaled to unit gain
+(:func:`gpucoded.weights.unit_gain_weights`, rule ``"unbiased"``): ridge shrinks, its
+decode of block c carries :math:`g_cC_c` with a gain :math:`g_c<1`, a bias that adds up
+over many products (a training loop's every step :math:`g_c` times too short) where
+zero-mean errors average out.
+
+**The rule.** Scores within :data:`DATA_MARGIN` of the smallest are not told apart
+(probe noise, below). Among those, the candidate with unit gain
+(:math:`|g_c-1|\le` :data:`GAIN_TOL` on every block:
+:math:`g_c=1+\langle T_c,D_c\rangle/\|T_c\|^2`) with the smallest score is applied;
+if none has unit gain, the data-free choice if it is among them, else the smallest.
+So the applied weights err at most DATA_MARGIN × (the best candidate's measured
+error), and prefer a decode without shrink at equal accuracy. Probe noise:
 :math:`s\,\hat e_c^2/e_c^2\sim\chi^2_{s\rho}` for an error of rank ρ with equal
 singular values (between :math:`\chi^2_s` and that otherwise). For ρ = 10 rows (the
-study's) a score is within [0.67, 1.35] of the error with probability 0.998, so a
-switch means the alternative errs less than 1.34× the data-free choice, and keeping it
-means it errs at most 3× the better one (``tests/test_decoder_data.py``). A rank-one
-error (the mean part of non-centred data) has :math:`\chi^2_4`: wider, but the
-candidates are measured on the same probes, and where that matters here their errors
-differ by 10–100×.
+study's) a score is within [0.67, 1.35] of the error with probability 0.998, so the
+applied weights err at most :math:`1.5\cdot1.35/0.67=3.0` × the best candidate
+(``tests/test_decoder_data.py``). A rank-one error (the mean part of non-centred
+data) has :math:`\chi^2_4`: wider, but the candidates are measured on the same probes,
+and where that matters here their errors differ by 10–100×.
 
-**What it measures, and what not.** The size of this product's error, the right
-criterion for a product. An application may feel more than the size: in the MNIST
-study (MatDot (5, 8, 10), worst answer set) the measured choice takes interpolation
-for Z = WX (50–200× less error) and the regularised weights for the gradient
-:math:`HX^\top` (about half the error of interpolation), yet training with them ends
-0.4 points below training with interpolation for both products; see docs/RESULTS.md
-(``gpucoded.studies.logreg.candidate_errors``).
+**What it measures.** The size of this product's error, and each candidate's gain
+(from its defect, data-free). In the MNIST study (MatDot (5, 8, 10), worst answer set)
+interpolation errs 50–200× less than the ridge weights on Z = WX (blank pixel blocks),
+and the ridge weights about half as much as interpolation on the gradient
+:math:`HX^\top`, but with gain 0.78 there: SGD with them ends 0.4 points below
+interpolation; with the unit-gain ridge weights it does not (docs/RESULTS.md,
+``gpucoded.studies.logreg.candidate_errors``).
 """
 
 from __future__ import annotations
@@ -67,11 +78,15 @@ from ..backend import array_module, to_numpy
 if TYPE_CHECKING:
     from .decoding import DecodeWeights
 
-__all__ = ["CHOICE_PROBES", "DATA_MARGIN", "PROBE_SEED", "DataChoice", "measured_scores"]
+__all__ = [
+    "CHOICE_PROBES", "DATA_MARGIN", "GAIN_TOL", "PROBE_SEED", "DataChoice", "measured_scores",
+]
 
 #: A candidate replaces the data-free choice only if its measured error is smaller by
 #: more than this factor.
 DATA_MARGIN = 1.5
+#: |g_c − 1| below which a candidate counts as unit-gain (:func:`_gains`).
+GAIN_TOL = 1e-9
 #: Probe vectors per block column of C for the choice.
 CHOICE_PROBES = 4
 #: Seed of the choice's probes (fixed: a choice is reproducible; the error of a
@@ -92,14 +107,33 @@ class DataChoice:
         self.code = candidates[0].code
         self.workers = candidates[0].workers
         self.W = np.stack([dw.W for dw in candidates])  # (ncand, n_c, |S|), sorted set
+        self.gains = np.stack([_gains(dw) for dw in candidates])  # (ncand, n_c)
+        #: Candidates with unit gain on every block (no shrink: zero-mean error)
+        self.unit = np.all(np.abs(self.gains - 1) <= GAIN_TOL, axis=1)
 
     def pick(self, scores: np.ndarray) -> int:
-        """Index of the weights to apply: the data-free choice (0) unless another's
-        score is smaller by more than :data:`DATA_MARGIN`."""
-        best = int(np.argmin(np.where(np.isnan(scores), np.inf, scores)))
-        if best != 0 and math.isfinite(scores[best]) and scores[best] * DATA_MARGIN < scores[0]:
-            return best
-        return 0
+        """Index of the weights to apply (see the module's rule): among the candidates
+        measured within :data:`DATA_MARGIN` of the best, the best with unit gain, else
+        the data-free choice (0), else the best."""
+        s = np.where(np.isnan(scores), np.inf, scores)
+        best = int(np.argmin(s))
+        if not math.isfinite(s[best]):
+            return 0
+        near = s <= DATA_MARGIN * s[best]
+        unit = np.flatnonzero(near & self.unit)
+        if unit.size:
+            return int(unit[np.argmin(s[unit])])
+        return 0 if near[0] else best
+
+
+def _gains(dw: DecodeWeights) -> np.ndarray:
+    r"""Per block :math:`g_c=1+\langle T_c,D_c\rangle/\|T_c\|^2` (1 for exact decodes)."""
+    g = dw.code.grid
+    if dw.exact:
+        return np.ones(g.n_c)
+    T = g.target_tensor().astype(float)
+    D = np.asarray(dw.defect)
+    return 1 + np.real((T * D).sum(axis=(1, 2))) / (T**2).sum(axis=(1, 2))
 
 
 def _probes(db: int, t: int, s: int) -> np.ndarray:

@@ -226,15 +226,18 @@ class DecodeWeights:
     ) -> tuple[DecodeWeights, dict[str, float], str]:
         r"""The weights to apply to these answers of the product A·B.
 
-        Returns (weights, measured score per rule, reason): these weights (the
-        data-free choice) unless an alternative's measured error
-        (:func:`~gpucoded.codes.datachoice.measured_scores`: each candidate's
+        Returns (weights, measured score per rule, reason). The candidates (these
+        weights, the data-free choice, and their :attr:`alternatives`) are measured
+        on the data (:func:`~gpucoded.codes.datachoice.measured_scores`: each one's
         :math:`\max_c\|\hat C_c-C_c\|_F` from a few probes of the answers against
-        :math:`A(BX)`) is smaller by more than
-        :data:`~gpucoded.codes.datachoice.DATA_MARGIN`. Without alternatives: these
+        :math:`A(BX)`); among those within
+        :data:`~gpucoded.codes.datachoice.DATA_MARGIN` of the best, the best with
+        unit gain (no shrink) is applied, else the data-free choice if it is among
+        them, else the best (:meth:`DataChoice.pick
+        <gpucoded.codes.datachoice.DataChoice.pick>`). Without alternatives: these
         weights, no scores.
         """
-        from .datachoice import DATA_MARGIN, measured_scores
+        from .datachoice import measured_scores
 
         if not self.alternatives:
             return self, {}, f"{self.rule}: the only candidate for this answer set"
@@ -243,16 +246,18 @@ class DecodeWeights:
         idx = dc.pick(s)
         scores = {rule: float(v) for rule, v in zip(dc.rules, s, strict=True)}
         chosen = dc.candidates[idx]
-        if idx == 0:
-            why = (
-                f"{self.rule}: the data-free choice; no candidate measured more than "
-                f"{DATA_MARGIN:g}x more accurate on these operands"
-            )
+        best = int(np.argmin(np.where(np.isnan(s), np.inf, s)))
+        why = f"{chosen.rule}: measured error {s[idx]:.3g}"
+        if idx == best or not s[best] > 0:
+            why += " (the smallest of the candidates on these operands)"
         else:
-            why = (
-                f"{chosen.rule}: measured {s[0] / s[idx]:.3g}x more accurate on these "
-                f"operands than the data-free choice ({self.rule})"
-            )
+            why += (
+                f", within {s[idx] / s[best]:.3g}x of the smallest ({dc.rules[best]}, "
+                + ("biased: gain " + ", ".join(f"{g:.3g}" for g in dc.gains[best]) + ")"
+                   if dc.unit[idx] else "not the data-free choice)")
+            )  # fmt: skip
+        why += "; " + ("unit gain" if dc.unit[idx] else "gain " + ", ".join(
+            f"{g:.3g}" for g in dc.gains[idx]))  # fmt: skip
         return chosen, scores, why
 
     @cached_property

@@ -277,9 +277,13 @@ class EvaluationCode(Code):
         # data (gpucoded.codes.datachoice); this data-free choice is the default
         interp = WeightSolution(W, cond, dps, exact, W_mp, "interpolation")
         reg = WeightSolution(wt.round_rows(Wr), cond, dps_r, False, Wr, "regularised")
+        unit = wt.unit_gain_weights(Wr, J2, self.grid.target_tensor())  # ridge, no shrink
+        extra = () if unit is None else (
+            WeightSolution(wt.round_rows(unit[0]), cond, dps_r, False, unit[0], "unbiased"),
+        )  # fmt: skip
         if J_int <= margin * J_reg:
-            return replace(interp, alternatives=(reg,))
-        return replace(reg, alternatives=(interp,))
+            return replace(interp, alternatives=(reg, *extra))
+        return replace(reg, alternatives=(interp, *extra))
 
     def defect_of(self, dw: DecodeWeights) -> np.ndarray:
         """Defect from the weights' K moments (:func:`gpucoded.weights.moment_defect`)."""
