@@ -613,8 +613,9 @@ def candidate_errors(
     on its probe product), and for every candidate weight set of that set (the
     data-free choice and its alternatives): the error :math:`\|\hat C-C\|_F` and the
     cosine :math:`\langle\hat C-C,C\rangle/(\|\hat C-C\|_F\|C\|_F)` (negative: the
-    error shrinks the product, a bias SGD feels as a smaller step), and which candidate
-    the measured choice applies.
+    error shrinks the product, a bias SGD feels as a smaller step), the candidate's
+    gain on the block (:class:`~gpucoded.codes.datachoice.DataChoice`; 1: no shrink)
+    and which candidate the measured choice applies.
     """
     from . import mnist
 
@@ -639,14 +640,15 @@ def candidate_errors(
                 prods = (At @ Bt)[list(S)]
                 C = A @ B
                 chosen = dw.choose(prods, S, A, B)[0].rule
-                for cand in (dw, *dw.alternatives):
+                dc = dw.data_choice
+                for cand, gain in zip(dc.candidates, dc.gains[:, 0], strict=True):
                     E = np.tensordot(cand.W[0], prods, axes=(0, 0))[: C.shape[0], : C.shape[1]] - C
                     ne = float(np.linalg.norm(E))
                     out.append({
                         "iterations": it, "product": name, "subset": S, "rule": cand.rule,
                         "error": ne, "relative": ne / float(np.linalg.norm(C)),
                         "cosine": float((E * C).sum()) / (ne * float(np.linalg.norm(C))),
-                        "chosen": cand.rule == chosen,
+                        "gain": float(gain), "chosen": cand.rule == chosen,
                     })  # fmt: skip
     return out
 
