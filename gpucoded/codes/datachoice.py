@@ -2,18 +2,17 @@ r"""The data-aware choice among an answer set's cached decode weights.
 
 The ``"auto"`` decoder caches, per answer set S, the weights its data-free error model
 prefers (:meth:`~gpucoded.codes.evaluation.EvaluationCode._solve_auto`) together with
-the other candidate it weighed (interpolation or regularised): the
+the other candidates it weighed: the
 :attr:`~gpucoded.codes.decoding.DecodeWeights.alternatives`. The data-free model
 assumes block products :math:`A_aB_b` of equal size and no structure. Real operands
 break it: in the MNIST study (MatDot, m = 5, 8 of 10 answers) truncated interpolation
 leaves a single defect entry, :math:`0.52\,A_4B_0`, where :math:`A_4` holds the
 weights of the last pixel rows and :math:`B_0` the first pixel rows of the images
 (blank in MNIST); the regularised weights spread a smaller defect over products of
-ink pixels and err 10–50× more. No model of the block norms sees this (the pixel
+ink pixels and err 10–400× more. No model of the block norms sees this (the pixel
 blocks paired in :math:`A_4B_0` have disjoint ink, a fact about the joint structure
-of A and B: a model with each block's mean part and centred norm, tried, predicted
-1.9 against a measured 0.12 for interpolation and 2.9 against 6.9 for the
-regularised weights). So the candidates' errors are *measured*.
+of A and B; a model with each block's mean part and centred norm, tried, missed most
+of the gap). So the candidates' errors are *measured*.
 
 **The measurement** (:func:`measured_scores`). The decode is linear in the answers,
 so with probes :math:`X_u\in\mathbb R^{d_b\times s}` (iid N(0, 1), one set per block
@@ -58,7 +57,7 @@ and where that matters here their errors differ by 10–100×.
 
 **What it measures.** The size of this product's error, and each candidate's gain
 (from its defect, data-free). In the MNIST study (MatDot (5, 8, 10), worst answer set)
-interpolation errs 50–200× less than the ridge weights on Z = WX (blank pixel blocks),
+interpolation errs 10–400× less than the ridge weights on Z = WX (blank pixel blocks),
 and the ridge weights about half as much as interpolation on the gradient
 :math:`HX^\top`, but with gain 0.78 there: SGD with them ends 0.4 points below
 interpolation; with the unit-gain ridge weights it does not (docs/RESULTS.md,
