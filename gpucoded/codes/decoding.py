@@ -230,10 +230,10 @@ class DecodeWeights:
         weights, the data-free choice, and their :attr:`alternatives`) are measured
         on the data (:func:`~gpucoded.codes.datachoice.measured_scores`: each one's
         :math:`\max_c\|\hat C_c-C_c\|_F` from a few probes of the answers against
-        :math:`A(BX)`); among those within
-        :data:`~gpucoded.codes.datachoice.DATA_MARGIN` of the best, the best with
-        unit gain (no shrink) is applied, else the data-free choice if it is among
-        them, else the best (:meth:`DataChoice.pick
+        :math:`A(BX)`); the data-free choice is kept unless interpolation or ridge
+        measures smaller by more than :data:`~gpucoded.codes.datachoice.DATA_MARGIN`,
+        and ridge weights give way to their unit-gain rescaling where it is exact on
+        the targets and measures within that margin (:meth:`DataChoice.pick
         <gpucoded.codes.datachoice.DataChoice.pick>`). Without alternatives: these
         weights, no scores.
         """
@@ -246,18 +246,15 @@ class DecodeWeights:
         idx = dc.pick(s)
         scores = {rule: float(v) for rule, v in zip(dc.rules, s, strict=True)}
         chosen = dc.candidates[idx]
-        best = int(np.argmin(np.where(np.isnan(s), np.inf, s)))
-        why = f"{chosen.rule}: measured error {s[idx]:.3g}"
-        if idx == best or not s[best] > 0:
-            why += " (the smallest of the candidates on these operands)"
+        why = f"{chosen.rule}: measured error {s[idx]:.3g} on these operands"
+        if idx == 0:
+            why += " (the data-free choice, not beaten by more than the margin)"
+        elif chosen.rule == "unbiased":
+            why += " (ridge rescaled to unit gain, exact on the targets; ridge's gain " + (
+                ", ".join(f"{g:.3g}" for g in dc.gains[dc.rules.index("regularised")]) + ")"
+            )
         else:
-            why += (
-                f", within {s[idx] / s[best]:.3g}x of the smallest ({dc.rules[best]}, "
-                + ("biased: gain " + ", ".join(f"{g:.3g}" for g in dc.gains[best]) + ")"
-                   if dc.unit[idx] else "not the data-free choice)")
-            )  # fmt: skip
-        why += "; " + ("unit gain" if dc.unit[idx] else "gain " + ", ".join(
-            f"{g:.3g}" for g in dc.gains[idx]))  # fmt: skip
+            why += f" ({s[0] / s[idx]:.3g}x less than the data-free choice, {self.rule})"
         return chosen, scores, why
 
     @cached_property
