@@ -41,8 +41,10 @@ that adds up over many products (a training loop's every step :math:`g_c` times 
 short) where zero-mean errors average out. Where the ridge defect is the same on
 every target entry (monomial codes: all targets of a block are one product
 coefficient), the rescaled weights are exact on every target product: the shrink is
-gone. Elsewhere (Chebyshev: :math:`T_\alpha T_\beta` mixes two coefficients) the
-rescaling only moves the targets' weights around their mean and is not used.
+gone, at a price of :math:`g_c^{-1/2}` in the model's error, taken only for
+:math:`g_c\ge` :data:`gpucoded.weights.UNIT_GAIN_MIN` = 0.75. Elsewhere (Chebyshev:
+:math:`T_\alpha T_\beta` mixes two coefficients) the rescaling only moves the
+targets' weights around their mean and is not used.
 
 **The rule.** (1) The data-free choice is kept unless interpolation or ridge measures
 smaller by more than :data:`DATA_MARGIN`. (2) If that leaves the ridge weights and
