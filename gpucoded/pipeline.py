@@ -373,7 +373,12 @@ def decode(
         cached = code.weights_cached(got, fmt=fmt)  # before the look-up below solves
         dw = code.decode_weights(got, fmt=fmt)
         guard.check_weights(code, dw, fmt)  # overflow: refuse
-        C, dinfo = code.decode(prods, got, return_info=True, fmt=fmt, weights=dw, **kw)
+        # decoder "auto": the cached candidates are measured on the operands (check="probes")
+        measure = call.check == "probes" and ops.finite and ops.A is not None
+        data = (ops.A, ops.B) if measure else None
+        C, dinfo = code.decode(
+            prods, got, return_info=True, fmt=fmt, weights=dw, data=data, **kw
+        )  # fmt: skip
         dinfo.cached = cached
         used = tuple(got)
     if C.dtype != ops.dtype:
@@ -638,8 +643,12 @@ def decode_on_device(
     dw = code.decode_weights(S, fmt=fmt)
     guard.check_weights(code, dw, fmt)  # overflow: refuse
     kw = {"shape": ops.shape, "inner": ops.inner, "real": ops.real}
-    # the bounds need the norms: after the transfer (DecodeInfo.of below)
-    C, d0 = code.decode(used, S, return_info=True, fmt=fmt, weights=dw, **kw)
+    # the bounds need the norms: after the transfer (DecodeInfo.of below); decoder
+    # "auto" with candidate weights measures them on the operands (one more transfer,
+    # only for such sets: gpucoded.codes.datachoice)
+    measure = call.check == "probes" and ops.finite and ops.A is not None
+    data = (ops.A, ops.B) if measure and dw.alternatives else None
+    C, d0 = code.decode(used, S, return_info=True, fmt=fmt, weights=dw, data=data, **kw)
     if C.dtype != ops.dtype:
         C = C.astype(ops.dtype)
     decode_time = time.perf_counter() - t1
@@ -659,11 +668,13 @@ def decode_on_device(
                 i = got.index(w)
                 del got[i], prods[i]
             return None
+    applied = next((c for c in (dw, *dw.alternatives) if c.rule == d0.rule), dw)
     dinfo = DecodeInfo.of(
-        dw, workers=S, dtype=used[0].dtype, shape=C.shape,
+        applied, workers=S, dtype=used[0].dtype, shape=C.shape,
         norms=ops.norms, inner=ops.inner, cached=cached, weights_time=d0.weights_time,
         decode_time=d0.decode_time,
     )  # fmt: skip
+    dinfo.scores, dinfo.choice = d0.scores, d0.choice
     info.decode_time = decode_time
     info.used, info.decode, info.format = tuple(S), dinfo, fmt.name
     measured = None if probing is None else probing.finish(host[1])

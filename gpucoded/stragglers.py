@@ -234,7 +234,9 @@ def worst_case_failures(
             ib, fb = code.decode_weights(S).bounds(1.0, 1.0, np.float64, 0)
             err = ib + fb
         else:
-            C = code.decode(products[S], S, shape=exact.shape, real=A.dtype.kind != "c")
+            C = code.decode(  # data: the weights coded_matmul applies (decoder "auto")
+                products[S], S, shape=exact.shape, real=A.dtype.kind != "c", data=(A, B)
+            )
             err = float(np.abs(C - exact).max())
         if best is None or err > best[1]:
             best = (F, err)

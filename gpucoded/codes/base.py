@@ -356,6 +356,7 @@ class Code:
         return_info: bool = False,
         fmt: FormatSpec | None = None,
         weights: DecodeWeights | None = None,
+        data: Any = None,
     ) -> Any:
         r"""Recover C from the answers of the workers ``returned``.
 
@@ -392,6 +393,16 @@ class Code:
         weights : DecodeWeights, optional
             The weights of :meth:`decode_weights` for ``returned`` (in ``fmt``), when the
             caller has looked them up already (the call pipeline): not looked up again.
+        data : (A, B), optional
+            The operands (NumPy or CuPy, like the answers). Where the answer set's
+            cached weights come with alternatives (decoder ``"auto"``: interpolation
+            and regularised), the weights applied are chosen on this data
+            (:meth:`DecodeWeights.choose`: the data-free choice unless another
+            candidate's error, measured with a few probes of the answers against
+            :math:`A(BX)`, is smaller by more than
+            :data:`~gpucoded.codes.datachoice.DATA_MARGIN`); the probes run only then.
+            Without ``data`` (answers decoded on their own) the data-free choice is
+            applied, as before, and ``DecodeInfo.scores`` is None.
 
         Raises
         ------
@@ -444,6 +455,10 @@ class Code:
             dtype = np.result_type(dtype, np.complex64)
         if real is None:
             real = pdtype.kind != "c"
+        scores = why = None
+        if data is not None and dw.alternatives:  # measured choice among the candidates
+            dw, scores, why = dw.choose(products, returned, *data, real=real)
+            W = dw.W[:, [order[w] for w in returned]]
         n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
         pos = {w: k for k, w in enumerate(returned)}
         C = dispatch.combine(
@@ -456,4 +471,5 @@ class Code:
             dw, workers=returned, dtype=pdtype, shape=C.shape, norms=norms, inner=inner,
             cached=was_cached, weights_time=t1 - t0, decode_time=time.perf_counter() - t1,
         )
+        info.scores, info.choice = scores, why
         return C, info

@@ -21,6 +21,7 @@ from ..weights import spectral_abs_norms
 
 if TYPE_CHECKING:
     from .base import Code
+    from .datachoice import DataChoice
 
 __all__ = ["DecodeInfo", "DecodeWeights", "WeightSolution", "rounding_level"]
 
@@ -43,6 +44,11 @@ class WeightSolution:
         The weights as exact / mpmath numbers (for the defect).
     rule : str
         ``"interpolation"``, ``"regularised"`` or ``"minnorm"``: which weights.
+    alternatives : tuple of WeightSolution
+        Other candidates the decoder weighed for this set (the ``"auto"`` decoder:
+        interpolation or regularised, whichever it did not pick); a decode with the
+        operands at hand chooses among all of them on the data
+        (:mod:`gpucoded.codes.datachoice`).
     """
 
     W: np.ndarray
@@ -51,6 +57,7 @@ class WeightSolution:
     exact: bool
     W_mp: list
     rule: str = "interpolation"
+    alternatives: tuple[WeightSolution, ...] = ()
 
 
 def _complex_spec(spec: Any) -> bool:
@@ -108,6 +115,16 @@ class DecodeInfo:
         guard (:mod:`gpucoded.guard`).
     format : str or None
         Worker number format the bounds assume (:mod:`gpucoded.formats`).
+    rule : str or None
+        Which weights were applied (``"interpolation"``, ``"regularised"``,
+        ``"minnorm"``).
+    scores : dict or None
+        The data-aware choice (:mod:`gpucoded.codes.datachoice`), where the set had
+        several candidate weights and the operands were at hand: each candidate's
+        measured :math:`\\max_c\\|\\hat C_c-C_c\\|_F` on this data, by rule. None:
+        the weights were chosen without the data (one candidate, or no operands).
+    choice : str or None
+        Why ``rule`` was applied, in words.
     """
 
     workers: tuple[int, ...]
@@ -120,6 +137,9 @@ class DecodeInfo:
     cached: bool = False
     estimate: float | None = None
     format: str | None = None
+    rule: str | None = None
+    scores: dict[str, float] | None = None
+    choice: str | None = None
 
     @classmethod
     def of(
@@ -148,6 +168,7 @@ class DecodeInfo:
             decode_time=decode_time,
             cached=cached,
             format=dw.fmt,
+            rule=dw.rule,
         )
         if norms is not None:
             if inner is None:
@@ -179,6 +200,7 @@ class DecodeWeights:
     compute_time: float = 0.0
     fmt: str = "float64"
     rule: str = "interpolation"
+    alternatives: tuple[DecodeWeights, ...] = field(repr=False, default=())
     #: :meth:`estimate`'s data-free parts per (format spec, inner dimension)
     _parts: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -187,9 +209,55 @@ class DecodeWeights:
         cls, code: Code, workers: tuple[int, ...], sol: WeightSolution, seconds: float, fmt: str
     ) -> DecodeWeights:
         """The weights object of a family's :class:`WeightSolution` for ``workers``."""
+        alts = tuple(cls.from_solution(code, workers, a, 0.0, fmt) for a in sol.alternatives)
         return cls(
-            code, workers, sol.W, sol.cond, sol.dps, sol.exact, sol.W_mp, seconds, fmt, sol.rule
-        )
+            code, workers, sol.W, sol.cond, sol.dps, sol.exact, sol.W_mp, seconds, fmt,
+            sol.rule, alts,
+        )  # fmt: skip
+
+    @cached_property
+    def data_choice(self) -> DataChoice:
+        """These weights and their :attr:`alternatives`, stacked for the measured
+        choice (:class:`~gpucoded.codes.datachoice.DataChoice`)."""
+        from .datachoice import DataChoice
+
+        return DataChoice((self, *self.alternatives))
+
+    def choose(
+        self, products: Any, returned: Sequence[int], A: Any, B: Any, *, real: bool = True
+    ) -> tuple[DecodeWeights, dict[str, float], str]:
+        r"""The weights to apply to these answers of the product A·B.
+
+        Returns (weights, measured score per rule, reason). The candidates (these
+        weights, the data-free choice, and their :attr:`alternatives`) are measured
+        on the data (:func:`~gpucoded.codes.datachoice.measured_scores`: each one's
+        :math:`\max_c\|\hat C_c-C_c\|_F` from a few probes of the answers against
+        :math:`A(BX)`); the data-free choice is kept unless interpolation or ridge
+        measures smaller by more than :data:`~gpucoded.codes.datachoice.DATA_MARGIN`,
+        and ridge weights give way to their unit-gain rescaling where it is exact on
+        the targets and measures within that margin (:meth:`DataChoice.pick
+        <gpucoded.codes.datachoice.DataChoice.pick>`). Without alternatives: these
+        weights, no scores.
+        """
+        from .datachoice import measured_scores
+
+        if not self.alternatives:
+            return self, {}, f"{self.rule}: the only candidate for this answer set"
+        dc = self.data_choice
+        s = measured_scores(dc, products, returned, A, B, real=real)
+        idx = dc.pick(s)
+        scores = {rule: float(v) for rule, v in zip(dc.rules, s, strict=True)}
+        chosen = dc.candidates[idx]
+        why = f"{chosen.rule}: measured error {s[idx]:.3g} on these operands"
+        if idx == 0:
+            why += " (the data-free choice, not beaten by more than the margin)"
+        elif chosen.rule == "unbiased":
+            why += " (ridge rescaled to unit gain, exact on the targets; ridge's gain " + (
+                ", ".join(f"{g:.3g}" for g in dc.gains[dc.rules.index("regularised")]) + ")"
+            )
+        else:
+            why += f" ({s[0] / s[idx]:.3g}x less than the data-free choice, {self.rule})"
+        return chosen, scores, why
 
     @cached_property
     def defect(self) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,11 @@ class EvaluationCode(Code):
             bound and, below threshold, the least-squares fit of the m² block products
             (the kron formulation). The exact interpolation weights are kept when they
             predict an error within :data:`AUTO_MARGIN` of it (so exact decodes stay
-            exact) and for sets of more than :data:`RIDGE_MAX_ANSWERS` answers.
+            exact) and for sets of more than :data:`RIDGE_MAX_ANSWERS` answers. The
+            weights not chosen are cached too (``DecodeWeights.alternatives``): a
+            decode with the operands at hand (``coded_matmul``, ``CodedMatrix``, or
+            ``Code.decode(..., data=(A, B))``) measures both on the data and applies
+            the other where it errs clearly less (:mod:`gpucoded.codes.datachoice`).
     """
 
     #: The ``decoder=`` names this family accepts (a family with its own decoders, such
@@ -268,9 +273,17 @@ class EvaluationCode(Code):
         # clear; one on the defect alone (exact arithmetic) is taken as it is
         rounding_driven = float(fp_int.max()) > 0.01 * J_int**2
         margin = AUTO_MARGIN if (exact or rounding_driven) else 1.0
+        # both candidates are kept: a decode with the operands at hand chooses on the
+        # data (gpucoded.codes.datachoice); this data-free choice is the default
+        interp = WeightSolution(W, cond, dps, exact, W_mp, "interpolation")
+        reg = WeightSolution(wt.round_rows(Wr), cond, dps_r, False, Wr, "regularised")
+        unit = wt.unit_gain_weights(Wr, J2, self.grid.target_tensor())  # ridge, no shrink
+        extra = () if unit is None else (
+            WeightSolution(wt.round_rows(unit[0]), cond, dps_r, False, unit[0], "unbiased"),
+        )  # fmt: skip
         if J_int <= margin * J_reg:
-            return WeightSolution(W, cond, dps, exact, W_mp, "interpolation")
-        return WeightSolution(wt.round_rows(Wr), cond, dps_r, False, Wr, "regularised")
+            return replace(interp, alternatives=(reg, *extra))
+        return replace(reg, alternatives=(interp, *extra))
 
     def defect_of(self, dw: DecodeWeights) -> np.ndarray:
         """Defect from the weights' K moments (:func:`gpucoded.weights.moment_defect`)."""

@@ -49,6 +49,7 @@ __all__ = [
     "CodedSGD",
     "LogregConfig",
     "benchmark",
+    "candidate_errors",
     "main",
     "make_scheme",
     "run",
@@ -71,7 +72,10 @@ class CodedProduct:
     (the rows ``GA[S]``, ``GB[S]``), runs the |S| worker GEMMs as one batched matmul
     and decodes with the stacked weights ``W_S``. All decode weights are computed
     once (``code.decode_weights(S, partial=True)`` for every subset in ``subsets``);
-    ``__call__`` is array work only.
+    ``__call__`` is array work only. Where a set's weights come with alternatives
+    (decoder ``"auto"``), each call chooses among them on its operands with the
+    library's measured choice (:meth:`~gpucoded.codes.decoding.DecodeWeights.choose`,
+    what ``Code.decode(..., data=(A, B))`` and ``coded_matmul`` apply).
 
     Parameters
     ----------
@@ -89,6 +93,18 @@ class CodedProduct:
         Wfull = stacked_weights(code, self.subsets)  # (nS, n_c, P)
         self.W = np.take_along_axis(Wfull, self.S[:, None, :], axis=2)  # (nS, n_c, r)
         self.GA, self.GB = code.GA[self.S], code.GB[self.S]  # (nS, r, n_a), (nS, r, n_b)
+        # the sets' cached weights (solved above): those with alternatives choose on data
+        self.dws = [code.decode_weights(S, partial=True) for S in self.subsets]
+
+    def weights(self, i: int, prods: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Decode weights (n_c, r) for the answers ``prods`` (r, rb, db) of
+        ``subsets[i]`` on the operands A, B: the stacked ones, or the measured choice
+        among the set's candidates (:meth:`DecodeWeights.choose
+        <gpucoded.codes.decoding.DecodeWeights.choose>`)."""
+        dw = self.dws[i]
+        if not dw.alternatives:
+            return self.W[i]
+        return dw.choose(prods, self.subsets[i], A, B)[0].W
 
     def __call__(self, A: np.ndarray, B: np.ndarray, i: int) -> np.ndarray:
         """Decoded product with the workers of ``subsets[i]`` answering."""
@@ -97,8 +113,9 @@ class CodedProduct:
         dims = g.block_dims(n, A.shape[1], l)
         At = encode_side(self.code, A, "A", dims, G=self.GA[i])  # (r, rb, cb)
         Bt = encode_side(self.code, B, "B", dims, G=self.GB[i])  # (r, cb, db)
-        prods = (At @ Bt).reshape(At.shape[0], -1)
-        blocks = (self.W[i] @ prods).reshape(g.n_c, dims[0], dims[2])
+        prods = At @ Bt
+        W = self.weights(i, prods, A, B)
+        blocks = (W @ prods.reshape(At.shape[0], -1)).reshape(g.n_c, dims[0], dims[2])
         return g.assemble(blocks, n, l)
 
 
@@ -176,8 +193,10 @@ class CodedSGD:
             raise ValueError(f"CodedSGD needs a grid with p = t = 1, got {g}")
         prod = CodedProduct(code, subsets)  # the patterns' decode weights
         self.code, self.subsets, self.W, self._S = code, prod.subsets, prod.W, prod.S
+        self._prod = prod  # its weights(): the measured choice where a set has candidates
         self.GA, self.GB = prod.GA, prod.GB
         self.r = self._S.shape[1]
+        self._choose = any(dw.alternatives for dw in prod.dws)
         N, d = Xtr.shape
         _, self.cz, _ = g.block_dims(J, d, batch)  # feature block of Z = W X_b
         _, self.cg, _ = g.block_dims(J, batch, d)  # sample block of G = H X_b^T
@@ -222,11 +241,15 @@ class CodedSGD:
         if not Bt.flags.c_contiguous:  # "stored": the GEMM below is 2x faster on a copy
             np.copyto(self._bt, Bt)
             Bt = self._bt
-        Z = (self.W[iz] @ (At @ Bt).reshape(r, J * batch)).reshape(J, batch)
+        prods = At @ Bt  # (r, J, batch)
+        Wz = self._prod.weights(iz, prods, W, xg[:batch].T) if self._choose else self.W[iz]
+        Z = (Wz @ prods.reshape(r, J * batch)).reshape(J, batch)
         np.subtract(_softmax(Z), Yb, out=self._hp[:, :batch])  # H, in the padded buffer
         # G = H X_b^T
         At = encode_side(code, self._hp, "A", dims, G=self.GA[ig])  # (r, J, cg)
-        G = (self.W[ig] @ (At @ Bg).reshape(r, J * self.dp)).reshape(J, self.dp)
+        prods = At @ Bg  # (r, J, dp)
+        Wg = self._prod.weights(ig, prods, self._hp, xg) if self._choose else self.W[ig]
+        G = (Wg @ prods.reshape(r, J * self.dp)).reshape(J, self.dp)
         G *= lr
         W -= G
 
@@ -572,6 +595,62 @@ def write_csv(rows: list[dict], path: Path) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: r[k] for k in CSV_COLUMNS})
+
+
+# ------------------------------------------------------------ decoder candidates
+def candidate_errors(
+    scheme: str = "matdot",
+    config: tuple[int, int, int] = (5, 8, 10),
+    iterations: tuple[int, ...] = (50, 300, 2000),
+    products: int = 3,
+    seed: int = 0,
+) -> list[dict]:
+    r"""Each decode candidate's error on the study's two products, and its direction.
+
+    For W after each number of uncoded SGD ``iterations`` (MNIST subset, batch 128),
+    ``products`` random batches: Z = W X_b and G = H X_b^T through ``scheme`` with the
+    ``"auto"`` decoder on the worst answer set of Table I (the one the study searches
+    on its probe product), and for every candidate weight set of that set (the
+    data-free choice and its alternatives): the error :math:`\|\hat C-C\|_F` and the
+    cosine :math:`\langle\hat C-C,C\rangle/(\|\hat C-C\|_F\|C\|_F)` (negative: the
+    error shrinks the product, a bias SGD feels as a smaller step), the candidate's
+    gain on the block (:class:`~gpucoded.codes.datachoice.DataChoice`; 1: no shrink)
+    and which candidate the measured choice applies.
+    """
+    from . import mnist
+
+    X, y = mnist.load()
+    J = int(y.max()) + 1
+    Y = np.eye(J)[y]
+    code, answers, workers = make_scheme(scheme, *config, decoder="auto")
+    rng = np.random.default_rng(seed)
+    Xb0 = np.ascontiguousarray(X[rng.integers(0, X.shape[0], 128)].T)
+    probe = np.random.default_rng(seed + 1).standard_normal((J, X.shape[1]))
+    S = worst_subset(code, answers, workers, probe, Xb0)
+    dw = code.decode_weights(S, partial=True)
+    out = []
+    for it in iterations:
+        W = train(X, Y, LogregConfig(), rng.integers(0, X.shape[0], (it, 128)))
+        for _ in range(products):
+            idx = rng.integers(0, X.shape[0], 128)
+            Xb = np.ascontiguousarray(X[idx].T)
+            H = _softmax(W @ Xb) - Y[idx].T
+            for name, (A, B) in (("Z", (W, Xb)), ("G", (H, np.ascontiguousarray(Xb.T)))):
+                At, Bt = code.encode(A, B)
+                prods = (At @ Bt)[list(S)]
+                C = A @ B
+                chosen = dw.choose(prods, S, A, B)[0].rule
+                dc = dw.data_choice
+                for cand, gain in zip(dc.candidates, dc.gains[:, 0], strict=True):
+                    E = np.tensordot(cand.W[0], prods, axes=(0, 0))[: C.shape[0], : C.shape[1]] - C
+                    ne = float(np.linalg.norm(E))
+                    out.append({
+                        "iterations": it, "product": name, "subset": S, "rule": cand.rule,
+                        "error": ne, "relative": ne / float(np.linalg.norm(C)),
+                        "cosine": float((E * C).sum()) / (ne * float(np.linalg.norm(C))),
+                        "gain": float(gain), "chosen": cand.rule == chosen,
+                    })  # fmt: skip
+    return out
 
 
 # ------------------------------------------------------------------- benchmark
