@@ -264,3 +264,22 @@ def test_device_call_reports_the_applied_weights(sim, monkeypatch):
         assert dd.scores[rule] == pytest.approx(v, rel=1e-6)
     assert dd.error_bound == pytest.approx(d.error_bound, rel=1e-9)
     assert np.allclose(Cd.get(), C, rtol=0, atol=1e-9 * np.abs(C).max())
+
+
+def test_candidates_equal_to_rounding_are_not_measured():
+    """An alternative within the worker format's unit roundoff of the chosen weights
+    (the exact Chebyshev code's ridge weights in float32) is dropped: the call pays no
+    measured choice there (no scores), while ε-MatDot's distinct candidates stay."""
+    from gpucoded.codes import make_code
+
+    rng = np.random.default_rng(9)
+    A, B = rng.random((64, 48)).astype(np.float32), rng.random((48, 40)).astype(np.float32)
+    for kw in ({"m": 2, "P": 3}, {"m": 4, "P": 8}):
+        dw = make_code("chebyshev", **kw).decode_weights(range(2 * kw["m"] - 1), fmt="float32")
+        assert dw.alternatives == ()
+        _, info = coded_matmul(A, B, "chebyshev", return_info=True, executor="serial", **kw)
+        assert info.decode.scores is None
+    dw = make_code("approx_matdot", m=4, P=6).decode_weights(range(4), fmt="float64")
+    assert dw.alternatives and all(
+        np.abs(a.W - dw.W).max() > 2.0**-53 * np.abs(dw.W).max() for a in dw.alternatives
+    )

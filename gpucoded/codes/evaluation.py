@@ -282,8 +282,8 @@ class EvaluationCode(Code):
             WeightSolution(wt.round_rows(unit[0]), cond, dps_r, False, unit[0], "unbiased"),
         )  # fmt: skip
         if J_int <= margin * J_reg:
-            return replace(interp, alternatives=(reg, *extra))
-        return replace(reg, alternatives=(interp, *extra))
+            return replace(interp, alternatives=_distinct(interp, (reg, *extra), fmt))
+        return replace(reg, alternatives=_distinct(reg, (interp, *extra), fmt))
 
     def defect_of(self, dw: DecodeWeights) -> np.ndarray:
         """Defect from the weights' K moments (:func:`gpucoded.weights.moment_defect`)."""
@@ -315,3 +315,22 @@ class EvaluationCode(Code):
 
     def _params(self) -> str:
         return f"P={self.P}, threshold={self.recovery_threshold}, delta={self.delta:.3g}"
+
+
+def _distinct(
+    chosen: WeightSolution, others: tuple[WeightSolution, ...], fmt: Format
+) -> tuple[WeightSolution, ...]:
+    r"""The candidates that differ from ``chosen`` by more than the worker format's unit
+    roundoff u (relative to :math:`\max|W|`): one within it decodes to the same C up
+    to :math:`u\max|W|\sum_k|Z_k|`, below the decode sum's own rounding, so measuring
+    which of the two errs less on the data (:mod:`gpucoded.codes.datachoice`, a pass
+    over the operands per call) cannot choose better. A well-conditioned set whose
+    ridge weights equal its interpolation weights to rounding (the exact Chebyshev
+    code in float32) keeps no alternative and pays no measured choice.
+    """
+    scale = float(np.abs(chosen.W).max(initial=0.0))
+    tol = fmt.u * scale
+    return tuple(
+        a for a in others
+        if a.W.shape != chosen.W.shape or not float(np.abs(a.W - chosen.W).max()) <= tol
+    )  # fmt: skip
