@@ -75,6 +75,7 @@ interpolation; with the unit-gain ridge weights it does not (docs/RESULTS.md,
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -153,15 +154,20 @@ def _exact_on_targets(dw: DecodeWeights) -> bool:
     return bool(np.all(np.abs(np.asarray(dw.defect)[T]) <= GAIN_TOL))
 
 
+@functools.lru_cache(maxsize=32)
 def _probes(db: int, t: int, s: int) -> np.ndarray:
     """Probe blocks (t, db, s'): Gaussian from :data:`PROBE_SEED`, or the identity
     (s' = db, exact) when ``db <= s``. Block u's first rows do not depend on db (a
-    product padded with zero columns is probed as the unpadded one)."""
+    product padded with zero columns is probed as the unpadded one). Kept (read-only,
+    32 shapes at most): seeding a generator per call was a third of a small call's
+    measured choice."""
     if db <= s:
         return np.broadcast_to(np.eye(db), (t, db, db))
-    return np.stack(
+    X = np.stack(
         [np.random.default_rng([PROBE_SEED, u, s]).standard_normal((db, s)) for u in range(t)]
     )
+    X.flags.writeable = False
+    return X
 
 
 def _wide(M: Any, xp: Any) -> Any:
