@@ -27,8 +27,18 @@ Three tables (markdown on stdout):
    The simulator's own bookkeeping of each array operation is in the host time (a
    real CuPy launch costs a few µs instead), so compare checkouts, not devices.
 
-Only the public API is used, so the script measures any checkout:
-``PYTHONPATH=<checkout> python bench/bench_overhead.py``.
+5. **Host paths of tiny stacks** (``--only paths``): ``code.encode`` and
+   ``code.decode`` of the first K answers at n ∈ ``--tiny-sizes``, with the batched
+   NumPy matmuls (stacks below ``gpucoded.codes.dispatch.HOST_LOOPS_FROM`` entries)
+   and with the compiled loops (the threshold set to 0), µs medians, BLAS on one
+   thread.
+6. **Exact against probed check** (``--only exact``): ``gpucoded.probes.measure`` of a
+   small product, exactly (``n·k·l`` at most ``gpucoded.probes.EXACT_BELOW``) and with
+   the probes (the threshold set to 0), µs medians, BLAS on one thread.
+
+Tables 1–4 use only the public API, so they measure any checkout:
+``PYTHONPATH=<checkout> python bench/bench_overhead.py``; 5 and 6 set this checkout's
+thresholds.
 
 Usage::
 
@@ -292,6 +302,76 @@ def _gpusim_rows(sim: Any, reps: int, warm: int) -> list[dict]:
     return rows
 
 
+def _us(fn: Callable[[], Any], reps: int) -> float:
+    return median_ms(fn, reps, 20)[0] * 1e3
+
+
+#: (label, name, options) of the tiny-stack table.
+TINY_CODES = [
+    ("polydot p=2 q=2 P=12", "polydot", {"p": 2, "q": 2, "P": 12}),
+    ("chebyshev m=4 P=8", "chebyshev", {"m": 4, "P": 8}),
+]
+
+
+def paths(sizes: Sequence[int], reps: int) -> list[dict]:
+    """µs of encode and decode with the NumPy matmuls of tiny stacks and with the loops."""
+    from threadpoolctl import threadpool_limits
+
+    from gpucoded.codes import dispatch
+
+    rows = []
+    saved = dispatch.HOST_LOOPS_FROM
+    try:
+        with threadpool_limits(1):
+            for n in sizes:
+                A, B = unit((n, n), 1), unit((n, n), 2)
+                for label, name, kw in TINY_CODES:
+                    code = make_code(name, **kw)
+                    rb, cb, db = code.grid.block_dims(n, n, n)
+                    K = code.recovery_threshold
+                    At, Bt = code.encode(A, B)
+                    prods = [At[w] @ Bt[w] for w in range(K)]
+                    row = {"n": n, "code": label, "entries": code.P * cb * (rb + db)}
+                    for path, thr in (("numpy", 1 << 62), ("loops", 0)):
+                        dispatch.HOST_LOOPS_FROM = thr
+                        row[f"enc_{path}"] = _us(lambda c=code, A=A, B=B: c.encode(A, B), reps)
+                        row[f"dec_{path}"] = _us(
+                            lambda c=code, p=prods, S=list(range(K)), n=n: c.decode(
+                                p, S, shape=(n, n)
+                            ),
+                            reps,
+                        )
+                    rows.append(row)
+    finally:
+        dispatch.HOST_LOOPS_FROM = saved
+    return rows
+
+
+def exact_check(sizes: Sequence[int], reps: int) -> list[dict]:
+    """µs of the measured check of a product C ≈ AB, exact and with probes."""
+    from threadpoolctl import threadpool_limits
+
+    from gpucoded import probes
+
+    rows = []
+    saved = probes.EXACT_BELOW
+    try:
+        with threadpool_limits(1):
+            for dtype in ("float64", "float32"):
+                for n in sizes:
+                    A, B = unit((n, n), 1).astype(dtype), unit((n, n), 2).astype(dtype)
+                    C = A @ B
+                    how = "exact" if n**3 <= saved else "probes"
+                    row = {"dtype": dtype, "n": n, "default": how}
+                    for how, thr in (("exact", 1 << 62), ("probes", 0)):
+                        probes.EXACT_BELOW = thr
+                        row[how] = _us(lambda C=C, A=A, B=B: probes.measure(C, A, B), reps)
+                    rows.append(row)
+    finally:
+        probes.EXACT_BELOW = saved
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=200, help="warm calls per fixed-cost cell")
@@ -300,7 +380,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[256, 768, 2048])
     ap.add_argument("--matvec-n", type=int, default=2000)
     ap.add_argument("--no-dask", action="store_true")
-    ap.add_argument("--only", choices=["fixed", "hand", "matvec", "gpusim"], nargs="*")
+    ap.add_argument("--tiny-sizes", type=int, nargs="*", default=[32, 48, 64, 96, 128])
+    ap.add_argument("--only", choices=["fixed", "hand", "matvec", "gpusim", "paths", "exact"],
+                    nargs="*")  # fmt: skip
     args = ap.parse_args(argv)
     only = set(args.only or ["fixed", "hand", "matvec"])
     print(f"gpucoded from {gpucoded.__file__}")
@@ -325,6 +407,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"{r['coded_ms']:.3f} | {r['plain_ms']:.3f} | {r['ratio']:.2f} | "
                   f"{r['coded_cpu']:.3f} | {r['plain_cpu']:.3f} | {r['cpu_ratio']:.2f} |",
                   flush=True)  # fmt: skip
+    if "paths" in only:
+        print("\n| n | code | stack entries | encode µs: numpy | encode µs: loops "
+              "| decode µs: numpy | decode µs: loops |")  # fmt: skip
+        print("|---:|---|---:|---:|---:|---:|---:|")
+        for r in paths(args.tiny_sizes, args.reps):
+            print(f"| {r['n']} | {r['code']} | {r['entries']} | {r['enc_numpy']:.1f} | "
+                  f"{r['enc_loops']:.1f} | {r['dec_numpy']:.1f} | {r['dec_loops']:.1f} |",
+                  flush=True)  # fmt: skip
+    if "exact" in only:
+        print("\n| dtype | n | exact µs | probes µs | default |")
+        print("|---|---:|---:|---:|---|")
+        for r in exact_check(args.tiny_sizes, args.reps):
+            print(f"| {r['dtype']} | {r['n']} | {r['exact']:.1f} | {r['probes']:.1f} | "
+                  f"{r['default']} |", flush=True)  # fmt: skip
     if "gpusim" in only:
         print("\n| call (simulated device, n=32) | host CPU ms: median | wall ms: median "
               "| host syncs per call | pool growths per call |")  # fmt: skip

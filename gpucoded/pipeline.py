@@ -36,6 +36,7 @@ the decisions that need them — NaN/Inf operands refused, a non-finite answer e
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -326,6 +327,16 @@ class Operands:
     #: a CodedMatrix's): the measured check then reads only the other operand and C
     fixed: Any = None
 
+    @functools.cached_property
+    def reference(self) -> Any:
+        """The exact product AB in float64 of small host operands
+        (:func:`gpucoded.probes.exact_reference`; None otherwise), computed once per call
+        and shared by the decoder's measured choice and the accuracy check. None with
+        ``fixed`` probes: the check of a shared operand's products does not read it."""
+        if self.A is None or self.fixed is not None:
+            return None
+        return probes.exact_reference(self.A, self.B)
+
     @property
     def pending(self) -> bool:
         """Some of ``norms`` are still device scalars (not yet transferred)."""
@@ -375,7 +386,7 @@ def decode(
         guard.check_weights(code, dw, fmt)  # overflow: refuse
         # decoder "auto": the cached candidates are measured on the operands (check="probes")
         measure = call.check == "probes" and ops.finite and ops.A is not None
-        data = (ops.A, ops.B) if measure else None
+        data = (ops.A, ops.B, ops.reference) if measure else None
         C, dinfo = code.decode(
             prods, got, return_info=True, fmt=fmt, weights=dw, data=data, **kw
         )  # fmt: skip
@@ -412,7 +423,7 @@ def apply_guard(
     if not finite:
         return None
     if measured is None and call.check == "probes" and ops is not None and ops.A is not None:
-        measured = probes.measure(C, ops.A, ops.B, fixed=ops.fixed)
+        measured = probes.measure(C, ops.A, ops.B, fixed=ops.fixed, reference=ops.reference)
     if measured is not None:
         scale = measured.result_max
         if info is not None:

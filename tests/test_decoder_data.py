@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from gpucoded import coded_matmul
-from gpucoded.codes import datachoice
+from gpucoded.codes import datachoice, dispatch
 from gpucoded.studies import logreg as L
 from gpucoded.studies import mnist
 
@@ -250,6 +250,9 @@ def test_device_call_reports_the_applied_weights(sim, monkeypatch):
     from gpucoded.codes.datachoice import DataChoice
 
     monkeypatch.setattr(DataChoice, "pick", lambda self, scores: len(self.rules) - 1)
+    # the host encodes and decodes with its compiled loops (the device kernels' sums), not
+    # the batched GEMMs of tiny stacks: the two C are then equal to rounding of one order
+    monkeypatch.setattr(dispatch, "HOST_LOOPS_FROM", 0)
 
     A, B = _mnist_like(0)
     kw = dict(P=7, return_info=True, on_inaccurate="ignore", decoder="auto", failed=[5, 6])
@@ -263,7 +266,11 @@ def test_device_call_reports_the_applied_weights(sim, monkeypatch):
     for rule, v in d.scores.items():
         assert dd.scores[rule] == pytest.approx(v, rel=1e-6)
     assert dd.error_bound == pytest.approx(d.error_bound, rel=1e-9)
-    assert np.allclose(Cd.get(), C, rtol=0, atol=1e-9 * np.abs(C).max())
+    tol = 1e-9 * np.abs(C).max()  # the same sums as the host loops (forced above)
+    assert np.abs(Cd.get() - C).max() <= tol
+    monkeypatch.setattr(DataChoice, "pick", lambda self, scores: 0)
+    C0 = coded_matmul(A, B, "approx_matdot", m=5, executor="serial", **kw)[0]
+    assert np.abs(C0 - C).max() > tol  # the data-free choice decodes another C
 
 
 def test_candidates_equal_to_rounding_are_not_measured():
@@ -283,3 +290,32 @@ def test_candidates_equal_to_rounding_are_not_measured():
     assert dw.alternatives and all(
         np.abs(a.W - dw.W).max() > 2.0**-53 * np.abs(dw.W).max() for a in dw.alternatives
     )
+
+
+@pytest.mark.parametrize("family", ["uniform", "shifted", "student_t"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_products_score_the_candidates_exactly(family, dtype):
+    """n·k·l ≤ EXACT_BELOW: each candidate's score is its exact max_c ‖Ĉ_c − C_c‖_F
+    (ε-PolyDot p = q = 2: four blocks of C, rows and columns padded): the answers
+    combined with its weights in float64 against the float64 product, to 1e-9."""
+    from gpucoded.codes import make_code
+    from gpucoded.reference import exact_product
+
+    rng = np.random.default_rng(4)
+    A, B = _family(family, 9)
+    A, B = A[:9, :60].astype(dtype), B[:60, :15].astype(dtype)  # odd sizes: padded blocks
+    code = make_code("approx_polydot", p=2, q=2, P=9)
+    rb, _, db = code.grid.block_dims(9, 60, 15)
+    At, Bt = code.encode(A, B)
+    S = sorted(rng.choice(9, code.recovery_threshold, replace=False).tolist())
+    prods = (At @ Bt)[S]
+    dc = code.decode_weights(S, fmt=np.dtype(dtype).name).data_choice
+    assert len(dc.candidates) > 1
+    got = datachoice.measured_scores(dc, prods, S, A, B)
+    full = np.zeros((2 * rb, 2 * db))
+    full[:9, :15] = exact_product(A, B).astype(np.float64)
+    for cand, score in zip(dc.candidates, got, strict=True):
+        est = np.tensordot(cand.W, prods.astype(np.float64), axes=(1, 0))  # (4, rb, db)
+        blocks = full.reshape(2, rb, 2, db).transpose(0, 2, 1, 3).reshape(4, rb, db)
+        want = max(np.linalg.norm(est[c] - blocks[c]) for c in range(4))
+        assert score == pytest.approx(want, rel=1e-9)

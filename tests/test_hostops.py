@@ -34,7 +34,11 @@ def lib_path(tmp_path_factory):
 
 @pytest.fixture
 def host(lib_path, monkeypatch):
-    """The compiled loops loaded (two threads, so the OpenMP split is exercised)."""
+    """The compiled loops loaded (two threads, so the OpenMP split is exercised), and
+    taken whatever the stacks' size (small ones otherwise take NumPy's matmuls)."""
+    from gpucoded.codes import dispatch
+
+    monkeypatch.setattr(dispatch, "HOST_LOOPS_FROM", 0)
     monkeypatch.setenv("GPUCODED_HOSTLIB", str(lib_path))
     monkeypatch.setenv("GPUCODED_HOST_THREADS", "2")
     assert hostops.library(reload=True) is not None
@@ -157,9 +161,12 @@ def _encode_decode(code, A, B):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_code_paths_agree(lib_path, monkeypatch, rng, name, m, P, dtype):
     """Code.encode/decode with the compiled loops vs NumPy: within the rounding bound."""
+    from gpucoded.codes import dispatch
+
     code = make_code(name, m=m, P=P)
     A = rng.standard_normal((70, 54)).astype(dtype)
     B = rng.standard_normal((54, 66)).astype(dtype)
+    monkeypatch.setattr(dispatch, "HOST_LOOPS_FROM", 0)  # these stacks are small
     monkeypatch.setenv("GPUCODED_HOST", "0")
     hostops.library(reload=True)
     ref = _encode_decode(code, A, B)
@@ -192,6 +199,41 @@ def test_code_paths_agree(lib_path, monkeypatch, rng, name, m, P, dtype):
         + 2 * _gamma(len(S), dtype) * W * pscale
     )
     assert np.abs(got[2] - ref[2]).max() <= bound + 8 * u * np.abs(ref[2]).max()
+
+
+@pytest.mark.parametrize("name,kw", [("polydot", {"p": 2, "q": 2, "P": 12}),
+                                     ("chebyshev", {"m": 4, "P": 8})])  # fmt: skip
+def test_tiny_stacks_take_numpy_and_agree_with_the_loops(host, monkeypatch, rng, name, kw):
+    """Stacks below HOST_LOOPS_FROM entries (an n = 32 call) encode and decode with
+    NumPy's batched matmuls, never calling the loops, and agree with the loops within
+    the bound of two sums in different orders: 2γ_T Σ|g||x| (T terms)."""
+    from gpucoded.codes import dispatch
+
+    monkeypatch.setattr(dispatch, "HOST_LOOPS_FROM", 1 << 16)  # the default
+    code = make_code(name, **kw)
+    A, B = rng.standard_normal((32, 30)), rng.standard_normal((30, 33))
+    calls = []
+    for fn in ("encode_into", "combine_into"):
+        real = getattr(hostops, fn)
+        monkeypatch.setattr(
+            hostops, fn, lambda *a, _r=real, _n=fn, **k: calls.append(_n) or _r(*a, **k)
+        )
+    S = list(range(code.recovery_threshold))
+    At, Bt = code.encode(A, B)
+    prods = [At[w] @ Bt[w] for w in S]
+    C = code.decode(prods, S, shape=(32, 33))
+    assert calls == []
+    monkeypatch.setattr(dispatch, "HOST_LOOPS_FROM", 0)
+    At2, Bt2 = code.encode(A, B)
+    C2 = code.decode(prods, S, shape=(32, 33))
+    assert calls.count("encode_into") == 2 and calls.count("combine_into") == 1
+    g = code.grid
+    for x, y, terms, G, X in ((At, At2, g.n_a, code.GA, A), (Bt, Bt2, g.n_b, code.GB, B)):
+        bound = 2 * _gamma(terms, np.float64) * np.abs(G).sum(axis=1).max() * np.abs(X).max()
+        assert np.abs(x - y).max() <= bound
+    W = np.abs(code.decode_weights(S).W).sum(axis=1).max()
+    bound = 2 * _gamma(len(S), np.float64) * W * max(np.abs(p).max() for p in prods)
+    assert np.abs(C - C2).max() <= bound
 
 
 def test_coded_matmul_with_library(host, rng):

@@ -85,8 +85,9 @@ def test_scale_is_a_lower_bound_on_max_ab_never_the_result_alone():
 
 
 @pytest.mark.parametrize("l", [1, 3, 8])
-def test_few_columns_are_checked_exactly(l):
+def test_few_columns_are_checked_exactly(l, monkeypatch):
     """l <= PROBES: the unit vectors, i.e. the exact error and max|AB| (confidence 1)."""
+    monkeypatch.setattr(probes, "EXACT_BELOW", 0)  # the unit vectors, not the small path
     rng = np.random.default_rng(3)
     A, B = rng.random((30, 20)).astype(np.float32), rng.random((20, l)).astype(np.float32)
     AB = exact_product(A, B).astype(np.float64)
@@ -109,9 +110,11 @@ def test_float32_probes_are_computed_in_float64():
     assert m.relative < 10 * probes.KAPPA * np.sqrt(50) * 2.0**-24
 
 
-def test_a_single_corrupt_entry_is_caught_by_the_call():
+@pytest.mark.parametrize("exact_below", [0, probes.EXACT_BELOW])
+def test_a_single_corrupt_entry_is_caught_by_the_call(monkeypatch, exact_below):
     """Two of four answers off in one entry (every decodable set holds one): the model
-    cannot see it, the probes do."""
+    cannot see it, the probes do (and the exact check of a small product)."""
+    monkeypatch.setattr(probes, "EXACT_BELOW", exact_below)
     rng = np.random.default_rng(5)
     A, B = rng.random((40, 30)), rng.random((30, 20))
     with pytest.raises(InaccurateResultError, match="measured error"):
@@ -141,7 +144,10 @@ def test_every_call_path_measures():
     rng = np.random.default_rng(6)
     A, B = rng.random((30, 20)), rng.random((20, 16))
     _, info = gpucoded.coded_matmul(A, B, "matdot", m=2, return_info=True)
-    assert info.measured is not None and not info.measured.exact
+    assert info.measured.exact and info.measured.probes == 16  # small: the exact error
+    big = rng.random((90, 80)), rng.random((80, 75))  # 540,000 > EXACT_BELOW
+    _, info = gpucoded.coded_matmul(*big, "matdot", m=2, return_info=True)
+    assert not info.measured.exact and info.measured.probes == 8
     M = gpucoded.CodedMatrix(A, "matdot", m=2)
     _, info = M.matmul(B, return_info=True)
     assert info.measured is not None
@@ -224,9 +230,12 @@ def test_compiled_and_array_paths_measure_the_same(monkeypatch, dtype, l):
     assert got.exact == ref.exact == (l <= 8)
 
 
-def test_compiled_path_reports_a_nonfinite_result():
+@pytest.mark.parametrize("exact_below", [0, probes.EXACT_BELOW])
+def test_compiled_path_reports_a_nonfinite_result(monkeypatch, exact_below):
     """A NaN in Ĉ makes the error and max|Ĉ| NaN on the compiled path too (its
-    max|M| pass does not see NaNs; the rows of ĈX do)."""
+    max|M| pass does not see NaNs; the rows of ĈX do), and on the small products'
+    exact path."""
+    monkeypatch.setattr(probes, "EXACT_BELOW", exact_below)
     rng = np.random.default_rng(6)
     A, B = rng.random((40, 30)), rng.random((30, 20))
     C = A @ B
@@ -337,3 +346,58 @@ def test_coded_matrix_checks_without_reading_m_again(monkeypatch):
     faulty = gpucoded.CodedMatrix(M, "matdot", m=2, P=4, executor=_corrupting(0))
     with pytest.raises(InaccurateResultError, match="column by column"):
         faulty.matmul(rng.random(90), on_inaccurate="raise")
+
+
+# ------------------------------------------------------------- small products: exact
+
+
+def _operands(kind: str, shape_a: tuple, shape_b: tuple, seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    if kind == "non-negative":
+        return rng.random(shape_a) + 2.0, rng.random(shape_b)  # non-centred too
+    if kind == "sparse":
+        return (rng.random(shape_a) < 0.05) * 1.0, rng.random(shape_b) * (rng.random(shape_b) < 0.1)
+    return rng.standard_t(2, shape_a), rng.standard_t(2, shape_b)  # heavy-tailed
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "non-negative", "sparse", "heavy-tailed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_products_are_measured_exactly(kind, dtype):
+    """n·k·l ≤ EXACT_BELOW: the error is max|Ĉ − AB| itself and the scale max|AB|
+    (float64, whose rounding k·2⁻⁵³ relative is far below the 1e-9 asked), confidence
+    1, whatever the data; one more column and the probes measure instead."""
+    A, B = _operands(kind, (64, 64), (64, 128), 11)
+    A, B = A.astype(dtype), B.astype(dtype)
+    assert A.shape[0] * A.shape[1] * B.shape[1] == probes.EXACT_BELOW
+    AB = exact_product(A, B).astype(np.float64)
+    C = AB.astype(dtype)
+    C[7, 100] += 1e-3 * max(np.abs(AB).max(), 1.0)
+    m = probes.measure(C, A, B)
+    assert m.exact and m.confidence == 1.0 and m.probes == 128
+    assert m.error == pytest.approx(np.abs(C - AB).max(), rel=1e-9)
+    assert m.scale == pytest.approx(np.abs(AB).max(), rel=1e-12)
+    assert m.result_max == np.abs(C).max()
+    B1 = np.concatenate([B, B[:, :1]], axis=1)  # 64·64·129 > EXACT_BELOW
+    C1 = np.concatenate([C, AB[:, :1].astype(dtype)], axis=1)
+    m1 = probes.measure(C1, A, B1)
+    assert not m1.exact and m1.probes == probes.PROBES
+    assert probes.exact_reference(A, B1) is None
+
+
+def test_the_call_computes_the_exact_product_once(monkeypatch):
+    """A small ε-MatDot call (its answer set has candidate weights): the decoder's
+    measured choice and the accuracy check share one float64 product."""
+    calls = []
+    real = probes.exact_reference
+    monkeypatch.setattr(probes, "exact_reference", lambda A, B: calls.append(1) or real(A, B))
+    A, B = _operands("non-negative", (24, 40), (40, 16), 3)
+    C, info = gpucoded.coded_matmul(A, B, "approx_matdot", m=4, P=6, return_info=True,
+                                    on_inaccurate="ignore")  # fmt: skip
+    assert len(calls) == 1
+    assert info.decode.scores is not None and info.measured.exact
+    assert info.measured.error == pytest.approx(np.abs(C - A @ B).max(), rel=1e-9)
+    _, info = gpucoded.coded_matmul(A, B, "approx_matdot", m=4, P=6, return_info=True,
+                                    on_inaccurate="ignore", check=None)  # fmt: skip
+    assert len(calls) == 1 and info.measured is None and info.decode.scores is None

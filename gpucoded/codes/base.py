@@ -403,6 +403,9 @@ class Code:
             :data:`~gpucoded.codes.datachoice.DATA_MARGIN`); the probes run only then.
             Without ``data`` (answers decoded on their own) the data-free choice is
             applied, as before, and ``DecodeInfo.scores`` is None.
+            ``(A, B, AB)``: with the exact product :math:`AB` in float64 as well
+            (:func:`gpucoded.probes.exact_reference`, when the caller has computed it:
+            the candidates of a small product are scored exactly against it).
 
         Raises
         ------
@@ -457,7 +460,10 @@ class Code:
             real = pdtype.kind != "c"
         scores = why = None
         if data is not None and dw.alternatives:  # measured choice among the candidates
-            dw, scores, why = dw.choose(products, returned, *data, real=real)
+            A_, B_, *ref = data
+            dw, scores, why = dw.choose(
+                products, returned, A_, B_, real=real, reference=ref[0] if ref else None
+            )
             W = dw.W[:, [order[w] for w in returned]]
         n, l = shape if shape is not None else (self.grid.p * rb, self.grid.t * db)
         pos = {w: k for k, w in enumerate(returned)}

@@ -27,7 +27,12 @@ float64 (complex128). :math:`E[\|R_c\|_F^2]/s=\|\hat C_c-C_c\|_F^2`
 (:math:`E[XX^\top]=sI`), whatever the data's structure, the interpolation defect
 and the workers' rounding included; the score of W is
 :math:`\max_c\|R_c^{(W)}\|_F/\sqrt s`. When :math:`d_b\le s` the columns are checked
-one by one (:math:`X_u=I`, exact). Cost: the reference, :math:`s\,t\,(nk)+s\,kl`
+one by one (:math:`X_u=I`, exact). Small products
+(:math:`nkl\le` :data:`gpucoded.probes.EXACT_BELOW`, host operands) are scored
+exactly instead, against the float64 product :math:`AB`
+(:func:`gpucoded.probes.exact_reference`, shared with the call's accuracy check):
+:math:`\max_c\|\sum_kW_{ck}\tilde C_{s_k}-C_c\|_F`, one batched product of the
+candidates' weights with the answers. Cost: the reference, :math:`s\,t\,(nk)+s\,kl`
 flops (like :mod:`gpucoded.probes`' check), one pass over the answers
 (:math:`2s\,t\,|S|\,r_bd_b`) and :math:`O(\#\text{candidates}\cdot n_c|S|r_bs)` for
 the combinations: next to the worker GEMMs (:math:`2|S|r_bc_bd_b`), a fraction
@@ -184,6 +189,7 @@ def measured_scores(
     *,
     real: bool = True,
     probes: int = CHOICE_PROBES,
+    reference: Any = None,
 ) -> np.ndarray:
     r"""Measured :math:`\max_c\|\hat C_c-C_c\|_F` of each candidate (see the module).
 
@@ -199,12 +205,22 @@ def measured_scores(
         The decode keeps the real part (real data through a complex code).
     probes : int
         Probe vectors per block column.
+    reference : ndarray (n, l), optional
+        The exact product :math:`AB` in float64 (:func:`gpucoded.probes.exact_reference`)
+        when the caller has it; small host products are scored exactly against it
+        (computed here when not given), larger ones with the probes.
 
     Returns
     -------
     ndarray (#candidates,)
         One transfer of these few numbers from the device.
     """
+    from ..probes import exact_reference
+
+    if reference is None:
+        reference = exact_reference(A, B)
+    if reference is not None and all(type(products[pos]) is np.ndarray for pos in (0, -1)):
+        return _exact_scores(dc, products, returned, reference, real)
     code = dc.code
     g = code.grid
     xp = array_module(A, B)
@@ -238,3 +254,35 @@ def measured_scores(
         R = est - ref[i, :, u, :][None]
         out[:, c] = (xp.abs(R) ** 2).sum(axis=(1, 2))
     return np.sqrt(to_numpy(out).max(axis=1) / s)
+
+
+def _exact_scores(
+    dc: DataChoice, products: Any, returned: Sequence[int], ref: np.ndarray, real: bool
+) -> np.ndarray:
+    r"""Exact :math:`\max_c\|\hat C_c^{(W)}-C_c\|_F` of each candidate against the float64
+    product ``ref`` (small host products: one batched product of every candidate's
+    weights with the answers, widened to float64)."""
+    g = dc.code.grid
+    order = [int(w) for w in returned]
+    Z = np.stack([products[order.index(w)] for w in dc.workers])  # (|S|, rb, db)
+    S, rb, db = Z.shape
+    est = dc.W @ Z.reshape(S, rb * db)  # (ncand, n_c, rb·db), float64 (the weights')
+    if real and est.dtype.kind == "c":
+        est = est.real
+    n, l = ref.shape
+    if (n, l) != (g.p * rb, g.t * db):
+        T = np.zeros((g.p * rb, g.t * db), dtype=ref.dtype)
+        T[:n, :l] = ref
+    else:
+        T = ref
+    if g.n_c > 1:
+        T = T.reshape(g.p, rb, g.t, db).transpose(0, 2, 1, 3).reshape(g.n_c, rb * db)
+    else:
+        T = T.reshape(1, rb * db)
+    R = est - T
+    with np.errstate(invalid="ignore", over="ignore"):
+        if R.dtype.kind == "c":
+            R2 = (R * R.conj()).real.sum(axis=2)
+        else:
+            R2 = np.einsum("acx,acx->ac", R, R)
+        return np.sqrt(R2.max(axis=1))

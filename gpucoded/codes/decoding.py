@@ -224,7 +224,8 @@ class DecodeWeights:
         return DataChoice((self, *self.alternatives))
 
     def choose(
-        self, products: Any, returned: Sequence[int], A: Any, B: Any, *, real: bool = True
+        self, products: Any, returned: Sequence[int], A: Any, B: Any, *, real: bool = True,
+        reference: Any = None,
     ) -> tuple[DecodeWeights, dict[str, float], str]:
         r"""The weights to apply to these answers of the product A·B.
 
@@ -237,14 +238,15 @@ class DecodeWeights:
         and ridge weights give way to their unit-gain rescaling where it is exact on
         the targets and measures within that margin (:meth:`DataChoice.pick
         <gpucoded.codes.datachoice.DataChoice.pick>`). Without alternatives: these
-        weights, no scores.
+        weights, no scores. ``reference``: the exact float64 product AB when the
+        caller has it (small products are scored exactly against it).
         """
         from .datachoice import measured_scores
 
         if not self.alternatives:
             return self, {}, f"{self.rule}: the only candidate for this answer set"
         dc = self.data_choice
-        s = measured_scores(dc, products, returned, A, B, real=real)
+        s = measured_scores(dc, products, returned, A, B, real=real, reference=reference)
         idx = dc.pick(s)
         scores = {rule: float(v) for rule, v in zip(dc.rules, s, strict=True)}
         chosen = dc.candidates[idx]

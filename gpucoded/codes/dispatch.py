@@ -10,7 +10,9 @@ keeps one backend table):
     NumPy arrays: the compiled CPU loops of :mod:`gpucoded.hostops` (real
     float32/float64, OpenMP) into pooled workspaces, else NumPy matmuls into the same
     buffers; separate answers are summed in place (:meth:`BlockGrid.combine`), a stack
-    by one GEMM.
+    by one GEMM. Small stacks (fewer than :data:`HOST_LOOPS_FROM` entries) take the
+    ``"array"`` path's batched matmuls instead: there the loops' fixed cost per call
+    is more than the arithmetic.
 ``"cuda"``
     Real CuPy arrays: the fused CUDA kernels of :mod:`gpucoded.gpu` (one pass over A
     and B; the decode writes C in place from the answers, no stack).
@@ -32,7 +34,18 @@ from .. import hostops
 from ..backend import array_module
 from .grid import BlockGrid
 
-__all__ = ["COMBINERS", "ENCODERS", "combine", "encode", "path_of"]
+__all__ = ["COMBINERS", "ENCODERS", "HOST_LOOPS_FROM", "combine", "encode", "path_of"]
+
+#: Entries of a stack (both encoded sides, or the answers to decode) from which the host
+#: path runs the compiled loops into pooled workspaces. Below, NumPy's batched matmuls
+#: are as fast or faster: a loop's call costs 10–15 µs before any arithmetic (argument
+#: marshalling, the pool's look-up) and an OpenMP team's wake-up above
+#: :data:`gpucoded.hostops.SERIAL_BELOW` outputs. Measured with BLAS on one thread
+#: (``python -m bench.bench_overhead --only paths``, polydot P = 12 and chebyshev P = 8):
+#: encode at n = 32 in 10–11 µs against 30–32 µs, n = 128 in 33–44 µs against
+#: 160–171 µs; decode at n = 32 in 26–28 µs against 43–49 µs; from n ≈ 384 (10⁶
+#: entries) the loops win, by 2–5× at n = 512.
+HOST_LOOPS_FROM = 1 << 16
 
 
 def path_of(xp: Any, dtype: Any) -> str:
@@ -71,6 +84,8 @@ def _encode_host(grid: BlockGrid, GA: np.ndarray, GB: np.ndarray, A: Any, B: Any
     g = grid
     (n, k), l, P = A.shape, B.shape[1], GA.shape[0]
     rb, cb, db = g.block_dims(n, k, l)
+    if P * cb * (rb + db) < HOST_LOOPS_FROM:  # small: batched matmuls, no workspaces
+        return _encode_array(grid, GA, GB, A, B)
     GA = GA.astype(A.dtype, copy=False)
     GB = GB.astype(B.dtype, copy=False)
     pool = hostops.pool()
@@ -115,6 +130,9 @@ def _gemm(grid: BlockGrid, W: np.ndarray, stack: Any, n: int, l: int, real: bool
 
 def _combine_host(grid, W, products, n, l, real, *, order=None, W_set=None) -> Any:
     if isinstance(products, list | tuple):
+        R, (rb, db) = len(products), products[0].shape
+        if R * rb * db < HOST_LOOPS_FROM:  # small: stack and one GEMM
+            return _gemm(grid, W, np.stack(products), n, l, real)
         # separate answers (coded_matmul): summed in place, no stacked copy
         return grid.combine(W, products, n, l, real=real)
     return _gemm(grid, W, products, n, l, real)
