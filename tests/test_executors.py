@@ -269,3 +269,30 @@ def test_tiny_runs_without_delays_run_on_the_calling_thread(monkeypatch):
     with ex.start(At, Bt, workers=range(4)) as run:
         assert len(list(run)) == 4
     assert threading.get_ident() not in seen
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads"])
+def test_runs_without_delays_compute_only_what_is_read(monkeypatch, executor):
+    """A run without injected delays on the calling thread (serial; threads' tiny runs)
+    computes a worker when its answer is read: a call computes the K workers it decodes
+    and abandons the rest uncomputed; with delays every worker is computed (the virtual
+    clock needs each time), and cancelling a run drops its stacks."""
+    computed = []
+    real = local_mod.multiply
+    monkeypatch.setattr(local_mod, "multiply", lambda At, Bt, w: computed.append(w) or real(At, Bt, w))
+    ex = SerialExecutor() if executor == "serial" else ThreadExecutor()
+    rng = np.random.default_rng(8)
+    A, B = rng.random((24, 16)), rng.random((16, 20))
+    C, info = gpucoded.coded_matmul(A, B, "matdot", m=4, P=8, executor=ex, return_info=True)
+    assert computed == list(range(7)) and info.abandoned == [7]
+    assert np.abs(C - exact_product(A, B)).max() <= info.error_bound
+    if executor == "serial":
+        computed.clear()
+        gpucoded.coded_matmul(A, B, "matdot", m=4, P=8, executor=ex, delays=[0.0] * 8)
+        assert sorted(computed) == list(range(8))
+    At, Bt = rng.random((3, 4, 4)), rng.random((3, 4, 4))
+    run = ex.start(At, Bt, workers=range(3))
+    it = iter(run)
+    next(it)
+    run.cancel()
+    assert list(it) == [] and computed[-1] == 0

@@ -10,15 +10,17 @@ no task is queued; a GEMM already in flight (it cannot be interrupted) finishes 
 its thread goes back to the pool. BLAS thread limits (:class:`BlasLimit`) are set up
 once per process and applied per run by direct calls into the BLAS library.
 
-:class:`SerialExecutor` computes every worker, one after another in the caller's
-thread, when the run starts, and *simulates* the completion order with a virtual clock
-(nothing sleeps): worker w starts when the workers before it in ``workers`` have
-finished computing, and answers at that start plus its measured compute time plus
-``delays[w]``. Workers with an infinite delay are not computed; answers later than
-``timeout`` (virtual seconds) are dropped; cancelling stops the delivery, not the
-computation (it is done). With no delays the order is that of ``workers``; delays
-farther apart than the compute times fix the order too, which is what tests and
-precision studies want.
+:class:`SerialExecutor` computes the workers one after another in the caller's thread
+and *simulates* the completion order with a virtual clock (nothing sleeps): worker w
+starts when the workers before it in ``workers`` have finished computing, and answers
+at that start plus its measured compute time plus ``delays[w]``. With delays, every
+worker is computed when the run starts (the order needs every time); workers with an
+infinite delay are not computed; answers later than ``timeout`` (virtual seconds) are
+dropped; cancelling stops the delivery, not the computation (it is done). Without
+delays the order is that of ``workers`` and each worker is computed when the run is
+read up to it (:class:`LazyRun`): the workers after the decode rule is met are never
+computed, as a pool abandons its stragglers. Delays farther apart than the compute
+times fix the order too, which is what tests and precision studies want.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 from .base import Answer, Executor, Run
 
-__all__ = ["BLAS", "BlasLimit", "SerialExecutor", "ThreadExecutor", "busy_workers"]
+__all__ = ["BLAS", "BlasLimit", "LazyRun", "SerialExecutor", "ThreadExecutor", "busy_workers"]
 
 
 class BlasLimit:
@@ -166,6 +168,52 @@ class _SerialRun(Run):
         self._cancelled = True
 
 
+class LazyRun(Run):
+    """Workers computed in ``workers`` order, on the reading thread, as the run is read.
+
+    The run of an executor without injected delays on the calling thread (the serial
+    executor, the thread executor's tiny runs): a worker is computed when the reader
+    asks for its answer, so the ones after the reader stops (the decode rule met, the
+    run cancelled) are never computed, as a pool abandons its stragglers. Times are
+    seconds since the run's start: ``virtual``, the summed compute times alone (the
+    serial executor's clock); else the wall clock. An answer later than the time limit
+    ends the run (later workers only answer later).
+    """
+
+    def __init__(
+        self, At: Any, Bt: Any, workers: Sequence[int], timeout: float | None, virtual: bool
+    ) -> None:
+        self._stacks: tuple[Any, Any] | None = (At, Bt)
+        self._workers = list(workers)
+        self._timeout = timeout
+        self._virtual = virtual
+        self._t0 = time.perf_counter()
+
+    def __iter__(self) -> Iterator[Answer]:
+        clock = 0.0
+        for w in self._workers:
+            stacks = self._stacks
+            if stacks is None:  # cancelled
+                return
+            t0 = time.perf_counter()
+            try:
+                prod, err = multiply(stacks[0], stacks[1], w), None
+            except Exception as e:  # a worker that raises is an erasure
+                prod, err = None, e
+            t1 = time.perf_counter()
+            if self._virtual:
+                start, clock = clock, clock + (t1 - t0)
+                end = clock
+            else:
+                start, end = t0 - self._t0, t1 - self._t0
+            if self._timeout is not None and end > self._timeout:
+                return
+            yield Answer(w, prod, err, start, end)
+
+    def cancel(self) -> None:
+        self._stacks = None  # and the encoded stacks go back to their pool now
+
+
 class SerialExecutor(Executor):
     """All workers in the caller's thread at ``start``; answers ordered by a virtual clock.
 
@@ -184,6 +232,8 @@ class SerialExecutor(Executor):
         delays: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Run:
+        if delays is None:
+            return LazyRun(At, Bt, workers, timeout, virtual=True)
         answers = []
         clock = 0.0
         for w in workers:
@@ -226,20 +276,9 @@ def _tiny(At: Any, Bt: Any, workers: Sequence[int]) -> bool:
 
 
 def _inline(At: Any, Bt: Any, workers: Sequence[int], timeout: float | None) -> Run:
-    """The run of tiny workers on the calling thread, in order, with their real times
-    (seconds since the start; an answer later than ``timeout`` is dropped)."""
-    answers = []
-    t0 = time.perf_counter()
-    for w in workers:
-        start = time.perf_counter() - t0
-        try:
-            prod, err = multiply(At, Bt, w), None
-        except Exception as e:  # a worker that raises is an erasure
-            prod, err = None, e
-        end = time.perf_counter() - t0
-        if timeout is None or end <= timeout:
-            answers.append(Answer(w, prod, err, start, end))
-    return _SerialRun(answers)
+    """The run of tiny workers on the calling thread, in order, as it is read, with their
+    real times (seconds since the start; an answer later than ``timeout`` ends it)."""
+    return LazyRun(At, Bt, workers, timeout, virtual=False)
 
 
 class WorkerPool:
