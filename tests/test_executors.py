@@ -279,7 +279,9 @@ def test_runs_without_delays_compute_only_what_is_read(monkeypatch, executor):
     clock needs each time), and cancelling a run drops its stacks."""
     computed = []
     real = local_mod.multiply
-    monkeypatch.setattr(local_mod, "multiply", lambda At, Bt, w: computed.append(w) or real(At, Bt, w))
+    monkeypatch.setattr(
+        local_mod, "multiply", lambda At, Bt, w: computed.append(w) or real(At, Bt, w)
+    )
     ex = SerialExecutor() if executor == "serial" else ThreadExecutor()
     rng = np.random.default_rng(8)
     A, B = rng.random((24, 16)), rng.random((16, 20))
