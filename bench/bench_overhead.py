@@ -36,9 +36,17 @@ Three tables (markdown on stdout):
    small product, exactly (``n·k·l`` at most ``gpucoded.probes.EXACT_BELOW``) and with
    the probes (the threshold set to 0), µs medians, BLAS on one thread.
 
+7. **Where a warm call's time goes** (``--only steps``): the n = 32 call of table 1
+   (serial executor) with each pipeline step timed (its functions wrapped with a
+   timer, about 0.3 µs each): validation, code resolution and call set-up, operand
+   norms and means, encode, starting the run, the workers' GEMMs and the collection
+   with its answer checks, the decode (the weights' combination, the decoder's
+   data-aware choice, the bounds and estimate), the accuracy guard with its measured
+   check, and the delivery; µs medians per call, steps nested as they run.
+
 Tables 1–4 use only the public API, so they measure any checkout:
 ``PYTHONPATH=<checkout> python bench/bench_overhead.py``; 5 and 6 set this checkout's
-thresholds.
+thresholds, and 7 wraps this checkout's functions.
 
 Usage::
 
@@ -372,6 +380,85 @@ def exact_check(sizes: Sequence[int], reps: int) -> list[dict]:
     return rows
 
 
+#: (label, depth, module, attribute) of the steps of table 7; a class attribute is
+#: given as "Class.method". Depth 0 steps are disjoint; deeper ones run inside the step
+#: above them.
+STEPS = [
+    ("validation (shapes, dtypes, plan)", 0, "gpucoded.api", "check_inner"),
+    ("validation (shapes, dtypes, plan)", 0, "gpucoded.api", "matmul_plan"),
+    ("validation (shapes, dtypes, plan)", 0, "gpucoded.api", "check_operands"),
+    ("code resolution and call set-up", 0, "gpucoded.api", "set_up"),
+    ("operand norms and means", 0, "gpucoded.api", "operand_norms"),
+    ("operand norms and means", 0, "gpucoded.api", "operands"),
+    ("coded product (run_product)", 0, "gpucoded.api", "run_product"),
+    ("encode", 1, "gpucoded.codes.dispatch", "encode"),
+    ("start the run", 1, "gpucoded.executors.local", "SerialExecutor.start"),
+    ("workers' GEMMs, collection, answer checks", 1, "gpucoded.pipeline", "collect"),
+    ("answer checks", 2, "gpucoded.pipeline", "answer_problem"),
+    ("decode and guard", 1, "gpucoded.pipeline", "decode"),
+    ("combine the answers", 2, "gpucoded.codes.dispatch", "combine"),
+    ("decoder's data-aware choice", 2, "gpucoded.codes.decoding", "DecodeWeights.choose"),
+    ("bounds and model estimate", 2, "gpucoded.codes.decoding", "DecodeInfo.of"),
+    ("accuracy guard and measured check", 2, "gpucoded.pipeline", "apply_guard"),
+    ("measured check", 3, "gpucoded.probes", "measure"),
+    ("delivery", 0, "gpucoded.api", "deliver"),
+]
+
+
+def steps(reps: int, warm: int) -> list[dict]:
+    """µs medians per call of each step of :data:`STEPS` (serial executor, n = 32)."""
+    import importlib
+
+    from gpucoded.executors import SerialExecutor
+
+    spent: dict[str, float] = {}
+    saved = []
+
+    def timed(label: str, fn: Callable) -> Callable:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+
+        return wrapper
+
+    for label, _, mod, attr in STEPS:
+        owner: Any = importlib.import_module(mod)
+        name = attr
+        if "." in attr:
+            cls, name = attr.split(".")
+            owner = getattr(owner, cls)
+        fn = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        saved.append((owner, name, fn))
+        if isinstance(fn, classmethod):
+            setattr(owner, name, classmethod(timed(label, fn.__func__)))
+        else:
+            setattr(owner, name, timed(label, fn))
+    A, B = unit((32, 32), 1), unit((32, 32), 2)
+    ex = SerialExecutor()
+    rows = []
+    try:
+        for label, code, opts in FAMILIES:
+            code_ = make_code("chebyshev", m=4, P=8) if code == "instance" else code
+            per: dict[str, list[float]] = {}
+            for i in range(warm + reps):
+                spent.clear()
+                t0 = time.perf_counter()
+                gpucoded.coded_matmul(A, B, code_, executor=ex, **opts)
+                total = time.perf_counter() - t0
+                if i >= warm:
+                    per.setdefault("total", []).append(total)
+                    for lab, *_ in STEPS:
+                        per.setdefault(lab, []).append(spent.get(lab, 0.0))
+            rows.append({"code": label, **{k: statistics.median(v) * 1e6 for k, v in per.items()}})
+    finally:
+        for owner, name, fn in reversed(saved):
+            setattr(owner, name, fn)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=200, help="warm calls per fixed-cost cell")
@@ -381,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--matvec-n", type=int, default=2000)
     ap.add_argument("--no-dask", action="store_true")
     ap.add_argument("--tiny-sizes", type=int, nargs="*", default=[32, 48, 64, 96, 128])
-    ap.add_argument("--only", choices=["fixed", "hand", "matvec", "gpusim", "paths", "exact"],
+    ap.add_argument("--only", choices=["fixed", "hand", "matvec", "gpusim", "paths", "exact",
+                                       "steps"],
                     nargs="*")  # fmt: skip
     args = ap.parse_args(argv)
     only = set(args.only or ["fixed", "hand", "matvec"])
@@ -421,6 +509,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         for r in exact_check(args.tiny_sizes, args.reps):
             print(f"| {r['dtype']} | {r['n']} | {r['exact']:.1f} | {r['probes']:.1f} | "
                   f"{r['default']} |", flush=True)  # fmt: skip
+    if "steps" in only:
+        rows = steps(args.reps, args.warm)
+        print("\n| step (serial executor, n = 32; µs median per call) | "
+              + " | ".join(r["code"] for r in rows) + " |")  # fmt: skip
+        print("|---|" + "---:|" * len(rows))
+        labels = list(dict.fromkeys(lab for lab, *_ in STEPS))
+        depth = {lab: d for lab, d, *_ in STEPS}
+        for lab in ["total", *labels]:
+            name = "whole call" if lab == "total" else "&nbsp;&nbsp;" * depth[lab] + lab
+            print(f"| {name} | " + " | ".join(f"{r[lab]:.1f}" for r in rows) + " |")
+        outside = [r["total"] - sum(r[lab] for lab in labels if depth[lab] == 0) for r in rows]
+        print("| between the steps (coded_matmul's own lines) | "
+              + " | ".join(f"{v:.1f}" for v in outside) + " |")  # fmt: skip
     if "gpusim" in only:
         print("\n| call (simulated device, n=32) | host CPU ms: median | wall ms: median "
               "| host syncs per call | pool growths per call |")  # fmt: skip
