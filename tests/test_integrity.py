@@ -342,3 +342,24 @@ def test_verify_decodes_in_the_workers_format():
     _, tight = gpucoded.coded_matmul(A, B, "chebyshev", verify="warn", **f32)
     assert tight.decode.workers == checked.decode.workers
     assert checked.decode.error_bound > 100 * tight.decode.error_bound
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_answer_check_refuses_nonfinite_and_keeps_huge_finite(dtype, layout):
+    """An answer with a NaN or an Inf (from finite inputs) is refused; one whose entries
+    are finite but whose sum overflows (two entries of 0.9 × the format's largest) is
+    kept: the fast check's non-finite total is confirmed entrywise first."""
+    from gpucoded.integrity import answer_problem
+
+    big = 0.9 * float(np.finfo(dtype).max)
+    for bad, refused in ((np.nan, True), (np.inf, True), (-np.inf, True), (big, False)):
+        Z = np.ones((6, 10), dtype=dtype)
+        Z[2, 4] = bad
+        Z[4, 6] = big if not refused else 1.0
+        Z = Z if layout == "contiguous" else Z[:, ::2]
+        with np.errstate(over="ignore"):
+            got = answer_problem(Z, Z.shape, dtype)
+        assert (got is not None) == refused, (bad, got)
+        if refused:
+            assert "non-finite" in got
