@@ -166,22 +166,26 @@ def answer_problem(
 
 
 def drop_nonfinite(workers: list[int], products: list, erased: dict[int, str]) -> bool:
-    """Drop the device answers with NaN/Inf whose check :func:`answer_problem` deferred.
+    """Drop the answers with NaN/Inf whose check :func:`answer_problem` deferred.
 
-    One reduction per answer is queued and all their results come back with a single
-    host synchronisation (a non-finite sum is confirmed entrywise, as in
-    :func:`answer_problem`). ``workers`` and ``products`` (parallel lists) lose the
-    non-finite answers, which are recorded in ``erased``. Returns True when every
-    answer was finite.
+    Device answers: one reduction per answer is queued and all their results come back
+    with a single host synchronisation (a non-finite sum is confirmed entrywise, as in
+    :func:`answer_problem`). Host answers (deferred to the decode, which found a
+    non-finite one and collects on): :func:`answer_problem`'s check, each.
+    ``workers`` and ``products`` (parallel lists) lose the non-finite answers, which
+    are recorded in ``erased``. Returns True when every answer was finite.
     """
+    bad = [
+        k for k, p in enumerate(products)
+        if type(p) is np.ndarray and answer_problem(p, p.shape, p.dtype) is not None
+    ]  # fmt: skip
     dev = [k for k, p in enumerate(products) if is_cupy_array(p)]
-    if not dev:
-        return True
-    xp = array_module(products[dev[0]])
-    finite = to_numpy(xp.isfinite(xp.stack([products[k].sum() for k in dev])))
-    bad = [k for k, ok in zip(dev, finite, strict=True) if not ok]
-    bad = [k for k in bad if not bool(xp.isfinite(products[k]).all())]
-    for k in reversed(bad):
+    if dev:
+        xp = array_module(products[dev[0]])
+        finite = to_numpy(xp.isfinite(xp.stack([products[k].sum() for k in dev])))
+        suspect = [k for k, ok in zip(dev, finite, strict=True) if not ok]
+        bad += [k for k in suspect if not bool(xp.isfinite(products[k]).all())]
+    for k in sorted(bad, reverse=True):
         erased[workers[k]] = "non-finite answer (NaN/Inf) from finite inputs"
         del workers[k], products[k]
     return not bad

@@ -36,6 +36,7 @@ the decisions that need them — NaN/Inf operands refused, a non-finite answer e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -214,6 +215,7 @@ def answers_in(
     finite: bool,
     *,
     defer_device: bool = False,
+    defer_host: bool = False,
 ) -> Iterator[tuple[int, Any]]:
     """Yield ``(worker, product)`` for every usable answer of ``run``, in arrival order.
 
@@ -221,7 +223,10 @@ def answers_in(
     or is not finite while the inputs were, is an erasure (``info.erased``). With
     ``defer_device`` the finiteness of device answers is left to
     :func:`~gpucoded.integrity.drop_nonfinite` (one host sync for all of them, called
-    by :func:`collect`), not checked here with a sync per answer.
+    by :func:`collect`), not checked here with a sync per answer. With ``defer_host``
+    the finiteness of host answers is left to the decode (:func:`decode` with
+    ``recheck``): a NaN/Inf answer makes the decoded C non-finite, and only then are
+    the answers looked at, so a call does not read every answer once more.
     """
     for ans in run:
         info.answered.append(ans.worker)
@@ -229,8 +234,9 @@ def answers_in(
         if not ans.ok:
             info.erased[ans.worker] = erasure_reason(ans.error)
             continue
+        host = defer_host and type(ans.product) is np.ndarray
         bad = answer_problem(
-            ans.product, shape, dtype, check_finite=finite, defer_device=defer_device
+            ans.product, shape, dtype, check_finite=finite and not host, defer_device=defer_device
         )
         if bad:
             info.erased[ans.worker] = bad
@@ -366,8 +372,19 @@ def decode(
     call: Call,
     fmt: Format,
     info: CallInfo,
-) -> Any:
-    """Decode the chosen answers, then apply the accuracy guard; fills ``info``."""
+    *,
+    recheck: tuple[list[int], list[Any]] | None = None,
+) -> Any | None:
+    """Decode the chosen answers, then apply the accuracy guard; fills ``info``.
+
+    ``recheck``: the caller's (workers, products) lists, whose finiteness was not checked
+    on arrival (:func:`answers_in` with ``defer_host``). A NaN/Inf answer makes C
+    non-finite, which the guard's pass over C sees (the measured check's max|Ĉ|, or
+    max|Ĉ| itself); only then are the decoded answers looked at, and the non-finite ones
+    erased (``info.erased``) and dropped from those lists: None is returned and the
+    caller collects on. A non-finite C from finite answers (an overflow in the decode)
+    goes to the guard as before.
+    """
     if ops.pending:
         resolve(ops)
     t1 = time.perf_counter()
@@ -387,25 +404,55 @@ def decode(
         # decoder "auto": the cached candidates are measured on the operands (check="probes")
         measure = call.check == "probes" and ops.finite and ops.A is not None
         data = (ops.A, ops.B, ops.reference) if measure else None
-        C, dinfo = code.decode(
-            prods, got, return_info=True, fmt=fmt, weights=dw, data=data, **kw
-        )  # fmt: skip
+        # unchecked answers (recheck): a NaN/Inf one is found from C below, not warned of
+        # by NumPy here; a decode that overflows is the guard's to flag
+        with np.errstate(invalid="ignore", over="ignore") if recheck else _NO_CONTEXT:
+            C, dinfo = code.decode(
+                prods, got, return_info=True, fmt=fmt, weights=dw, data=data, **kw
+            )  # fmt: skip
         dinfo.cached = cached
         used = tuple(got)
     if C.dtype != ops.dtype:
         C = C.astype(ops.dtype)
     info.decode_time = time.perf_counter() - t1
+    measured = scale = None
+    if ops.finite:  # the guard's pass over C, here so that recheck can read it first
+        if call.check == "probes" and ops.A is not None:
+            measured = probes.measure(C, ops.A, ops.B, fixed=ops.fixed, reference=ops.reference)
+        else:
+            scale = absmax(C)
+    if recheck is not None:
+        top = measured.result_max if measured is not None else scale
+        if top is not None and not math.isfinite(top):
+            if _drop_nonfinite(got, prods, info, recheck):
+                return None
     info.used, info.decode, info.format = tuple(used), dinfo, fmt.name
     info.accuracy = apply_guard(
-        C, dinfo, code, fmt, call, ops.finite, info.integrity, ops=ops, info=info
-    )
+        C, dinfo, code, fmt, call, ops.finite, info.integrity, ops=ops, info=info,
+        measured=measured, scale=scale,
+    )  # fmt: skip
     return C
+
+
+def _drop_nonfinite(
+    S: list[int], used: list[Any], info: CallInfo, lists: tuple[list[int], list[Any]]
+) -> bool:
+    """Erase the non-finite answers among ``used`` (from workers S), dropping them from the
+    caller's (workers, products) ``lists``; True if there was one."""
+    workers, products = lists
+    bad = [w for w, p in zip(S, used, strict=True) if not bool(np.isfinite(p).all())]
+    for w in bad:
+        info.erased[w] = "non-finite answer (NaN/Inf) from finite inputs"
+        i = workers.index(w)
+        del workers[i], products[i]
+    return bool(bad)
 
 
 def apply_guard(
     C: Any, dinfo: DecodeInfo, code: Code, fmt: Format, call: Call, finite: bool,
     integrity: IntegrityReport | None = None, *, ops: Operands | None = None,
     info: CallInfo | None = None, measured: probes.Measured | None = None,
+    scale: float | None = None,
 ) -> float | None:  # fmt: skip
     """:func:`gpucoded.guard.check_accuracy` on the measured error, or the model's.
 
@@ -418,7 +465,8 @@ def apply_guard(
     (:func:`gpucoded.guard.bound_exceeds_result`: the check vouches for no digit) is
     flagged too, through the same ``on_inaccurate`` channel, and recorded in the
     integrity report (``bound_exceeds_result``). ``measured`` given: the check was
-    made already (the device path's one transfer, :func:`decode_on_device`).
+    made already (the device path's one transfer, :func:`decode_on_device`); ``scale``
+    given: :math:`\\max|\\hat C|` was taken already (:func:`decode`).
     """
     if not finite:
         return None
@@ -428,7 +476,7 @@ def apply_guard(
         scale = measured.result_max
         if info is not None:
             info.measured = measured
-    else:
+    elif scale is None:
         scale = absmax(C)
     rel = guard.check_accuracy(
         dinfo, scale, code=code, fmt=fmt, on_inaccurate=call.on_inaccurate,
@@ -532,6 +580,8 @@ def absmax(C: Any) -> float:
     return max(hi, -lo) if hi == hi else hi  # NaN propagates through max and min
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
 # ------------------------------------------------------------------ the pipeline
 Encoder = Callable[[], tuple[Any, Any]]
 
@@ -598,6 +648,12 @@ def run_product(
     deferred = ops.pending and call.verify is None and call.wait_for_accuracy is None
     if ops.pending and not deferred:
         resolve(ops)
+    # host answers, plain call: their finiteness is read from the decoded C (decode's
+    # recheck), not from a pass over each answer; the decode runs before the run ends, so
+    # that a non-finite answer found then can be replaced by a later one
+    host_defer = (
+        not ops.pending and ops.finite and call.verify is None and call.wait_for_accuracy is None
+    )
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
     shape = (At.shape[1], Bt.shape[2])
@@ -605,12 +661,24 @@ def run_product(
     C = None
     with run:
         stream = answers_in(
-            run, info, shape, stack_dtype(code, ops.dtype), ops.finite, defer_device=True
-        )
-        erased = info.erased if ops.finite and not deferred else None
+            run, info, shape, stack_dtype(code, ops.dtype), ops.finite, defer_device=True,
+            defer_host=host_defer,
+        )  # fmt: skip
+        erased = info.erased if ops.finite and not deferred and not host_defer else None
         got, prods, note = collect(stream, run, code, call, fmt, t_run, erased)
         info.time_to_decode = time.perf_counter() - t_run
-        if deferred and code.can_decode(got):
+        if host_defer and code.can_decode(got):
+            S, info.selection = select(code, got, fmt, call, note)
+            pos = {w: i for i, w in enumerate(got)}
+            used = [prods[pos[w]] for w in S]
+            C = decode(code, S, used, ops, call, fmt, info, recheck=(got, prods))
+            if C is None:  # an answer was not finite (dropped): collect on, checking each
+                again = zip(list(got), list(prods), strict=True)
+                got, prods, note = collect(
+                    itertools.chain(again, stream), run, code, call, fmt, t_run, info.erased
+                )
+                info.time_to_decode = time.perf_counter() - t_run
+        elif deferred and code.can_decode(got):
             S, info.selection = select(code, got, fmt, call, note)
             C = decode_on_device(code, S, got, prods, ops, call, fmt, info)
             if C is None:  # an answer was not finite (dropped): collect on as before

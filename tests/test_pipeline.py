@@ -276,3 +276,67 @@ def test_max_norm_is_numpys_norm(family):
         assert abs(pipeline.max_norm(X, axis) - ref) <= (k - 1) * u * ref
     X[3, 4] = np.nan
     assert np.isnan(pipeline.max_norm(X, 1)) and np.isnan(pipeline.max_norm(X, 0))
+
+
+@pytest.mark.parametrize("check", ["probes", None])
+@pytest.mark.parametrize("executor", ["serial", "threads"])
+@pytest.mark.parametrize("n", [24, 150])  # the exact check of a small product, the probes
+def test_host_answers_are_checked_through_the_decode(monkeypatch, check, executor, n):
+    """Host answers are not read once more for NaN/Inf on arrival: a NaN/Inf answer makes
+    the decoded C non-finite, which the guard's pass over C sees; only then are the
+    decoded answers looked at, the bad one erased and the next answer collected. A
+    healthy call checks no answer's finiteness; a faulty one returns the decode of the
+    healthy answers, unflagged."""
+    from gpucoded import integrity
+    from gpucoded.executors import ThreadExecutor
+    from gpucoded.stragglers import FaultyExecutor
+
+    rng = np.random.default_rng(12)
+    A, B = rng.random((n, n)) + 1.0, rng.random((n, n))  # non-negative, non-centred
+    E = A @ B
+    looked = []
+    real = integrity.answer_problem
+    monkeypatch.setattr(
+        pipeline, "answer_problem",
+        lambda p, *a, check_finite=True, **k: looked.append(check_finite) or real(
+            p, *a, check_finite=check_finite, **k),
+    )  # fmt: skip
+    inner = SerialExecutor() if executor == "serial" else ThreadExecutor()
+    kw = dict(m=4, P=9, return_info=True, check=check)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InaccurateResultWarning)
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy's, of the NaN/Inf decoded
+        C, info = gpucoded.coded_matmul(A, B, "matdot", executor=inner, **kw)
+        assert looked and not any(looked) and not info.erased
+        for fault in ("nan", "inf"):
+            ex = FaultyExecutor(inner, {1: fault, 4: fault})
+            C, info = gpucoded.coded_matmul(A, B, "matdot", executor=ex, **kw)
+            # serial: in order, both are read; threads: a late one may be abandoned
+            assert set(info.erased) <= {1, 4} and (executor == "threads" or len(info.erased) == 2)
+            assert all("non-finite" in why for why in info.erased.values())
+            assert 1 not in info.used and 4 not in info.used and len(info.used) == 7
+            assert np.isfinite(C).all()
+            assert np.abs(C - E).max() <= info.error_bound
+
+
+def test_a_nonfinite_decode_of_finite_answers_is_flagged_not_erased(monkeypatch):
+    """A C that is not finite although every answer is (an overflow in the decode, made
+    here by the combine): no answer is erased, and the guard refuses the result."""
+    from gpucoded.codes import dispatch
+
+    real = dispatch.combine
+
+    def overflowing(*a, **k):
+        C = real(*a, **k)
+        C[0, 0] = np.inf
+        return C
+
+    monkeypatch.setattr(dispatch, "combine", overflowing)
+    rng = np.random.default_rng(2)
+    A, B = rng.random((20, 16)), rng.random((16, 12))
+    with pytest.raises(InaccurateResultError) as exc:
+        gpucoded.coded_matmul(A, B, "matdot", m=2, P=4, executor="serial", on_inaccurate="raise")
+    assert "not finite" in str(exc.value) or "non-finite" in str(exc.value)
+    _, info = gpucoded.coded_matmul(A, B, "matdot", m=2, P=4, executor="serial",
+                                    on_inaccurate="ignore", return_info=True)  # fmt: skip
+    assert not info.erased and len(info.used) == 3
