@@ -43,8 +43,8 @@ Three tables (markdown on stdout):
    timer, about 0.3 µs each): validation, code resolution and call set-up, operand
    norms and means, encode, starting the run, the workers' GEMMs and the collection
    with its answer checks, the decode (the weights' combination, the decoder's
-   data-aware choice, the bounds and estimate), the accuracy guard with its measured
-   check, and the delivery; µs medians per call, steps nested as they run.
+   data-aware choice, the bounds and estimate), the measured check, the accuracy
+   guard's rule, and the delivery; µs medians per call, steps nested as they run.
 
 Tables 1–4 use only the public API, so they measure any checkout:
 ``PYTHONPATH=<checkout> python bench/bench_overhead.py``; 5 and 6 set this checkout's
@@ -405,8 +405,8 @@ STEPS = [
     ("combine the answers", 2, "gpucoded.codes.dispatch", "combine"),
     ("decoder's data-aware choice", 2, "gpucoded.codes.decoding", "DecodeWeights.choose"),
     ("bounds and model estimate", 2, "gpucoded.codes.decoding", "DecodeInfo.of"),
-    ("accuracy guard and measured check", 2, "gpucoded.pipeline", "apply_guard"),
-    ("measured check", 3, "gpucoded.probes", "measure"),
+    ("measured check", 2, "gpucoded.probes", "measure"),
+    ("accuracy guard (the rule, the report)", 2, "gpucoded.pipeline", "apply_guard"),
     ("delivery", 0, "gpucoded.api", "deliver"),
 ]
 
