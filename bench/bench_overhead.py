@@ -480,62 +480,65 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     only = set(args.only or ["fixed", "hand", "matvec"])
     print(f"gpucoded from {gpucoded.__file__}")
-    if "fixed" in only:
-        print("\n| executor | code | ms per warm call (n=32): median | 10th percentile |")
-        print("|---|---|---:|---:|")
-        for r in fixed_cost(args.reps, args.warm, not args.no_dask):
-            print(f"| {r['executor']} | {r['code']} | {r['ms']:.3f} | {r['p10']:.3f} |",
-                  flush=True)  # fmt: skip
-    if "hand" in only:
-        print("\n| n | coded_matmul ms | by hand ms | ratio (median of rounds) | rounds |")
-        print("|---:|---:|---:|---:|---:|")  # BLAS on one thread, serial executor
-        for r in end_to_end(args.sizes, args.rounds):
-            print(f"| {r['n']} | {r['call_ms']:.2f} | {r['hand_ms']:.2f} | "
-                  f"{r['ratio']:.3f} | {r['rounds']} |", flush=True)  # fmt: skip
-    if "matvec" in only:
-        print("\n| executor | BLAS | check | n | CodedMatrix @ x ms | M @ x ms | ratio "
-              "| CPU ms: coded | CPU ms: plain | CPU ratio |")  # fmt: skip
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for r in matvec(args.matvec_n, args.rounds * 5):
-            print(f"| {r['executor']} | {r['blas']} | {r['check']} | {r['n']} | "
-                  f"{r['coded_ms']:.3f} | {r['plain_ms']:.3f} | {r['ratio']:.2f} | "
-                  f"{r['coded_cpu']:.3f} | {r['plain_cpu']:.3f} | {r['cpu_ratio']:.2f} |",
-                  flush=True)  # fmt: skip
-    if "paths" in only:
-        print("\n| n | code | stack entries | encode µs: numpy | encode µs: loops "
-              "| decode µs: numpy | decode µs: loops |")  # fmt: skip
-        print("|---:|---|---:|---:|---:|---:|---:|")
-        for r in paths(args.tiny_sizes, args.reps):
-            print(f"| {r['n']} | {r['code']} | {r['entries']} | {r['enc_numpy']:.1f} | "
-                  f"{r['enc_loops']:.1f} | {r['dec_numpy']:.1f} | {r['dec_loops']:.1f} |",
-                  flush=True)  # fmt: skip
-    if "exact" in only:
-        print("\n| dtype | n | exact µs | probes µs | default |")
-        print("|---|---:|---:|---:|---|")
-        for r in exact_check(args.tiny_sizes, args.reps):
-            print(f"| {r['dtype']} | {r['n']} | {r['exact']:.1f} | {r['probes']:.1f} | "
-                  f"{r['default']} |", flush=True)  # fmt: skip
-    if "steps" in only:
-        rows = steps(args.reps, args.warm)
-        print("\n| step (serial executor, n = 32; µs median per call) | "
-              + " | ".join(r["code"] for r in rows) + " |")  # fmt: skip
-        print("|---|" + "---:|" * len(rows))
-        labels = list(dict.fromkeys(lab for lab, *_ in STEPS))
-        depth = {lab: d for lab, d, *_ in STEPS}
-        for lab in ["total", *labels]:
-            name = "whole call" if lab == "total" else "&nbsp;&nbsp;" * depth[lab] + lab
-            print(f"| {name} | " + " | ".join(f"{r[lab]:.1f}" for r in rows) + " |")
-        outside = [r["total"] - sum(r[lab] for lab in labels if depth[lab] == 0) for r in rows]
-        print("| between the steps (coded_matmul's own lines) | "
-              + " | ".join(f"{v:.1f}" for v in outside) + " |")  # fmt: skip
-    if "gpusim" in only:
-        print("\n| call (simulated device, n=32) | host CPU ms: median | wall ms: median "
-              "| host syncs per call | pool growths per call |")  # fmt: skip
-        print("|---|---:|---:|---:|---:|")
-        for r in gpusim(args.reps, args.warm):
-            print(f"| {r['call']} | {r['host_ms']:.3f} | {r['wall_ms']:.3f} | "
-                  f"{r['host_sync']:.2f} | {r['pool_grow']:.2f} |", flush=True)  # fmt: skip
+    #: section -> (rows, [(header, key, format)]); formats: "" text, ".3f", ...; rows are
+    #: made lazily, printed as they come
+    tables: dict[str, tuple[Callable[[], Any], list[tuple[str, str, str]]]] = {
+        "fixed": (lambda: fixed_cost(args.reps, args.warm, not args.no_dask),
+                  [("executor", "executor", ""), ("code", "code", ""),
+                   ("ms per warm call (n=32): median", "ms", ".3f"),
+                   ("10th percentile", "p10", ".3f")]),
+        "hand": (lambda: end_to_end(args.sizes, args.rounds),  # BLAS 1 thread, serial
+                 [("n", "n", "d"), ("coded_matmul ms", "call_ms", ".2f"),
+                  ("by hand ms", "hand_ms", ".2f"), ("ratio (median of rounds)", "ratio", ".3f"),
+                  ("rounds", "rounds", "d")]),
+        "matvec": (lambda: matvec(args.matvec_n, args.rounds * 5),
+                   [("executor", "executor", ""), ("BLAS", "blas", ""), ("check", "check", ""),
+                    ("n", "n", "d"), ("CodedMatrix @ x ms", "coded_ms", ".3f"),
+                    ("M @ x ms", "plain_ms", ".3f"), ("ratio", "ratio", ".2f"),
+                    ("CPU ms: coded", "coded_cpu", ".3f"), ("CPU ms: plain", "plain_cpu", ".3f"),
+                    ("CPU ratio", "cpu_ratio", ".2f")]),
+        "paths": (lambda: paths(args.tiny_sizes, args.reps),
+                  [("n", "n", "d"), ("code", "code", ""), ("stack entries", "entries", "d"),
+                   ("encode µs: numpy", "enc_numpy", ".1f"),
+                   ("encode µs: loops", "enc_loops", ".1f"),
+                   ("decode µs: numpy", "dec_numpy", ".1f"),
+                   ("decode µs: loops", "dec_loops", ".1f")]),
+        "exact": (lambda: exact_check(args.tiny_sizes, args.reps),
+                  [("dtype", "dtype", ""), ("n", "n", "d"), ("exact µs", "exact", ".1f"),
+                   ("probes µs", "probes", ".1f"), ("default", "default", "")]),
+        "gpusim": (lambda: gpusim(args.reps, args.warm),
+                   [("call (simulated device, n=32)", "call", ""),
+                    ("host CPU ms: median", "host_ms", ".3f"),
+                    ("wall ms: median", "wall_ms", ".3f"),
+                    ("host syncs per call", "host_sync", ".2f"),
+                    ("pool growths per call", "pool_grow", ".2f")]),
+    }  # fmt: skip
+    for name in ("fixed", "hand", "matvec", "paths", "exact", "steps", "gpusim"):
+        if name not in only:
+            continue
+        if name == "steps":
+            print_steps(steps(args.reps, args.warm))
+            continue
+        make, cols = tables[name]
+        print("\n| " + " | ".join(h for h, _, _ in cols) + " |")
+        print("|" + "".join("---|" if f == "" else "---:|" for _, _, f in cols))
+        for r in make():
+            print("| " + " | ".join(format(r[k], f) for _, k, f in cols) + " |", flush=True)
 
+
+def print_steps(rows: list[dict]) -> None:
+    """Table 7: a column per family, a row per step (indented by its depth)."""
+    print("\n| step (serial executor, n = 32; µs median per call) | "
+          + " | ".join(r["code"] for r in rows) + " |")  # fmt: skip
+    print("|---|" + "---:|" * len(rows))
+    labels = list(dict.fromkeys(lab for lab, *_ in STEPS))
+    depth = {lab: d for lab, d, *_ in STEPS}
+    for lab in ["total", *labels]:
+        name = "whole call" if lab == "total" else "&nbsp;&nbsp;" * depth[lab] + lab
+        print(f"| {name} | " + " | ".join(f"{r[lab]:.1f}" for r in rows) + " |")
+    outside = [r["total"] - sum(r[lab] for lab in labels if depth[lab] == 0) for r in rows]
+    print("| between the steps (coded_matmul's own lines) | "
+          + " | ".join(f"{v:.1f}" for v in outside) + " |")  # fmt: skip
 
 if __name__ == "__main__":
     main()
