@@ -648,14 +648,17 @@ def run_product(
     deferred = ops.pending and call.verify is None and call.wait_for_accuracy is None
     if ops.pending and not deferred:
         resolve(ops)
-    # host answers, plain call: their finiteness is read from the decoded C (decode's
-    # recheck), not from a pass over each answer; the decode runs before the run ends, so
-    # that a non-finite answer found then can be replaced by a later one
-    host_defer = (
-        not ops.pending and ops.finite and call.verify is None and call.wait_for_accuracy is None
-    )
     info = CallInfo(code=code, nonfinite_input=not ops.finite)
     run, At, Bt = start(code, encode, executor, call, fmt, info)
+    # host answers of a run with nothing in flight between reads (serial, inline), plain
+    # call: their finiteness is read from the decoded C (decode's recheck), not from a
+    # pass over each answer; the decode runs before the run ends, so that a non-finite
+    # answer found then can be replaced by a later one. A run with workers in the
+    # background is cancelled first and checks each answer as it arrives, as before.
+    host_defer = (
+        not run.background and not ops.pending and ops.finite and call.verify is None
+        and call.wait_for_accuracy is None
+    )  # fmt: skip
     shape = (At.shape[1], Bt.shape[2])
     t_run = info.time_to_decode
     C = None

@@ -401,6 +401,10 @@ class _FaultyRun(Run):
     def cancel(self) -> None:
         self._inner.cancel()
 
+    @property
+    def background(self) -> bool:  # type: ignore[override]
+        return self._inner.background
+
 
 class FaultyExecutor(Executor):
     """Wraps any executor and injects faults into chosen workers' answers.

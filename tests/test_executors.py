@@ -298,3 +298,27 @@ def test_runs_without_delays_compute_only_what_is_read(monkeypatch, executor):
     next(it)
     run.cancel()
     assert list(it) == [] and computed[-1] == 0
+
+
+def test_runs_say_whether_workers_compute_in_the_background():
+    """Run.background: False where nothing is in flight between reads (the serial
+    executor, with or without delays; the thread executor's inline run of tiny workers),
+    True for a pool run; a FaultyExecutor's run says what its inner run says."""
+    from gpucoded.stragglers import FaultyExecutor
+
+    rng = np.random.default_rng(9)
+    tiny = rng.random((3, 4, 4)), rng.random((3, 4, 4))
+    big = _stacks(P=3)
+    cases = [
+        (SerialExecutor(), tiny, None, False),
+        (SerialExecutor(), tiny, [0.0, 0.1, 0.0], False),
+        (ThreadExecutor(), tiny, None, False),
+        (ThreadExecutor(), big, None, True),
+        (ThreadExecutor(), tiny, [0.0, 0.01, 0.0], True),
+        (FaultyExecutor(SerialExecutor(), {1: "nan"}), tiny, None, False),
+        (FaultyExecutor(ThreadExecutor(), {1: "nan"}), big, None, True),
+    ]
+    for ex, (At, Bt), delays, background in cases:
+        with ex.start(At, Bt, workers=range(3), delays=delays) as run:
+            assert run.background is background, (ex, delays)
+            assert len(list(run)) == 3

@@ -78,6 +78,14 @@ class Answer:
 class Run(ABC):
     """A started set of worker multiplies: iterate for answers, cancel the rest."""
 
+    #: Workers compute in the background (threads, a cluster, a device) while the run
+    #: is read, so the reader should cancel the run as soon as it has its answers; False
+    #: for a run with nothing in flight between reads (its reader computes each worker,
+    #: or all were computed at the start). The call pipeline then decodes before it
+    #: ends the run, and reads a NaN/Inf answer from the decoded C instead of checking
+    #: each answer on arrival (:func:`gpucoded.pipeline.run_product`).
+    background: bool = True
+
     @abstractmethod
     def __iter__(self) -> Iterator[Answer]: ...
 

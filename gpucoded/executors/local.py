@@ -153,6 +153,7 @@ def multiply(At: Any, Bt: Any, w: int) -> Any:
 
 
 class _SerialRun(Run):
+    background = False  # every worker was computed at the start
     def __init__(self, answers: list[Answer]) -> None:
         self._answers = answers
         self._cancelled = False
@@ -179,6 +180,8 @@ class LazyRun(Run):
     serial executor's clock); else the wall clock. An answer later than the time limit
     ends the run (later workers only answer later).
     """
+
+    background = False
 
     def __init__(
         self, At: Any, Bt: Any, workers: Sequence[int], timeout: float | None, virtual: bool
