@@ -569,15 +569,7 @@ def resolve(ops: Operands, *extra: Any) -> list[np.ndarray]:
     return host[len(dev) :]
 
 
-def absmax(C: Any) -> float:
-    """:math:`\\max|C|` (NaN if C has a NaN): for real C, max and −min (two streaming
-    reductions, no temporary |C|: 1.6 ms against 9.8 ms at 2048², NumPy); else |C|."""
-    if C.size == 0:
-        return 0.0
-    if C.dtype.kind == "c":
-        return float(array_module(C).abs(C).max())
-    hi, lo = float(C.max()), float(C.min())
-    return max(hi, -lo) if hi == hi else hi  # NaN propagates through max and min
+absmax = probes.absmax  # max|C| (NaN if C has one): the guard's scale without probes
 
 
 _NO_CONTEXT = contextlib.nullcontext()

@@ -154,6 +154,7 @@ def multiply(At: Any, Bt: Any, w: int) -> Any:
 
 class _SerialRun(Run):
     background = False  # every worker was computed at the start
+
     def __init__(self, answers: list[Answer]) -> None:
         self._answers = answers
         self._cancelled = False
@@ -218,10 +219,12 @@ class LazyRun(Run):
 
 
 class SerialExecutor(Executor):
-    """All workers in the caller's thread at ``start``; answers ordered by a virtual clock.
+    """The workers in the caller's thread; answers ordered by a virtual clock.
 
     Worker w's answer has ``start`` = the summed compute time of the workers before it
     and ``end`` = ``start`` + its compute time + ``delays[w]`` (see the module notes).
+    With ``delays`` every worker is computed at ``start``; without, each when the run is
+    read up to it (:class:`LazyRun`).
     """
 
     name = "serial"
