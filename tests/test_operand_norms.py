@@ -115,3 +115,23 @@ def test_one_coded_matrix_with_two_dtypes(first):
     dims = cm.code.grid.block_dims(20, 16, 5)
     assert cm.encoded("A", np.float32, dims).dtype == np.float32
     assert cm.encoded("A", np.float64, dims).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_operand_means_are_the_largest_absolute_row_and_column_means(dtype):
+    """μ_A = max_v |mean(A[v, :])|, μ_B = max_w |mean(B[:, w])| (the fast real path and the
+    generic one agree with the definition, negative means included); NaN propagates."""
+    from gpucoded.pipeline import operand_means
+
+    rng = np.random.default_rng(4)
+    A = (rng.random((9, 13)) - np.linspace(0, 1.5, 9)[:, None]).astype(dtype)  # rows of both signs
+    B = (rng.random((13, 6)) - np.linspace(1.2, 0, 6)).astype(dtype)
+    want = (
+        max(abs(complex(A[v].astype(np.complex128).mean())) for v in range(9)),
+        max(abs(complex(B[:, w].astype(np.complex128).mean())) for w in range(6)),
+    )
+    got = operand_means(A, B)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert got == pytest.approx(want, rel=tol)
+    A[4, 2] = np.nan
+    assert np.isnan(operand_means(A, B)[0])
